@@ -1,0 +1,35 @@
+"""Errors a user can cause. Each carries one sentence fit to show a non-programmer.
+
+Everything else (bugs, out-of-memory, library failures) stays an ordinary exception: the UI
+logs it with detail and shows a short generic sentence.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Base class: ``str(err)`` is one sentence saying what is wrong and what to do."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class MediaError(UserError):
+    """The uploaded file cannot be read as a video or image sequence."""
+
+
+class LimitError(UserError):
+    """The upload is readable but exceeds a configured size, length or resolution limit."""
+
+
+class CheckpointError(UserError):
+    """No usable model checkpoint: missing, offline, corrupt or for another model."""
+
+
+class PromptError(UserError):
+    """A click, box or object reference that does not fit the current video or session."""
+
+
+class TrackingError(UserError):
+    """A tracking action that cannot run in the session's current state."""

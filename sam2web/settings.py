@@ -1,0 +1,160 @@
+"""Every setting sam2web reads, in one place.
+
+Settings come from environment variables. Each is declared once in ``SETTINGS`` with its
+default and a help text; the README lists them all (a test checks that). Reading settings
+has no side effects: nothing is created, downloaded or built here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("SAM2WEB_MODEL", "sam2.1-tiny",
+            "Model size to load: sam2.1-tiny, sam2.1-small, sam2.1-base-plus, sam2.1-large, "
+            "or the SAM2.0 equivalents sam2-tiny ... sam2-large."),
+    Setting("SAM2WEB_CHECKPOINT", "",
+            "Path to a local checkpoint file (.pt) for SAM2WEB_MODEL. When set, nothing is "
+            "downloaded."),
+    Setting("SAM2WEB_CACHE_DIR", "~/.cache/sam2web",
+            "Folder where downloaded checkpoints are kept."),
+    Setting("SAM2WEB_OFFLINE", "0",
+            "1 = never download checkpoints; use SAM2WEB_CHECKPOINT or the cache only."),
+    Setting("SAM2WEB_DEVICE", "auto",
+            "Where the model runs: auto (CUDA, then Apple MPS, then CPU), cuda, mps or cpu."),
+    Setting("SAM2WEB_RESOLUTION", "1024",
+            "Processing resolution in pixels (square). 1024 is SAM2's native size; smaller "
+            "values (e.g. 512) are faster and approximate."),
+    Setting("SAM2WEB_BF16", "auto",
+            "bfloat16 autocast: auto (on for CUDA), 1 (on; also on CPUs that support it), 0 (off)."),
+    Setting("SAM2WEB_DATA_DIR", "",
+            "Folder that holds one sub-folder per user session (frames, masks, exports). "
+            "Empty = a 'sam2web' folder in the system temp directory."),
+    Setting("SAM2WEB_FRAME_FORMAT", "jpeg",
+            "How decoded frames are stored per session: jpeg (quality 95, 4:4:4, the format "
+            "SAM2's own loader reads) or png (lossless, larger)."),
+    Setting("SAM2WEB_MAX_UPLOAD_MB", "1024", "Largest upload accepted, in megabytes."),
+    Setting("SAM2WEB_MAX_FRAMES", "5000", "Most frames a video or image sequence may have."),
+    Setting("SAM2WEB_MAX_DURATION_S", "1800", "Longest video accepted, in seconds."),
+    Setting("SAM2WEB_MAX_PIXELS", "8294400",
+            "Most pixels per frame (default 3840x2160); larger frames are refused."),
+    Setting("SAM2WEB_MAX_ZIP_RATIO", "200",
+            "Largest allowed ratio of unpacked to packed size for zip uploads (zip-bomb guard)."),
+    Setting("SAM2WEB_FULL_MEMORY_FRAMES", "300",
+            "Videos up to this many frames keep every tracked frame's model memory (refining any "
+            "frame is immediate); longer videos keep only what SAM2 reads and re-track a released "
+            "frame before refining it."),
+    Setting("SAM2WEB_HOST", "0.0.0.0", "Address the web app listens on."),
+    Setting("SAM2WEB_PORT", "7860", "Port the web app listens on."),
+    Setting("SAM2WEB_CONCURRENCY", "1",
+            "How many model-heavy events (clicks, propagation) run at once across all users."),
+    Setting("SAM2WEB_SESSION_TTL_S", "7200",
+            "A session idle for this many seconds is removed with its files."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _raw(name: str, env: dict[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    value = env.get(name, "").strip()
+    return value if value else _BY_NAME[name].default
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str
+    checkpoint: Path | None
+    cache_dir: Path
+    offline: bool
+    device: str
+    resolution: int
+    bf16: str
+    data_dir: Path
+    frame_format: str
+    max_upload_mb: int
+    max_frames: int
+    max_duration_s: float
+    max_pixels: int
+    max_zip_ratio: float
+    full_memory_frames: int
+    host: str
+    port: int
+    concurrency: int
+    session_ttl_s: float
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        def get(name: str) -> str:
+            return _raw(name, env)
+
+        def as_int(name: str, low: int = 0) -> int:
+            value = get(name)
+            try:
+                number = int(value)
+            except ValueError:
+                raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+            if number < low:
+                raise ValueError(f"{name} must be at least {low}, got {number}")
+            return number
+
+        def as_float(name: str) -> float:
+            value = get(name)
+            try:
+                number = float(value)
+            except ValueError:
+                raise ValueError(f"{name} must be a number, got {value!r}") from None
+            if number <= 0:
+                raise ValueError(f"{name} must be positive, got {number}")
+            return number
+
+        def choice(name: str, options: tuple[str, ...]) -> str:
+            value = get(name).lower()
+            if value not in options:
+                raise ValueError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+            return value
+
+        checkpoint = get("SAM2WEB_CHECKPOINT")
+        data_dir = get("SAM2WEB_DATA_DIR") or str(Path(tempfile.gettempdir()) / "sam2web")
+        resolution = as_int("SAM2WEB_RESOLUTION", 64)
+        if resolution % 32:
+            raise ValueError(f"SAM2WEB_RESOLUTION must be a multiple of 32, got {resolution}")
+        return cls(
+            model=get("SAM2WEB_MODEL"),
+            checkpoint=Path(checkpoint).expanduser() if checkpoint else None,
+            cache_dir=Path(get("SAM2WEB_CACHE_DIR")).expanduser(),
+            offline=get("SAM2WEB_OFFLINE") in ("1", "true", "yes"),
+            device=choice("SAM2WEB_DEVICE", ("auto", "cpu", "cuda", "mps")),
+            resolution=resolution,
+            bf16=choice("SAM2WEB_BF16", ("auto", "0", "1")),
+            data_dir=Path(data_dir).expanduser(),
+            frame_format=choice("SAM2WEB_FRAME_FORMAT", ("jpeg", "png")),
+            max_upload_mb=as_int("SAM2WEB_MAX_UPLOAD_MB", 1),
+            max_frames=as_int("SAM2WEB_MAX_FRAMES", 1),
+            max_duration_s=as_float("SAM2WEB_MAX_DURATION_S"),
+            max_pixels=as_int("SAM2WEB_MAX_PIXELS", 1),
+            max_zip_ratio=as_float("SAM2WEB_MAX_ZIP_RATIO"),
+            full_memory_frames=as_int("SAM2WEB_FULL_MEMORY_FRAMES", 0),
+            host=get("SAM2WEB_HOST"),
+            port=as_int("SAM2WEB_PORT", 1),
+            concurrency=as_int("SAM2WEB_CONCURRENCY", 1),
+            session_ttl_s=as_float("SAM2WEB_SESSION_TTL_S"),
+        )
+
+
+def setting_names() -> list[str]:
+    return [s.name for s in SETTINGS]
+
+
+assert len(fields(Settings)) == len(SETTINGS), "every Setting needs a Settings field"

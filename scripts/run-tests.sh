@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the whole test suite, browser tests included.
+# Extra arguments go to pytest, e.g. `bash scripts/run-tests.sh -m "not browser"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --dev
+if [[ ! -x /usr/bin/chromium ]]; then
+  echo "[tests] installing Debian's chromium for the browser tests"
+  if [[ $(id -u) == 0 ]]; then SUDO=(); else SUDO=(sudo); fi
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq chromium >/dev/null
+fi
+exec .venv/bin/python -m pytest "$@"
