@@ -51,6 +51,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Most pixels per frame (default 3840x2160); larger frames are refused."),
     Setting("SAM2WEB_MAX_ZIP_RATIO", "200",
             "Largest allowed ratio of unpacked to packed size for zip uploads (zip-bomb guard)."),
+    Setting("SAM2WEB_CORRECTIONS", "keep",
+            "keep: a click on an already-tracked frame becomes a prompted frame and survives "
+            "the next propagation. upstream: sam2 1.1.0's default, where the next propagation "
+            "overwrites such corrections."),
     Setting("SAM2WEB_FULL_MEMORY_FRAMES", "300",
             "Videos up to this many frames keep every tracked frame's model memory (refining any "
             "frame is immediate); longer videos keep only what SAM2 reads and re-track a released "
@@ -88,6 +92,7 @@ class Settings:
     max_duration_s: float
     max_pixels: int
     max_zip_ratio: float
+    corrections: str
     full_memory_frames: int
     host: str
     port: int
@@ -145,6 +150,7 @@ class Settings:
             max_duration_s=as_float("SAM2WEB_MAX_DURATION_S"),
             max_pixels=as_int("SAM2WEB_MAX_PIXELS", 1),
             max_zip_ratio=as_float("SAM2WEB_MAX_ZIP_RATIO"),
+            corrections=choice("SAM2WEB_CORRECTIONS", ("keep", "upstream")),
             full_memory_frames=as_int("SAM2WEB_FULL_MEMORY_FRAMES", 0),
             host=get("SAM2WEB_HOST"),
             port=as_int("SAM2WEB_PORT", 1),
