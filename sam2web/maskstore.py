@@ -1,0 +1,257 @@
+"""Per-session storage of tracking results on disk.
+
+One compressed ``.npz`` file per frame (``f000123.npz``) holds, for every object with a
+result on that frame, its boolean mask (bit-packed with :func:`numpy.packbits`) and SAM2's
+object score logit: arrays ``ids`` (N,), ``scores`` (N,) and ``bits`` (N, ceil(H*W/8)). A 1080p mask packs to 259 KB and compresses to a few KB, so a long
+video's results stay off the heap.
+
+Files are replaced atomically (temporary file + :func:`os.replace`), so a reader that opens a
+frame while the tracking thread rewrites it sees the old or the new file, never half of one.
+Writes are serialised by a per-store lock; reads take the lock only to look at the frame
+index, never while decoding a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .types import FrameResult
+
+_FRAME_FILE = re.compile(r"^f(\d{6,})\.npz$")
+
+
+def _pack(mask: np.ndarray) -> np.ndarray:
+    return np.packbits(np.asarray(mask, dtype=bool).reshape(-1))
+
+
+class MaskStore:
+    """Masks and scores of every object on every tracked frame, kept in ``root``.
+
+    Masks are boolean arrays of shape (height, width), indexed [row, col]. Object ids are
+    positive ints; a score is SAM2's object score logit (> 0: the object is present), NaN
+    when unknown.
+    """
+
+    def __init__(self, root: Path, height: int, width: int):
+        if height <= 0 or width <= 0:
+            raise ValueError(f"mask size must be positive, got {height}x{width}")
+        self.root = Path(root)
+        self.height = int(height)
+        self.width = int(width)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._frames: set[int] = set()
+        for path in self.root.iterdir():
+            match = _FRAME_FILE.match(path.name)
+            if match:
+                self._frames.add(int(match.group(1)))
+
+    # ------------------------------------------------------------------ files
+    def _path(self, frame_idx: int) -> Path:
+        return self.root / f"f{int(frame_idx):06d}.npz"
+
+    def _load_packed(self, frame_idx: int) -> tuple[dict[int, np.ndarray], dict[int, float]]:
+        """Packed masks and scores of one frame ({} when the frame has no file)."""
+        try:
+            with np.load(self._path(frame_idx), allow_pickle=False) as data:
+                ids = [int(i) for i in data["ids"]]
+                scores = {i: float(s) for i, s in zip(ids, data["scores"], strict=True)}
+                bits = self._check_bits(data["bits"], frame_idx)
+        except FileNotFoundError:
+            return {}, {}
+        return dict(zip(ids, bits, strict=True)), scores
+
+    def _check_bits(self, bits: np.ndarray, frame_idx: int) -> np.ndarray:
+        if bits.ndim != 2 or bits.shape[1] != (self.height * self.width + 7) // 8:
+            raise ValueError(
+                f"stored masks of frame {frame_idx} do not fit {self.height}x{self.width}"
+            )
+        return bits
+
+    def _save_packed(
+        self, frame_idx: int, packed: dict[int, np.ndarray], scores: dict[int, float]
+    ) -> None:
+        """Atomically replace the frame's file (or remove it when nothing is left)."""
+        path = self._path(frame_idx)
+        if not packed:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            self._frames.discard(frame_idx)
+            return
+        ids = sorted(packed)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez_compressed(
+                    fh,
+                    ids=np.asarray(ids, dtype=np.int64),
+                    scores=np.asarray([scores[i] for i in ids], dtype=np.float64),
+                    bits=np.stack([packed[i] for i in ids]),
+                )
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._frames.add(frame_idx)
+
+    def _unpack(self, packed: np.ndarray) -> np.ndarray:
+        n = self.height * self.width
+        return np.unpackbits(packed, count=n).view(bool).reshape(self.height, self.width)
+
+    # ------------------------------------------------------------------ writing
+    def write(self, frame_idx: int, masks: dict[int, np.ndarray], scores: dict[int, float]) -> None:
+        """Store masks and scores of some objects on one frame.
+
+        Entries of the objects in ``masks`` replace their earlier ones on this frame; other
+        objects' entries on the frame are kept. ``scores`` must have a value for each object
+        in ``masks``.
+        """
+        frame_idx = self._check_frame(frame_idx)
+        new_packed: dict[int, np.ndarray] = {}
+        new_scores: dict[int, float] = {}
+        for obj_id, mask in masks.items():
+            obj_id = int(obj_id)
+            if obj_id <= 0:
+                raise ValueError(f"object ids must be positive, got {obj_id}")
+            mask = np.asarray(mask)
+            if mask.shape != (self.height, self.width):
+                raise ValueError(
+                    f"mask of object {obj_id} has shape {mask.shape}; this store holds "
+                    f"{self.height}x{self.width} masks"
+                )
+            if obj_id not in scores:
+                raise ValueError(f"no score given for object {obj_id}")
+            new_packed[obj_id] = _pack(mask)
+            new_scores[obj_id] = float(scores[obj_id])
+        if not new_packed:
+            return
+        with self._lock:
+            packed, old_scores = self._load_packed(frame_idx)
+            packed.update(new_packed)
+            old_scores.update(new_scores)
+            self._save_packed(frame_idx, packed, old_scores)
+
+    def drop(self, frame_idx: int, obj_id: int | None = None) -> None:
+        """Forget one object's entry on one frame (every object's when ``obj_id`` is None)."""
+        frame_idx = self._check_frame(frame_idx)
+        with self._lock:
+            if frame_idx not in self._frames:
+                return
+            if obj_id is None:
+                self._save_packed(frame_idx, {}, {})
+                return
+            packed, scores = self._load_packed(frame_idx)
+            if int(obj_id) in packed:
+                del packed[int(obj_id)]
+                self._save_packed(frame_idx, packed, scores)
+
+    def remove_object(self, obj_id: int) -> None:
+        """Forget an object on every frame."""
+        obj_id = int(obj_id)
+        with self._lock:
+            for frame_idx in sorted(self._frames):
+                packed, scores = self._load_packed(frame_idx)
+                if obj_id in packed:
+                    del packed[obj_id]
+                    self._save_packed(frame_idx, packed, scores)
+
+    def clear(self) -> None:
+        """Forget every result (the folder itself stays)."""
+        with self._lock:
+            for path in self.root.iterdir():
+                if _FRAME_FILE.match(path.name) or path.name.endswith(".tmp"):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+            self._frames.clear()
+
+    # ------------------------------------------------------------------ reading
+    def frames(self) -> list[int]:
+        """Sorted indices of the frames that have at least one stored object."""
+        with self._lock:
+            return sorted(self._frames)
+
+    def read(self, frame_idx: int) -> FrameResult | None:
+        """Every stored object's mask and score on a frame, or None when there are none."""
+        frame_idx = self._check_frame(frame_idx)
+        packed, scores = self._load_packed(frame_idx)
+        if not packed:
+            return None
+        masks = {obj_id: self._unpack(bits) for obj_id, bits in packed.items()}
+        return FrameResult(frame_idx, masks, scores)
+
+    def mask(self, frame_idx: int, obj_id: int) -> np.ndarray | None:
+        """One object's boolean mask (H, W) on a frame, or None when not stored."""
+        frame_idx = self._check_frame(frame_idx)
+        try:
+            with np.load(self._path(frame_idx), allow_pickle=False) as data:
+                ids = data["ids"].tolist()
+                if int(obj_id) not in ids:
+                    return None
+                bits = self._check_bits(data["bits"], frame_idx)
+                return self._unpack(bits[ids.index(int(obj_id))])
+        except FileNotFoundError:
+            return None
+
+    def score(self, frame_idx: int, obj_id: int) -> float | None:
+        """One object's score logit on a frame, or None when not stored."""
+        frame_idx = self._check_frame(frame_idx)
+        try:
+            with np.load(self._path(frame_idx), allow_pickle=False) as data:
+                ids = data["ids"].tolist()
+                if int(obj_id) not in ids:
+                    return None
+                return float(data["scores"][ids.index(int(obj_id))])
+        except FileNotFoundError:
+            return None
+
+    def iter_frames(self, start: int = 0, stop: int | None = None) -> Iterator[FrameResult]:
+        """Stored results of frames ``start`` <= index < ``stop``, in frame order."""
+        for frame_idx in self.frames():
+            if frame_idx < start or (stop is not None and frame_idx >= stop):
+                continue
+            result = self.read(frame_idx)
+            if result is not None:  # may have been dropped since frames() was taken
+                yield result
+
+    def label_image(self, frame_idx: int, obj_order: list[int] | None = None) -> np.ndarray:
+        """uint16 (H, W) image: pixel value = object id, 0 = background.
+
+        ``obj_order`` lists the objects to draw, in drawing order; where masks overlap, the
+        object later in the list wins. None draws every stored object in ascending id order
+        (so the larger id wins). A frame without results gives an all-zero image.
+        """
+        frame_idx = self._check_frame(frame_idx)
+        labels = np.zeros((self.height, self.width), dtype=np.uint16)
+        packed, _ = self._load_packed(frame_idx)
+        order = sorted(packed) if obj_order is None else [int(i) for i in obj_order]
+        for obj_id in order:
+            if obj_id in packed:
+                if not 0 < obj_id < 65536:
+                    raise ValueError(f"object id {obj_id} does not fit a 16-bit label image")
+                labels[self._unpack(packed[obj_id])] = obj_id
+        return labels
+
+    def nbytes_on_disk(self) -> int:
+        """Bytes used by the stored frame files."""
+        total = 0
+        for frame_idx in self.frames():
+            with contextlib.suppress(FileNotFoundError):
+                total += self._path(frame_idx).stat().st_size
+        return total
+
+    @staticmethod
+    def _check_frame(frame_idx) -> int:
+        if isinstance(frame_idx, bool) or not isinstance(frame_idx, (int, np.integer)):
+            raise TypeError(f"frame index must be an int, got {type(frame_idx).__name__}")
+        if frame_idx < 0:
+            raise ValueError(f"frame index must be >= 0, got {frame_idx}")
+        return int(frame_idx)
