@@ -1,0 +1,188 @@
+"""The process-wide engine: settings, the shared model cache and per-session workspaces.
+
+One :class:`Engine` serves every user of a server (or one notebook). Each user gets a
+:class:`Workspace` — a folder named by the server (a random hex id, never anything the
+user typed) holding the decoded frames, the mask store and exports — and a
+:class:`~sam2web.session.TrackingSession` on a model shared read-only with everyone using
+the same configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CheckpointError
+from .media import FrameFolder, MediaLimits, ingest
+from .model import ModelCache, autocast_context, choose_device, get_spec, resolve_checkpoint
+from .session import TrackingSession
+from .settings import Settings
+from .types import VideoInfo
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, "int | None"], None]
+
+_WORKSPACE_ID_CHARS = set("0123456789abcdef")
+
+
+@dataclass
+class Workspace:
+    """A server-made folder for one user session."""
+
+    id: str
+    root: Path
+    created: float = field(default_factory=time.time)
+
+    @property
+    def frames_dir(self) -> Path:
+        return self.root / "frames"
+
+    @property
+    def masks_dir(self) -> Path:
+        return self.root / "masks"
+
+    @property
+    def exports_dir(self) -> Path:
+        path = self.root / "exports"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class CheckpointStatus:
+    ready: bool
+    model_label: str
+    message: str  # one sentence for the page
+    path: Path | None = None
+
+
+class Engine:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+        self.models = ModelCache()
+        self._ckpt_lock = threading.Lock()
+        self._ckpt_paths: dict[str, Path] = {}
+
+    def __deepcopy__(self, memo):
+        return self  # process-wide: models and locks are shared, never copied
+
+    # ------------------------------------------------------------------ workspaces
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+    def create_workspace(self) -> Workspace:
+        root_dir = self.data_dir
+        root_dir.mkdir(parents=True, exist_ok=True)
+        ws_id = uuid.uuid4().hex
+        root = root_dir / ws_id
+        root.mkdir(mode=0o700)
+        return Workspace(ws_id, root)
+
+    def workspace_path(self, ws_id: str) -> Path:
+        """The folder of a server-issued workspace id; anything else is refused."""
+        if len(ws_id) != 32 or not set(ws_id) <= _WORKSPACE_ID_CHARS:
+            raise ValueError("not a workspace id")
+        return self.data_dir / ws_id
+
+    @property
+    def limits(self) -> MediaLimits:
+        return MediaLimits.from_settings(self.settings)
+
+    def open_video(self, ws: Workspace, upload: Path, source_name: str | None = None,
+                   fps: float | None = None, progress: Progress | None = None) -> VideoInfo:
+        """Decode an upload into the workspace's frame folder (replacing any earlier one)."""
+        shutil.rmtree(ws.frames_dir, ignore_errors=True)
+        shutil.rmtree(ws.masks_dir, ignore_errors=True)
+        return ingest(upload, ws.frames_dir, limits=self.limits,
+                      frame_format=self.settings.frame_format, source_name=source_name,
+                      fps=fps, progress=progress)
+
+    # ------------------------------------------------------------------ model
+    def checkpoint_status(self, model_key: str | None = None) -> CheckpointStatus:
+        """Whether a checkpoint is at hand without downloading anything."""
+        spec = get_spec(model_key or self.settings.model)
+        try:
+            path = resolve_checkpoint(spec, checkpoint=self.settings.checkpoint,
+                                      cache_dir=self.settings.cache_dir, offline=True)
+        except CheckpointError as err:
+            if self.settings.offline or self.settings.checkpoint:
+                return CheckpointStatus(False, spec.label, err.message)
+            return CheckpointStatus(
+                False, spec.label,
+                f"{spec.label} will be downloaded ({spec.size_mb} MB) when tracking starts.")
+        return CheckpointStatus(True, spec.label, f"{spec.label} is ready.", path)
+
+    def predictor(self, model_key: str | None = None, progress: Progress | None = None):
+        spec = get_spec(model_key or self.settings.model)
+        with self._ckpt_lock:
+            path = self._ckpt_paths.get(spec.key)
+            if path is None or not path.exists():
+                path = resolve_checkpoint(spec, checkpoint=self.settings.checkpoint,
+                                          cache_dir=self.settings.cache_dir,
+                                          offline=self.settings.offline, progress=progress)
+                self._ckpt_paths[spec.key] = path
+        device = choose_device(self.settings.device)
+        return self.models.get(spec, path, device, self.settings.resolution,
+                               corrections=self.settings.corrections)
+
+    def checkpoint_path(self, model_key: str | None = None) -> Path | None:
+        """The checkpoint file :meth:`predictor` resolved for this model, or None when the
+        model has not been loaded yet. Reads only; never resolves or downloads."""
+        spec = get_spec(model_key or self.settings.model)
+        with self._ckpt_lock:
+            return self._ckpt_paths.get(spec.key)
+
+    def start_session(self, ws: Workspace, model_key: str | None = None,
+                      progress: Progress | None = None) -> TrackingSession:
+        predictor = self.predictor(model_key, progress)
+        folder = FrameFolder(ws.frames_dir)
+        shutil.rmtree(ws.masks_dir, ignore_errors=True)
+        device = predictor.device
+        return TrackingSession(
+            predictor, folder.frame_paths(), folder.info, ws.masks_dir,
+            full_memory_frames=self.settings.full_memory_frames,
+            autocast=lambda: autocast_context(device, self.settings.bf16),
+        )
+
+    @property
+    def approximate(self) -> bool:
+        """True when the processing resolution is not SAM2's native 1024 px."""
+        return self.settings.resolution != 1024
+
+    # ------------------------------------------------------------------ housekeeping
+    def sweep(self, max_age_s: float | None = None, keep: set[str] | None = None) -> int:
+        """Remove workspace folders older than ``max_age_s`` (default: the session TTL)
+        that are not in ``keep``. Returns how many were removed."""
+        max_age = self.settings.session_ttl_s if max_age_s is None else max_age_s
+        keep = keep or set()
+        if not self.data_dir.is_dir():
+            return 0
+        removed = 0
+        now = time.time()
+        for child in self.data_dir.iterdir():
+            if child.name in keep or not child.is_dir():
+                continue
+            if len(child.name) != 32 or not set(child.name) <= _WORKSPACE_ID_CHARS:
+                continue  # not ours
+            try:
+                age = now - child.stat().st_mtime
+            except OSError:
+                continue
+            if age > max_age:
+                shutil.rmtree(child, ignore_errors=True)
+                removed += 1
+        return removed

@@ -1,0 +1,742 @@
+"""Project files: a tracking job saved as versioned JSON, and replayed from it.
+
+A project records the video it was made on (name, SHA-256, size, frame rate), the model
+configuration, the calibration, the objects and the session's *history*: every action that
+changed SAM2's state, in order (:attr:`sam2web.session.TrackingSession.history`). Masks are
+not stored. :func:`apply_project` replays the history on the loaded video: on the same
+video with the same model, device and numerics the masks come out identical; on another
+video of the same length and size it repeats the same clicks and tracking runs there.
+
+Format, version 1::
+
+    {
+      "format": "sam2web-project",
+      "version": 1,
+      "sam2web_version": "0.1.0",
+      "sam2_version": "1.1.0",
+      "created": "2025-01-31T12:00:00+00:00",
+      "source": {"name": "mice.mp4", "sha256": "<64 hex digits>", "num_frames": 300,
+                 "width": 1280, "height": 720, "fps": 30.0, "kind": "video"},
+      "model": {"key": "sam2.1-tiny", "label": "SAM 2.1 tiny (156 MB)",
+                "checkpoint_identity": "<16 hex digits>", "resolution": 1024,
+                "corrections": "keep", "bf16": true, "device": "cuda"},
+      "calibration": {"pixels_per_unit": 5.0, "unit": "mm", "fps": null},
+      "objects": [{"id": 1, "name": "mouse", "color": [230, 25, 75]}],
+      "history": [
+        {"op": "add_object", "obj": 1, "name": "mouse"},
+        {"op": "click", "frame": 0, "obj": 1, "x": 412.5, "y": 300.0, "positive": true},
+        {"op": "propagate", "passes": [{"start": 0, "reverse": false, "frames": 300}]}
+      ]
+    }
+
+History operations and their fields: ``add_object`` {obj, name}; ``rename_object`` {obj,
+name}; ``remove_object`` {obj}; ``click`` {frame, obj, x, y, positive}; ``box`` {frame, obj,
+x0, y0, x1, y1}; ``undo`` {frame, obj}; ``clear`` {frame, obj}; ``propagate`` {passes:
+[{start, reverse, frames}, ...]}. Coordinates are (x, y) pixels of the original frame
+(:mod:`sam2web.types`), frames count from 0, and object ids are handed out from 1 in the
+order of ``add_object`` steps (removed ids are not reused). ``model.bf16`` and
+``model.device`` say how the model actually ran (bfloat16 autocast on or off, "cpu",
+"cuda" or "mps"); ``checkpoint_identity`` is :func:`sam2web.model.checkpoint_identity`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .analysis import Calibration
+from .errors import UserError
+from .model import autocast_context, checkpoint_identity, choose_device, get_spec
+from .types import Box, Click, TrackedObject
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .workflow import UserSession
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, "int | None"], None]
+
+FORMAT = "sam2web-project"
+VERSION = 1
+PROJECT_FILENAME = "sam2web_project.json"
+
+MAX_PROJECT_BYTES = 20 * 1024 * 1024
+MAX_HISTORY = 100_000  # steps; a long manual session has a few thousand
+MAX_OBJECTS = 1_000
+MAX_PASSES = 4  # passes per propagate step (sam2web makes at most 2)
+MAX_NAME_CHARS = 80  # object names, as the session keeps them
+MAX_TEXT_CHARS = 300  # file names, versions, time stamps
+MAX_FRAMES = 10_000_000
+MAX_SIDE = 100_000  # pixels
+
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+class ProjectError(UserError):
+    """A project file that cannot be used: unreadable, damaged, or made for another video."""
+
+
+# ---------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class ProjectSource:
+    """The video a project was made on."""
+
+    name: str
+    sha256: str | None  # of the uploaded file's bytes; None when unknown
+    num_frames: int
+    width: int
+    height: int
+    fps: float
+    kind: str
+
+
+@dataclass(frozen=True)
+class ProjectModel:
+    """How the model was configured and how it ran."""
+
+    key: str
+    label: str
+    checkpoint_identity: str | None
+    resolution: int
+    corrections: str
+    bf16: bool | None  # bfloat16 autocast was on; None when unknown
+    device: str | None  # "cpu", "cuda" or "mps"; None when unknown
+
+
+@dataclass
+class Project:
+    """A parsed, validated project file (see the module docstring for the format)."""
+
+    source: ProjectSource
+    model: ProjectModel
+    calibration: Calibration
+    objects: list[TrackedObject]
+    history: list[dict]
+    sam2web_version: str = __version__
+    sam2_version: str | None = None
+    created: str = field(default_factory=lambda: _now())
+
+    def to_dict(self) -> dict:
+        cal = self.calibration
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "sam2web_version": self.sam2web_version,
+            "sam2_version": self.sam2_version,
+            "created": self.created,
+            "source": {
+                "name": self.source.name,
+                "sha256": self.source.sha256,
+                "num_frames": self.source.num_frames,
+                "width": self.source.width,
+                "height": self.source.height,
+                "fps": self.source.fps,
+                "kind": self.source.kind,
+            },
+            "model": {
+                "key": self.model.key,
+                "label": self.model.label,
+                "checkpoint_identity": self.model.checkpoint_identity,
+                "resolution": self.model.resolution,
+                "corrections": self.model.corrections,
+                "bf16": self.model.bf16,
+                "device": self.model.device,
+            },
+            "calibration": {
+                "pixels_per_unit": cal.pixels_per_unit,
+                "unit": cal.unit,
+                "fps": cal.fps,
+            },
+            "objects": [
+                {"id": o.obj_id, "name": o.name, "color": list(o.color)} for o in self.objects
+            ],
+            "history": [dict(step) for step in self.history],
+        }
+
+    def replay_steps(self) -> int:
+        """Units of work :func:`apply_project` reports: one per step, one per tracked frame."""
+        total = 0
+        for step in self.history:
+            if step["op"] == "propagate":
+                total += sum(p["frames"] for p in step["passes"])
+            else:
+                total += 1
+        return total
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def sam2_version() -> str | None:
+    """Installed version of the sam2 package, or None when it is not installed."""
+    try:
+        return importlib.metadata.version("sam2")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
+    """SHA-256 (hex) of a file's bytes, read ``chunk`` bytes at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------- saving
+def _model_record(user: UserSession) -> ProjectModel:
+    engine = user.engine
+    settings = engine.settings
+    spec = get_spec(settings.model)
+    path = engine.checkpoint_path(spec.key) or engine.checkpoint_status(spec.key).path
+    identity = checkpoint_identity(path) if path is not None and path.is_file() else None
+    device = bf16 = None
+    try:
+        import torch
+
+        dev = (user.tracking.predictor.device if user.tracking is not None
+               else choose_device(settings.device))
+        device = torch.device(dev).type
+        bf16 = isinstance(autocast_context(dev, settings.bf16), torch.autocast)
+    except UserError:  # the configured device is not available here
+        pass
+    return ProjectModel(spec.key, spec.label, identity, settings.resolution,
+                        settings.corrections, bf16, device)
+
+
+def build_project(user: UserSession, calibration: Calibration | None = None) -> dict:
+    """The project of a user session as a JSON-ready dict (see the module docstring).
+
+    Needs a loaded video; before any tracking the objects and history are empty.
+    """
+    info = user.info
+    tracking = user.tracking
+    history = [] if tracking is None else [dict(step) for step in tracking.history]
+    if len(history) > MAX_HISTORY:
+        raise ProjectError(
+            f"This session has {len(history):,} steps, more than a project file can hold "
+            f"({MAX_HISTORY:,}); reset and track again with fewer clicks."
+        )
+    objects = [] if tracking is None else [
+        TrackedObject(o.obj_id, o.name, tuple(o.color)) for o in tracking.objects.values()
+    ]
+    project = Project(
+        source=ProjectSource(
+            name=info.source_name,
+            sha256=getattr(user, "source_sha256", None),
+            num_frames=info.num_frames,
+            width=info.width,
+            height=info.height,
+            fps=float(info.fps),
+            kind=info.kind,
+        ),
+        model=_model_record(user),
+        calibration=calibration or Calibration(),
+        objects=objects,
+        history=history,
+        sam2_version=sam2_version(),
+    )
+    return project.to_dict()
+
+
+def dumps_project(data: dict) -> str:
+    """Project JSON text: indented, with one history step per line (compact and diffable)."""
+    head = {k: v for k, v in data.items() if k != "history"}
+    text = json.dumps(head, indent=2, ensure_ascii=False, allow_nan=False)
+    steps = [json.dumps(step, ensure_ascii=False, allow_nan=False)
+             for step in data.get("history", [])]
+    body = "[]" if not steps else "[\n    " + ",\n    ".join(steps) + "\n  ]"
+    return text[:-2] + f',\n  "history": {body}\n}}\n'
+
+
+def save_project(user: UserSession, path: Path | str,
+                 calibration: Calibration | None = None) -> Path:
+    """Write the user's project to ``path`` (UTF-8 JSON, replaced atomically)."""
+    text = dumps_project(build_project(user, calibration))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------- loading
+def load_project(path: Path | str) -> Project:
+    """Read and validate a project file. Raises :class:`ProjectError` with one sentence."""
+    path = Path(path)
+    name = path.name
+    try:
+        size = path.stat().st_size
+        if size > MAX_PROJECT_BYTES:
+            raise _too_large(name)
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_PROJECT_BYTES + 1)
+    except OSError:
+        log.info("cannot read project file %s", path, exc_info=True)
+        raise ProjectError(
+            f"The project file {name} cannot be read; check that it exists and is accessible."
+        ) from None
+    return parse_project(_decode_json(raw, name), name)
+
+
+def _too_large(name: str) -> ProjectError:
+    return ProjectError(
+        f"The project file {name} is larger than any sam2web project "
+        f"({MAX_PROJECT_BYTES / (1024 * 1024):g} MB at most); choose a {PROJECT_FILENAME} "
+        "file saved by sam2web."
+    )
+
+
+def _reject_constant(token: str):
+    raise ValueError(f"{token} is not a number JSON allows")
+
+
+def _decode_json(raw: bytes, name: str) -> Any:
+    if len(raw) > MAX_PROJECT_BYTES:  # grew after it was measured
+        raise _too_large(name)
+    try:
+        return json.loads(raw.decode("utf-8-sig"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ProjectError(
+            f"The file {name} is not a sam2web project (it is not valid JSON text); choose a "
+            f"{PROJECT_FILENAME} file saved by sam2web."
+        ) from None
+
+
+class _Checker:
+    """Type and range checks that end in one sentence naming the bad field."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def fail(self, what: str) -> ProjectError:
+        return ProjectError(
+            f"The project file {self.name} is damaged or was edited by hand ({what}); save "
+            "the project again from sam2web."
+        )
+
+    def obj(self, data: Any, where: str) -> dict:
+        if not isinstance(data, dict):
+            raise self.fail(f"{where} is not a JSON object")
+        return data
+
+    def get(self, data: dict, key: str, where: str) -> Any:
+        if key not in data:
+            raise self.fail(f"{where} has no '{key}'")
+        return data[key]
+
+    def as_int(self, value: Any, where: str, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(f"{where} is not a whole number")
+        if not low <= value <= high:
+            raise self.fail(f"{where} is {value}, outside {low} to {high}")
+        return value
+
+    def as_num(self, value: Any, where: str, low: float, high: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(f"{where} is not a number")
+        value = float(value)
+        if not (math.isfinite(value) and low <= value <= high):
+            raise self.fail(f"{where} is {value:g}, outside {low:g} to {high:g}")
+        return value
+
+    def as_bool(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(f"{where} is not true or false")
+        return value
+
+    def as_str(self, value: Any, where: str, max_chars: int = MAX_TEXT_CHARS,
+            empty: bool = False) -> str:
+        if not isinstance(value, str):
+            raise self.fail(f"{where} is not text")
+        if len(value) > max_chars:
+            raise self.fail(f"{where} is longer than {max_chars} characters")
+        if not empty and not value.strip():
+            raise self.fail(f"{where} is empty")
+        return value
+
+    def opt_str(self, value: Any, where: str) -> str | None:
+        return None if value is None else self.as_str(value, where)
+
+    def hex(self, value: Any, where: str, digits: int) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value) != digits or not _HEX.fullmatch(value):
+            raise self.fail(f"{where} is not {digits} lowercase hex digits")
+        return value
+
+    def name_text(self, value: Any, where: str) -> str:
+        text = self.as_str(value, where, MAX_NAME_CHARS)
+        if not text.isprintable():
+            raise self.fail(f"{where} holds control characters")
+        return text
+
+
+def parse_project(data: Any, name: str = PROJECT_FILENAME) -> Project:
+    """Validate a decoded project (``json.load`` output) and return it as a :class:`Project`.
+
+    ``name`` is the file name used in messages. Raises :class:`ProjectError`.
+    """
+    c = _Checker(name)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ProjectError(
+            f"The file {name} is not a sam2web project; choose a {PROJECT_FILENAME} file "
+            "saved by sam2web."
+        )
+    version = c.get(data, "version", "the file")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise c.fail("its format version is not a positive whole number")
+    if version > VERSION:
+        raise ProjectError(
+            f"The project file {name} was saved by a newer sam2web (format version {version}, "
+            f"this one reads version {VERSION}); update sam2web to open it."
+        )
+
+    source = _parse_source(c, c.obj(c.get(data, "source", "the file"), "'source'"))
+    model = _parse_model(c, c.obj(c.get(data, "model", "the file"), "'model'"))
+    calibration = _parse_calibration(
+        c, c.obj(c.get(data, "calibration", "the file"), "'calibration'"))
+
+    objects_raw = c.get(data, "objects", "the file")
+    if not isinstance(objects_raw, list):
+        raise c.fail("'objects' is not a list")
+    if len(objects_raw) > MAX_OBJECTS:
+        raise c.fail(f"it lists {len(objects_raw):,} objects, more than {MAX_OBJECTS:,}")
+    objects = [_parse_object(c, item, i) for i, item in enumerate(objects_raw)]
+
+    history_raw = c.get(data, "history", "the file")
+    if not isinstance(history_raw, list):
+        raise c.fail("'history' is not a list")
+    if len(history_raw) > MAX_HISTORY:
+        raise c.fail(f"its history has {len(history_raw):,} steps, more than {MAX_HISTORY:,}")
+    history = [_parse_step(c, item, i, source) for i, item in enumerate(history_raw)]
+    _check_object_ids(c, history, objects)
+
+    return Project(
+        source=source,
+        model=model,
+        calibration=calibration,
+        objects=objects,
+        history=history,
+        sam2web_version=c.as_str(c.get(data, "sam2web_version", "the file"), "'sam2web_version'"),
+        sam2_version=c.opt_str(c.get(data, "sam2_version", "the file"), "'sam2_version'"),
+        created=c.as_str(c.get(data, "created", "the file"), "'created'"),
+    )
+
+
+def _parse_source(c: _Checker, d: dict) -> ProjectSource:
+    def get(key):
+        return c.get(d, key, "'source'")
+
+    return ProjectSource(
+        name=c.as_str(get("name"), "the source name"),
+        sha256=c.hex(get("sha256"), "the source sha256", 64),
+        num_frames=c.as_int(get("num_frames"), "the source frame count", 1, MAX_FRAMES),
+        width=c.as_int(get("width"), "the source width", 1, MAX_SIDE),
+        height=c.as_int(get("height"), "the source height", 1, MAX_SIDE),
+        fps=c.as_num(get("fps"), "the source frame rate", 1e-6, 1e6),
+        kind=c.as_str(get("kind"), "the source kind"),
+    )
+
+
+def _parse_model(c: _Checker, d: dict) -> ProjectModel:
+    def get(key):
+        return c.get(d, key, "'model'")
+
+    key = c.as_str(get("key"), "the model key")
+    try:
+        get_spec(key)
+    except UserError:
+        raise c.fail(f"the model {key!r} is not a known SAM2 model") from None
+    resolution = c.as_int(get("resolution"), "the model resolution", 64, 8192)
+    if resolution % 32:
+        raise c.fail(f"the model resolution {resolution} is not a multiple of 32")
+    corrections = c.as_str(get("corrections"), "the corrections mode")
+    if corrections not in ("keep", "upstream"):
+        raise c.fail("the corrections mode is neither 'keep' nor 'upstream'")
+    bf16 = get("bf16")
+    device = get("device") if "device" in d else None
+    return ProjectModel(
+        key=get_spec(key).key,
+        label=c.as_str(get("label"), "the model label"),
+        checkpoint_identity=c.hex(get("checkpoint_identity"), "the checkpoint identity", 16),
+        resolution=resolution,
+        corrections=corrections,
+        bf16=None if bf16 is None else c.as_bool(bf16, "the model's bf16 flag"),
+        device=c.opt_str(device, "the model device"),
+    )
+
+
+def _parse_calibration(c: _Checker, d: dict) -> Calibration:
+    ppu = c.get(d, "pixels_per_unit", "'calibration'")
+    unit = c.get(d, "unit", "'calibration'")
+    fps = c.get(d, "fps", "'calibration'")
+    try:
+        return Calibration(pixels_per_unit=ppu, unit=unit, fps=fps)
+    except UserError as err:
+        raise c.fail("its calibration is invalid: " + _clause(err.message)) from None
+
+
+def _parse_object(c: _Checker, item: Any, i: int) -> TrackedObject:
+    where = f"object {i + 1} in 'objects'"
+    d = c.obj(item, where)
+    obj_id = c.as_int(c.get(d, "id", where), f"the id of {where}", 1, MAX_HISTORY)
+    name = c.name_text(c.get(d, "name", where), f"the name of {where}")
+    color = c.get(d, "color", where)
+    if not isinstance(color, list) or len(color) != 3:
+        raise c.fail(f"the colour of {where} is not a list of three numbers")
+    rgb = tuple(c.as_int(v, f"the colour of {where}", 0, 255) for v in color)
+    return TrackedObject(obj_id, name, rgb)  # type: ignore[arg-type]
+
+
+_OPS = ("add_object", "rename_object", "remove_object", "click", "box", "undo", "clear",
+        "propagate")
+
+
+def _parse_step(c: _Checker, item: Any, i: int, source: ProjectSource) -> dict:
+    """One history step, checked against the project's own video size and normalised to
+    exactly the fields the replay uses."""
+    where = f"history step {i + 1}"
+    d = c.obj(item, where)
+    op = c.get(d, "op", where)
+    if op not in _OPS:
+        raise c.fail(f"{where} has the unknown action {str(op)[:40]!r}")
+    where = f"history step {i + 1} ({op})"
+    last = source.num_frames - 1
+
+    def get(key):
+        return c.get(d, key, where)
+
+    def frame(key="frame"):
+        return c.as_int(get(key), f"the frame of {where}", 0, last)
+
+    def obj():
+        return c.as_int(get("obj"), f"the object of {where}", 1, MAX_HISTORY)
+
+    def coord(key, size):
+        return c.as_num(get(key), f"{key} of {where}", 0.0, float(size))
+
+    if op in ("add_object", "rename_object"):
+        return {"op": op, "obj": obj(), "name": c.name_text(get("name"), f"the name in {where}")}
+    if op == "remove_object":
+        return {"op": op, "obj": obj()}
+    if op == "click":
+        return {"op": op, "frame": frame(), "obj": obj(),
+                "x": coord("x", source.width), "y": coord("y", source.height),
+                "positive": c.as_bool(get("positive"), f"'positive' of {where}")}
+    if op == "box":
+        return {"op": op, "frame": frame(), "obj": obj(),
+                "x0": coord("x0", source.width), "y0": coord("y0", source.height),
+                "x1": coord("x1", source.width), "y1": coord("y1", source.height)}
+    if op in ("undo", "clear"):
+        return {"op": op, "frame": frame(), "obj": obj()}
+    passes_raw = get("passes")
+    if not isinstance(passes_raw, list) or len(passes_raw) > MAX_PASSES:
+        raise c.fail(f"'passes' of {where} is not a list of at most {MAX_PASSES} passes")
+    passes = []
+    for p in passes_raw:
+        p = c.obj(p, f"a pass of {where}")
+        start = c.as_int(c.get(p, "start", where), f"the start frame of {where}", 0, last)
+        reverse = c.as_bool(c.get(p, "reverse", where), f"'reverse' of {where}")
+        room = start + 1 if reverse else source.num_frames - start
+        frames = c.as_int(c.get(p, "frames", where), f"the frame count of {where}", 0, room)
+        passes.append({"start": start, "reverse": reverse, "frames": frames})
+    return {"op": op, "passes": passes}
+
+
+def _check_object_ids(c: _Checker, history: list[dict], objects: list[TrackedObject]) -> None:
+    """Ids are handed out 1, 2, 3, ... by add_object; every other step names a live object,
+    and the objects left at the end are the ones listed."""
+    next_id = 1
+    live: set[int] = set()
+    for i, step in enumerate(history):
+        op = step["op"]
+        if op == "propagate":
+            continue
+        obj_id = step["obj"]
+        if op == "add_object":
+            if obj_id != next_id:
+                raise c.fail(f"history step {i + 1} adds object {obj_id}, expected {next_id}")
+            live.add(obj_id)
+            next_id += 1
+        elif obj_id not in live:
+            raise c.fail(f"history step {i + 1} ({op}) refers to object {obj_id}, which does "
+                         "not exist at that point")
+        elif op == "remove_object":
+            live.discard(obj_id)
+    listed = [o.obj_id for o in objects]
+    if sorted(listed) != sorted(live) or len(set(listed)) != len(listed):
+        raise c.fail("its object list does not match the objects its history creates")
+
+
+# ---------------------------------------------------------------------------- applying
+def check_source(project: Project, info, sha256: str | None, strict: bool = True) -> list[str]:
+    """Whether the loaded video fits the project. Frame count and size must always match;
+    with ``strict`` the file's SHA-256 must match too. Returns notes for the user."""
+    src = project.source
+    if (info.num_frames, info.width, info.height) != (src.num_frames, src.width, src.height):
+        raise ProjectError(
+            f"This project was made on {src.name}, {_clip(src.num_frames, src.width, src.height)}"
+            f", but the loaded video has {_clip(info.num_frames, info.width, info.height)}; "
+            "load a video of the same length and size."
+        )
+    notes = []
+    if src.sha256 and sha256 and src.sha256 != sha256:
+        if strict:
+            raise ProjectError(
+                f"This project was made on a different file ({src.name}) than the loaded "
+                "video, though both have the same length and size; load the original video "
+                "to reproduce the project."
+            )
+        notes.append(f"The project was made on {src.name}; its clicks are replayed on this "
+                     "video at the same frames and positions.")
+    if not math.isclose(src.fps, info.fps, rel_tol=1e-6):
+        notes.append(f"The project's video ran at {src.fps:g} frames per second, this one at "
+                     f"{info.fps:g}; time stamps follow this video.")
+    return notes
+
+
+def _clip(frames: int, width: int, height: int) -> str:
+    return f"{frames} frame{'s' if frames != 1 else ''} of {width}x{height} pixels"
+
+
+def model_notes(project: Project, current: ProjectModel) -> list[str]:
+    """Sentences saying how the model now differs from the one the project was made with
+    (each difference can change the masks)."""
+    saved = project.model
+    notes = []
+    if saved.key != current.key:
+        notes.append(f"The project was made with {get_spec(saved.key).name}, this server runs "
+                     f"{get_spec(current.key).name}; masks will differ.")
+    elif (saved.checkpoint_identity and current.checkpoint_identity
+          and saved.checkpoint_identity != current.checkpoint_identity):
+        notes.append("The project was made with a different checkpoint file of the same "
+                     "model; masks may differ.")
+    if saved.resolution != current.resolution:
+        notes.append(f"The project was made at a processing resolution of {saved.resolution} "
+                     f"px, this server uses {current.resolution} px; masks will differ.")
+    if saved.corrections != current.corrections:
+        notes.append(f"The project was made with corrections mode '{saved.corrections}', this "
+                     f"server uses '{current.corrections}'; refinements may track differently.")
+    if None not in (saved.device, current.device, saved.bf16, current.bf16) and (
+            saved.device != current.device or saved.bf16 != current.bf16):
+        notes.append(f"The project ran on {_numerics(saved)}, this server on "
+                     f"{_numerics(current)}; masks may differ slightly.")
+    if project.sam2_version and (ours := sam2_version()) and ours != project.sam2_version:
+        notes.append(f"The project was made with sam2 {project.sam2_version}, this server has "
+                     f"sam2 {ours}; masks may differ slightly.")
+    return notes
+
+
+def _numerics(m: ProjectModel) -> str:
+    return f"{m.device} with {'bfloat16' if m.bf16 else 'float32'}"
+
+
+def apply_project(user: UserSession, project: Project, progress: Progress | None = None,
+                  strict_source: bool = True) -> list[str]:
+    """Replay ``project`` on the user's loaded video; returns notes for the user.
+
+    The video must have the project's frame count and size; with ``strict_source`` it must
+    also be the very file the project was made on (same SHA-256). The session is reset, then
+    every history step is replayed in order. ``progress(done, total)`` counts steps and
+    tracked frames (:meth:`Project.replay_steps`). On failure the session is left empty.
+    """
+    info = user.info
+    notes = check_source(project, info, getattr(user, "source_sha256", None), strict_source)
+    user._require_not_tracking()
+    tracking = user.ensure_tracking()
+    notes += model_notes(project, _model_record(user))
+    user.reset()
+    total = project.replay_steps()
+    done = 0
+    if progress is not None:
+        progress(0, total)
+    try:
+        for i, step in enumerate(project.history):
+            op = step["op"]
+            try:
+                if op == "propagate":
+                    passes = []
+                    for p in step["passes"]:
+                        if p["frames"] > 0:
+                            for _ in tracking.replay_pass(p["start"], p["reverse"], p["frames"]):
+                                done += 1
+                                if progress is not None:
+                                    progress(done, total)
+                            p = tracking.history.pop()["passes"][0]
+                        passes.append(dict(p))
+                    # One run in "both" directions stays one history step of two passes.
+                    tracking.history.append({"op": "propagate", "passes": passes})
+                    continue
+                _replay_step(tracking, step)
+            except UserError as err:
+                raise ProjectError(
+                    f"Step {i + 1} of the project ({op.replace('_', ' ')}) cannot be replayed "
+                    f"on this video: {_clause(err.message)}."
+                ) from None
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        for saved in project.objects:
+            obj = tracking.objects[saved.obj_id]
+            obj.color = tuple(saved.color)
+            if obj.name != saved.name:
+                tracking.rename_object(saved.obj_id, saved.name)
+    except BaseException:
+        user.reset()
+        raise
+    user.active_object = project.objects[-1].obj_id if project.objects else None
+    log.info("replayed a project of %d steps on %s", len(project.history), info.source_name)
+    return notes
+
+
+def _replay_step(tracking, step: dict) -> None:
+    op = step["op"]
+    if op == "add_object":
+        obj = tracking.add_object(step["name"])
+        if obj.obj_id != step["obj"]:  # ids restart at 1 after a reset; parse checked order
+            raise RuntimeError(f"replayed object id {obj.obj_id}, expected {step['obj']}")
+    elif op == "rename_object":
+        tracking.rename_object(step["obj"], step["name"])
+    elif op == "remove_object":
+        tracking.remove_object(step["obj"])
+    elif op == "click":
+        tracking.add_click(step["frame"], step["obj"],
+                           Click(step["x"], step["y"], step["positive"]))
+    elif op == "box":
+        tracking.set_box(step["frame"], step["obj"],
+                         Box(step["x0"], step["y0"], step["x1"], step["y1"]))
+    elif op == "undo":
+        tracking.undo(step["frame"], step["obj"])
+    elif op == "clear":
+        tracking.clear_frame(step["frame"], step["obj"])
+    else:  # parse_project admits only the operations above
+        raise ValueError(f"unknown history operation {op!r}")
+
+
+def _clause(sentence: str) -> str:
+    """A one-sentence message as a clause inside another sentence."""
+    text = sentence.strip().rstrip(".")
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text

@@ -1,0 +1,478 @@
+"""The web page: Gradio widgets wired to :class:`~sam2web.workflow.UserSession`.
+
+This is the only module that imports gradio. Each browser tab (or API client) gets its own
+``UserSession`` in a ``gr.State`` whose ``delete_callback`` removes its files; the page's
+``unload`` event does the same as soon as the tab closes. Events that run the model share
+one queue (``concurrency_id="model"``) so a small server is never oversubscribed, while
+viewing frames stays outside it and answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import logging
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from . import __version__
+from .engine import Engine
+from .errors import UserError
+from .render import OverlayStyle
+from .workflow import PROMPT_MODES, UserSession
+
+log = logging.getLogger(__name__)
+
+MODE_LABELS = {
+    "positive": "➕ Positive point (this is the object)",
+    "negative": "➖ Negative point (not the object)",
+    "box": "▭ Box (click two opposite corners)",
+}
+DIRECTION_LABELS = {"forward": "Forward", "backward": "Backward", "both": "Both directions"}
+UPLOAD_TYPES = [".mp4", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".gif",
+                ".zip", ".tif", ".tiff", ".png", ".jpg", ".jpeg"]
+
+INTRO = """\
+# sam2web — click to track
+**1** Upload a video, a zip of images or a TIFF stack. **2** Click on an object in the frame
+(add more objects with *Add object*). **3** Press **Track**. **4** Check the overlay video, fix
+any frame with more clicks, track again, and download the video, masks and table.
+"""
+
+
+class SessionRegistry:
+    """Live sessions by browser session id, so the page's unload event can clean up."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._by_hash: dict[str, UserSession] = {}
+
+    def remember(self, request: gr.Request | None, user: UserSession) -> None:
+        key = getattr(request, "session_hash", None)
+        if key:
+            with self._lock:
+                self._by_hash[key] = user
+
+    def close(self, request: gr.Request | None) -> None:
+        key = getattr(request, "session_hash", None)
+        with self._lock:
+            user = self._by_hash.pop(key, None) if key else None
+        if user is not None:
+            user.close()
+
+    def live(self) -> list[UserSession]:
+        with self._lock:
+            return list(self._by_hash.values())
+
+
+def _translate(err: Exception) -> gr.Error:
+    if isinstance(err, UserError):
+        return gr.Error(html.escape(err.message), print_exception=False)
+    log.error("unexpected error", exc_info=err)
+    return gr.Error("Something went wrong on the server (details are in its log). "
+                    "Try again, or reload the page.", print_exception=False)
+
+
+def _friendly(fn):
+    """Turn errors into one readable sentence in the page (never a stack trace)."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as err:
+                raise _translate(err) from None
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as err:
+            raise _translate(err) from None
+
+    return wrapper
+
+
+def _facts(user: UserSession) -> str:
+    if user.folder is None:
+        return "*No video loaded.*"
+    info = user.info
+    fps = f"{info.fps:.3g} fps" + (" (nominal)" if info.fps_is_nominal else "")
+    lines = [f"**{html.escape(info.source_name)}** — {info.num_frames} frames, {fps}, "
+             f"{info.width}×{info.height} px, {info.duration_s:.1f} s"]
+    lines += [f"- {html.escape(note)}" for note in info.notes]
+    return "\n".join(lines)
+
+
+def _objects_update(user: UserSession):
+    choices = [(f"{o.obj_id}: {o.name}", o.obj_id) for o in user.objects]
+    return gr.update(choices=choices, value=user.active_object if choices else None)
+
+
+def _status(user: UserSession, message: str = "") -> str:
+    parts = []
+    if message:
+        parts.append(html.escape(message))
+    if user.tracking is not None and user.folder is not None:
+        tracked = len(user.tracking.store.frames())
+        parts.append(f"{len(user.objects)} object(s); {tracked} of {user.info.num_frames} "
+                     "frames have masks.")
+    return " ".join(parts)
+
+
+def build_app(engine: Engine | None = None) -> gr.Blocks:
+    engine = engine or Engine()
+    settings = engine.settings
+    registry = SessionRegistry()
+    model_queue = {"concurrency_id": "model", "concurrency_limit": settings.concurrency}
+    approx = (f" Processing at {settings.resolution} px — **approximate** (SAM2's native "
+              "size is 1024 px)." if engine.approximate else "")
+
+    def new_user() -> UserSession:
+        return UserSession(engine)
+
+    def model_line() -> str:
+        status = engine.checkpoint_status()
+        icon = "✅" if status.ready else "ℹ️"
+        return f"{icon} Model: {html.escape(status.message)}{approx}"
+
+    with gr.Blocks(title="sam2web", fill_width=True) as demo:
+        state = gr.State(new_user, delete_callback=lambda u: u.close() if u else None,
+                         time_to_live=settings.session_ttl_s)
+        gr.Markdown(INTRO)
+        model_md = gr.Markdown(model_line(), elem_id="model-status")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                upload = gr.File(
+                    label=(f"Video or image sequence (up to {settings.max_upload_mb} MB, "
+                           f"{settings.max_frames} frames)"),
+                    file_types=UPLOAD_TYPES, type="filepath", elem_id="upload")
+                facts = gr.Markdown("*No video loaded.*", elem_id="video-facts")
+                gr.Markdown("### Objects")
+                active = gr.Dropdown(label="Active object (clicks go to it)", choices=[],
+                                     interactive=True, elem_id="active-object")
+                with gr.Row():
+                    name_box = gr.Textbox(label="Name", placeholder="e.g. mouse 1",
+                                          max_length=80, scale=2)
+                    add_btn = gr.Button("Add object", elem_id="add-object", scale=1)
+                with gr.Row():
+                    rename_btn = gr.Button("Rename active", size="sm")
+                    remove_btn = gr.Button("Remove active", size="sm", variant="stop")
+                mode = gr.Radio([(MODE_LABELS[m], m) for m in PROMPT_MODES], value="positive",
+                                label="What a click on the frame adds", elem_id="click-mode")
+                with gr.Row():
+                    undo_btn = gr.Button("↶ Undo last click", elem_id="undo")
+                    clear_btn = gr.Button("Clear object on this frame", elem_id="clear-frame")
+                reset_btn = gr.Button("Reset everything", variant="stop", size="sm",
+                                      elem_id="reset")
+            with gr.Column(scale=2):
+                frame_img = gr.Image(label="Frame — click to add points", interactive=False,
+                                     type="numpy", format="png", elem_id="frame-view",
+                                     buttons=["fullscreen"])
+                with gr.Row():
+                    slider = gr.Slider(0, 1, value=0, step=1, label="Frame", scale=4,
+                                       elem_id="frame-slider", interactive=True)
+                    frame_no = gr.Number(value=0, precision=0, label="Frame number", scale=1,
+                                         minimum=0, elem_id="frame-number")
+                status = gr.Markdown("", elem_id="status")
+        gr.Markdown("### Track")
+        with gr.Row():
+            direction = gr.Radio([(v, k) for k, v in DIRECTION_LABELS.items()],
+                                 value="forward", label="Direction", elem_id="direction")
+            start_no = gr.Number(value=None, precision=0, label="Start frame (empty: first "
+                                 "clicked frame)", minimum=0, elem_id="start-frame")
+            end_no = gr.Number(value=None, precision=0, label="End frame (empty: to the end)",
+                               minimum=0, elem_id="end-frame")
+            with gr.Column(min_width=160):
+                track_btn = gr.Button("Track ▶", variant="primary", elem_id="track")
+                cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+        gr.Markdown("### Results")
+        with gr.Row():
+            with gr.Column(scale=2):
+                video = gr.Video(label="Overlay video", interactive=False,
+                                 elem_id="overlay-video")
+            with gr.Column(scale=1):
+                opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Mask opacity")
+                contours = gr.Checkbox(value=True, label="Contours")
+                labels = gr.Checkbox(value=True, label="Object labels")
+                trails = gr.Slider(0, 200, value=0, step=1,
+                                   label="Trajectory trail (frames, 0 = off)")
+                rerender_btn = gr.Button("Update video and downloads", elem_id="rerender")
+                files = gr.File(label="Downloads", file_count="multiple", interactive=False,
+                                elem_id="downloads")
+        gallery = gr.Gallery(label="Every N-th frame (click one to open it)", columns=8,
+                             height="auto", elem_id="gallery")
+
+        # Hidden inputs for API-only endpoints (clicks with coordinates, boxes).
+        with gr.Row(visible=False):
+            api_x = gr.Number(label="x")
+            api_y = gr.Number(label="y")
+            api_x1 = gr.Number(label="x1")
+            api_y1 = gr.Number(label="y1")
+            api_obj = gr.Number(label="object_id", precision=0)
+            api_positive = gr.Checkbox(label="positive", value=True)
+            api_btn = gr.Button("api")
+            info_json = gr.JSON(label="info")
+
+        # ------------------------------------------------------------ handlers
+        frame_outputs = [frame_img, status, active]
+
+        def view(user: UserSession, frame, message=""):
+            frame = int(frame or 0)
+            image = user.render_frame(frame) if user.folder is not None else None
+            return image, _status(user, message), _objects_update(user)
+
+        @_friendly
+        def on_upload(user: UserSession, path, request: gr.Request, progress=gr.Progress()):
+            registry.remember(request, user)
+            if not path:
+                return (user, "*No video loaded.*", None, gr.update(), gr.update(),
+                        "", _objects_update(user), None, None, [], {})
+            progress(0, desc="Reading frames")
+
+            def cb(done, total):
+                progress((done, total) if total else done, desc="Reading frames",
+                         unit="frames")
+
+            info = user.upload(Path(path), source_name=Path(path).name, progress=cb)
+            last = info.num_frames - 1
+            return (user, _facts(user), user.render_frame(0),
+                    gr.update(minimum=0, maximum=max(last, 1), value=0, interactive=last > 0),
+                    gr.update(value=0, maximum=last),
+                    _status(user, "Loaded. Click on an object to start."),
+                    _objects_update(user), None, None, [],
+                    {"num_frames": info.num_frames, "fps": info.fps, "width": info.width,
+                     "height": info.height, "duration_s": info.duration_s,
+                     "notes": list(info.notes)})
+
+        upload.upload(on_upload, [state, upload],
+                      [state, facts, frame_img, slider, frame_no, status, active, video, files,
+                       gallery, info_json], api_name="upload", **model_queue)
+
+        @_friendly
+        def on_frame(user: UserSession, frame):
+            if user.folder is None:
+                return None, "", gr.update()
+            frame = max(0, min(int(frame or 0), user.info.num_frames - 1))
+            return user.render_frame(frame), gr.update(), gr.update(value=frame)
+
+        slider.change(on_frame, [state, slider], [frame_img, status, frame_no],
+                      api_name="frame", concurrency_limit=None, trigger_mode="always_last",
+                      show_progress="hidden")
+        frame_no.submit(lambda f: gr.update(value=int(f or 0)), [frame_no], [slider],
+                        api_visibility="private", concurrency_limit=None)
+
+        @_friendly
+        def on_click(user: UserSession, frame, mode_value, evt: gr.SelectData,
+                     progress=gr.Progress()):
+            if user.folder is None:
+                raise gr.Error("Upload a video or image sequence first.")
+            x, y = evt.index[0], evt.index[1]
+            message = user.click(int(frame), float(x), float(y), mode_value or "positive")
+            return view(user, frame, message)
+
+        frame_img.select(on_click, [state, slider, mode], frame_outputs,
+                         api_visibility="private", **model_queue)
+
+        @_friendly
+        def api_add_point(user: UserSession, frame, obj_id, x, y, positive):
+            if obj_id is None or obj_id == 0:
+                obj_id = user.active_object
+            user.click(int(frame), x, y, "positive" if positive else "negative",
+                       obj_id=obj_id)
+            return view(user, frame)
+
+        api_btn.click(api_add_point, [state, frame_no, api_obj, api_x, api_y, api_positive],
+                      frame_outputs, api_name="add_point", **model_queue)
+
+        @_friendly
+        def api_add_box(user: UserSession, frame, obj_id, x0, y0, x1, y1):
+            user.add_box(int(frame), x0, y0, x1, y1, obj_id=obj_id or user.active_object)
+            return view(user, frame)
+
+        api_btn.click(api_add_box, [state, frame_no, api_obj, api_x, api_y, api_x1, api_y1],
+                      frame_outputs, api_name="add_box", **model_queue)
+
+        @_friendly
+        def on_add_object(user: UserSession, name, frame, request: gr.Request,
+                          progress=gr.Progress()):
+            registry.remember(request, user)
+            if user.folder is None:
+                raise gr.Error("Upload a video or image sequence first.")
+            progress(0, desc="Loading the model")
+            obj = user.add_object(name)
+            return (*view(user, frame, f"Added {obj.name}; click on it in the frame."), "",
+                    model_line())
+
+        add_btn.click(on_add_object, [state, name_box, slider],
+                      [*frame_outputs, name_box, model_md], api_name="add_object",
+                      **model_queue)
+
+        @_friendly
+        def on_select_object(user: UserSession, obj_id, frame):
+            if obj_id is not None and user.tracking is not None:
+                user.select_object(obj_id)
+            return view(user, frame)
+
+        active.input(on_select_object, [state, active, slider], frame_outputs,
+                     api_name="select_object", concurrency_limit=None)
+
+        @_friendly
+        def on_rename(user: UserSession, name, frame):
+            if user.active_object is None:
+                raise gr.Error("Add an object first.")
+            obj = user.rename_object(user.active_object, name or "")
+            return (*view(user, frame, f"Renamed to {obj.name}."), "")
+
+        rename_btn.click(on_rename, [state, name_box, slider], [*frame_outputs, name_box],
+                         api_name="rename_object", concurrency_limit=None)
+
+        @_friendly
+        def on_remove(user: UserSession, frame):
+            if user.active_object is None:
+                raise gr.Error("There is no object to remove.")
+            name = user.tracking.objects[user.active_object].name
+            user.remove_object(user.active_object)
+            return view(user, frame, f"Removed {name}.")
+
+        remove_btn.click(on_remove, [state, slider], frame_outputs, api_name="remove_object",
+                         **model_queue)
+
+        @_friendly
+        def on_undo(user: UserSession, frame):
+            user.undo(int(frame))
+            return view(user, frame, "Undone.")
+
+        undo_btn.click(on_undo, [state, slider], frame_outputs, api_name="undo", **model_queue)
+
+        @_friendly
+        def on_clear(user: UserSession, frame):
+            user.clear_frame(int(frame))
+            return view(user, frame, "Cleared this object's clicks on this frame.")
+
+        clear_btn.click(on_clear, [state, slider], frame_outputs, api_name="clear_frame",
+                        **model_queue)
+
+        @_friendly
+        def on_reset(user: UserSession, frame):
+            user.reset()
+            return (*view(user, frame, "Everything was reset."), None, None, [])
+
+        reset_btn.click(on_reset, [state, slider], [*frame_outputs, video, files, gallery],
+                        api_name="reset", **model_queue)
+
+        def _style(user, opacity_v, contours_v, labels_v, trails_v):
+            user.style = OverlayStyle(opacity=float(opacity_v), contours=bool(contours_v),
+                                      labels=bool(labels_v), trails=int(trails_v or 0))
+
+        def _export(user, progress):
+            def cb(done, total):
+                progress((done, total), desc="Writing the overlay video", unit="frames")
+
+            exports = user.export(progress=cb)
+            return str(exports.video), [str(p) for p in exports.files()]
+
+        @_friendly
+        def on_track(user: UserSession, direction_v, start, end, frame, opacity_v, contours_v,
+                     labels_v, trails_v, request: gr.Request, progress=gr.Progress()):
+            registry.remember(request, user)
+            if user.folder is None:
+                raise gr.Error("Upload a video or image sequence first.")
+            _style(user, opacity_v, contours_v, labels_v, trails_v)
+            start = None if start is None or start == "" else int(start)
+            end = None if end is None or end == "" else int(end)
+            progress(0, desc="Loading the model")
+            user.ensure_tracking()
+            t0 = time.perf_counter()
+            last_view = 0.0
+            shown = int(frame or 0)
+            for step in user.propagate(direction_v or "forward", start, end):
+                elapsed = time.perf_counter() - t0
+                eta = elapsed / step.done * (step.total - step.done)
+                progress((step.done, step.total),
+                         desc=f"Tracking frame {step.result.frame_idx} — about {eta:.0f} s left",
+                         unit="frames")
+                if time.perf_counter() - last_view > 1.0 or step.done == step.total:
+                    last_view = time.perf_counter()
+                    shown = step.result.frame_idx
+                    yield (user.render_frame(shown),
+                           _status(user, f"Tracking… {step.done}/{step.total} frames"),
+                           gr.update(), gr.update(value=shown), gr.update(), gr.update(),
+                           gr.update())
+            run = user.last_run
+            verb = "Cancelled after" if run.cancelled else "Tracked"
+            message = f"{verb} {run.frames} frames in {run.seconds:.1f} s."
+            video_path, file_list = _export(user, progress)
+            yield (user.render_frame(shown), _status(user, message), _objects_update(user),
+                   gr.update(value=shown), video_path, file_list, user.gallery())
+
+        track_btn.click(on_track,
+                        [state, direction, start_no, end_no, slider, opacity, contours, labels,
+                         trails],
+                        [frame_img, status, active, slider, video, files, gallery],
+                        api_name="propagate", **model_queue)
+
+        def on_cancel(user: UserSession):
+            running = user.cancel()
+            return ("Cancelling after the current frame…" if running
+                    else "Nothing is running.")
+
+        cancel_btn.click(on_cancel, [state], [status], api_name="cancel",
+                         concurrency_limit=None, queue=False)
+
+        @_friendly
+        def on_rerender(user: UserSession, frame, opacity_v, contours_v, labels_v, trails_v,
+                        progress=gr.Progress()):
+            _style(user, opacity_v, contours_v, labels_v, trails_v)
+            video_path, file_list = _export(user, progress)
+            return (user.render_frame(int(frame or 0)), video_path, file_list,
+                    user.gallery())
+
+        rerender_btn.click(on_rerender, [state, slider, opacity, contours, labels, trails],
+                           [frame_img, video, files, gallery], api_name="export",
+                           **model_queue)
+
+        @_friendly
+        def on_gallery(user: UserSession, evt: gr.SelectData):
+            caption = (evt.value or {}).get("caption", "") if isinstance(evt.value, dict) \
+                else ""
+            try:
+                frame = int(str(caption).split()[-1])
+            except (ValueError, IndexError):
+                return gr.update()
+            return gr.update(value=frame)
+
+        gallery.select(on_gallery, [state], [slider], api_visibility="private",
+                       concurrency_limit=None)
+
+        demo.unload(registry.close)
+        demo.load(lambda: model_line(), None, [model_md], api_visibility="private")
+        demo.sam2web_registry = registry  # for tests and housekeeping
+        gr.Markdown(f"<small>sam2web {__version__}</small>")
+    return demo
+
+
+def launch(engine: Engine | None = None, **kwargs) -> None:
+    """Start the web app with the engine's settings (host, port, limits)."""
+    engine = engine or Engine()
+    s = engine.settings
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    removed = engine.sweep()
+    if removed:
+        log.info("removed %d stale session folders", removed)
+    demo = build_app(engine)
+    demo.queue(default_concurrency_limit=s.concurrency)
+    demo.launch(server_name=s.host, server_port=s.port,
+                max_file_size=s.max_upload_mb * 1024 * 1024,
+                allowed_paths=[str(s.data_dir)], **kwargs)
+

@@ -1,0 +1,437 @@
+"""What one user does in the app, without any web framework.
+
+:class:`UserSession` owns a user's workspace (frames, masks, exports), their
+:class:`~sam2web.session.TrackingSession`, the active object and display options. Every
+method takes and returns plain values (ints, floats, numpy images, paths), so the Gradio
+layer in ``ui.py`` only wires widgets to these methods, and tests drive them directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .analysis import (
+    Calibration,
+    plot_confidence,
+    plot_trajectories,
+    summarize,
+    write_calibrated_csv,
+    write_coco_rle,
+    write_npz,
+    write_summary_csv,
+)
+from .engine import Engine, Workspace
+from .errors import PromptError, TrackingError
+from .exports import measurements, write_csv, write_masks_zip
+from .media import FrameFolder
+from .project import PROJECT_FILENAME, apply_project, file_sha256
+from .project import load_project as read_project
+from .project import save_project as write_project
+from .render import (
+    OverlayStyle,
+    draw_overlay,
+    draw_prompts,
+    gallery_indices,
+    recent_centroids,
+    render_overlay_video,
+)
+from .session import PropagationStep, TrackingSession
+from .types import Box, Click, TrackedObject, VideoInfo
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, "int | None"], None]
+
+PROMPT_MODES = ("positive", "negative", "box")
+
+# Analysis outputs of :meth:`UserSession.export_science`, by key; fixed names in the
+# session's own exports folder.
+SCIENCE_FILES = {
+    "summary": "sam2web_summary.csv",
+    "calibrated": "sam2web_tracks_calibrated.csv",
+    "trajectories": "sam2web_trajectories.png",
+    "confidence": "sam2web_confidence.png",
+    "npz": "sam2web_masks.npz",
+    "coco": "sam2web_masks_coco.json",
+}
+
+
+@dataclass
+class Exports:
+    video: Path | None = None
+    csv: Path | None = None
+    masks: Path | None = None
+
+    def files(self) -> list[Path]:
+        return [p for p in (self.video, self.csv, self.masks) if p is not None]
+
+
+@dataclass
+class TrackingRun:
+    """Summary of the last propagation."""
+
+    frames: int = 0
+    seconds: float = 0.0
+    cancelled: bool = False
+
+
+@dataclass
+class UserSession:
+    engine: Engine
+    workspace: Workspace | None = None
+    folder: FrameFolder | None = None
+    tracking: TrackingSession | None = None
+    active_object: int | None = None
+    style: OverlayStyle = field(default_factory=OverlayStyle)
+    pending_corner: tuple[int, float, float] | None = None  # (frame, x, y) of a box's 1st click
+    exports: Exports = field(default_factory=Exports)
+    last_run: TrackingRun = field(default_factory=TrackingRun)
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    last_used: float = field(default_factory=time.time)
+    closed: bool = False
+    source_sha256: str | None = None  # SHA-256 of the uploaded file's bytes
+
+    def __deepcopy__(self, memo):
+        # A user session is owned, never duplicated: Gradio deep-copies the value a state
+        # factory returns, and a copy would share the workspace folder anyway.
+        return self
+
+    # ------------------------------------------------------------------ media
+    @property
+    def info(self) -> VideoInfo:
+        if self.folder is None:
+            raise PromptError("Upload a video or image sequence first.")
+        return self.folder.info
+
+    def upload(self, path: Path, source_name: str | None = None, fps: float | None = None,
+               progress: Progress | None = None) -> VideoInfo:
+        """Decode an upload into a fresh workspace; the previous video, if any, is dropped
+        only once the new one decoded."""
+        self.touch()
+        self._require_not_tracking()
+        path = Path(path)
+        sha256 = None
+        with contextlib.suppress(OSError):  # unreadable: ingest says so in one sentence
+            if path.is_file() and path.stat().st_size <= self.engine.limits.max_bytes:
+                sha256 = file_sha256(path)
+        ws = self.engine.create_workspace()
+        try:
+            self.engine.open_video(ws, path, source_name=source_name, fps=fps,
+                                   progress=progress)
+        except BaseException:
+            ws.remove()
+            raise
+        self._drop_workspace()
+        self.workspace = ws
+        self.source_sha256 = sha256
+        self.folder = FrameFolder(ws.frames_dir)
+        return self.folder.info
+
+    def frame_rgb(self, frame_idx: int) -> np.ndarray:
+        self._check_frame(frame_idx)
+        assert self.folder is not None
+        return self.folder.read_rgb(int(frame_idx))
+
+    # ------------------------------------------------------------------ model/session
+    def ensure_tracking(self, progress: Progress | None = None) -> TrackingSession:
+        if self.tracking is None:
+            if self.workspace is None:
+                raise PromptError("Upload a video or image sequence first.")
+            self.tracking = self.engine.start_session(self.workspace, progress=progress)
+        return self.tracking
+
+    # ------------------------------------------------------------------ objects
+    @property
+    def objects(self) -> list[TrackedObject]:
+        return [] if self.tracking is None else list(self.tracking.objects.values())
+
+    def add_object(self, name: str | None = None) -> TrackedObject:
+        self.touch()
+        tracking = self.ensure_tracking()
+        obj = tracking.add_object(_clean_name(name))
+        self.active_object = obj.obj_id
+        return obj
+
+    def select_object(self, obj_id: int) -> TrackedObject:
+        obj = self._object(obj_id)
+        self.active_object = obj.obj_id
+        self.pending_corner = None
+        return obj
+
+    def rename_object(self, obj_id: int, name: str) -> TrackedObject:
+        self._object(obj_id)
+        assert self.tracking is not None
+        return self.tracking.rename_object(int(obj_id), _clean_name(name))
+
+    def remove_object(self, obj_id: int) -> None:
+        self._object(obj_id)
+        assert self.tracking is not None
+        self.tracking.remove_object(int(obj_id))
+        if self.active_object == obj_id:
+            remaining = self.objects
+            self.active_object = remaining[-1].obj_id if remaining else None
+        self.exports = Exports()
+
+    # ------------------------------------------------------------------ prompts
+    def click(self, frame_idx: int, x: float, y: float, mode: str = "positive",
+              obj_id: int | None = None) -> str:
+        """A click on the frame image. Returns a short status sentence.
+
+        In box mode the first click marks a corner and the second completes the box.
+        """
+        self.touch()
+        self._check_frame(frame_idx)
+        if mode not in PROMPT_MODES:
+            raise PromptError("Choose positive, negative or box as the click mode.")
+        if obj_id is None:
+            if self.active_object is None:
+                self.add_object()
+            obj_id = self.active_object
+        obj = self._object(obj_id)
+        tracking = self.ensure_tracking()
+        if mode == "box":
+            if self.pending_corner is None or self.pending_corner[0] != frame_idx:
+                tracking._check_point(x, y)
+                self.pending_corner = (int(frame_idx), float(x), float(y))
+                return f"First corner of the box for {obj.name} set; click the opposite corner."
+            _, x0, y0 = self.pending_corner
+            self.pending_corner = None
+            tracking.set_box(int(frame_idx), obj.obj_id, Box(x0, y0, float(x), float(y)))
+            return f"Box set for {obj.name} on frame {frame_idx}."
+        self.pending_corner = None
+        tracking.add_click(int(frame_idx), obj.obj_id, Click(float(x), float(y),
+                                                              mode == "positive"))
+        return f"{'Positive' if mode == 'positive' else 'Negative'} click added to {obj.name}."
+
+    def add_box(self, frame_idx: int, x0: float, y0: float, x1: float, y1: float,
+                obj_id: int | None = None) -> None:
+        self.touch()
+        obj = self._object(obj_id if obj_id is not None else self.active_object)
+        self.ensure_tracking().set_box(int(frame_idx), obj.obj_id, Box(x0, y0, x1, y1))
+
+    def undo(self, frame_idx: int, obj_id: int | None = None) -> None:
+        obj = self._object(obj_id if obj_id is not None else self.active_object)
+        self.pending_corner = None
+        assert self.tracking is not None
+        self.tracking.undo(int(frame_idx), obj.obj_id)
+
+    def clear_frame(self, frame_idx: int, obj_id: int | None = None) -> None:
+        obj = self._object(obj_id if obj_id is not None else self.active_object)
+        self.pending_corner = None
+        assert self.tracking is not None
+        self.tracking.clear_frame(int(frame_idx), obj.obj_id)
+
+    def reset(self) -> None:
+        self.touch()
+        if self.tracking is not None:
+            self.tracking.reset()
+        self.active_object = None
+        self.pending_corner = None
+        self.exports = Exports()
+        if self.workspace is not None:
+            for p in self.workspace.exports_dir.iterdir():
+                p.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ display
+    def render_frame(self, frame_idx: int, show_prompts: bool = True) -> np.ndarray:
+        """The frame with stored masks blended in and this frame's prompts drawn."""
+        frame = self.frame_rgb(frame_idx)
+        if self.tracking is None:
+            return frame
+        result = self.tracking.store.read(int(frame_idx))
+        objects = self.tracking.objects
+        if result is not None:
+            masks = {k: v for k, v in result.masks.items() if k in objects}
+            trails = None
+            if self.style.trails > 0:
+                trails = recent_centroids(self.tracking.store, int(frame_idx),
+                                          self.style.trails, list(objects))
+            frame = draw_overlay(frame, masks, objects, self.style, trails)
+        if show_prompts:
+            for (f, oid), prompts in self.tracking.prompts.items():
+                if f != frame_idx or oid not in objects:
+                    continue
+                box = None
+                if prompts.box is not None:
+                    b = prompts.box
+                    box = (b.x0, b.y0, b.x1, b.y1)
+                frame = draw_prompts(frame, [(c.x, c.y, c.positive) for c in prompts.clicks],
+                                     box, objects[oid].color)
+            if self.pending_corner is not None and self.pending_corner[0] == frame_idx:
+                _, x, y = self.pending_corner
+                color = objects[self.active_object].color if self.active_object in objects \
+                    else (255, 255, 255)
+                frame = draw_prompts(frame, [], (x - 0.5, y - 0.5, x + 0.5, y + 0.5), color)
+        return frame
+
+    def gallery(self, max_items: int = 24) -> list[tuple[np.ndarray, str]]:
+        """Every N-th frame with its overlay, for a quick check of a whole run."""
+        info = self.info
+        return [(self.render_frame(i, show_prompts=False), f"frame {i}")
+                for i in gallery_indices(info.num_frames, max_items)]
+
+    # ------------------------------------------------------------------ tracking
+    def propagate(self, direction: str = "forward", start_frame: int | None = None,
+                  end_frame: int | None = None) -> Iterator[PropagationStep]:
+        """Track all objects; yields each frame's step. Cancel with :meth:`cancel`."""
+        self.touch()
+        tracking = self.ensure_tracking()
+        self.cancel_event = threading.Event()
+        self.exports = Exports()
+        started = time.perf_counter()
+        run = TrackingRun()
+        self.last_run = run
+        for step in tracking.propagate(direction, start_frame, end_frame, self.cancel_event):
+            run.frames = step.done
+            run.seconds = time.perf_counter() - started
+            self.touch()
+            yield step
+        run.cancelled = self.cancel_event.is_set()
+
+    def cancel(self) -> bool:
+        """Ask a running propagation to stop after the current frame."""
+        running = self.tracking is not None and self.tracking.propagating
+        self.cancel_event.set()
+        return running
+
+    # ------------------------------------------------------------------ exports
+    def export(self, video: bool = True, progress: Progress | None = None) -> Exports:
+        """Write the overlay MP4, the per-frame CSV and the masks zip for what is tracked."""
+        self.touch()
+        tracking = self.tracking
+        if tracking is None or not tracking.store.frames():
+            raise TrackingError("Nothing is tracked yet; click on an object and press Track "
+                                "first.")
+        self._require_not_tracking()
+        assert self.workspace is not None and self.folder is not None
+        out = self.workspace.exports_dir
+        info = self.info
+        objects = list(tracking.objects.values())
+        exports = Exports()
+        rows = measurements(tracking.store, objects, info)
+        exports.csv = write_csv(rows, out / "sam2web_tracks.csv")
+        exports.masks = write_masks_zip(tracking.store, objects, info, out / "sam2web_masks.zip")
+        if video:
+            folder = self.folder
+            frames = ((i, folder.read_rgb(i)) for i in range(info.num_frames))
+            exports.video = render_overlay_video(
+                frames, tracking.store, tracking.objects, self.style,
+                out / "sam2web_overlay.mp4", info.fps, progress=progress,
+                total=info.num_frames)
+        self.exports = exports
+        return exports
+
+    def export_science(self, calibration: Calibration | None = None) -> dict[str, Path]:
+        """Write the analysis files (:data:`SCIENCE_FILES`): per-object summary CSV,
+        calibrated per-frame CSV, trajectory and confidence plots (PNG), masks as NPZ and as
+        COCO RLE JSON. Returns {key: path}."""
+        self.touch()
+        tracking = self.tracking
+        if tracking is None or not tracking.store.frames():
+            raise TrackingError("Nothing is tracked yet; click on an object and press Track "
+                                "first.")
+        self._require_not_tracking()
+        assert self.workspace is not None and self.folder is not None
+        cal = calibration or Calibration()
+        out = self.workspace.exports_dir
+        files = {key: out / name for key, name in SCIENCE_FILES.items()}
+        info = self.info
+        objects = list(tracking.objects.values())
+        rows = measurements(tracking.store, objects, info)
+        write_summary_csv(summarize(rows, objects, cal), files["summary"])
+        write_calibrated_csv(rows, cal, files["calibrated"])
+        plot_trajectories(self.folder.read_rgb(0), rows, objects, files["trajectories"])
+        plot_confidence(rows, objects, files["confidence"])
+        write_npz(tracking.store, objects, info, files["npz"])
+        write_coco_rle(tracking.store, objects, info, files["coco"])
+        return files
+
+    # ------------------------------------------------------------------ projects
+    def save_project(self, calibration: Calibration | None = None) -> Path:
+        """Write this session's project (video identity, model, calibration, objects and
+        every action) to the exports folder as ``sam2web_project.json``."""
+        self.touch()
+        self._require_not_tracking()
+        if self.workspace is None:
+            raise PromptError("Upload a video or image sequence first.")
+        return write_project(self, self.workspace.exports_dir / PROJECT_FILENAME, calibration)
+
+    def load_project(self, path: Path, progress: Progress | None = None) -> list[str]:
+        """Replay a saved project on the loaded video (which must be the file the project
+        was made on). Returns notes for the user, e.g. a different model."""
+        self.touch()
+        project = read_project(path)
+        return apply_project(self, project, progress=progress, strict_source=True)
+
+    # ------------------------------------------------------------------ lifecycle
+    def touch(self) -> None:
+        self.last_used = time.time()
+
+    def close(self) -> None:
+        """Stop tracking and remove every file of this session."""
+        if self.closed:
+            return
+        self.closed = True
+        self.cancel_event.set()
+        self._drop_workspace()
+
+    def _drop_workspace(self) -> None:
+        self.tracking = None
+        self.source_sha256 = None
+        self.folder = None
+        self.active_object = None
+        self.pending_corner = None
+        self.exports = Exports()
+        if self.workspace is not None:
+            self.workspace.remove()
+            self.workspace = None
+
+    # ------------------------------------------------------------------ helpers
+    def _object(self, obj_id) -> TrackedObject:
+        if self.tracking is None:
+            raise PromptError("Upload a video and add an object first.")
+        try:
+            return self.tracking.objects[int(obj_id)]
+        except (KeyError, TypeError, ValueError):
+            raise PromptError(
+                "That object does not exist (it may have been removed); pick or add an object."
+            ) from None
+
+    def _check_frame(self, frame_idx) -> None:
+        if self.folder is None:
+            raise PromptError("Upload a video or image sequence first.")
+        if isinstance(frame_idx, float) and frame_idx.is_integer():
+            frame_idx = int(frame_idx)
+        if isinstance(frame_idx, bool) or not isinstance(frame_idx, (int, np.integer)):
+            raise PromptError("The frame number must be a whole number.")
+        n = self.folder.info.num_frames
+        if not 0 <= frame_idx < n:
+            raise PromptError(f"Frame {int(frame_idx)} does not exist; this video has frames "
+                              f"0 to {n - 1}.")
+
+    def _require_not_tracking(self) -> None:
+        if self.tracking is not None and self.tracking.propagating:
+            raise TrackingError("Tracking is running; wait for it to finish or press Cancel "
+                                "first.")
+
+
+def _clean_name(name: str | None) -> str | None:
+    """Object names are free text shown in the page, CSV and video: keep them short and
+    printable; the page escapes them again where it renders HTML."""
+    if name is None:
+        return None
+    cleaned = "".join(ch for ch in str(name) if ch.isprintable()).strip()
+    return cleaned[:80] or None
+
+
+def escape(text: str) -> str:
+    return html.escape(str(text), quote=True)

@@ -1,0 +1,213 @@
+"""The tracking session: prompts, undo, propagation directions, cancel, bounded memory."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from sam2web.errors import PromptError, TrackingError
+from sam2web.frames import LazyFrameSource
+from sam2web.session import new_inference_state
+from sam2web.types import Box, Click
+from tests import synth
+
+
+def test_inference_state_has_the_fields_init_state_makes(clip_mp4, make_session):
+    session = make_session(clip_mp4)
+    frames_dir = session.frames._paths[0].parent
+    with torch.inference_mode():
+        reference = session.predictor.init_state(video_path=str(frames_dir))
+    ours = new_inference_state(session.predictor, session.frames, 120, 160)
+    assert ours.keys() == reference.keys()
+    assert ours["num_frames"] == reference["num_frames"] == 8
+    assert (ours["video_height"], ours["video_width"]) == (120, 160)
+
+
+@pytest.mark.parametrize("frame_format", ["jpeg", "png"])
+def test_lazy_frames_are_bit_identical_to_sam2_loader(frame_format, clip_zip, make_session):
+    from sam2.utils.misc import _load_img_as_tensor
+
+    session = make_session(clip_zip, frame_format=frame_format)
+    paths = session.frames._paths
+    source = LazyFrameSource(paths, 256, cache_size=2)
+    mean = torch.tensor((0.485, 0.456, 0.406))[:, None, None]
+    std = torch.tensor((0.229, 0.224, 0.225))[:, None, None]
+    images = torch.zeros(len(paths), 3, 256, 256)  # what init_state builds
+    for i, p in enumerate(paths):
+        images[i], _, _ = _load_img_as_tensor(str(p), 256)
+    images -= mean
+    images /= std
+    for i in range(len(paths)):
+        assert torch.equal(source[i], images[i])
+    assert source.cached_bytes() == 2 * 3 * 256 * 256 * 4  # LRU holds two frames only
+
+
+def test_click_returns_mask_at_once_and_stores_it(clip_mp4, make_session):
+    session = make_session(clip_mp4)
+    obj = session.add_object("mouse")
+    result = session.add_click(0, obj.obj_id, Click(40, 60))
+    assert result.frame_idx == 0
+    mask = result.masks[obj.obj_id]
+    assert mask.shape == (120, 160) and mask.dtype == bool
+    assert np.array_equal(session.result(0).masks[obj.obj_id], mask)
+    assert session.result(3) is None  # nothing tracked yet
+
+
+def test_undo_restores_the_previous_mask_exactly(clip_mp4, make_session):
+    session = make_session(clip_mp4)
+    obj = session.add_object().obj_id
+    first = session.add_click(0, obj, Click(40, 60)).masks[obj]
+    second = session.add_click(0, obj, Click(100, 100, positive=False)).masks[obj]
+    third = session.add_click(0, obj, Click(120, 40)).masks[obj]
+    assert not np.array_equal(second, third)
+    assert np.array_equal(session.undo(0, obj).masks[obj], second)
+    assert np.array_equal(session.undo(0, obj).masks[obj], first)
+    cleared = session.undo(0, obj)
+    assert obj not in cleared.masks
+    with pytest.raises(PromptError, match="nothing to undo"):
+        session.undo(0, obj)
+
+
+def test_box_then_clicks_and_clear(clip_mp4, make_session):
+    session = make_session(clip_mp4)
+    obj = session.add_object().obj_id
+    boxed = session.set_box(0, obj, Box(55, 75, 25, 45))  # corners in any order
+    assert boxed.masks[obj].shape == (120, 160)
+    session.add_click(0, obj, Click(40, 60))
+    assert session.prompts[(0, obj)].box == Box(25, 45, 55, 75)
+    cleared = session.clear_frame(0, obj)
+    assert obj not in cleared.masks and (0, obj) not in session.prompts
+
+
+@pytest.mark.parametrize("payload, message", [
+    (dict(frame=0, click=Click(500, 10)), "outside"),
+    (dict(frame=0, click=Click(-1, 10)), "outside"),
+    (dict(frame=0, click=Click(float("nan"), 10)), "no valid position"),
+    (dict(frame=0, click=Click(None, 10)), "no valid position"),  # type: ignore[arg-type]
+    (dict(frame=99, click=Click(10, 10)), "Frame 99 does not exist"),
+    (dict(frame=-1, click=Click(10, 10)), "does not exist"),
+    (dict(frame="3", click=Click(10, 10)), "whole number"),
+])
+def test_bad_clicks_are_refused_with_a_sentence(payload, message, clip_mp4, make_session):
+    session = make_session(clip_mp4)
+    obj = session.add_object().obj_id
+    with pytest.raises(PromptError, match=message):
+        session.add_click(payload["frame"], obj, payload["click"])
+    assert session.prompts.get((0, obj)) is None or session.prompts[(0, obj)].is_empty()
+
+
+def test_prompt_for_removed_object_and_tracking_preconditions(clip_mp4, make_session):
+    session = make_session(clip_mp4)
+    with pytest.raises(TrackingError, match="Add an object"):
+        list(session.propagate())
+    a = session.add_object("a").obj_id
+    b = session.add_object("b").obj_id
+    session.add_click(0, a, Click(40, 60))
+    with pytest.raises(TrackingError, match="b has no clicks"):
+        list(session.propagate())
+    session.remove_object(b)
+    with pytest.raises(PromptError, match="does not exist"):
+        session.add_click(0, b, Click(40, 60))
+    steps = list(session.propagate())
+    assert [s.result.frame_idx for s in steps] == list(range(8))
+    assert all(set(s.result.masks) == {a} for s in steps)
+
+
+def test_directions_ranges_and_cancel(clip_mp4, make_session):
+    session = make_session(clip_mp4)
+    obj = session.add_object().obj_id
+    session.add_click(4, obj, Click(52, 62))
+    back = [s.result.frame_idx for s in session.propagate("backward")]
+    assert back == [4, 3, 2, 1, 0]
+    fwd = list(session.propagate("forward", start_frame=4, end_frame=6))
+    assert [s.result.frame_idx for s in fwd] == [4, 5, 6]
+    assert (fwd[-1].done, fwd[-1].total) == (3, 3)
+    both = [s.result.frame_idx for s in session.propagate("both")]
+    assert both == [4, 5, 6, 7, 4, 3, 2, 1, 0]
+    assert session.store.frames() == list(range(8))
+
+    cancel = threading.Event()
+    seen = []
+    for step in session.propagate("forward", start_frame=0):
+        seen.append(step.result.frame_idx)
+        if len(seen) == 2:
+            cancel.set()
+            break
+    assert seen == [0, 1]
+    assert not session.propagating  # the session is usable again
+    cancel = threading.Event()
+    gen = session.propagate("forward", cancel=cancel)
+    first = next(gen)
+    cancel.set()
+    rest = list(gen)
+    assert first.result.frame_idx == 4 and rest == []  # no frame starts after cancel
+
+
+def test_busy_session_refuses_edits_while_tracking(clip_mp4, make_session):
+    session = make_session(clip_mp4)
+    obj = session.add_object().obj_id
+    session.add_click(0, obj, Click(40, 60))
+    gen = session.propagate()
+    next(gen)
+    with pytest.raises(TrackingError, match="Tracking is running"):
+        session.add_click(2, obj, Click(40, 60))
+    gen.close()
+    session.add_click(2, obj, Click(40, 60))
+
+
+def _long_clip(tmp_path, n):
+    frames = synth.make_frames(num_frames=n, height=48, width=64, discs=(
+        synth.Disc(x0=12, y0=24, vx=0.3, vy=0.0, radius=7, color=(230, 60, 40)),))
+    return synth.write_image_zip(tmp_path / f"long{n}.zip", frames, shuffle_names=False)
+
+
+def _track_and_measure(session):
+    obj = session.add_object().obj_id
+    session.add_click(0, obj, Click(12, 24))
+    peak = 0
+    for _ in session.propagate():
+        peak = max(peak, session.held_bytes()["state"])
+    return peak, session.held_bytes()
+
+
+@pytest.mark.slow
+def test_memory_is_bounded_as_the_video_grows(tmp_path, make_session):
+    """Held model state and frame cache stay flat from 30 to 120 frames once outputs that
+    SAM2 no longer reads are released; without release they grow with the video."""
+    peaks = {}
+    for n in (30, 120):
+        session = make_session(_long_clip(tmp_path, n), image_size=128, full_memory_frames=0)
+        peaks[n], held = _track_and_measure(session)
+        assert held["frame_cache"] <= 4 * 3 * 128 * 128 * 4
+        assert len(session.store.frames()) == n  # every result is on disk
+    assert peaks[120] <= peaks[30] * 1.05, peaks
+    unbounded = make_session(_long_clip(tmp_path, 120), image_size=128,
+                             full_memory_frames=10_000)
+    peak_full, _ = _track_and_measure(unbounded)
+    assert peak_full > 2.5 * peaks[120], (peak_full, peaks)
+
+
+@pytest.mark.slow
+def test_refining_a_released_frame_matches_full_memory(tmp_path, make_session):
+    """A frame whose outputs were released is re-tracked before a correction, so the
+    correction and the next propagation equal the run that kept everything."""
+    clip = _long_clip(tmp_path, 60)
+    outcomes = []
+    for full in (10_000, 0):
+        session = make_session(clip, image_size=128, full_memory_frames=full)
+        obj = session.add_object().obj_id
+        session.add_click(0, obj, Click(12, 24))
+        list(session.propagate())
+        if full == 0:
+            assert 45 in session.released[obj]
+        refined = session.add_click(45, obj, Click(30, 20, positive=False)).masks[obj]
+        after = {s.result.frame_idx: s.result.masks[obj] for s in session.propagate()}
+        outcomes.append((refined, after))
+    (ref_a, after_a), (ref_b, after_b) = outcomes
+    assert np.array_equal(ref_a, ref_b)
+    assert after_a.keys() == after_b.keys()
+    for f in after_a:
+        assert np.array_equal(after_a[f], after_b[f]), f
