@@ -75,7 +75,8 @@ def _resolution(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 64 or value % 32:
         raise argparse.ArgumentTypeError(
-            f"{value} is not a multiple of 32 of at least 64 (use e.g. 512 or 1024)")
+            f"{value} is not a multiple of 32 of at least 64 (use e.g. 512 or 1024)"
+        )
     return value
 
 
@@ -101,74 +102,127 @@ def _port(text: str) -> int:
 
 def _add_model_options(parser: argparse.ArgumentParser, defaults_from_project: bool) -> None:
     group = parser.add_argument_group("model")
-    origin = ("the project's model" if defaults_from_project
-              else "SAM2WEB_MODEL, else sam2.1-tiny")
-    group.add_argument("--model", choices=list(MODELS), metavar="KEY",
-                       help=f"SAM2 model: {', '.join(MODELS)} (default: {origin})")
-    group.add_argument("--checkpoint", type=Path, metavar="PATH",
-                       help="local checkpoint file (.pt) for the model; nothing is downloaded "
-                            "(default: SAM2WEB_CHECKPOINT, else the cache or a download)")
+    origin = "the project's model" if defaults_from_project else "SAM2WEB_MODEL, else sam2.1-tiny"
+    group.add_argument(
+        "--model",
+        choices=list(MODELS),
+        metavar="KEY",
+        help=f"SAM2 model: {', '.join(MODELS)} (default: {origin})",
+    )
+    group.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="PATH",
+        help="local checkpoint file (.pt) for the model; nothing is downloaded "
+        "(default: SAM2WEB_CHECKPOINT, else the cache or a download)",
+    )
     origin = "the project's" if defaults_from_project else "SAM2WEB_RESOLUTION, else 1024"
-    group.add_argument("--resolution", type=_resolution, metavar="N",
-                       help="processing resolution in pixels, a multiple of 32; 1024 is "
-                            f"SAM2's native size, smaller is faster (default: {origin})")
-    group.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"),
-                       help="where the model runs (default: SAM2WEB_DEVICE, else auto: CUDA, "
-                            "then Apple MPS, then CPU)")
+    group.add_argument(
+        "--resolution",
+        type=_resolution,
+        metavar="N",
+        help="processing resolution in pixels, a multiple of 32; 1024 is "
+        f"SAM2's native size, smaller is faster (default: {origin})",
+    )
+    group.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda", "mps"),
+        help="where the model runs (default: SAM2WEB_DEVICE, else auto: CUDA, "
+        "then Apple MPS, then CPU)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sam2web",
         description="Click-to-track video segmentation with SAM2: replay a saved project on "
-                    "videos from the command line, or start the web app.",
+        "videos from the command line, or start the web app.",
         epilog="Run 'python -m sam2web track --help' or 'python -m sam2web serve --help' for "
-               "the options of each command.",
+        "the options of each command.",
     )
     parser.add_argument("--version", action="version", version=f"sam2web {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     track = commands.add_parser(
-        "track", help="replay a saved project on one or more videos and export the results",
+        "track",
+        help="replay a saved project on one or more videos and export the results",
         description="Replay a project saved in the web app (its objects, clicks and tracking\n"
-                    "runs) on each video in turn and export the results: overlay video, masks,\n"
-                    "per-frame CSV, summary, calibrated CSV, plots, NPZ and COCO masks.",
-        epilog=TRACK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "runs) on each video in turn and export the results: overlay video, masks,\n"
+        "per-frame CSV, summary, calibrated CSV, plots, NPZ and COCO masks.",
+        epilog=TRACK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    track.add_argument("videos", nargs="+", type=Path, metavar="VIDEO",
-                       help="videos or image sequences (MP4, MOV, AVI, MKV, WEBM, GIF, zip of "
-                            "images, TIFF stack) with the project video's frame count and size")
-    track.add_argument("--project", type=Path, required=True, metavar="P.json",
-                       help=f"project file saved by the web app ({PROJECT_FILENAME})")
-    track.add_argument("--out", type=Path, required=True, metavar="DIR",
-                       help="output folder; video number n gets DIR/<n>_<name>/ (created; "
-                            "files of an earlier run there are replaced)")
-    track.add_argument("--no-video", action="store_true",
-                       help="skip the overlay MP4 (the slowest export)")
-    track.add_argument("--fps", type=_positive, metavar="F",
-                       help="frame rate in frames per second for time stamps and speeds, "
-                            "instead of the file's own (image sequences default to 1); "
-                            "frames are never dropped or repeated")
-    cal = track.add_argument_group(
-        "calibration", "Default: the calibration saved in the project.")
-    cal.add_argument("--pixels-per-unit", type=_positive, metavar="X",
-                     help="length scale: X pixels of the original frame make one unit; "
-                          "lengths, areas and speeds are then reported in that unit")
-    cal.add_argument("--unit", metavar="UNIT",
-                     help="unit of --pixels-per-unit, e.g. mm or µm (default: the project's)")
+    track.add_argument(
+        "videos",
+        nargs="+",
+        type=Path,
+        metavar="VIDEO",
+        help="videos or image sequences (MP4, MOV, AVI, MKV, WEBM, GIF, zip of "
+        "images, TIFF stack) with the project video's frame count and size",
+    )
+    track.add_argument(
+        "--project",
+        type=Path,
+        required=True,
+        metavar="P.json",
+        help=f"project file saved by the web app ({PROJECT_FILENAME})",
+    )
+    track.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="output folder; video number n gets DIR/<n>_<name>/ (created; "
+        "files of an earlier run there are replaced)",
+    )
+    track.add_argument(
+        "--no-video", action="store_true", help="skip the overlay MP4 (the slowest export)"
+    )
+    track.add_argument(
+        "--fps",
+        type=_positive,
+        metavar="F",
+        help="frame rate in frames per second for time stamps and speeds, "
+        "instead of the file's own (image sequences default to 1); "
+        "frames are never dropped or repeated",
+    )
+    cal = track.add_argument_group("calibration", "Default: the calibration saved in the project.")
+    cal.add_argument(
+        "--pixels-per-unit",
+        type=_positive,
+        metavar="X",
+        help="length scale: X pixels of the original frame make one unit; "
+        "lengths, areas and speeds are then reported in that unit",
+    )
+    cal.add_argument(
+        "--unit",
+        metavar="UNIT",
+        help="unit of --pixels-per-unit, e.g. mm or µm (default: the project's)",
+    )
     _add_model_options(track, defaults_from_project=True)
-    track.add_argument("-v", "--verbose", action="store_true",
-                       help="log progress details and full tracebacks of unexpected failures")
+    track.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log progress details and full tracebacks of unexpected failures",
+    )
 
     serve = commands.add_parser(
-        "serve", help="start the web app",
+        "serve",
+        help="start the web app",
         description="Start the sam2web web app (the same app as 'python app.py').",
-        epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--host", metavar="H",
-                       help="address to listen on (default: SAM2WEB_HOST, else 0.0.0.0)")
-    serve.add_argument("--port", type=_port, metavar="P",
-                       help="port to listen on (default: SAM2WEB_PORT, else 7860)")
+    serve.add_argument(
+        "--host", metavar="H", help="address to listen on (default: SAM2WEB_HOST, else 0.0.0.0)"
+    )
+    serve.add_argument(
+        "--port",
+        type=_port,
+        metavar="P",
+        help="port to listen on (default: SAM2WEB_PORT, else 7860)",
+    )
     _add_model_options(serve, defaults_from_project=False)
     return parser
 
@@ -250,9 +304,12 @@ class _Bar:
 
         self.bar = tqdm(desc=label, unit="frame", dynamic_ncols=True, leave=True)
 
-    def phase(self, name: str):
-        self.bar.reset(total=None)
+    def phase(self, name: str, unit: str = "frame"):
+        """A ``progress(done, total)`` callback for the next phase; restarts the bar."""
+        self.bar.unit = unit
         self.bar.set_postfix_str(name, refresh=False)
+        self.bar.total = None  # reset(total=None) would keep the previous phase's total
+        self.bar.reset()
 
         def update(done: int, total: int | None) -> None:
             if total is not None and self.bar.total != total:
@@ -262,27 +319,37 @@ class _Bar:
 
         return update
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
+        self.bar.leave = keep
         self.bar.close()
 
 
-def track_video(engine: Engine, video: Path, project: Project, calibration: Calibration,
-                folder: Path, *, video_out: bool = True, fps: float | None = None,
-                label: str | None = None) -> list[str]:
+def track_video(
+    engine: Engine,
+    video: Path,
+    project: Project,
+    calibration: Calibration,
+    folder: Path,
+    *,
+    video_out: bool = True,
+    fps: float | None = None,
+    label: str | None = None,
+) -> list[str]:
     """Replay ``project`` on one video and write every export into ``folder``.
 
     Returns notes (e.g. another model than the project's). Raises UserError subclasses
     with one sentence when the video cannot be used. The session's workspace is always
     removed."""
     if not video.is_file():
-        raise UserError(f"There is no file {video.name} there; check the path.")
+        raise UserError("The file does not exist; check the path.")
     user = UserSession(engine)
     bar = _Bar(label or video.name)
     try:
         user.upload(video, source_name=video.name, fps=fps, progress=bar.phase("decode"))
-        notes = apply_project(user, project, progress=bar.phase("track"), strict_source=False)
-        exports = user.export(video=video_out,
-                              progress=bar.phase("video") if video_out else None)
+        notes = apply_project(
+            user, project, progress=bar.phase("track", unit="step"), strict_source=False
+        )
+        exports = user.export(video=video_out, progress=bar.phase("video") if video_out else None)
         science = user.export_science(calibration)
         project_file = user.save_project(calibration)
         folder.mkdir(parents=True, exist_ok=True)
@@ -290,9 +357,13 @@ def track_video(engine: Engine, video: Path, project: Project, calibration: Cali
             (folder / name).unlink(missing_ok=True)
         for path in [*exports.files(), *science.values(), project_file]:
             shutil.move(path, folder / path.name)
+    except BaseException:
+        bar.close(keep=False)  # the error line says what happened
+        raise
+    else:
+        bar.close()
         return notes
     finally:
-        bar.close()
         user.close()
 
 
@@ -300,10 +371,16 @@ def run_track(args: argparse.Namespace) -> int:
     if args.unit is not None and args.pixels_per_unit is None:
         return _usage("--unit needs --pixels-per-unit (the number of pixels in one unit).")
     if args.checkpoint is not None and not args.checkpoint.expanduser().is_file():
-        return _usage(f"The checkpoint {args.checkpoint} is not a file; give the path of a "
-                      "downloaded .pt checkpoint.")
+        return _usage(
+            f"The checkpoint {args.checkpoint} is not a file; give the path of a "
+            "downloaded .pt checkpoint."
+        )
     try:
         project = load_project(args.project)
+        if args.pixels_per_unit is not None and not (args.unit or project.calibration.calibrated):
+            return _usage(
+                "--pixels-per-unit needs --unit (e.g. --unit mm): the project has no unit."
+            )
         calibration = _calibration(args, project.calibration)
         settings = make_settings(args, project)
     except UserError as err:
@@ -311,8 +388,10 @@ def run_track(args: argparse.Namespace) -> int:
     except ValueError as err:  # a SAM2WEB_* variable
         return _usage(f"{err}.")
     if not project.objects:
-        return _usage(f"The project {args.project.name} has no objects; add and track objects "
-                      "in the web app, then save the project again.")
+        return _usage(
+            f"The project {args.project.name} has no objects; add and track objects "
+            "in the web app, then save the project again."
+        )
 
     engine = Engine(settings)
     spec = get_spec(settings.model)
@@ -330,9 +409,16 @@ def run_track(args: argparse.Namespace) -> int:
         for n, video in enumerate(args.videos, start=1):
             folder = out / output_folder_name(n, video, count)
             try:
-                notes = track_video(engine, video, project, calibration, folder,
-                                    video_out=not args.no_video, fps=args.fps,
-                                    label=f"[{n}/{count}] {video.name}")
+                notes = track_video(
+                    engine,
+                    video,
+                    project,
+                    calibration,
+                    folder,
+                    video_out=not args.no_video,
+                    fps=args.fps,
+                    label=f"[{n}/{count}] {video.name}",
+                )
             except UserError as err:
                 failed += 1
                 print(f"error: {video}: {err.message}", file=sys.stderr)
@@ -340,14 +426,19 @@ def run_track(args: argparse.Namespace) -> int:
             except Exception as err:  # a bug or a library failure: one line, detail in the log
                 failed += 1
                 log.debug("tracking %s failed", video, exc_info=True)
-                print(f"error: {video}: unexpected failure ({type(err).__name__}: {err}); "
-                      "run again with --verbose for details.", file=sys.stderr)
+                print(
+                    f"error: {video}: unexpected failure ({type(err).__name__}: {err}); "
+                    "run again with --verbose for details.",
+                    file=sys.stderr,
+                )
                 continue
             for note in notes:
                 print(f"note: {video}: {note}", file=sys.stderr)
             print(f"{video} -> {folder}")
-    print(f"{count - failed} of {count} video{'s' if count != 1 else ''} tracked; results in "
-          f"{out}", file=sys.stderr)
+    print(
+        f"{count - failed} of {count} video{'s' if count != 1 else ''} tracked; results in {out}",
+        file=sys.stderr,
+    )
     return EXIT_FAILED if failed else EXIT_OK
 
 

@@ -209,14 +209,18 @@ def _model_record(user: UserSession) -> ProjectModel:
     try:
         import torch
 
-        dev = (user.tracking.predictor.device if user.tracking is not None
-               else choose_device(settings.device))
+        dev = (
+            user.tracking.predictor.device
+            if user.tracking is not None
+            else choose_device(settings.device)
+        )
         device = torch.device(dev).type
         bf16 = isinstance(autocast_context(dev, settings.bf16), torch.autocast)
     except UserError:  # the configured device is not available here
         pass
-    return ProjectModel(spec.key, spec.label, identity, settings.resolution,
-                        settings.corrections, bf16, device)
+    return ProjectModel(
+        spec.key, spec.label, identity, settings.resolution, settings.corrections, bf16, device
+    )
 
 
 def build_project(user: UserSession, calibration: Calibration | None = None) -> dict:
@@ -232,13 +236,15 @@ def build_project(user: UserSession, calibration: Calibration | None = None) -> 
             f"This session has {len(history):,} steps, more than a project file can hold "
             f"({MAX_HISTORY:,}); reset and track again with fewer clicks."
         )
-    objects = [] if tracking is None else [
-        TrackedObject(o.obj_id, o.name, tuple(o.color)) for o in tracking.objects.values()
-    ]
+    objects = (
+        []
+        if tracking is None
+        else [TrackedObject(o.obj_id, o.name, tuple(o.color)) for o in tracking.objects.values()]
+    )
     project = Project(
         source=ProjectSource(
             name=info.source_name,
-            sha256=getattr(user, "source_sha256", None),
+            sha256=user.source_sha256,
             num_frames=info.num_frames,
             width=info.width,
             height=info.height,
@@ -255,17 +261,25 @@ def build_project(user: UserSession, calibration: Calibration | None = None) -> 
 
 
 def dumps_project(data: dict) -> str:
-    """Project JSON text: indented, with one history step per line (compact and diffable)."""
-    head = {k: v for k, v in data.items() if k != "history"}
-    text = json.dumps(head, indent=2, ensure_ascii=False, allow_nan=False)
-    steps = [json.dumps(step, ensure_ascii=False, allow_nan=False)
-             for step in data.get("history", [])]
-    body = "[]" if not steps else "[\n    " + ",\n    ".join(steps) + "\n  ]"
-    return text[:-2] + f',\n  "history": {body}\n}}\n'
+    """Project JSON text: indented, with one object and one history step per line, so long
+    histories stay compact and diffs show one line per action."""
+    fields = []
+    for key, value in data.items():
+        name = json.dumps(key, ensure_ascii=False)
+        if key in ("objects", "history") and isinstance(value, list) and value:
+            items = ",\n    ".join(
+                json.dumps(item, ensure_ascii=False, allow_nan=False) for item in value
+            )
+            fields.append(f"  {name}: [\n    {items}\n  ]")
+        else:
+            text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
+            fields.append(f"  {name}: " + text.replace("\n", "\n  "))
+    return "{\n" + ",\n".join(fields) + "\n}\n"
 
 
-def save_project(user: UserSession, path: Path | str,
-                 calibration: Calibration | None = None) -> Path:
+def save_project(
+    user: UserSession, path: Path | str, calibration: Calibration | None = None
+) -> Path:
     """Write the user's project to ``path`` (UTF-8 JSON, replaced atomically)."""
     text = dumps_project(build_project(user, calibration))
     path = Path(path)
@@ -367,8 +381,9 @@ class _Checker:
             raise self.fail(f"{where} is not true or false")
         return value
 
-    def as_str(self, value: Any, where: str, max_chars: int = MAX_TEXT_CHARS,
-            empty: bool = False) -> str:
+    def as_str(
+        self, value: Any, where: str, max_chars: int = MAX_TEXT_CHARS, empty: bool = False
+    ) -> str:
         if not isinstance(value, str):
             raise self.fail(f"{where} is not text")
         if len(value) > max_chars:
@@ -417,7 +432,8 @@ def parse_project(data: Any, name: str = PROJECT_FILENAME) -> Project:
     source = _parse_source(c, c.obj(c.get(data, "source", "the file"), "'source'"))
     model = _parse_model(c, c.obj(c.get(data, "model", "the file"), "'model'"))
     calibration = _parse_calibration(
-        c, c.obj(c.get(data, "calibration", "the file"), "'calibration'"))
+        c, c.obj(c.get(data, "calibration", "the file"), "'calibration'")
+    )
 
     objects_raw = c.get(data, "objects", "the file")
     if not isinstance(objects_raw, list):
@@ -511,8 +527,16 @@ def _parse_object(c: _Checker, item: Any, i: int) -> TrackedObject:
     return TrackedObject(obj_id, name, rgb)  # type: ignore[arg-type]
 
 
-_OPS = ("add_object", "rename_object", "remove_object", "click", "box", "undo", "clear",
-        "propagate")
+_OPS = (
+    "add_object",
+    "rename_object",
+    "remove_object",
+    "click",
+    "box",
+    "undo",
+    "clear",
+    "propagate",
+)
 
 
 def _parse_step(c: _Checker, item: Any, i: int, source: ProjectSource) -> dict:
@@ -543,13 +567,24 @@ def _parse_step(c: _Checker, item: Any, i: int, source: ProjectSource) -> dict:
     if op == "remove_object":
         return {"op": op, "obj": obj()}
     if op == "click":
-        return {"op": op, "frame": frame(), "obj": obj(),
-                "x": coord("x", source.width), "y": coord("y", source.height),
-                "positive": c.as_bool(get("positive"), f"'positive' of {where}")}
+        return {
+            "op": op,
+            "frame": frame(),
+            "obj": obj(),
+            "x": coord("x", source.width),
+            "y": coord("y", source.height),
+            "positive": c.as_bool(get("positive"), f"'positive' of {where}"),
+        }
     if op == "box":
-        return {"op": op, "frame": frame(), "obj": obj(),
-                "x0": coord("x0", source.width), "y0": coord("y0", source.height),
-                "x1": coord("x1", source.width), "y1": coord("y1", source.height)}
+        return {
+            "op": op,
+            "frame": frame(),
+            "obj": obj(),
+            "x0": coord("x0", source.width),
+            "y0": coord("y0", source.height),
+            "x1": coord("x1", source.width),
+            "y1": coord("y1", source.height),
+        }
     if op in ("undo", "clear"):
         return {"op": op, "frame": frame(), "obj": obj()}
     passes_raw = get("passes")
@@ -582,8 +617,10 @@ def _check_object_ids(c: _Checker, history: list[dict], objects: list[TrackedObj
             live.add(obj_id)
             next_id += 1
         elif obj_id not in live:
-            raise c.fail(f"history step {i + 1} ({op}) refers to object {obj_id}, which does "
-                         "not exist at that point")
+            raise c.fail(
+                f"history step {i + 1} ({op}) refers to object {obj_id}, which does "
+                "not exist at that point"
+            )
         elif op == "remove_object":
             live.discard(obj_id)
     listed = [o.obj_id for o in objects]
@@ -610,11 +647,15 @@ def check_source(project: Project, info, sha256: str | None, strict: bool = True
                 "video, though both have the same length and size; load the original video "
                 "to reproduce the project."
             )
-        notes.append(f"The project was made on {src.name}; its clicks are replayed on this "
-                     "video at the same frames and positions.")
+        notes.append(
+            f"The project was made on {src.name}; its clicks are replayed on this "
+            "video at the same frames and positions."
+        )
     if not math.isclose(src.fps, info.fps, rel_tol=1e-6):
-        notes.append(f"The project's video ran at {src.fps:g} frames per second, this one at "
-                     f"{info.fps:g}; time stamps follow this video.")
+        notes.append(
+            f"The project's video ran at {src.fps:g} frames per second, this one at "
+            f"{info.fps:g}; time stamps follow this video."
+        )
     return notes
 
 
@@ -628,25 +669,41 @@ def model_notes(project: Project, current: ProjectModel) -> list[str]:
     saved = project.model
     notes = []
     if saved.key != current.key:
-        notes.append(f"The project was made with {get_spec(saved.key).name}, this server runs "
-                     f"{get_spec(current.key).name}; masks will differ.")
-    elif (saved.checkpoint_identity and current.checkpoint_identity
-          and saved.checkpoint_identity != current.checkpoint_identity):
-        notes.append("The project was made with a different checkpoint file of the same "
-                     "model; masks may differ.")
+        notes.append(
+            f"The project was made with {get_spec(saved.key).name}, this server runs "
+            f"{get_spec(current.key).name}; masks will differ."
+        )
+    elif (
+        saved.checkpoint_identity
+        and current.checkpoint_identity
+        and saved.checkpoint_identity != current.checkpoint_identity
+    ):
+        notes.append(
+            "The project was made with a different checkpoint file of the same "
+            "model; masks may differ."
+        )
     if saved.resolution != current.resolution:
-        notes.append(f"The project was made at a processing resolution of {saved.resolution} "
-                     f"px, this server uses {current.resolution} px; masks will differ.")
+        notes.append(
+            f"The project was made at a processing resolution of {saved.resolution} "
+            f"px, this server uses {current.resolution} px; masks will differ."
+        )
     if saved.corrections != current.corrections:
-        notes.append(f"The project was made with corrections mode '{saved.corrections}', this "
-                     f"server uses '{current.corrections}'; refinements may track differently.")
+        notes.append(
+            f"The project was made with corrections mode '{saved.corrections}', this "
+            f"server uses '{current.corrections}'; refinements may track differently."
+        )
     if None not in (saved.device, current.device, saved.bf16, current.bf16) and (
-            saved.device != current.device or saved.bf16 != current.bf16):
-        notes.append(f"The project ran on {_numerics(saved)}, this server on "
-                     f"{_numerics(current)}; masks may differ slightly.")
+        saved.device != current.device or saved.bf16 != current.bf16
+    ):
+        notes.append(
+            f"The project ran on {_numerics(saved)}, this server on "
+            f"{_numerics(current)}; masks may differ slightly."
+        )
     if project.sam2_version and (ours := sam2_version()) and ours != project.sam2_version:
-        notes.append(f"The project was made with sam2 {project.sam2_version}, this server has "
-                     f"sam2 {ours}; masks may differ slightly.")
+        notes.append(
+            f"The project was made with sam2 {project.sam2_version}, this server has "
+            f"sam2 {ours}; masks may differ slightly."
+        )
     return notes
 
 
@@ -654,8 +711,12 @@ def _numerics(m: ProjectModel) -> str:
     return f"{m.device} with {'bfloat16' if m.bf16 else 'float32'}"
 
 
-def apply_project(user: UserSession, project: Project, progress: Progress | None = None,
-                  strict_source: bool = True) -> list[str]:
+def apply_project(
+    user: UserSession,
+    project: Project,
+    progress: Progress | None = None,
+    strict_source: bool = True,
+) -> list[str]:
     """Replay ``project`` on the user's loaded video; returns notes for the user.
 
     The video must have the project's frame count and size; with ``strict_source`` it must
@@ -664,7 +725,7 @@ def apply_project(user: UserSession, project: Project, progress: Progress | None
     tracked frames (:meth:`Project.replay_steps`). On failure the session is left empty.
     """
     info = user.info
-    notes = check_source(project, info, getattr(user, "source_sha256", None), strict_source)
+    notes = check_source(project, info, user.source_sha256, strict_source)
     user._require_not_tracking()
     tracking = user.ensure_tracking()
     notes += model_notes(project, _model_record(user))
@@ -723,11 +784,13 @@ def _replay_step(tracking, step: dict) -> None:
     elif op == "remove_object":
         tracking.remove_object(step["obj"])
     elif op == "click":
-        tracking.add_click(step["frame"], step["obj"],
-                           Click(step["x"], step["y"], step["positive"]))
+        tracking.add_click(
+            step["frame"], step["obj"], Click(step["x"], step["y"], step["positive"])
+        )
     elif op == "box":
-        tracking.set_box(step["frame"], step["obj"],
-                         Box(step["x0"], step["y0"], step["x1"], step["y1"]))
+        tracking.set_box(
+            step["frame"], step["obj"], Box(step["x0"], step["y0"], step["x1"], step["y1"])
+        )
     elif op == "undo":
         tracking.undo(step["frame"], step["obj"])
     elif op == "clear":

@@ -28,9 +28,9 @@ from .workflow import PROMPT_MODES, UserSession
 log = logging.getLogger(__name__)
 
 MODE_LABELS = {
-    "positive": "➕ Positive point (this is the object)",
-    "negative": "➖ Negative point (not the object)",
-    "box": "▭ Box (click two opposite corners)",
+    "positive": "Positive point (this is the object)",
+    "negative": "Negative point (not the object)",
+    "box": "Box (click two opposite corners)",
 }
 DIRECTION_LABELS = {"forward": "Forward", "backward": "Backward", "both": "Both directions"}
 UPLOAD_TYPES = [".mp4", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".gif",
@@ -103,6 +103,23 @@ def _friendly(fn):
     return wrapper
 
 
+def _frame_field(value, what: str) -> int | None:
+    """An optional frame number typed by the user: empty -> None."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not number.is_integer() or number < 0:
+        raise gr.Error(f"The {what} must be a frame number (0 or more) or empty.",
+                       print_exception=False)
+    return int(number)
+
+
 def _facts(user: UserSession) -> str:
     if user.folder is None:
         return "*No video loaded.*"
@@ -143,10 +160,13 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
 
     def model_line() -> str:
         status = engine.checkpoint_status()
-        icon = "✅" if status.ready else "ℹ️"
-        return f"{icon} Model: {html.escape(status.message)}{approx}"
+        return f"**Model:** {html.escape(status.message)}{approx}"
 
-    with gr.Blocks(title="sam2web", fill_width=True) as demo:
+    # delete_cache: Gradio keeps a copy of every file it serves; drop copies older than a
+    # session's lifetime so finished sessions leave nothing behind.
+    ttl = int(settings.session_ttl_s)
+    with gr.Blocks(title="sam2web", fill_width=True,
+                   delete_cache=(max(60, min(ttl, 3600)), ttl)) as demo:
         state = gr.State(new_user, delete_callback=lambda u: u.close() if u else None,
                          time_to_live=settings.session_ttl_s)
         gr.Markdown(INTRO)
@@ -178,7 +198,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             with gr.Column(scale=2):
                 frame_img = gr.Image(label="Frame — click to add points", interactive=False,
                                      type="numpy", format="png", elem_id="frame-view",
-                                     buttons=["fullscreen"])
+                                     buttons=["fullscreen"], height=460)
                 with gr.Row():
                     slider = gr.Slider(0, 1, value=0, step=1, label="Frame", scale=4,
                                        elem_id="frame-slider", interactive=True)
@@ -189,10 +209,13 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         with gr.Row():
             direction = gr.Radio([(v, k) for k, v in DIRECTION_LABELS.items()],
                                  value="forward", label="Direction", elem_id="direction")
-            start_no = gr.Number(value=None, precision=0, label="Start frame (empty: first "
-                                 "clicked frame)", minimum=0, elem_id="start-frame")
-            end_no = gr.Number(value=None, precision=0, label="End frame (empty: to the end)",
-                               minimum=0, elem_id="end-frame")
+            # Text boxes, not numbers: an empty number box is sent as 0, and "empty" means
+            # "the first clicked frame" / "to the end of the video" here.
+            start_no = gr.Textbox(value="", label="Start frame", max_length=12,
+                                  placeholder="empty: first clicked frame",
+                                  elem_id="start-frame")
+            end_no = gr.Textbox(value="", label="End frame", max_length=12,
+                                placeholder="empty: to the end", elem_id="end-frame")
             with gr.Column(min_width=160):
                 track_btn = gr.Button("Track ▶", variant="primary", elem_id="track")
                 cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
@@ -211,7 +234,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                 files = gr.File(label="Downloads", file_count="multiple", interactive=False,
                                 elem_id="downloads")
         gallery = gr.Gallery(label="Every N-th frame (click one to open it)", columns=8,
-                             height="auto", elem_id="gallery")
+                             height=260, object_fit="contain", elem_id="gallery")
 
         # Hidden inputs for API-only endpoints (clicks with coordinates, boxes).
         with gr.Row(visible=False):
@@ -229,7 +252,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
 
         def view(user: UserSession, frame, message=""):
             frame = int(frame or 0)
-            image = user.render_frame(frame) if user.folder is not None else None
+            image = user.view_frame(frame) if user.folder is not None else None
             return image, _status(user, message), _objects_update(user)
 
         @_friendly
@@ -246,7 +269,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
 
             info = user.upload(Path(path), source_name=Path(path).name, progress=cb)
             last = info.num_frames - 1
-            return (user, _facts(user), user.render_frame(0),
+            return (user, _facts(user), user.view_frame(0),
                     gr.update(minimum=0, maximum=max(last, 1), value=0, interactive=last > 0),
                     gr.update(value=0, maximum=last),
                     _status(user, "Loaded. Click on an object to start."),
@@ -264,7 +287,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             if user.folder is None:
                 return None, "", gr.update()
             frame = max(0, min(int(frame or 0), user.info.num_frames - 1))
-            return user.render_frame(frame), gr.update(), gr.update(value=frame)
+            return user.view_frame(frame), gr.update(), gr.update(value=frame)
 
         slider.change(on_frame, [state, slider], [frame_img, status, frame_no],
                       api_name="frame", concurrency_limit=None, trigger_mode="always_last",
@@ -277,8 +300,11 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                      progress=gr.Progress()):
             if user.folder is None:
                 raise gr.Error("Upload a video or image sequence first.")
-            x, y = evt.index[0], evt.index[1]
-            message = user.click(int(frame), float(x), float(y), mode_value or "positive")
+            if not evt.index or len(evt.index) != 2:
+                raise gr.Error("Click inside the image.")
+            # Gradio reports the click in pixels of the displayed image.
+            x, y = user.to_original(float(evt.index[0]), float(evt.index[1]))
+            message = user.click(int(frame), x, y, mode_value or "positive")
             return view(user, frame, message)
 
         frame_img.select(on_click, [state, slider, mode], frame_outputs,
@@ -389,8 +415,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             if user.folder is None:
                 raise gr.Error("Upload a video or image sequence first.")
             _style(user, opacity_v, contours_v, labels_v, trails_v)
-            start = None if start is None or start == "" else int(start)
-            end = None if end is None or end == "" else int(end)
+            start = _frame_field(start, "start frame")
+            end = _frame_field(end, "end frame")
             progress(0, desc="Loading the model")
             user.ensure_tracking()
             t0 = time.perf_counter()
@@ -405,7 +431,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                 if time.perf_counter() - last_view > 1.0 or step.done == step.total:
                     last_view = time.perf_counter()
                     shown = step.result.frame_idx
-                    yield (user.render_frame(shown),
+                    yield (user.view_frame(shown),
                            _status(user, f"Tracking… {step.done}/{step.total} frames"),
                            gr.update(), gr.update(value=shown), gr.update(), gr.update(),
                            gr.update())
@@ -413,7 +439,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             verb = "Cancelled after" if run.cancelled else "Tracked"
             message = f"{verb} {run.frames} frames in {run.seconds:.1f} s."
             video_path, file_list = _export(user, progress)
-            yield (user.render_frame(shown), _status(user, message), _objects_update(user),
+            yield (user.view_frame(shown), _status(user, message), _objects_update(user),
                    gr.update(value=shown), video_path, file_list, user.gallery())
 
         track_btn.click(on_track,
@@ -435,7 +461,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                         progress=gr.Progress()):
             _style(user, opacity_v, contours_v, labels_v, trails_v)
             video_path, file_list = _export(user, progress)
-            return (user.render_frame(int(frame or 0)), video_path, file_list,
+            return (user.view_frame(int(frame or 0)), video_path, file_list,
                     user.gallery())
 
         rerender_btn.click(on_rerender, [state, slider, opacity, contours, labels, trails],

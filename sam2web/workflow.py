@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .analysis import (
@@ -197,6 +198,9 @@ class UserSession:
                 self.add_object()
             obj_id = self.active_object
         obj = self._object(obj_id)
+        if obj.obj_id != self.active_object:
+            self.active_object = obj.obj_id  # the object clicked on becomes the active one
+            self.pending_corner = None
         tracking = self.ensure_tracking()
         if mode == "box":
             if self.pending_corner is None or self.pending_corner[0] != frame_idx:
@@ -210,7 +214,8 @@ class UserSession:
         self.pending_corner = None
         tracking.add_click(int(frame_idx), obj.obj_id, Click(float(x), float(y),
                                                               mode == "positive"))
-        return f"{'Positive' if mode == 'positive' else 'Negative'} click added to {obj.name}."
+        kind = "Positive" if mode == "positive" else "Negative"
+        return f"{kind} click added to {obj.name} at x={x:.0f}, y={y:.0f}."
 
     def add_box(self, frame_idx: int, x0: float, y0: float, x1: float, y1: float,
                 obj_id: int | None = None) -> None:
@@ -242,41 +247,69 @@ class UserSession:
                 p.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ display
-    def render_frame(self, frame_idx: int, show_prompts: bool = True) -> np.ndarray:
-        """The frame with stored masks blended in and this frame's prompts drawn."""
+    @property
+    def display_scale(self) -> float:
+        """Factor from original-frame pixels to the pixels of the image shown in the page:
+        small videos are enlarged (so they can be clicked precisely), large ones reduced
+        (so each update stays small). See :func:`display_scale`."""
+        info = self.info
+        return display_scale(info.width, info.height)
+
+    def to_original(self, x_display: float, y_display: float) -> tuple[float, float]:
+        """A position in the displayed image -> (x, y) pixels of the original frame."""
+        k = self.display_scale
+        info = self.info
+        return (min(max(x_display / k, 0.0), float(info.width)),
+                min(max(y_display / k, 0.0), float(info.height)))
+
+    def render_frame(self, frame_idx: int, show_prompts: bool = True,
+                     scale: float = 1.0) -> np.ndarray:
+        """The frame with stored masks blended in and this frame's prompts drawn, resized by
+        ``scale`` (masks are drawn at the original size, markers at the shown size)."""
         frame = self.frame_rgb(frame_idx)
-        if self.tracking is None:
-            return frame
-        result = self.tracking.store.read(int(frame_idx))
-        objects = self.tracking.objects
-        if result is not None:
-            masks = {k: v for k, v in result.masks.items() if k in objects}
-            trails = None
-            if self.style.trails > 0:
-                trails = recent_centroids(self.tracking.store, int(frame_idx),
-                                          self.style.trails, list(objects))
-            frame = draw_overlay(frame, masks, objects, self.style, trails)
-        if show_prompts:
+        objects = self.tracking.objects if self.tracking is not None else {}
+        if self.tracking is not None:
+            result = self.tracking.store.read(int(frame_idx))
+            if result is not None:
+                masks = {k: v for k, v in result.masks.items() if k in objects}
+                trails = None
+                if self.style.trails > 0:
+                    trails = recent_centroids(self.tracking.store, int(frame_idx),
+                                              self.style.trails, list(objects))
+                frame = draw_overlay(frame, masks, objects, self.style, trails)
+        if scale != 1.0:
+            h, w = frame.shape[:2]
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            interp = cv2.INTER_NEAREST if scale > 1 else cv2.INTER_AREA
+            frame = cv2.resize(frame, size, interpolation=interp)
+        if show_prompts and self.tracking is not None:
             for (f, oid), prompts in self.tracking.prompts.items():
                 if f != frame_idx or oid not in objects:
                     continue
                 box = None
                 if prompts.box is not None:
                     b = prompts.box
-                    box = (b.x0, b.y0, b.x1, b.y1)
-                frame = draw_prompts(frame, [(c.x, c.y, c.positive) for c in prompts.clicks],
-                                     box, objects[oid].color)
+                    box = (b.x0 * scale, b.y0 * scale, b.x1 * scale, b.y1 * scale)
+                frame = draw_prompts(
+                    frame, [(c.x * scale, c.y * scale, c.positive) for c in prompts.clicks],
+                    box, objects[oid].color)
             if self.pending_corner is not None and self.pending_corner[0] == frame_idx:
                 _, x, y = self.pending_corner
                 color = objects[self.active_object].color if self.active_object in objects \
                     else (255, 255, 255)
-                frame = draw_prompts(frame, [], (x - 0.5, y - 0.5, x + 0.5, y + 0.5), color)
+                frame = draw_prompts(frame, [], (x * scale - 2, y * scale - 2, x * scale + 2,
+                                                 y * scale + 2), color)
         return frame
+
+    def view_frame(self, frame_idx: int) -> np.ndarray:
+        """The frame as the page shows it (display-scaled, prompts drawn)."""
+        return self.render_frame(frame_idx, show_prompts=True, scale=self.display_scale)
 
     def gallery(self, max_items: int = 24) -> list[tuple[np.ndarray, str]]:
         """Every N-th frame with its overlay, for a quick check of a whole run."""
         info = self.info
-        return [(self.render_frame(i, show_prompts=False), f"frame {i}")
+        k = min(1.0, 240 / max(info.width, info.height))
+        return [(self.render_frame(i, show_prompts=False, scale=k), f"frame {i}")
                 for i in gallery_indices(info.num_frames, max_items)]
 
     # ------------------------------------------------------------------ tracking
@@ -422,6 +455,15 @@ class UserSession:
         if self.tracking is not None and self.tracking.propagating:
             raise TrackingError("Tracking is running; wait for it to finish or press Cancel "
                                 "first.")
+
+
+DISPLAY_LONG_SIDE = 960  # pixels of the longer side of the frame shown in the page
+
+
+def display_scale(width: int, height: int) -> float:
+    """Scale of the page's frame view: the longer side becomes DISPLAY_LONG_SIDE pixels,
+    enlarging at most 6x."""
+    return min(DISPLAY_LONG_SIDE / max(width, height), 6.0)
 
 
 def _clean_name(name: str | None) -> str | None:

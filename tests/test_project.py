@@ -101,7 +101,11 @@ def test_saved_project_holds_everything(session_a, clips, random_checkpoint):
     assert data["source"] == {
         "name": "discs.mp4",
         "sha256": hashlib.sha256(clips["same"].read_bytes()).hexdigest(),
-        "num_frames": NUM_FRAMES, "width": 160, "height": 120, "fps": 10.0, "kind": "video",
+        "num_frames": NUM_FRAMES,
+        "width": 160,
+        "height": 120,
+        "fps": 10.0,
+        "kind": "video",
     }
     model = data["model"]
     assert model["key"] == "sam2.1-tiny" and model["resolution"] == 256
@@ -113,8 +117,18 @@ def test_saved_project_holds_everything(session_a, clips, random_checkpoint):
     ]
     assert [o["name"] for o in data["objects"]] == ["red disc", "blue disc"]
     assert [s["op"] for s in data["history"]] == [
-        "add_object", "add_object", "click", "click", "box", "click", "propagate",
-        "click", "undo", "click", "rename_object", "propagate",
+        "add_object",
+        "add_object",
+        "click",
+        "click",
+        "box",
+        "click",
+        "propagate",
+        "click",
+        "undo",
+        "click",
+        "rename_object",
+        "propagate",
     ]
     assert data["history"] == user.tracking.history
     assert data["history"][-1]["passes"] == [
@@ -193,8 +207,9 @@ def test_export_science_writes_readable_files(session_a):
     assert len(calibrated) == NUM_FRAMES * len(objects)
     for row in calibrated:
         if row["present"] == "1":  # 4 px per mm: lengths in mm, areas in mm²
-            assert float(row["centroid_x_mm"]) == pytest.approx(float(row["centroid_x"]) / 4,
-                                                                 abs=1e-3)
+            assert float(row["centroid_x_mm"]) == pytest.approx(
+                float(row["centroid_x"]) / 4, abs=1e-3
+            )
             assert float(row["area_mm2"]) == pytest.approx(int(row["area_px"]) / 16, rel=1e-6)
 
     for key in ("trajectories", "confidence"):
@@ -266,8 +281,9 @@ def _mutations():
     yield "not an object", lambda d: d.update(model=[1]), "'model' is not a JSON object"
 
 
-@pytest.mark.parametrize("label, mutate, fragment", list(_mutations()),
-                         ids=[m[0] for m in _mutations()])
+@pytest.mark.parametrize(
+    "label, mutate, fragment", list(_mutations()), ids=[m[0] for m in _mutations()]
+)
 def test_invalid_projects_give_one_clear_sentence(session_a, tmp_path, label, mutate, fragment):
     _, path = session_a
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -281,13 +297,16 @@ def test_invalid_projects_give_one_clear_sentence(session_a, tmp_path, label, mu
     _one_sentence(err.value.message)
 
 
-@pytest.mark.parametrize("content, fragment", [
-    (b"\x00\x01garbage", "not valid JSON"),
-    (b'{"format": "sam2web-project", "version": 1', "not valid JSON"),
-    (b"[1, 2, 3]", "not a sam2web project"),
-    (b'{"format": "sam2web-project", "version": NaN}', "not valid JSON"),
-    (b"[" * 100_000, "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (b"\x00\x01garbage", "not valid JSON"),
+        (b'{"format": "sam2web-project", "version": 1', "not valid JSON"),
+        (b"[1, 2, 3]", "not a sam2web project"),
+        (b'{"format": "sam2web-project", "version": NaN}', "not valid JSON"),
+        (b"[" * 100_000, "not valid JSON"),
+    ],
+)
 def test_non_projects_are_refused(tmp_path, content, fragment):
     path = tmp_path / "x.json"
     path.write_bytes(content)
@@ -372,8 +391,7 @@ def test_model_differences_become_notes(session_a):
     project = load_project(path)
     same = project.model
     assert model_notes(project, same) == []
-    other = dataclasses.replace(same, key="sam2.1-small", resolution=1024,
-                                corrections="upstream")
+    other = dataclasses.replace(same, key="sam2.1-small", resolution=1024, corrections="upstream")
     notes = model_notes(project, other)
     assert len(notes) == 3
     assert "SAM 2.1 small" in notes[0] and "1024" in notes[1] and "upstream" in notes[2]

@@ -1,0 +1,938 @@
+#!/usr/bin/env python
+"""Benchmark: sam2's own tutorial flow against the sam2web engine, on one synthetic clip.
+
+Modes (``--modes``, comma separated), each run in its own subprocess so that peak RSS is
+per mode:
+
+* ``raw``: Meta's video predictor tutorial. ``build_sam2_video_predictor`` (with sam2web's
+  hydra overrides, so both sides run the same model), ``init_state`` on the JPEG folder the
+  engine's ingest wrote (identical pixels), one ``add_new_points_or_box`` per object,
+  ``propagate_in_video`` with masks collected in a dict, as the notebook does.
+* ``engine``: sam2web end to end. ``media.ingest`` decodes the MP4 into frame files,
+  ``session.TrackingSession`` takes the same clicks and propagates (lazy frames, masks to
+  disk), then ``exports.write_csv`` and ``render.render_overlay_video`` write the CSV and the
+  overlay MP4.
+* a number after the name sets the processing resolution (``engine512``), ``-bf16`` runs the
+  model under CPU bfloat16 autocast (``engine-bf16``, ``raw512-bf16``). Without a number a
+  mode uses ``--resolution``.
+
+For every mode and clip length the parent prints seconds per tracked frame (median over the
+frames after the first one propagate yields, which is the prompted frame), end-to-end
+seconds, peak RSS, RSS growth, the ratios to ``raw`` and the agreement of masks with
+``raw`` (IoU per frame and object). Weights are random (timing does not depend on their
+values), so masks are meaningless as segmentations; agreement between modes is still
+meaningful: the same model on the same pixels must give the same masks.
+
+Example::
+
+    python benchmarks/bench_engine.py --frames 6
+    python benchmarks/bench_engine.py --resolution 256 --frames 30,120
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RESULT_PREFIX = "BENCH_RESULT "
+MODE_PATTERN = re.compile(r"^(raw|engine)(\d+)?(-bf16)?$")
+MAX_OBJECTS = 3
+MIB = 1024 * 1024
+
+
+# ------------------------------------------------------------------------------- modes
+@dataclass(frozen=True)
+class Mode:
+    name: str  # as given on the command line: "engine512-bf16"
+    flow: str  # "raw" or "engine"
+    resolution: int  # processing size in pixels (square)
+    bf16: bool  # bfloat16 autocast on the CPU
+
+    @property
+    def dtype(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
+
+
+def parse_mode(name: str, default_resolution: int) -> Mode:
+    """``raw``, ``engine``, ``engine512``, ``raw-bf16``, ... -> Mode."""
+    match = MODE_PATTERN.match(name.strip())
+    if match is None:
+        raise ValueError(
+            f"unknown mode {name!r}: use raw or engine, optionally followed by a resolution "
+            "and -bf16, e.g. engine512 or engine-bf16"
+        )
+    flow, size, bf16 = match.groups()
+    resolution = int(size) if size else default_resolution
+    check_resolution(resolution)
+    return Mode(name.strip(), flow, resolution, bool(bf16))
+
+
+def check_resolution(resolution: int) -> None:
+    if resolution < 64 or resolution % 32:
+        raise ValueError(f"resolution must be a multiple of 32 and at least 64, got {resolution}")
+
+
+# ------------------------------------------------------------------------------- clip
+def make_discs(width: int, height: int, count: int):
+    """Up to three discs placed and moving in proportion to the frame size.
+
+    Speeds are in pixels per frame at 640 px width; over 120 frames the discs stay inside
+    the frame and apart.
+    """
+    from tests.synth import Disc
+
+    s = width / 640.0
+    r = min(width, height) / 480.0
+    discs = [
+        Disc(
+            x0=0.20 * width,
+            y0=0.45 * height,
+            vx=2.0 * s,
+            vy=0.3 * s,
+            radius=42 * r,
+            color=(230, 60, 40),
+        ),
+        Disc(
+            x0=0.80 * width,
+            y0=0.20 * height,
+            vx=-1.5 * s,
+            vy=0.6 * s,
+            radius=34 * r,
+            color=(40, 90, 230),
+        ),
+        Disc(
+            x0=0.15 * width,
+            y0=0.82 * height,
+            vx=1.5 * s,
+            vy=0.0,
+            radius=30 * r,
+            color=(60, 190, 80),
+        ),
+    ]
+    return tuple(discs[:count])
+
+
+def clicks_for(discs) -> list[list[float]]:
+    """One positive click per object at its disc's centre on frame 0: [obj_id, x, y]
+    in original-frame pixels (x right, y down)."""
+    return [[i + 1, float(d.x0), float(d.y0)] for i, d in enumerate(discs)]
+
+
+def folder_digest(folder: Path) -> str:
+    """sha256 over the frame files of an ingested folder, in frame order."""
+    from sam2web.media import FrameFolder
+
+    digest = hashlib.sha256()
+    for path in FrameFolder(folder).frame_paths():
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def media_limits():
+    from sam2web.media import MediaLimits
+    from sam2web.settings import Settings
+
+    return MediaLimits.from_settings(Settings.from_env({}))  # the app's defaults
+
+
+# ------------------------------------------------------------------------------- measures
+def rss_mib() -> float:
+    """Current resident set size of this process (Linux), or NaN where unknown."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            resident_pages = int(f.read().split()[1])
+        return resident_pages * os.sysconf("SC_PAGE_SIZE") / MIB
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak RSS so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(who).ru_maxrss
+    return peak / MIB if sys.platform == "darwin" else peak / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Restart the kernel's peak-RSS count for this process (Linux >= 4.0), so a later
+    ru_maxrss covers only what follows. Returns False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def after_model_load() -> tuple[float, float, bool]:
+    """Called once the model is built: (RSS now, peak RSS of loading, peak reset?).
+
+    Garbage from building the model is collected first, so RSS growth is measured from
+    what the model itself holds. Loading holds the checkpoint and the model at once and is
+    the same for every mode; resetting the peak afterwards lets the run's own peak show.
+    """
+    gc.collect()
+    load_peak = peak_rss_mib()
+    return rss_mib(), load_peak, reset_peak_rss()
+
+
+def per_frame_summary(times: list[float]) -> dict:
+    """Median and mean seconds per frame, leaving out the first frame propagate yields
+    (the prompted frame, whose output already exists)."""
+    steady = times[1:]
+    return {
+        "s_per_frame": statistics.median(steady) if steady else float("nan"),
+        "s_per_frame_mean": statistics.fmean(steady) if steady else float("nan"),
+        "first_yield_s": times[0] if times else float("nan"),
+    }
+
+
+def machine_info() -> dict:
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    with contextlib.suppress(OSError):
+        cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+        if names:
+            info["cpu"] = names[0].strip()
+        flags = re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.M)
+        if flags:
+            wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+            have = set(flags.group(1).split())
+            info["cpu_flags"] = (
+                " ".join(f for f in wanted if f in have) or "none of avx2/avx512/amx"
+            )
+    with contextlib.suppress(AttributeError, OSError):
+        info["usable_cores"] = len(os.sched_getaffinity(0))
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        meminfo = Path("/proc/meminfo").read_text()
+        kib = int(re.search(r"^MemTotal:\s+(\d+)", meminfo, re.M).group(1))
+        info["memory_gib"] = round(kib / 1024 / 1024, 1)
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        info["torch"] = "not installed"
+    from importlib import metadata
+
+    for package in ("sam2", "numpy", "opencv-python-headless", "pillow"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            info[package] = metadata.version(package)
+    return info
+
+
+def load_average() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def wait_for_idle(max_load: float, timeout_s: float) -> list[float]:
+    """Poll the 1-minute load average until it is below ``max_load`` or ``timeout_s``
+    passed; returns the load seen last."""
+    deadline = time.monotonic() + timeout_s
+    load = load_average()
+    while load and load[0] >= max_load and time.monotonic() < deadline:
+        log(
+            f"load average {load[0]:.2f} >= {max_load}; waiting "
+            f"({deadline - time.monotonic():.0f} s left)"
+        )
+        time.sleep(min(15.0, max(1.0, deadline - time.monotonic())))
+        load = load_average()
+    return load
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------- child
+def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
+    """Meta's tutorial flow. Returns (timings, {frame: {obj_id: mask}})."""
+    import numpy as np
+    import torch
+    from sam2.build_sam import build_sam2_video_predictor
+
+    from sam2web.model import get_spec, hydra_overrides, silence_missing_extension_warning
+
+    silence_missing_extension_warning()
+    spec = get_spec(job["model"])
+    started = time.perf_counter()
+    predictor = build_sam2_video_predictor(
+        spec.config,
+        job["checkpoint"],
+        device="cpu",
+        hydra_overrides_extra=hydra_overrides(mode.resolution, "keep"),
+    )
+    loaded = time.perf_counter()
+    rss_loaded, load_peak, peak_reset = after_model_load()
+
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16) if mode.bf16 else contextlib.nullcontext()
+    )
+    times: list[float] = []
+    rss_frames: list[float] = []
+    with torch.inference_mode(), autocast:
+        t0 = time.perf_counter()
+        state = predictor.init_state(video_path=job["frames_dir"])
+        t1 = time.perf_counter()
+        for obj_id, x, y in job["clicks"]:
+            predictor.add_new_points_or_box(
+                state,
+                frame_idx=0,
+                obj_id=obj_id,
+                points=np.array([[x, y]], dtype=np.float32),
+                labels=np.array([1], np.int32),
+            )
+        t2 = time.perf_counter()
+        video_segments = {}  # as in the notebook: {frame: {obj_id: (1, H, W) bool}}
+        last = t2
+        for out_frame_idx, out_obj_ids, out_mask_logits in predictor.propagate_in_video(state):
+            video_segments[out_frame_idx] = {
+                out_obj_id: (out_mask_logits[i] > 0.0).cpu().numpy()
+                for i, out_obj_id in enumerate(out_obj_ids)
+            }
+            now = time.perf_counter()
+            times.append(now - last)
+            rss_frames.append(rss_mib())
+            last = now
+        t3 = time.perf_counter()
+
+    timings = {
+        "load_s": loaded - started,
+        "stages": {"init_state": t1 - t0, "prompts": t2 - t1, "propagate": t3 - t2},
+        "track_s": t3 - t1,
+        "e2e_s": t3 - t0,
+        "frame_times": times,
+        "rss_loaded_mib": rss_loaded,
+        "load_peak_rss_mib": load_peak,
+        "rss_end_mib": rss_mib(),  # model and state still alive
+        "peak_reset": peak_reset,
+        "rss_frames_mib": rss_frames,
+        "frames_held_by_state_mib": len(state["images"])
+        * state["images"][0].numel()
+        * state["images"][0].element_size()
+        / MIB,
+    }
+    masks = {f: {o: m[0] for o, m in objs.items()} for f, objs in video_segments.items()}
+    return timings, masks
+
+
+def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
+    """sam2web end to end. Returns (timings, {frame: {obj_id: mask}})."""
+    import torch
+
+    from sam2web.exports import measurements, write_csv
+    from sam2web.media import FrameFolder, ingest
+    from sam2web.model import build_predictor, cpu_supports_bf16, get_spec
+    from sam2web.render import OverlayStyle, render_overlay_video
+    from sam2web.session import TrackingSession
+    from sam2web.types import Click
+
+    started = time.perf_counter()
+    predictor = build_predictor(
+        get_spec(job["model"]),
+        job["checkpoint"],
+        device="cpu",
+        image_size=mode.resolution,
+        corrections="keep",
+    )
+    loaded = time.perf_counter()
+    rss_loaded, load_peak, peak_reset = after_model_load()
+
+    if mode.bf16:
+        # Forced here to measure it; sam2web's SAM2WEB_BF16=1 turns it on only on CPUs with
+        # native bfloat16 (cpu_supports_bf16()).
+        def autocast():
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+    else:
+        autocast = contextlib.nullcontext
+
+    shutil.rmtree(work, ignore_errors=True)
+    frames_dir, masks_dir, exports_dir = work / "frames", work / "masks", work / "exports"
+    exports_dir.mkdir(parents=True)
+    times: list[float] = []
+    rss_frames: list[float] = []
+
+    t0 = time.perf_counter()
+    info = ingest(Path(job["clip"]), frames_dir, limits=media_limits(), frame_format="jpeg")
+    folder = FrameFolder(frames_dir)
+    t1 = time.perf_counter()
+    session = TrackingSession(
+        predictor,
+        folder.frame_paths(),
+        info,
+        masks_dir,
+        full_memory_frames=job["full_memory_frames"],
+        autocast=autocast,
+    )
+    for obj_id, x, y in job["clicks"]:
+        obj = session.add_object(f"disc {obj_id}")
+        if obj.obj_id != obj_id:
+            raise RuntimeError(f"expected object id {obj_id}, the session gave {obj.obj_id}")
+        session.add_click(0, obj_id, Click(x, y, True))
+    t2 = time.perf_counter()
+    last = t2
+    for _step in session.propagate("forward"):
+        now = time.perf_counter()
+        times.append(now - last)
+        rss_frames.append(rss_mib())
+        last = now
+    t3 = time.perf_counter()
+    objects = list(session.objects.values())
+    write_csv(measurements(session.store, objects, info), exports_dir / "sam2web_tracks.csv")
+    t4 = time.perf_counter()
+    frames = ((i, folder.read_rgb(i)) for i in range(info.num_frames))
+    video = render_overlay_video(
+        frames,
+        session.store,
+        session.objects,
+        OverlayStyle(),
+        exports_dir / "sam2web_overlay.mp4",
+        info.fps,
+        total=info.num_frames,
+    )
+    t5 = time.perf_counter()
+
+    timings = {
+        "load_s": loaded - started,
+        "stages": {
+            "decode": t1 - t0,
+            "prompts": t2 - t1,
+            "propagate": t3 - t2,
+            "csv": t4 - t3,
+            "render_encode": t5 - t4,
+        },
+        "track_s": t3 - t1,
+        "e2e_s": t5 - t0,
+        "frame_times": times,
+        "rss_loaded_mib": rss_loaded,
+        "load_peak_rss_mib": load_peak,
+        "rss_end_mib": rss_mib(),  # model and state still alive
+        "peak_reset": peak_reset,
+        "rss_frames_mib": rss_frames,
+        "frame_loads": session.frames.loads,
+        "trimmed": session.trim,
+        "held_mib": {k: v / MIB for k, v in session.held_bytes().items()},
+        "overlay_mp4_kib": video.stat().st_size / 1024,
+        "frames_digest": folder_digest(frames_dir),
+        "bf16_native_cpu": cpu_supports_bf16(),
+    }
+    masks = {}
+    for frame_idx in session.store.frames():
+        result = session.store.read(frame_idx)
+        if result is not None:
+            masks[frame_idx] = dict(result.masks)
+    return timings, masks
+
+
+def run_one(mode_name: str, job_path: Path, as_json: bool) -> int:
+    """Child process: run one mode on one prepared clip, save its masks, report."""
+    import numpy as np
+    import torch
+
+    job = json.loads(job_path.read_text())
+    mode = parse_mode(mode_name, job["resolution"])
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
+    job_dir = job_path.parent
+    rss_start = rss_mib()
+    if mode.flow == "raw":
+        timings, masks = run_raw(job, mode)
+    else:
+        timings, masks = run_engine(job, mode, job_dir / f"ws-{mode.name}")
+    # Read before the mask array below is built, which would add to the peak.
+    run_peak = peak_rss_mib()
+    peak = max(run_peak, timings["load_peak_rss_mib"])
+
+    n, height, width = job["num_frames"], job["height"], job["width"]
+    obj_ids = [c[0] for c in job["clicks"]]
+    stacked = np.zeros((n, len(obj_ids), height, width), dtype=bool)
+    present = np.zeros((n, len(obj_ids)), dtype=bool)
+    for f, objs in masks.items():
+        for j, obj_id in enumerate(obj_ids):
+            if obj_id in objs:
+                stacked[f, j] = objs[obj_id]
+                present[f, j] = True
+    masks_path = job_dir / f"{mode.name}.npz"
+    np.savez_compressed(
+        masks_path,
+        masks=np.packbits(stacked, axis=-1),
+        present=present,
+        shape=np.array(stacked.shape),
+    )
+
+    result = {
+        "mode": asdict(mode),
+        "frames": n,
+        "objects": len(obj_ids),
+        **timings,
+        **per_frame_summary(timings["frame_times"]),
+        "peak_rss_mib": peak,  # whole process: model loading included
+        # from the end of model loading to the end of the run (whole process where the
+        # kernel cannot reset the count)
+        "run_peak_rss_mib": run_peak if timings["peak_reset"] else float("nan"),
+        "ffmpeg_peak_rss_mib": peak_rss_mib(resource.RUSAGE_CHILDREN),
+        "rss_start_mib": rss_start,
+        "rss_growth_mib": timings["rss_end_mib"] - timings["rss_loaded_mib"],
+        "torch_threads": torch.get_num_threads(),
+        "masks_path": str(masks_path),
+    }
+    if as_json:
+        print(RESULT_PREFIX + json.dumps(result), flush=True)
+    else:
+        print(
+            f"{mode.name}: {result['s_per_frame']:.3f} s/frame, e2e {result['e2e_s']:.1f} s, "
+            f"peak RSS {peak:.0f} MiB"
+        )
+    return 0
+
+
+# ------------------------------------------------------------------------------- parent
+def prepare_clip(work: Path, args, num_frames: int, checkpoint: Path) -> Path:
+    """Write the MP4 and the shared ingested frame folder for one clip length; return the
+    job file children read."""
+    from sam2web.media import ingest
+    from tests import synth
+
+    clip_dir = work / f"clip{num_frames}"
+    shutil.rmtree(clip_dir, ignore_errors=True)
+    clip_dir.mkdir(parents=True)
+    discs = make_discs(args.width, args.height, args.objects)
+    frames = synth.make_frames(
+        num_frames=num_frames, height=args.height, width=args.width, discs=discs
+    )
+    clip = synth.write_video(clip_dir / "clip.mp4", frames, fps=args.fps)
+    frames_dir = clip_dir / "frames"
+    info = ingest(clip, frames_dir, limits=media_limits(), frame_format="jpeg")
+    if info.num_frames != num_frames:
+        raise RuntimeError(f"the clip decoded to {info.num_frames} frames, not {num_frames}")
+    job = {
+        "model": args.model,
+        "checkpoint": str(checkpoint),
+        "clip": str(clip),
+        "frames_dir": str(frames_dir),
+        "frames_digest": folder_digest(frames_dir),
+        "num_frames": num_frames,
+        "width": args.width,
+        "height": args.height,
+        "clicks": clicks_for(discs),
+        "resolution": args.resolution,
+        "full_memory_frames": args.full_memory_frames,
+        "threads": args.threads,
+    }
+    job_path = clip_dir / "job.json"
+    job_path.write_text(json.dumps(job, indent=2))
+    return job_path
+
+
+def run_child(mode: Mode, job_path: Path, timeout_s: float) -> dict:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--run-one",
+        mode.name,
+        "--job",
+        str(job_path),
+        "--json",
+    ]
+    env = dict(os.environ, TQDM_DISABLE="1", PYTHONWARNINGS="ignore")
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=env, timeout=timeout_s, cwd=ROOT
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout_s:.0f} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :])
+    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+    return {"error": f"exit status {proc.returncode}", "stderr_tail": tail}
+
+
+def load_masks(path: str):
+    import numpy as np
+
+    with np.load(path) as data:
+        shape = tuple(int(v) for v in data["shape"])
+        masks = np.unpackbits(data["masks"], axis=-1, count=shape[-1]).astype(bool)
+        return masks.reshape(shape), data["present"]
+
+
+def compare_masks(result: dict, reference: dict) -> dict:
+    """IoU of every (frame, object) mask with the reference run's; both empty counts as 1."""
+    import numpy as np
+
+    masks, present = load_masks(result["masks_path"])
+    ref, ref_present = load_masks(reference["masks_path"])
+    if masks.shape != ref.shape:
+        return {
+            "iou_mean": float("nan"),
+            "iou_min": float("nan"),
+            "iou_note": f"shapes differ {masks.shape} vs {ref.shape}",
+        }
+    inter = np.logical_and(masks, ref).sum(axis=(2, 3))
+    union = np.logical_or(masks, ref).sum(axis=(2, 3))
+    iou = np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+    return {
+        "iou_mean": float(iou.mean()),
+        "iou_min": float(iou.min()),
+        "identical_frames": int(np.all(masks == ref, axis=(1, 2, 3)).sum()),
+        "missing_frames": int((~present).any(axis=1).sum() + (~ref_present).any(axis=1).sum()),
+    }
+
+
+def mask_stats(result: dict) -> dict:
+    masks, _ = load_masks(result["masks_path"])
+    areas = masks.sum(axis=(2, 3)) / (masks.shape[2] * masks.shape[3])
+    return {
+        "nonempty_fraction": float((areas > 0).mean()),
+        "mean_area_fraction": float(areas.mean()),
+    }
+
+
+def fmt(value, digits: int = 2, suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "—"
+    return f"{value:.{digits}f}{suffix}"
+
+
+def overhead_pct(r: dict) -> float | None:
+    """Engine: (decode + session setup + CSV + render/encode) / (prompts + propagation)."""
+    if r["mode"]["flow"] != "engine":
+        return None
+    st = r["stages"]
+    model = st["prompts"] + st["propagate"]
+    return 100.0 * (r["e2e_s"] - model) / model
+
+
+def with_ratio(value, ratio, digits: int) -> str:
+    text = fmt(value, digits)
+    return text if ratio is None or text == "—" else f"{text} ({ratio:.2f})"
+
+
+def ratio(r: dict, ref: dict | None, key: str) -> float | None:
+    if ref is None or "error" in ref or "error" in r:
+        return None
+    a, b = r.get(key), ref.get(key)
+    if a is None or b is None or a != a or b != b or b == 0:
+        return None
+    return a / b
+
+
+def print_tables(results: list[dict]) -> str:
+    """Print (and return) the summary and stage tables as Markdown."""
+    lines = [
+        "| frames | mode | px | dtype | obj | s/frame (×raw) | track s | e2e s | overhead "
+        "| peak RSS MiB (×raw) | run peak MiB (×raw) | RSS growth MiB | IoU mean | IoU min "
+        "| non-empty |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    refs = {r["frames"]: r for r in results if r["mode"]["name"] == "raw"}
+    for r in results:
+        m = r["mode"]
+        head = (
+            f"| {r['frames']} | {m['name']} | {m['resolution']} | "
+            f"{'bf16' if m['bf16'] else 'fp32'} |"
+        )
+        if "error" in r:
+            lines.append(f"{head} | failed: {r['error']} | | | | | | | | | |")
+            continue
+        ref = refs.get(r["frames"])
+        is_ref = ref is r
+        lines.append(
+            f"{head} {r['objects']} | "
+            f"{with_ratio(r['s_per_frame'], ratio(r, ref, 's_per_frame'), 3)} | "
+            f"{fmt(r['track_s'], 1)} | {fmt(r['e2e_s'], 1)} | "
+            f"{fmt(overhead_pct(r), 1, ' %')} | "
+            f"{with_ratio(r['peak_rss_mib'], ratio(r, ref, 'peak_rss_mib'), 0)} | "
+            f"{with_ratio(r['run_peak_rss_mib'], ratio(r, ref, 'run_peak_rss_mib'), 0)} | "
+            f"{fmt(r['rss_growth_mib'], 0)} | "
+            f"{'ref' if is_ref else fmt(r.get('iou_mean'), 4)} | "
+            f"{'ref' if is_ref else fmt(r.get('iou_min'), 4)} | "
+            f"{fmt(100 * r['nonempty_fraction'], 0, ' %')} |"
+        )
+    lines += [
+        "",
+        "| frames | mode | load s | init_state / decode s | prompts s | propagate s | CSV s "
+        "| render+encode s | e2e s | first yield s | mean s/frame | frame reads |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if "error" in r:
+            continue
+        st = r["stages"]
+        first = st.get("init_state", st.get("decode"))
+        lines.append(
+            f"| {r['frames']} | {r['mode']['name']} | {fmt(r['load_s'], 1)} | {fmt(first, 2)} | "
+            f"{fmt(st['prompts'], 2)} | {fmt(st['propagate'], 1)} | {fmt(st.get('csv'), 2)} | "
+            f"{fmt(st.get('render_encode'), 2)} | {fmt(r['e2e_s'], 1)} | "
+            f"{fmt(r['first_yield_s'], 2)} | {fmt(r['s_per_frame_mean'], 3)} | "
+            f"{r.get('frame_loads', r['frames'])} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    return table
+
+
+def main_parent(args) -> int:
+    default_modes = ["raw", "engine"]
+    names = [n for n in (args.modes.split(",") if args.modes else default_modes) if n.strip()]
+    if args.bf16 and "engine-bf16" not in names:
+        names.append("engine-bf16")
+    modes = [parse_mode(n, args.resolution) for n in names]
+    if len({m.name for m in modes}) != len(modes):
+        raise SystemExit("error: a mode is listed twice in --modes")
+
+    try:
+        import sam2  # noqa: F401
+        import torch  # noqa: F401
+
+        from sam2web.model import MODELS, write_random_checkpoint
+    except ImportError as err:
+        raise SystemExit(
+            f"error: {err}; run this with the project's virtual environment "
+            "(.venv/bin/python benchmarks/bench_engine.py)."
+        ) from None
+    if args.model.strip().lower() not in MODELS:
+        raise SystemExit(f"error: unknown --model {args.model!r}; use one of {', '.join(MODELS)}")
+    args.model = args.model.strip().lower()
+
+    if args.wait_idle > 0:
+        load_start = wait_for_idle(args.max_load, args.wait_idle)
+    else:
+        load_start = load_average()
+    machine = machine_info()
+    machine["load_start"] = load_start
+    log(
+        f"{machine['cpu']}, {machine.get('usable_cores')} cores, torch {machine.get('torch')}, "
+        f"{machine.get('torch_threads')} threads, load {load_start}"
+    )
+
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="sam2web-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results: list[dict] = []
+    try:
+        if args.checkpoint:
+            checkpoint = Path(args.checkpoint).expanduser()
+            if not checkpoint.is_file():
+                raise SystemExit(f"error: the checkpoint {checkpoint} does not exist")
+        else:
+            checkpoint = work / "random_checkpoint.pt"
+            log(f"writing a random-weight {args.model} checkpoint")
+            write_random_checkpoint(checkpoint, args.model, seed=0)
+
+        for num_frames in args.frames:
+            log(
+                f"preparing a {args.width}x{args.height} clip of {num_frames} frames, "
+                f"{args.objects} object(s)"
+            )
+            job_path = prepare_clip(work, args, num_frames, checkpoint)
+            job = json.loads(job_path.read_text())
+            by_name: dict[str, dict] = {}
+            for mode in modes:
+                log(
+                    f"{mode.name}: {num_frames} frames at {mode.resolution} px {mode.dtype} "
+                    f"(load {load_average()})"
+                )
+                started = time.perf_counter()
+                result = run_child(mode, job_path, args.child_timeout)
+                result.setdefault("mode", asdict(mode))
+                result.setdefault("frames", num_frames)
+                result["wall_s"] = time.perf_counter() - started
+                result["load_after"] = load_average()
+                if "error" in result:
+                    log(f"{mode.name} failed ({result['error']}):\n{result.get('stderr_tail', '')}")
+                else:
+                    log(
+                        f"{mode.name}: {result['s_per_frame']:.3f} s/frame, "
+                        f"e2e {result['e2e_s']:.1f} s, peak RSS {result['peak_rss_mib']:.0f} MiB"
+                    )
+                    digest = result.get("frames_digest")
+                    if digest is not None and digest != job["frames_digest"]:
+                        log(f"warning: {mode.name} ingested frames differ from the shared folder")
+                    result["frames_identical"] = digest is None or digest == job["frames_digest"]
+                    result.update(mask_stats(result))
+                by_name[mode.name] = result
+                results.append(result)
+
+            reference = by_name.get("raw")
+            for result in by_name.values():
+                if "error" in result or reference is None or "error" in reference:
+                    continue
+                for key in ("s_per_frame", "peak_rss_mib", "run_peak_rss_mib", "e2e_s"):
+                    result[f"{key}_vs_raw"] = ratio(result, reference, key)
+                if result is not reference:
+                    result.update(compare_masks(result, reference))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"kept {work}")
+
+    machine["load_end"] = load_average()
+    print()
+    print(
+        f"Machine: {machine['cpu']} ({machine.get('cpu_flags', '?')}), "
+        f"{machine.get('usable_cores', machine['cores'])} cores, "
+        f"{machine.get('memory_gib', '?')} GiB RAM; torch {machine.get('torch')}, "
+        f"{machine.get('torch_threads')} threads; sam2 {machine.get('sam2', '?')}; "
+        f"Python {machine['python']}"
+    )
+    print(f"Load average (1, 5, 15 min): start {machine['load_start']}, end {machine['load_end']}")
+    print(
+        f"Clip: {args.width}x{args.height}, {args.objects} object(s), model {args.model} "
+        "(random weights), one positive click per object on frame 0"
+    )
+    print()
+    table = print_tables(results)
+    if args.out:
+        out = {"machine": machine, "args": vars(args), "results": results, "table": table}
+        Path(args.out).write_text(json.dumps(out, indent=2, default=str))
+        log(f"results written to {args.out}")
+    return 1 if any("error" in r for r in results) else 0
+
+
+# ------------------------------------------------------------------------------- CLI
+def frame_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--frames takes whole numbers separated by commas, got {text!r}"
+        ) from None
+    if not counts or any(c < 2 for c in counts):
+        raise argparse.ArgumentTypeError("each frame count must be at least 2")
+    return counts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Time sam2's tutorial flow (raw) against the sam2web engine on the same "
+        "synthetic clip and clicks; each mode runs in its own subprocess.",
+        epilog="Modes: raw, engine, optionally with a resolution (engine512) and -bf16 "
+        "(engine-bf16). Example: %(prog)s --frames 6; "
+        "%(prog)s --resolution 256 --frames 30,120",
+    )
+    parser.add_argument(
+        "--frames",
+        type=frame_counts,
+        default=[20],
+        help="clip length in frames; a comma list runs every mode on each length (default 20)",
+    )
+    parser.add_argument(
+        "--objects",
+        type=int,
+        default=1,
+        choices=range(1, MAX_OBJECTS + 1),
+        metavar="N",
+        help="moving discs to track, 1 to 3 (default 1)",
+    )
+    parser.add_argument("--width", type=int, default=640, help="clip width (default 640)")
+    parser.add_argument("--height", type=int, default=480, help="clip height (default 480)")
+    parser.add_argument("--fps", type=float, default=10.0, help="clip frame rate (default 10)")
+    parser.add_argument(
+        "--model", default="sam2.1-tiny", help="sam2web model key (default sam2.1-tiny)"
+    )
+    parser.add_argument(
+        "--checkpoint", help="checkpoint file; default: a random-weight one written for this run"
+    )
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        default=1024,
+        help="processing resolution of modes without a number (default 1024)",
+    )
+    parser.add_argument("--modes", help="comma list of modes (default raw,engine)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="also run engine-bf16 (CPU bfloat16 autocast)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads in each mode (default: torch's own choice)",
+    )
+    parser.add_argument(
+        "--full-memory-frames",
+        type=int,
+        default=300,
+        help="the engine's SAM2WEB_FULL_MEMORY_FRAMES (default 300, as the app)",
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="first wait up to this long for the 1-minute load average to drop below --max-load",
+    )
+    parser.add_argument(
+        "--max-load", type=float, default=0.5, help="load average to wait for (default 0.5)"
+    )
+    parser.add_argument(
+        "--child-timeout", type=float, default=3600, help="seconds one mode may run (default 3600)"
+    )
+    parser.add_argument("--out", help="write all results as JSON to this file")
+    parser.add_argument("--workdir", help="folder for clips and outputs (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--run-one", metavar="MODE", help=argparse.SUPPRESS)
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.run_one:
+        if not args.job:
+            parser.error("--run-one needs --job")
+        try:
+            return run_one(args.run_one, Path(args.job), args.json)
+        except Exception:
+            traceback.print_exc()
+            return 1
+    if args.width < 64 or args.height < 64 or args.width % 2 or args.height % 2:
+        parser.error("--width and --height must be even and at least 64 (H.264 needs even sizes)")
+    if args.threads < 0:
+        parser.error("--threads must be 0 (torch's choice) or more")
+    if args.fps <= 0:
+        parser.error("--fps must be positive")
+    try:
+        check_resolution(args.resolution)
+        for name in (args.modes or "").split(","):
+            if name.strip():
+                parse_mode(name, args.resolution)
+    except ValueError as err:
+        parser.error(str(err))
+    return main_parent(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

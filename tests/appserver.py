@@ -1,0 +1,77 @@
+"""Start the real app (``python app.py``) in a subprocess for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class AppServer:
+    url: str
+    data_dir: Path
+    log_path: Path
+    process: subprocess.Popen
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_app(workdir: Path, checkpoint: Path, resolution: int = 256,
+              extra_env: dict[str, str] | None = None, timeout: float = 120) -> AppServer:
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    data_dir = workdir / "sessions"
+    env = dict(os.environ)
+    env.update({
+        "SAM2WEB_CHECKPOINT": str(checkpoint),
+        "SAM2WEB_OFFLINE": "1",
+        "SAM2WEB_RESOLUTION": str(resolution),
+        "SAM2WEB_DATA_DIR": str(data_dir),
+        "SAM2WEB_HOST": "127.0.0.1",
+        "SAM2WEB_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_TEMP_DIR": str(workdir / "gradio-cache"),
+        "TQDM_DISABLE": "1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra_env or {})
+    log_path = workdir / "server.log"
+    log = open(log_path, "wb")
+    process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=workdir, env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the app exited at start:\n" + log_path.read_text())
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return AppServer(url, data_dir, log_path, process)
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError("the app did not answer in time:\n" + log_path.read_text())

@@ -1,0 +1,191 @@
+"""The running app through its API (gradio_client): a whole scenario, errors, and two
+concurrent users who must not see each other's objects or files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import zipfile
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests import synth
+from tests.appserver import start_app
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, random_checkpoint):
+    server = start_app(tmp_path_factory.mktemp("app"), random_checkpoint)
+    yield server
+    server.stop()
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def decode_video(path) -> tuple[dict, list[np.ndarray]]:
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    w, h = meta["size"]
+    return meta, [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader]
+
+
+def by_name(files, suffix) -> Path:
+    (match,) = [Path(f) for f in files if str(f).endswith(suffix)]
+    return match
+
+
+def track_two_discs(client: Client, clip: Path, names=("disc A", "disc B")):
+    """Upload, two objects with positive and negative clicks on frame 0, track forward."""
+    upload = client.predict(handle_file(str(clip)), api_name="/upload")
+    info = upload[-1]
+    client.predict(names[0], 0, api_name="/add_object")
+    client.predict(0, 1, 40, 60, True, api_name="/add_point")
+    client.predict(0, 1, 75, 62, False, api_name="/add_point")
+    client.predict(names[1], 0, api_name="/add_object")
+    client.predict(0, 2, 120, 40, True, api_name="/add_point")
+    result = client.predict("forward", None, None, 0, 0.5, True, True, 0,
+                            api_name="/propagate")
+    return info, result
+
+
+def test_whole_scenario_through_the_api(app, tmp_path):
+    clip = synth.write_video(tmp_path / "discs.mp4", synth.make_frames(8, 120, 160), fps=10)
+    client = Client(app.url, verbose=False)
+    info, result = track_two_discs(client, clip)
+    assert info["num_frames"] == 8 and (info["width"], info["height"]) == (160, 120)
+    frame_image, status, _, _, video, files, gallery = result
+    assert "Tracked 8 frames" in status
+    # The overlay video plays: H.264, every frame, original size and frame rate.
+    meta, frames = decode_video(video)
+    assert meta["codec"] == "h264" and meta["fps"] == 10.0
+    assert len(frames) == 8 and frames[0].shape == (120, 160, 3)
+    # The table: one row per object per frame, with the names the user typed.
+    rows = read_csv(by_name(files, ".csv"))
+    assert len(rows) == 16
+    assert {r["object_name"] for r in rows} == {"disc A", "disc B"}
+    assert [int(r["frame"]) for r in rows[::2]] == list(range(8))
+    # The masks zip: one PNG per frame whose pixel values are object ids, and the last
+    # object's pixel count equals its area in the table (it wins any overlap).
+    with zipfile.ZipFile(by_name(files, ".zip")) as zf:
+        pngs = sorted(n for n in zf.namelist() if n.endswith(".png"))
+        assert len(pngs) == 8
+        for frame, name in enumerate(pngs):
+            label = np.array(Image.open(io.BytesIO(zf.read(name))))
+            assert label.shape == (120, 160)
+            assert set(np.unique(label)) <= {0, 1, 2}
+            row = next(r for r in rows if int(r["frame"]) == frame and r["object_id"] == "2")
+            expected = int(row["area_px"]) if row["present"] == "1" else 0
+            assert int((label == 2).sum()) == expected
+    assert len(gallery) == 8 and gallery[3]["caption"] == "frame 3"
+    # The frame view shows the tracked masks of any frame.
+    viewed = client.predict(5, api_name="/frame")
+    assert Path(viewed[0]).exists()
+
+
+def test_refine_and_track_again(app, tmp_path):
+    clip = synth.write_video(tmp_path / "discs.mp4", synth.make_frames(6, 120, 160), fps=5)
+    client = Client(app.url, verbose=False)
+    track_two_discs(client, clip)
+    client.predict(3, 1, 49, 61, False, api_name="/add_point")  # a correction on frame 3
+    undo = client.predict(3, api_name="/undo")
+    assert "Undone" in undo[1]
+    client.predict(3, 1, 60, 90, False, api_name="/add_point")
+    again = client.predict("both", 3, None, 3, 0.5, True, True, 5, api_name="/propagate")
+    assert "Tracked" in again[1]
+    rows = read_csv(by_name(again[5], ".csv"))
+    assert len(rows) == 12
+
+
+@pytest.mark.parametrize("call, args, message", [
+    ("/add_point", (0, 1, 500, 10, True), "outside"),
+    # The frame box's own range check may answer first; either way one sentence.
+    ("/add_point", (99, 1, 10, 10, True), "does not exist|greater than maximum value"),
+    ("/add_point", (0, 7, 10, 10, True), "does not exist"),
+    ("/undo", (4,), "nothing to undo"),
+])
+def test_bad_requests_get_one_sentence(app, tmp_path, call, args, message):
+    clip = synth.write_video(tmp_path / "discs.mp4", synth.make_frames(6, 120, 160))
+    client = Client(app.url, verbose=False)
+    client.predict(handle_file(str(clip)), api_name="/upload")
+    client.predict("disc", 0, api_name="/add_object")
+    with pytest.raises(Exception, match=message) as err:
+        client.predict(*args, api_name=call)
+    assert "Traceback" not in str(err.value) and str(app.data_dir) not in str(err.value)
+
+
+def test_tracking_before_upload_and_export_before_tracking(app):
+    client = Client(app.url, verbose=False)
+    with pytest.raises(Exception, match="Upload a video"):
+        client.predict("forward", None, None, 0, 0.5, True, True, 0, api_name="/propagate")
+
+
+def test_not_a_video_is_refused_and_leaves_nothing(app, tmp_path):
+    bogus = tmp_path / "holiday.mp4"
+    bogus.write_bytes(np.random.default_rng(1).bytes(5000))
+    client = Client(app.url, verbose=False)
+    before = set(app.data_dir.iterdir()) if app.data_dir.exists() else set()
+    with pytest.raises(Exception, match="not a video"):
+        client.predict(handle_file(str(bogus)), api_name="/upload")
+    after = set(app.data_dir.iterdir())
+    assert after <= before  # no new session folder left behind
+
+
+def test_two_users_at_once_do_not_see_each_other(app, tmp_path):
+    clip_a = synth.write_video(tmp_path / "a.mp4", synth.make_frames(6, 120, 160), fps=6)
+    clip_b = synth.write_video(tmp_path / "b.mp4", synth.make_frames(5, 96, 128, seed=3),
+                               fps=5)
+    results, errors = {}, []
+
+    def user(key, clip, names):
+        try:
+            client = Client(app.url, verbose=False)
+            results[key] = track_two_discs(client, clip, names)
+        except Exception as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=user, args=("a", clip_a, ("ant 1", "ant 2"))),
+               threading.Thread(target=user, args=("b", clip_b, ("bee 1", "bee 2")))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors, errors
+    rows_a = read_csv(by_name(results["a"][1][5], ".csv"))
+    rows_b = read_csv(by_name(results["b"][1][5], ".csv"))
+    assert {r["object_name"] for r in rows_a} == {"ant 1", "ant 2"} and len(rows_a) == 12
+    assert {r["object_name"] for r in rows_b} == {"bee 1", "bee 2"} and len(rows_b) == 10
+    files_a = {Path(f).parent for f in results["a"][1][5]}
+    files_b = {Path(f).parent for f in results["b"][1][5]}
+    assert not files_a & files_b
+    _, frames_b = decode_video(results["b"][1][4])
+    assert len(frames_b) == 5 and frames_b[0].shape == (96, 128, 3)
+
+
+@pytest.mark.slow
+def test_native_resolution_app(tmp_path, random_checkpoint):
+    """The default 1024 px processing for a two-frame clip, end to end."""
+    server = start_app(tmp_path / "native", random_checkpoint, resolution=1024)
+    try:
+        clip = synth.write_video(tmp_path / "two.mp4", synth.make_frames(2, 120, 160))
+        client = Client(server.url, verbose=False)
+        client.predict(handle_file(str(clip)), api_name="/upload")
+        client.predict("disc", 0, api_name="/add_object")
+        client.predict(0, 1, 40, 60, True, api_name="/add_point")
+        result = client.predict("forward", None, None, 0, 0.5, True, True, 0,
+                                api_name="/propagate")
+        rows = read_csv(by_name(result[5], ".csv"))
+        assert len(rows) == 2
+        assert "approximate" not in client.predict("x", 0, api_name="/add_object")[-1]
+    finally:
+        server.stop()

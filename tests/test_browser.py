@@ -1,0 +1,139 @@
+"""The page as a person uses it, in headless Chromium (Debian's /usr/bin/chromium).
+
+Upload a synthetic clip, click on two discs (screen positions computed from the frame
+image's natural size), add a second object, track, wait until the overlay video can play,
+download the CSV, and keep a screenshot. Run alone with ``-m browser``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests import synth
+from tests.appserver import start_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("SAM2WEB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-quic",
+                 "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, random_checkpoint):
+    server = start_app(tmp_path_factory.mktemp("browser-app"), random_checkpoint)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (scripts/run-tests.sh installs Debian's)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                    headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                      accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        yield page
+        context.close()
+        browser.close()
+
+
+def click_image_pixel(page, selector: str, x: float, y: float, frame_width: int) -> None:
+    """Click the frame view at pixel (x, y) of the ORIGINAL frame.
+
+    The page shows the frame resized (``naturalWidth / frame_width``), and the browser draws
+    that image with ``object-fit: scale-down`` inside the element's box.
+    """
+    img = page.locator(f"{selector} img").first
+    img.wait_for(state="visible")
+    geom = img.evaluate("""el => {
+        const r = el.getBoundingClientRect();
+        return {left: r.left, top: r.top, width: r.width, height: r.height,
+                nw: el.naturalWidth, nh: el.naturalHeight};
+    }""")
+    shown = geom["nw"] / frame_width  # original -> displayed image pixels
+    fit = min(geom["width"] / geom["nw"], geom["height"] / geom["nh"], 1.0)
+    off_x = (geom["width"] - geom["nw"] * fit) / 2
+    off_y = (geom["height"] - geom["nh"] * fit) / 2
+    page.mouse.click(geom["left"] + off_x + x * shown * fit,
+                     geom["top"] + off_y + y * shown * fit)
+
+
+def wait_status(page, text: str, timeout: float = 120_000) -> None:
+    page.locator("#status").get_by_text(text).first.wait_for(timeout=timeout)
+
+
+def assert_click_near(page, x: float, y: float) -> None:
+    """The page reports where the click landed in original-frame pixels."""
+    text = page.locator("#status").inner_text()
+    found = re.search(r"at x=(\d+), y=(\d+)", text)
+    assert found, text
+    assert abs(int(found[1]) - x) <= 1 and abs(int(found[2]) - y) <= 1, text
+
+
+def test_track_two_discs_in_the_browser(app, page, tmp_path):
+    frames = synth.make_frames(num_frames=8, height=120, width=160)
+    clip = synth.write_video(tmp_path / "two_discs.mp4", frames, fps=8)
+    page.goto(app.url)
+    page.locator("#upload input[type=file]").set_input_files(str(clip))
+    page.locator("#video-facts").get_by_text("8 frames").wait_for()
+    wait_status(page, "Loaded")
+
+    # First object: name it, add it, click on the red disc (its centre at frame 0).
+    page.get_by_label("Name").fill("red disc")
+    page.locator("#add-object").click()
+    wait_status(page, "Added red disc")
+    red = synth.DEFAULT_DISCS[0]
+    click_image_pixel(page, "#frame-view", red.x0, red.y0, 160)
+    wait_status(page, "Positive click added to red disc")
+    assert_click_near(page, red.x0, red.y0)
+
+    # Second object, then a click on the blue disc.
+    page.get_by_label("Name").fill("blue disc")
+    page.locator("#add-object").click()
+    wait_status(page, "Added blue disc")
+    blue = synth.DEFAULT_DISCS[1]
+    click_image_pixel(page, "#frame-view", blue.x0, blue.y0, 160)
+    wait_status(page, "Positive click added to blue disc")
+    assert_click_near(page, blue.x0, blue.y0)
+
+    # The clicks reached the server at the disc centres (within a displayed pixel).
+    page.locator("#track").click()
+    wait_status(page, "Tracked 8 frames", timeout=300_000)
+
+    video = page.locator("#overlay-video video").first
+    video.wait_for(state="attached")
+    page.wait_for_function(
+        """() => { const v = document.querySelector('#overlay-video video');
+                   return v && v.readyState >= 2 && v.videoWidth > 0; }""", timeout=120_000)
+    assert video.evaluate("v => [v.videoWidth, v.videoHeight]") == [160, 120]
+
+    link = page.locator("#downloads a[href*=\"sam2web_tracks.csv\"]").first
+    with page.expect_download() as download_info:
+        link.click()
+    csv_path = tmp_path / "tracks.csv"
+    download_info.value.save_as(csv_path)
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 16
+    assert {r["object_name"] for r in rows} == {"red disc", "blue disc"}
+
+    shot = tmp_path / "after_tracking.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+    keep = os.environ.get("SAM2WEB_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / shot.name)
