@@ -20,6 +20,7 @@ from pathlib import Path
 import gradio as gr
 
 from . import __version__
+from .analysis import Calibration
 from .engine import Engine
 from .errors import UserError
 from .render import OverlayStyle
@@ -118,6 +119,25 @@ def _frame_field(value, what: str) -> int | None:
         raise gr.Error(f"The {what} must be a frame number (0 or more) or empty.",
                        print_exception=False)
     return int(number)
+
+
+def _number_field(value, what: str) -> float | None:
+    """An optional positive number typed by the user: empty -> None."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not (number > 0 and number != float("inf")):
+        raise gr.Error(f"The {what} must be a positive number or empty.",
+                       print_exception=False)
+    return number
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{value:.4g}"
 
 
 def _facts(user: UserSession) -> str:
@@ -235,6 +255,31 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                                 elem_id="downloads")
         gallery = gr.Gallery(label="Every N-th frame (click one to open it)", columns=8,
                              height=260, object_fit="contain", elem_id="gallery")
+
+        gr.Markdown("### Measurements")
+        with gr.Row():
+            cal_scale = gr.Textbox(label="Pixels per unit (empty: pixels)", max_length=20,
+                                   placeholder="e.g. 12.5", elem_id="cal-scale")
+            cal_unit = gr.Textbox(label="Unit", value="mm", max_length=16, elem_id="cal-unit")
+            cal_fps = gr.Textbox(label="Frame rate override (empty: the video's)",
+                                 max_length=20, elem_id="cal-fps")
+            measure_btn = gr.Button("Update measurements", elem_id="measure")
+        summary_df = gr.Dataframe(label="Per-object summary", interactive=False,
+                                  elem_id="summary", wrap=True)
+        events_dd = gr.Dropdown(label="Frames where an object is lost or uncertain "
+                                "(pick one to open it)", choices=[], elem_id="events")
+        with gr.Row():
+            traj_img = gr.Image(label="Trajectories", type="filepath", interactive=False,
+                                elem_id="trajectories")
+            conf_img = gr.Image(label="Confidence (SAM 2 object score per frame)",
+                                type="filepath", interactive=False, elem_id="confidence")
+        gr.Markdown("### Project")
+        with gr.Row():
+            save_project_btn = gr.Button("Save project", elem_id="save-project")
+            project_out = gr.File(label="Project file", interactive=False,
+                                  elem_id="project-file")
+            project_in = gr.File(label="Load a project (.json) onto this video",
+                                 file_types=[".json"], type="filepath", elem_id="load-project")
 
         # Hidden inputs for API-only endpoints (clicks with coordinates, boxes).
         with gr.Row(visible=False):
@@ -401,20 +446,48 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             user.style = OverlayStyle(opacity=float(opacity_v), contours=bool(contours_v),
                                       labels=bool(labels_v), trails=int(trails_v or 0))
 
+        def _calibrate(user, scale_v, unit_v, fps_v):
+            user.calibration = Calibration(
+                pixels_per_unit=_number_field(scale_v, "pixels per unit"),
+                unit=(unit_v or "px").strip() if _number_field(scale_v, "pixels per unit")
+                else "px",
+                fps=_number_field(fps_v, "frame rate"))
+
+        def _review(user):
+            review = user.review()
+            headers = ["id", "name", "frames present", "first", "last",
+                       f"distance ({user.calibration.length_unit})",
+                       f"mean speed ({user.calibration.length_unit}/s)",
+                       f"max speed ({user.calibration.length_unit}/s)",
+                       f"mean area ({user.calibration.length_unit}²)"]
+            table = [[s.object_id, s.object_name, s.frames_present, s.first_frame,
+                      s.last_frame, _fmt(s.total_distance), _fmt(s.mean_speed),
+                      _fmt(s.max_speed), _fmt(s.mean_area)] for s in review.summaries]
+            choices = [(f"frame {f}: {name} {kind}", f) for f, _, name, kind in review.events]
+            return (gr.update(value=table, headers=headers),
+                    gr.update(choices=choices[:500], value=None))
+
         def _export(user, progress):
             def cb(done, total):
                 progress((done, total), desc="Writing the overlay video", unit="frames")
 
             exports = user.export(progress=cb)
-            return str(exports.video), [str(p) for p in exports.files()]
+            progress(1.0, desc="Measuring and plotting")
+            science = user.export_science(user.calibration)
+            files = [str(p) for p in exports.files()] + [str(p) for p in science.values()]
+            table, events = _review(user)
+            return (str(exports.video), files, table, events, str(science["trajectories"]),
+                    str(science["confidence"]))
 
         @_friendly
         def on_track(user: UserSession, direction_v, start, end, frame, opacity_v, contours_v,
-                     labels_v, trails_v, request: gr.Request, progress=gr.Progress()):
+                     labels_v, trails_v, scale_v, unit_v, fps_v, request: gr.Request,
+                     progress=gr.Progress()):
             registry.remember(request, user)
             if user.folder is None:
                 raise gr.Error("Upload a video or image sequence first.")
             _style(user, opacity_v, contours_v, labels_v, trails_v)
+            _calibrate(user, scale_v, unit_v, fps_v)
             start = _frame_field(start, "start frame")
             end = _frame_field(end, "end frame")
             progress(0, desc="Loading the model")
@@ -433,19 +506,20 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                     shown = step.result.frame_idx
                     yield (user.view_frame(shown),
                            _status(user, f"Tracking… {step.done}/{step.total} frames"),
-                           gr.update(), gr.update(value=shown), gr.update(), gr.update(),
-                           gr.update())
+                           gr.update(), gr.update(value=shown), *[gr.update()] * 7)
             run = user.last_run
             verb = "Cancelled after" if run.cancelled else "Tracked"
             message = f"{verb} {run.frames} frames in {run.seconds:.1f} s."
-            video_path, file_list = _export(user, progress)
+            video_path, file_list, table, events, traj, conf = _export(user, progress)
             yield (user.view_frame(shown), _status(user, message), _objects_update(user),
-                   gr.update(value=shown), video_path, file_list, user.gallery())
+                   gr.update(value=shown), video_path, file_list, user.gallery(), table,
+                   events, traj, conf)
 
         track_btn.click(on_track,
                         [state, direction, start_no, end_no, slider, opacity, contours, labels,
-                         trails],
-                        [frame_img, status, active, slider, video, files, gallery],
+                         trails, cal_scale, cal_unit, cal_fps],
+                        [frame_img, status, active, slider, video, files, gallery, summary_df,
+                         events_dd, traj_img, conf_img],
                         api_name="propagate", **model_queue)
 
         def on_cancel(user: UserSession):
@@ -458,15 +532,58 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
 
         @_friendly
         def on_rerender(user: UserSession, frame, opacity_v, contours_v, labels_v, trails_v,
-                        progress=gr.Progress()):
+                        scale_v, unit_v, fps_v, progress=gr.Progress()):
             _style(user, opacity_v, contours_v, labels_v, trails_v)
-            video_path, file_list = _export(user, progress)
+            _calibrate(user, scale_v, unit_v, fps_v)
+            video_path, file_list, table, events, traj, conf = _export(user, progress)
             return (user.view_frame(int(frame or 0)), video_path, file_list,
-                    user.gallery())
+                    user.gallery(), table, events, traj, conf)
 
-        rerender_btn.click(on_rerender, [state, slider, opacity, contours, labels, trails],
-                           [frame_img, video, files, gallery], api_name="export",
+        rerender_outputs = [frame_img, video, files, gallery, summary_df, events_dd, traj_img,
+                            conf_img]
+        rerender_inputs = [state, slider, opacity, contours, labels, trails, cal_scale,
+                           cal_unit, cal_fps]
+        rerender_btn.click(on_rerender, rerender_inputs, rerender_outputs, api_name="export",
                            **model_queue)
+        measure_btn.click(on_rerender, rerender_inputs, rerender_outputs,
+                          api_name="measure", **model_queue)
+
+        def on_event(user: UserSession, frame):
+            return gr.update() if frame is None else gr.update(value=int(frame))
+
+        events_dd.input(on_event, [state, events_dd], [slider], api_visibility="private",
+                        concurrency_limit=None)
+
+        @_friendly
+        def on_save_project(user: UserSession, scale_v, unit_v, fps_v):
+            _calibrate(user, scale_v, unit_v, fps_v)
+            return str(user.save_project(user.calibration))
+
+        save_project_btn.click(on_save_project, [state, cal_scale, cal_unit, cal_fps],
+                               [project_out], api_name="save_project", concurrency_limit=None)
+
+        @_friendly
+        def on_load_project(user: UserSession, path, frame, progress=gr.Progress()):
+            if not path:
+                return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+            if user.folder is None:
+                raise gr.Error("Upload the project's video first, then load the project.")
+
+            def cb(done, total):
+                progress((done, total), desc="Replaying the project", unit="steps")
+
+            notes = user.load_project(Path(path), progress=cb)
+            from .project import load_project as read_project
+
+            cal = read_project(Path(path)).calibration
+            message = "Project loaded. " + " ".join(notes)
+            return (*view(user, frame, message),
+                    "" if cal.pixels_per_unit is None else f"{cal.pixels_per_unit:g}",
+                    "" if cal.fps is None else f"{cal.fps:g}")
+
+        project_in.upload(on_load_project, [state, project_in, slider],
+                          [*frame_outputs, cal_scale, cal_fps], api_name="load_project",
+                          **model_queue)
 
         @_friendly
         def on_gallery(user: UserSession, evt: gr.SelectData):

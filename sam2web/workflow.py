@@ -22,6 +22,7 @@ import numpy as np
 
 from .analysis import (
     Calibration,
+    confidence_events,
     plot_confidence,
     plot_trajectories,
     summarize,
@@ -67,6 +68,12 @@ SCIENCE_FILES = {
 
 
 @dataclass
+class Review:
+    summaries: list  # analysis.ObjectSummary, one per object
+    events: list[tuple[int, int, str, str]]  # (frame, object id, object name, lost|uncertain)
+
+
+@dataclass
 class Exports:
     video: Path | None = None
     csv: Path | None = None
@@ -97,6 +104,7 @@ class UserSession:
     exports: Exports = field(default_factory=Exports)
     last_run: TrackingRun = field(default_factory=TrackingRun)
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    calibration: Calibration = field(default_factory=Calibration)
     last_used: float = field(default_factory=time.time)
     closed: bool = False
     source_sha256: str | None = None  # SHA-256 of the uploaded file's bytes
@@ -387,6 +395,20 @@ class UserSession:
         write_npz(tracking.store, objects, info, files["npz"])
         write_coco_rle(tracking.store, objects, info, files["coco"])
         return files
+
+    def review(self, uncertain_margin: float = 1.0) -> Review:
+        """What the page shows after tracking: the per-object summary (calibrated) and the
+        frames where an object is lost (score < 0) or uncertain (0 <= score < margin)."""
+        tracking = self.tracking
+        if tracking is None or not tracking.store.frames():
+            raise TrackingError("Nothing is tracked yet; click on an object and press Track "
+                                "first.")
+        objects = list(tracking.objects.values())
+        rows = measurements(tracking.store, objects, self.info)
+        names = {o.obj_id: o.name for o in objects}
+        events = [(frame, obj_id, names.get(obj_id, str(obj_id)), kind)
+                  for frame, obj_id, kind in confidence_events(rows, 0.0, uncertain_margin)]
+        return Review(summarize(rows, objects, self.calibration), events)
 
     # ------------------------------------------------------------------ projects
     def save_project(self, calibration: Calibration | None = None) -> Path:

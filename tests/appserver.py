@@ -59,9 +59,9 @@ def start_app(workdir: Path, checkpoint: Path, resolution: int = 256,
     })
     env.update(extra_env or {})
     log_path = workdir / "server.log"
-    log = open(log_path, "wb")
-    process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=workdir, env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=workdir,
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -54,7 +54,7 @@ def track_two_discs(client: Client, clip: Path, names=("disc A", "disc B")):
     client.predict(0, 1, 75, 62, False, api_name="/add_point")
     client.predict(names[1], 0, api_name="/add_object")
     client.predict(0, 2, 120, 40, True, api_name="/add_point")
-    result = client.predict("forward", None, None, 0, 0.5, True, True, 0,
+    result = client.predict("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "",
                             api_name="/propagate")
     return info, result
 
@@ -64,20 +64,20 @@ def test_whole_scenario_through_the_api(app, tmp_path):
     client = Client(app.url, verbose=False)
     info, result = track_two_discs(client, clip)
     assert info["num_frames"] == 8 and (info["width"], info["height"]) == (160, 120)
-    frame_image, status, _, _, video, files, gallery = result
+    frame_image, status, _, _, video, files, gallery, *_ = result
     assert "Tracked 8 frames" in status
     # The overlay video plays: H.264, every frame, original size and frame rate.
     meta, frames = decode_video(video)
     assert meta["codec"] == "h264" and meta["fps"] == 10.0
     assert len(frames) == 8 and frames[0].shape == (120, 160, 3)
     # The table: one row per object per frame, with the names the user typed.
-    rows = read_csv(by_name(files, ".csv"))
+    rows = read_csv(by_name(files, "sam2web_tracks.csv"))
     assert len(rows) == 16
     assert {r["object_name"] for r in rows} == {"disc A", "disc B"}
     assert [int(r["frame"]) for r in rows[::2]] == list(range(8))
     # The masks zip: one PNG per frame whose pixel values are object ids, and the last
     # object's pixel count equals its area in the table (it wins any overlap).
-    with zipfile.ZipFile(by_name(files, ".zip")) as zf:
+    with zipfile.ZipFile(by_name(files, "sam2web_masks.zip")) as zf:
         pngs = sorted(n for n in zf.namelist() if n.endswith(".png"))
         assert len(pngs) == 8
         for frame, name in enumerate(pngs):
@@ -88,6 +88,12 @@ def test_whole_scenario_through_the_api(app, tmp_path):
             expected = int(row["area_px"]) if row["present"] == "1" else 0
             assert int((label == 2).sum()) == expected
     assert len(gallery) == 8 and gallery[3]["caption"] == "frame 3"
+    # The science outputs came with it: summary, calibrated table, plots, NPZ, COCO.
+    names = {Path(f).name for f in files}
+    assert {"sam2web_summary.csv", "sam2web_trajectories.png", "sam2web_confidence.png",
+            "sam2web_masks.npz", "sam2web_masks_coco.json"} <= names
+    summary = read_csv(by_name(files, "sam2web_summary.csv"))
+    assert [r["object_name"] for r in summary] == ["disc A", "disc B"]
     # The frame view shows the tracked masks of any frame.
     viewed = client.predict(5, api_name="/frame")
     assert Path(viewed[0]).exists()
@@ -101,10 +107,16 @@ def test_refine_and_track_again(app, tmp_path):
     undo = client.predict(3, api_name="/undo")
     assert "Undone" in undo[1]
     client.predict(3, 1, 60, 90, False, api_name="/add_point")
-    again = client.predict("both", 3, None, 3, 0.5, True, True, 5, api_name="/propagate")
+    again = client.predict("both", "3", "", 3, 0.5, True, True, 5, "2.5", "mm", "",
+                           api_name="/propagate")
     assert "Tracked" in again[1]
-    rows = read_csv(by_name(again[5], ".csv"))
+    rows = read_csv(by_name(again[5], "sam2web_tracks.csv"))
     assert len(rows) == 12
+    calibrated = read_csv(by_name(again[5], "sam2web_tracks_calibrated.csv"))
+    assert "centroid_x_mm" in calibrated[0]
+    present = next(r for r in calibrated if r["present"] == "1")
+    assert float(present["centroid_x_mm"]) == pytest.approx(
+        float(present["centroid_x"]) / 2.5, abs=1e-3)  # the CSV keeps 3 decimals
 
 
 @pytest.mark.parametrize("call, args, message", [
@@ -127,7 +139,8 @@ def test_bad_requests_get_one_sentence(app, tmp_path, call, args, message):
 def test_tracking_before_upload_and_export_before_tracking(app):
     client = Client(app.url, verbose=False)
     with pytest.raises(Exception, match="Upload a video"):
-        client.predict("forward", None, None, 0, 0.5, True, True, 0, api_name="/propagate")
+        client.predict("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "",
+                       api_name="/propagate")
 
 
 def test_not_a_video_is_refused_and_leaves_nothing(app, tmp_path):
@@ -161,8 +174,8 @@ def test_two_users_at_once_do_not_see_each_other(app, tmp_path):
     for t in threads:
         t.join(timeout=600)
     assert not errors, errors
-    rows_a = read_csv(by_name(results["a"][1][5], ".csv"))
-    rows_b = read_csv(by_name(results["b"][1][5], ".csv"))
+    rows_a = read_csv(by_name(results["a"][1][5], "sam2web_tracks.csv"))
+    rows_b = read_csv(by_name(results["b"][1][5], "sam2web_tracks.csv"))
     assert {r["object_name"] for r in rows_a} == {"ant 1", "ant 2"} and len(rows_a) == 12
     assert {r["object_name"] for r in rows_b} == {"bee 1", "bee 2"} and len(rows_b) == 10
     files_a = {Path(f).parent for f in results["a"][1][5]}
@@ -182,9 +195,9 @@ def test_native_resolution_app(tmp_path, random_checkpoint):
         client.predict(handle_file(str(clip)), api_name="/upload")
         client.predict("disc", 0, api_name="/add_object")
         client.predict(0, 1, 40, 60, True, api_name="/add_point")
-        result = client.predict("forward", None, None, 0, 0.5, True, True, 0,
+        result = client.predict("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "",
                                 api_name="/propagate")
-        rows = read_csv(by_name(result[5], ".csv"))
+        rows = read_csv(by_name(result[5], "sam2web_tracks.csv"))
         assert len(rows) == 2
         assert "approximate" not in client.predict("x", 0, api_name="/add_object")[-1]
     finally:

@@ -130,6 +130,13 @@ def test_track_two_discs_in_the_browser(app, page, tmp_path):
     assert len(rows) == 16
     assert {r["object_name"] for r in rows} == {"red disc", "blue disc"}
 
+    # The measurements a scientist reads next: the summary table and both plots.
+    page.locator("#summary").get_by_text("blue disc").first.wait_for()
+    for plot in ("#trajectories img", "#confidence img"):
+        page.wait_for_function(
+            f"() => {{ const i = document.querySelector('{plot}');"
+            " return i && i.complete && i.naturalWidth > 200; }")
+
     shot = tmp_path / "after_tracking.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000
