@@ -131,7 +131,8 @@ def test_track_two_discs_in_the_browser(app, page, tmp_path):
     assert {r["object_name"] for r in rows} == {"red disc", "blue disc"}
 
     # The measurements a scientist reads next: the summary table and both plots.
-    page.locator("#summary").get_by_text("blue disc").first.wait_for()
+    page.wait_for_function("() => (document.querySelector('#summary') || {}).textContent"
+                           "?.includes('blue disc')")
     for plot in ("#trajectories img", "#confidence img"):
         page.wait_for_function(
             f"() => {{ const i = document.querySelector('{plot}');"
