@@ -18,13 +18,10 @@ here touches global plotting state.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
-import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -35,6 +32,7 @@ import numpy as np
 
 from .errors import PromptError
 from .exports import CSV_COLUMNS, safe_cell
+from .fileio import atomic_output, write_bytes_atomic, write_zip_atomic
 from .maskstore import MaskStore
 from .types import Measurement, TrackedObject, VideoInfo
 
@@ -209,7 +207,7 @@ def write_calibrated_csv(rows: Iterable[Measurement], cal: Calibration, path: Pa
             else:
                 cells.append(_general(value))
         writer.writerow(cells)
-    return _write_atomic(Path(path), buf.getvalue().encode("utf-8"))
+    return write_bytes_atomic(Path(path), buf.getvalue().encode("utf-8"))
 
 
 def _fixed(value, digits: int) -> str:
@@ -334,7 +332,7 @@ def write_summary_csv(summaries: Iterable[ObjectSummary], path: Path) -> Path:
                 safe_cell(s.unit),
             ]
         )
-    return _write_atomic(Path(path), buf.getvalue().encode("utf-8"))
+    return write_bytes_atomic(Path(path), buf.getvalue().encode("utf-8"))
 
 
 # ---------------------------------------------------------------------------- confidence
@@ -408,7 +406,7 @@ def _new_figure(width_in: float, height_in: float, dpi: int = 100):
 def _save_figure(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=fig.dpi, facecolor="white")
-    return _write_atomic(Path(path), buf.getvalue())
+    return write_bytes_atomic(Path(path), buf.getvalue())
 
 
 def load_plot(path: Path) -> np.ndarray:
@@ -685,7 +683,7 @@ def write_npz(
             with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, array, allow_pickle=False)
 
-    return _write_zip_atomic(Path(path), write)
+    return write_zip_atomic(Path(path), write)
 
 
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -729,66 +727,58 @@ def write_coco_rle(
     digits = max(5, len(str(max(info.num_frames - 1, 0))))
     height, width = store.height, store.width
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            header = {
-                "info": {
-                    "description": f"Object masks for {info.source_name}",
-                    "fps": info.fps,
-                    "num_frames": info.num_frames,
-                },
-                "images": [
-                    {
-                        "id": f,
-                        "file_name": f"{f:0{digits}d}.png",
-                        "width": width,
-                        "height": height,
-                        "time_s": info.time_of(f),
-                    }
-                    for f in range(info.num_frames)
-                ],
-                "categories": [{"id": o.obj_id, "name": o.name} for o in objects],
-            }
-            fh.write(json.dumps(header, ensure_ascii=False)[:-1])
-            fh.write(', "annotations": [')
-            ann_id = 0
-            frames = [f for f in store.frames() if f < info.num_frames]
-            for done, frame_idx in enumerate(frames, start=1):
-                result = store.read(frame_idx)
-                for obj_id in ids:
-                    if result is None or obj_id not in result.masks:
-                        continue
-                    score = float(result.scores.get(obj_id, math.nan))
-                    mask = result.masks[obj_id]
-                    if score <= 0.0 or not mask.any():
-                        continue
-                    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
-                    x, y, w, h = (int(round(v)) for v in mask_utils.toBbox(rle))
-                    ann_id += 1
-                    ann = {
-                        "id": ann_id,
-                        "image_id": frame_idx,
-                        "category_id": obj_id,
-                        "segmentation": {
-                            "size": [height, width],
-                            "counts": rle["counts"].decode("ascii"),
-                        },
-                        "area": int(mask.sum()),
-                        "bbox": [x, y, w, h],
-                        "score": None if math.isnan(score) else score,
-                        "iscrowd": 0,
-                    }
-                    fh.write(("" if ann_id == 1 else ", ") + json.dumps(ann))
-                if progress is not None:
-                    progress(done, len(frames))
-            fh.write("]}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        header = {
+            "info": {
+                "description": f"Object masks for {info.source_name}",
+                "fps": info.fps,
+                "num_frames": info.num_frames,
+            },
+            "images": [
+                {
+                    "id": f,
+                    "file_name": f"{f:0{digits}d}.png",
+                    "width": width,
+                    "height": height,
+                    "time_s": info.time_of(f),
+                }
+                for f in range(info.num_frames)
+            ],
+            "categories": [{"id": o.obj_id, "name": o.name} for o in objects],
+        }
+        fh.write(json.dumps(header, ensure_ascii=False)[:-1])
+        fh.write(', "annotations": [')
+        ann_id = 0
+        frames = [f for f in store.frames() if f < info.num_frames]
+        for done, frame_idx in enumerate(frames, start=1):
+            result = store.read(frame_idx)
+            for obj_id in ids:
+                if result is None or obj_id not in result.masks:
+                    continue
+                score = float(result.scores.get(obj_id, math.nan))
+                mask = result.masks[obj_id]
+                if score <= 0.0 or not mask.any():
+                    continue
+                rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+                x, y, w, h = (int(round(v)) for v in mask_utils.toBbox(rle))
+                ann_id += 1
+                ann = {
+                    "id": ann_id,
+                    "image_id": frame_idx,
+                    "category_id": obj_id,
+                    "segmentation": {
+                        "size": [height, width],
+                        "counts": rle["counts"].decode("ascii"),
+                    },
+                    "area": int(mask.sum()),
+                    "bbox": [x, y, w, h],
+                    "score": None if math.isnan(score) else score,
+                    "iscrowd": 0,
+                }
+                fh.write(("" if ann_id == 1 else ", ") + json.dumps(ann))
+            if progress is not None:
+                progress(done, len(frames))
+        fh.write("]}\n")
     return path
 
 
@@ -804,33 +794,3 @@ def read_coco_rle(path: Path) -> dict[tuple[int, int], np.ndarray]:
         rle = {"size": seg["size"], "counts": seg["counts"].encode("ascii")}
         out[(int(ann["image_id"]), int(ann["category_id"]))] = mask_utils.decode(rle).astype(bool)
     return out
-
-
-# ---------------------------------------------------------------------------- files
-def _write_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _write_zip_atomic(path: Path, fill: Callable[[zipfile.ZipFile], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            fill(zf)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path

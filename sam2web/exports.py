@@ -10,12 +10,9 @@ top-left mask pixel, bbox_w and bbox_h count pixels.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
-import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .fileio import write_bytes_atomic, write_zip_atomic
 from .maskstore import MaskStore
 from .types import Measurement, TrackedObject, VideoInfo
 
@@ -181,9 +179,7 @@ def write_csv(rows: Iterable[Measurement], path: Path) -> Path:
                 _int(r.bbox_h),
             ]
         )
-    path = Path(path)
-    _atomic_write(path, buf.getvalue().encode("utf-8"))
-    return path
+    return write_bytes_atomic(Path(path), buf.getvalue().encode("utf-8"))
 
 
 def write_masks_zip(
@@ -206,37 +202,29 @@ def write_masks_zip(
     order = [o.obj_id for o in objects]
     sixteen_bit = any(i >= 256 for i in order)
     digits = max(5, len(str(max(info.num_frames - 1, 0))))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w") as zf:
+
+    def fill(zf: zipfile.ZipFile) -> None:
+        zf.writestr(
+            "README.txt",
+            _readme(objects, info, digits, sixteen_bit),
+            compress_type=zipfile.ZIP_DEFLATED,
+        )
+        zf.writestr("objects.csv", _objects_csv(objects), compress_type=zipfile.ZIP_DEFLATED)
+        for frame_idx in range(info.num_frames):
+            labels = store.label_image(frame_idx, order)
+            image = Image.fromarray(labels if sixteen_bit else labels.astype(np.uint8))
+            buf = io.BytesIO()
+            image.save(buf, format="PNG", optimize=False, compress_level=6)
+            # PNG data is already deflated; storing it again compressed gains nothing.
             zf.writestr(
-                "README.txt",
-                _readme(objects, info, digits, sixteen_bit),
-                compress_type=zipfile.ZIP_DEFLATED,
+                f"masks/{frame_idx:0{digits}d}.png",
+                buf.getvalue(),
+                compress_type=zipfile.ZIP_STORED,
             )
-            zf.writestr("objects.csv", _objects_csv(objects), compress_type=zipfile.ZIP_DEFLATED)
-            for frame_idx in range(info.num_frames):
-                labels = store.label_image(frame_idx, order)
-                image = Image.fromarray(labels if sixteen_bit else labels.astype(np.uint8))
-                buf = io.BytesIO()
-                image.save(buf, format="PNG", optimize=False, compress_level=6)
-                # PNG data is already deflated; storing it again compressed gains nothing.
-                zf.writestr(
-                    f"masks/{frame_idx:0{digits}d}.png",
-                    buf.getvalue(),
-                    compress_type=zipfile.ZIP_STORED,
-                )
-                if progress is not None:
-                    progress(frame_idx + 1, info.num_frames)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+            if progress is not None:
+                progress(frame_idx + 1, info.num_frames)
+
+    return write_zip_atomic(Path(path), fill, compression=zipfile.ZIP_STORED)
 
 
 def _objects_csv(objects: list[TrackedObject]) -> str:
@@ -268,16 +256,3 @@ def _readme(objects: list[TrackedObject], info: VideoInfo, digits: int, sixteen_
     ]
     lines += [f"  {o.obj_id}: {o.name}" for o in objects] or ["  (none)"]
     return "\n".join(lines) + "\n"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -41,15 +41,12 @@ order of ``add_object`` steps (removed ids are not reused). ``model.bf16`` and
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -59,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .analysis import Calibration
 from .errors import UserError
+from .fileio import atomic_output
 from .model import autocast_context, checkpoint_identity, choose_device, get_spec
 from .types import Box, Click, TrackedObject
 
@@ -283,16 +281,8 @@ def save_project(
     """Write the user's project to ``path`` (UTF-8 JSON, replaced atomically)."""
     text = dumps_project(build_project(user, calibration))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
     return path
 
 
