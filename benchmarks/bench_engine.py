@@ -312,6 +312,7 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
         t0 = time.perf_counter()
         state = predictor.init_state(video_path=job["frames_dir"])
         t1 = time.perf_counter()
+        rss_stages = {"init_state": rss_mib()}
         for obj_id, x, y in job["clicks"]:
             predictor.add_new_points_or_box(
                 state,
@@ -321,6 +322,7 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
                 labels=np.array([1], np.int32),
             )
         t2 = time.perf_counter()
+        rss_stages["prompts"] = rss_mib()
         video_segments = {}  # as in the notebook: {frame: {obj_id: (1, H, W) bool}}
         last = t2
         for out_frame_idx, out_obj_ids, out_mask_logits in predictor.propagate_in_video(state):
@@ -333,6 +335,7 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
             rss_frames.append(rss_mib())
             last = now
         t3 = time.perf_counter()
+        rss_stages["propagate"] = rss_mib()
 
     timings = {
         "load_s": loaded - started,
@@ -345,6 +348,7 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
         "rss_end_mib": rss_mib(),  # model and state still alive
         "peak_reset": peak_reset,
         "rss_frames_mib": rss_frames,
+        "rss_after_stage_mib": rss_stages,
         "frames_held_by_state_mib": len(state["images"])
         * state["images"][0].numel()
         * state["images"][0].element_size()
@@ -394,6 +398,7 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
     info = ingest(Path(job["clip"]), frames_dir, limits=media_limits(), frame_format="jpeg")
     folder = FrameFolder(frames_dir)
     t1 = time.perf_counter()
+    rss_stages = {"decode": rss_mib()}
     session = TrackingSession(
         predictor,
         folder.frame_paths(),
@@ -408,6 +413,7 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
             raise RuntimeError(f"expected object id {obj_id}, the session gave {obj.obj_id}")
         session.add_click(0, obj_id, Click(x, y, True))
     t2 = time.perf_counter()
+    rss_stages["prompts"] = rss_mib()
     last = t2
     for _step in session.propagate("forward"):
         now = time.perf_counter()
@@ -415,9 +421,11 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
         rss_frames.append(rss_mib())
         last = now
     t3 = time.perf_counter()
+    rss_stages["propagate"] = rss_mib()
     objects = list(session.objects.values())
     write_csv(measurements(session.store, objects, info), exports_dir / "sam2web_tracks.csv")
     t4 = time.perf_counter()
+    rss_stages["csv"] = rss_mib()
     frames = ((i, folder.read_rgb(i)) for i in range(info.num_frames))
     video = render_overlay_video(
         frames,
@@ -429,6 +437,7 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
         total=info.num_frames,
     )
     t5 = time.perf_counter()
+    rss_stages["render_encode"] = rss_mib()
 
     timings = {
         "load_s": loaded - started,
@@ -447,6 +456,7 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
         "rss_end_mib": rss_mib(),  # model and state still alive
         "peak_reset": peak_reset,
         "rss_frames_mib": rss_frames,
+        "rss_after_stage_mib": rss_stages,
         "frame_loads": session.frames.loads,
         "trimmed": session.trim,
         "held_mib": {k: v / MIB for k, v in session.held_bytes().items()},
@@ -508,7 +518,6 @@ def run_one(mode_name: str, job_path: Path, as_json: bool) -> int:
         # from the end of model loading to the end of the run (whole process where the
         # kernel cannot reset the count)
         "run_peak_rss_mib": run_peak if timings["peak_reset"] else float("nan"),
-        "ffmpeg_peak_rss_mib": peak_rss_mib(resource.RUSAGE_CHILDREN),
         "rss_start_mib": rss_start,
         "rss_growth_mib": timings["rss_end_mib"] - timings["rss_loaded_mib"],
         "torch_threads": torch.get_num_threads(),
