@@ -112,14 +112,22 @@ class Engine:
                       fps=fps, progress=progress)
 
     # ------------------------------------------------------------------ model
+    def explicit_checkpoint(self, model_key: str) -> Path | None:
+        """SAM2WEB_CHECKPOINT applies to SAM2WEB_MODEL only; other sizes use the cache or
+        a download."""
+        if get_spec(model_key).key == get_spec(self.settings.model).key:
+            return self.settings.checkpoint
+        return None
+
     def checkpoint_status(self, model_key: str | None = None) -> CheckpointStatus:
         """Whether a checkpoint is at hand without downloading anything."""
         spec = get_spec(model_key or self.settings.model)
+        explicit = self.explicit_checkpoint(spec.key)
         try:
-            path = resolve_checkpoint(spec, checkpoint=self.settings.checkpoint,
+            path = resolve_checkpoint(spec, checkpoint=explicit,
                                       cache_dir=self.settings.cache_dir, offline=True)
         except CheckpointError as err:
-            if self.settings.offline or self.settings.checkpoint:
+            if self.settings.offline or explicit:
                 return CheckpointStatus(False, spec.label, err.message)
             return CheckpointStatus(
                 False, spec.label,
@@ -131,7 +139,7 @@ class Engine:
         with self._ckpt_lock:
             path = self._ckpt_paths.get(spec.key)
             if path is None or not path.exists():
-                path = resolve_checkpoint(spec, checkpoint=self.settings.checkpoint,
+                path = resolve_checkpoint(spec, checkpoint=self.explicit_checkpoint(spec.key),
                                           cache_dir=self.settings.cache_dir,
                                           offline=self.settings.offline, progress=progress)
                 self._ckpt_paths[spec.key] = path

@@ -200,7 +200,7 @@ def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
 def _model_record(user: UserSession) -> ProjectModel:
     engine = user.engine
     settings = engine.settings
-    spec = get_spec(settings.model)
+    spec = get_spec(user.model)
     path = engine.checkpoint_path(spec.key) or engine.checkpoint_status(spec.key).path
     identity = checkpoint_identity(path) if path is not None and path.is_file() else None
     device = bf16 = None

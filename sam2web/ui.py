@@ -23,6 +23,7 @@ from . import __version__
 from .analysis import Calibration
 from .engine import Engine
 from .errors import UserError
+from .model import MODELS, get_spec
 from .render import OverlayStyle
 from .workflow import PROMPT_MODES, UserSession
 
@@ -178,8 +179,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
     def new_user() -> UserSession:
         return UserSession(engine)
 
-    def model_line() -> str:
-        status = engine.checkpoint_status()
+    def model_line(model_key: str | None = None) -> str:
+        status = engine.checkpoint_status(model_key)
         return f"**Model:** {html.escape(status.message)}{approx}"
 
     # delete_cache: Gradio keeps a copy of every file it serves; drop copies older than a
@@ -190,7 +191,11 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         state = gr.State(new_user, delete_callback=lambda u: u.close() if u else None,
                          time_to_live=settings.session_ttl_s)
         gr.Markdown(INTRO)
-        model_md = gr.Markdown(model_line(), elem_id="model-status")
+        with gr.Row():
+            model_dd = gr.Dropdown([(spec.label, key) for key, spec in MODELS.items()],
+                                   value=get_spec(settings.model).key, label="Model",
+                                   interactive=True, scale=1, elem_id="model")
+            model_md = gr.Markdown(model_line(), elem_id="model-status")
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 upload = gr.File(
@@ -383,7 +388,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             progress(0, desc="Loading the model")
             obj = user.add_object(name)
             return (*view(user, frame, f"Added {obj.name}; click on it in the frame."), "",
-                    model_line())
+                    model_line(user.model))
 
         add_btn.click(on_add_object, [state, name_box, slider],
                       [*frame_outputs, name_box, model_md], api_name="add_object",
@@ -597,6 +602,19 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
 
         gallery.select(on_gallery, [state], [slider], api_visibility="private",
                        concurrency_limit=None)
+
+        @_friendly
+        def on_model(user: UserSession, key, frame):
+            cleared = user.set_model(key)
+            message = f"Model: {get_spec(key).label}."
+            if cleared:
+                message += " Objects and clicks were cleared (they belong to the old model)."
+            image = view(user, frame, message) if user.folder is not None else \
+                (None, html.escape(message), _objects_update(user))
+            return (*image, model_line(key))
+
+        model_dd.input(on_model, [state, model_dd, slider], [*frame_outputs, model_md],
+                       api_name="set_model", **model_queue)
 
         demo.unload(registry.close)
         demo.load(lambda: model_line(), None, [model_md], api_visibility="private")

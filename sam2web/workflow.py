@@ -35,6 +35,7 @@ from .engine import Engine, Workspace
 from .errors import PromptError, TrackingError
 from .exports import measurements, write_csv, write_masks_zip
 from .media import FrameFolder
+from .model import get_spec
 from .project import PROJECT_FILENAME, apply_project, file_sha256
 from .project import load_project as read_project
 from .project import save_project as write_project
@@ -105,6 +106,7 @@ class UserSession:
     last_run: TrackingRun = field(default_factory=TrackingRun)
     cancel_event: threading.Event = field(default_factory=threading.Event)
     calibration: Calibration = field(default_factory=Calibration)
+    model_key: str | None = None  # None: the server's SAM2WEB_MODEL
     last_used: float = field(default_factory=time.time)
     closed: bool = False
     source_sha256: str | None = None  # SHA-256 of the uploaded file's bytes
@@ -155,8 +157,30 @@ class UserSession:
         if self.tracking is None:
             if self.workspace is None:
                 raise PromptError("Upload a video or image sequence first.")
-            self.tracking = self.engine.start_session(self.workspace, progress=progress)
+            self.tracking = self.engine.start_session(self.workspace, self.model_key,
+                                                      progress=progress)
         return self.tracking
+
+    @property
+    def model(self) -> str:
+        return self.model_key or self.engine.settings.model
+
+    def set_model(self, model_key: str) -> bool:
+        """Use another model size for this session. Objects and clicks belong to a model's
+        tracking state, so they are cleared; returns True when something was cleared."""
+        spec = get_spec(model_key)
+        self._require_not_tracking()
+        if spec.key == self.model:
+            return False
+        cleared = bool(self.tracking is not None and self.tracking.objects)
+        if self.tracking is not None:
+            self.tracking.store.clear()
+            self.tracking = None
+        self.model_key = spec.key
+        self.active_object = None
+        self.pending_corner = None
+        self.exports = Exports()
+        return cleared
 
     # ------------------------------------------------------------------ objects
     @property

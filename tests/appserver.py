@@ -39,14 +39,17 @@ class AppServer:
             self.process.wait()
 
 
-def start_app(workdir: Path, checkpoint: Path, resolution: int = 256,
+def start_app(workdir: Path, checkpoint: Path | None, resolution: int = 256,
               extra_env: dict[str, str] | None = None, timeout: float = 120) -> AppServer:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     data_dir = workdir / "sessions"
     env = dict(os.environ)
+    env.pop("SAM2WEB_CHECKPOINT", None)
+    if checkpoint is not None:
+        env["SAM2WEB_CHECKPOINT"] = str(checkpoint)
     env.update({
-        "SAM2WEB_CHECKPOINT": str(checkpoint),
+        "SAM2WEB_CACHE_DIR": str(workdir / "checkpoint-cache"),
         "SAM2WEB_OFFLINE": "1",
         "SAM2WEB_RESOLUTION": str(resolution),
         "SAM2WEB_DATA_DIR": str(data_dir),

@@ -202,3 +202,37 @@ def test_native_resolution_app(tmp_path, random_checkpoint):
         assert "approximate" not in client.predict("x", 0, api_name="/add_object")[-1]
     finally:
         server.stop()
+
+
+def test_without_a_checkpoint_the_page_still_works_and_says_what_to_set(tmp_path):
+    """Offline with no checkpoint: upload and frame viewing work; tracking explains which
+    setting to use. No model is built, so this is quick."""
+    server = start_app(tmp_path / "nockpt", None)
+    try:
+        clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(4, 120, 160))
+        client = Client(server.url, verbose=False)
+        upload = client.predict(handle_file(str(clip)), api_name="/upload")
+        assert upload[-1]["num_frames"] == 4
+        assert Path(client.predict(2, api_name="/frame")[0]).exists()
+        with pytest.raises(Exception, match="SAM2WEB_CHECKPOINT"):
+            client.predict("mouse", 0, api_name="/add_object")
+    finally:
+        server.stop()
+
+
+def test_choosing_another_model_size(app, tmp_path):
+    """The model dropdown switches this session only; a size whose checkpoint is missing
+    (offline here) is explained, while the configured size keeps working."""
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(4, 120, 160))
+    client = Client(app.url, verbose=False)
+    client.predict(handle_file(str(clip)), api_name="/upload")
+    client.predict("disc", 0, api_name="/add_object")
+    client.predict(0, 1, 40, 60, True, api_name="/add_point")
+    switched = client.predict("sam2.1-small", 0, api_name="/set_model")
+    assert "were cleared" in switched[1] and "SAM 2.1 small" in switched[-1]
+    with pytest.raises(Exception, match="SAM2WEB_CHECKPOINT"):
+        client.predict("disc", 0, api_name="/add_object")
+    back = client.predict("sam2.1-tiny", 0, api_name="/set_model")
+    assert "ready" in back[-1]
+    client.predict("disc", 0, api_name="/add_object")
+    client.predict(0, 1, 40, 60, True, api_name="/add_point")
