@@ -105,17 +105,22 @@ def _friendly(fn):
     return wrapper
 
 
-def _frame_field(value, what: str) -> int | None:
-    """An optional frame number typed by the user: empty -> None."""
-    if value is None:
-        return None
-    text = str(value).strip()
+def _parse_optional(value) -> float | None:
+    """Text typed into an optional number box: empty -> None, not a number -> NaN."""
+    text = "" if value is None else str(value).strip()
     if not text:
         return None
     try:
-        number = float(text)
+        return float(text)
     except ValueError:
-        number = float("nan")
+        return float("nan")
+
+
+def _frame_field(value, what: str) -> int | None:
+    """An optional frame number typed by the user: empty -> None."""
+    number = _parse_optional(value)
+    if number is None:
+        return None
     if not number.is_integer() or number < 0:
         raise gr.Error(f"The {what} must be a frame number (0 or more) or empty.",
                        print_exception=False)
@@ -124,13 +129,9 @@ def _frame_field(value, what: str) -> int | None:
 
 def _number_field(value, what: str) -> float | None:
     """An optional positive number typed by the user: empty -> None."""
-    text = "" if value is None else str(value).strip()
-    if not text:
+    number = _parse_optional(value)
+    if number is None:
         return None
-    try:
-        number = float(text)
-    except ValueError:
-        number = float("nan")
     if not (number > 0 and number != float("inf")):
         raise gr.Error(f"The {what} must be a positive number or empty.",
                        print_exception=False)

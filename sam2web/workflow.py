@@ -372,10 +372,7 @@ class UserSession:
     def export(self, video: bool = True, progress: Progress | None = None) -> Exports:
         """Write the overlay MP4, the per-frame CSV and the masks zip for what is tracked."""
         self.touch()
-        tracking = self.tracking
-        if tracking is None or not tracking.store.frames():
-            raise TrackingError("Nothing is tracked yet; click on an object and press Track "
-                                "first.")
+        tracking = self._tracked()
         self._require_not_tracking()
         assert self.workspace is not None and self.folder is not None
         out = self.workspace.exports_dir
@@ -400,10 +397,7 @@ class UserSession:
         calibrated per-frame CSV, trajectory and confidence plots (PNG), masks as NPZ and as
         COCO RLE JSON. Returns {key: path}."""
         self.touch()
-        tracking = self.tracking
-        if tracking is None or not tracking.store.frames():
-            raise TrackingError("Nothing is tracked yet; click on an object and press Track "
-                                "first.")
+        tracking = self._tracked()
         self._require_not_tracking()
         assert self.workspace is not None and self.folder is not None
         cal = calibration or Calibration()
@@ -423,10 +417,7 @@ class UserSession:
     def review(self, uncertain_margin: float = 1.0) -> Review:
         """What the page shows after tracking: the per-object summary (calibrated) and the
         frames where an object is lost (score < 0) or uncertain (0 <= score < margin)."""
-        tracking = self.tracking
-        if tracking is None or not tracking.store.frames():
-            raise TrackingError("Nothing is tracked yet; click on an object and press Track "
-                                "first.")
+        tracking = self._tracked()
         objects = list(tracking.objects.values())
         rows = measurements(tracking.store, objects, self.info)
         names = {o.obj_id: o.name for o in objects}
@@ -496,6 +487,14 @@ class UserSession:
         if not 0 <= frame_idx < n:
             raise PromptError(f"Frame {int(frame_idx)} does not exist; this video has frames "
                               f"0 to {n - 1}.")
+
+    def _tracked(self) -> TrackingSession:
+        """The tracking session, which must have results to export or measure."""
+        tracking = self.tracking
+        if tracking is None or not tracking.store.frames():
+            raise TrackingError("Nothing is tracked yet; click on an object and press Track "
+                                "first.")
+        return tracking
 
     def _require_not_tracking(self) -> None:
         if self.tracking is not None and self.tracking.propagating:
