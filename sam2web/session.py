@@ -437,7 +437,7 @@ class TrackingSession:
                             frame_idx, obj_ids, logits = next(gen)
                         except StopIteration:
                             return
-                        self._upcast_memory()
+                        self._upcast_memory(frame_idx)
                     masks = {oid: (logits[i, 0] > 0.0).cpu().numpy()
                              for i, oid in enumerate(obj_ids)}
                     scores = {oid: self._score(frame_idx, oid) for oid in obj_ids}
@@ -507,7 +507,7 @@ class TrackingSession:
         for _ in self._run_pass(anchor, count, reverse, None):
             pass
 
-    def _upcast_memory(self) -> None:
+    def _upcast_memory(self, frame_idx: int | None = None) -> None:
         """Keep stored memory features in float32 when running without autocast.
 
         sam2 stores them as bfloat16 and relies on CUDA autocast to mix them with float32
@@ -522,7 +522,10 @@ class TrackingSession:
         for per_obj in (self.state["output_dict_per_obj"], self.state["temp_output_dict_per_obj"]):
             for out in per_obj.values():
                 for outputs in out.values():
-                    for entry in outputs.values():
+                    # After a tracking step only that frame's entries are new.
+                    entries = (outputs.values() if frame_idx is None
+                               else [outputs[frame_idx]] if frame_idx in outputs else [])
+                    for entry in entries:
                         feats = entry.get("maskmem_features")
                         if feats is not None and feats.dtype == torch.bfloat16:
                             entry["maskmem_features"] = feats.float()
