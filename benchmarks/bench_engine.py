@@ -58,6 +58,9 @@ RESULT_PREFIX = "BENCH_RESULT "
 MODE_PATTERN = re.compile(r"^(raw|engine)(\d+)?(-bf16)?$")
 MAX_OBJECTS = 3
 MIB = 1024 * 1024
+# A propagation that got less than this share of its threads' CPU time was slowed down by
+# other processes.
+CONTENDED_FRACTION = 0.85
 
 
 # ------------------------------------------------------------------------------- modes
@@ -322,6 +325,7 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
                 labels=np.array([1], np.int32),
             )
         t2 = time.perf_counter()
+        cpu2 = time.process_time()
         rss_stages["prompts"] = rss_mib()
         video_segments = {}  # as in the notebook: {frame: {obj_id: (1, H, W) bool}}
         last = t2
@@ -335,6 +339,7 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
             rss_frames.append(rss_mib())
             last = now
         t3 = time.perf_counter()
+        cpu3 = time.process_time()
         rss_stages["propagate"] = rss_mib()
 
     timings = {
@@ -343,6 +348,9 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
         "track_s": t3 - t1,
         "e2e_s": t3 - t0,
         "frame_times": times,
+        # CPU seconds of all threads per wall second while propagating: about the thread
+        # count on an idle machine, less when other processes compete for the cores
+        "propagate_cpu_per_wall": (cpu3 - cpu2) / (t3 - t2),
         "rss_loaded_mib": rss_loaded,
         "load_peak_rss_mib": load_peak,
         "rss_end_mib": rss_mib(),  # model and state still alive
@@ -413,6 +421,7 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
             raise RuntimeError(f"expected object id {obj_id}, the session gave {obj.obj_id}")
         session.add_click(0, obj_id, Click(x, y, True))
     t2 = time.perf_counter()
+    cpu2 = time.process_time()
     rss_stages["prompts"] = rss_mib()
     last = t2
     for _step in session.propagate("forward"):
@@ -421,6 +430,7 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
         rss_frames.append(rss_mib())
         last = now
     t3 = time.perf_counter()
+    cpu3 = time.process_time()
     rss_stages["propagate"] = rss_mib()
     objects = list(session.objects.values())
     write_csv(measurements(session.store, objects, info), exports_dir / "sam2web_tracks.csv")
@@ -451,6 +461,9 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
         "track_s": t3 - t1,
         "e2e_s": t5 - t0,
         "frame_times": times,
+        # CPU seconds of all threads per wall second while propagating: about the thread
+        # count on an idle machine, less when other processes compete for the cores
+        "propagate_cpu_per_wall": (cpu3 - cpu2) / (t3 - t2),
         "rss_loaded_mib": rss_loaded,
         "load_peak_rss_mib": load_peak,
         "rss_end_mib": rss_mib(),  # model and state still alive
@@ -685,6 +698,8 @@ def print_tables(results: list[dict]) -> str:
             continue
         ref = refs.get(r["frames"])
         is_ref = ref is r
+        if r.get("contended"):
+            head = head.replace(f"| {m['name']} |", f"| {m['name']}* |", 1)
         lines.append(
             f"{head} {r['objects']} | "
             f"{with_ratio(r['s_per_frame'], ratio(r, ref, 's_per_frame'), 3)} | "
@@ -700,8 +715,9 @@ def print_tables(results: list[dict]) -> str:
     lines += [
         "",
         "| frames | mode | load s | init_state / decode s | prompts s | propagate s | CSV s "
-        "| render+encode s | e2e s | first yield s | mean s/frame | frame reads |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| render+encode s | e2e s | first yield s | mean s/frame | frame reads | CPU/wall "
+        "| load before |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         if "error" in r:
@@ -713,11 +729,56 @@ def print_tables(results: list[dict]) -> str:
             f"{fmt(st['prompts'], 2)} | {fmt(st['propagate'], 1)} | {fmt(st.get('csv'), 2)} | "
             f"{fmt(st.get('render_encode'), 2)} | {fmt(r['e2e_s'], 1)} | "
             f"{fmt(r['first_yield_s'], 2)} | {fmt(r['s_per_frame_mean'], 3)} | "
-            f"{r.get('frame_loads', r['frames'])} |"
+            f"{r.get('frame_loads', r['frames'])} | {fmt(r['propagate_cpu_per_wall'], 2)} | "
+            f"{fmt((r.get('load_before') or [None])[0], 2)} |"
         )
+    if any(r.get("contended") for r in results):
+        lines += ["", "\\* other processes took CPU time from this run; its times are inflated."]
     table = "\n".join(lines)
     print(table)
     return table
+
+
+def contended(result: dict) -> bool:
+    """True when the propagation got clearly less CPU than its threads could use."""
+    return result["propagate_cpu_per_wall"] < CONTENDED_FRACTION * result["torch_threads"]
+
+
+def measure_mode(mode: Mode, num_frames: int, job_path: Path, args) -> dict:
+    """Run one mode in a child process; run it again (up to --retries times, after waiting
+    for the machine to calm down) when other processes took CPU time from it."""
+    for attempt in range(1, args.retries + 2):
+        load_before = (
+            wait_for_idle(args.max_load, args.wait_idle) if args.wait_idle > 0 else load_average()
+        )
+        log(
+            f"{mode.name}: {num_frames} frames at {mode.resolution} px {mode.dtype} "
+            f"(load {load_before}, attempt {attempt})"
+        )
+        started = time.perf_counter()
+        result = run_child(mode, job_path, args.child_timeout)
+        result.setdefault("mode", asdict(mode))
+        result.setdefault("frames", num_frames)
+        result["wall_s"] = time.perf_counter() - started
+        result["load_before"] = load_before
+        result["load_after"] = load_average()
+        result["attempts"] = attempt
+        if "error" in result:
+            log(f"{mode.name} failed ({result['error']}):\n{result.get('stderr_tail', '')}")
+            return result
+        log(
+            f"{mode.name}: {result['s_per_frame']:.3f} s/frame, e2e {result['e2e_s']:.1f} s, "
+            f"peak RSS {result['peak_rss_mib']:.0f} MiB"
+        )
+        result["contended"] = contended(result)
+        if not result["contended"]:
+            return result
+        log(
+            f"warning: {mode.name} got {result['propagate_cpu_per_wall']:.2f} CPU seconds per "
+            f"second with {result['torch_threads']} threads; other processes competed for the "
+            "cores" + ("; running it again" if attempt <= args.retries else "")
+        )
+    return result
 
 
 def main_parent(args) -> int:
@@ -776,23 +837,8 @@ def main_parent(args) -> int:
             job = json.loads(job_path.read_text())
             by_name: dict[str, dict] = {}
             for mode in modes:
-                log(
-                    f"{mode.name}: {num_frames} frames at {mode.resolution} px {mode.dtype} "
-                    f"(load {load_average()})"
-                )
-                started = time.perf_counter()
-                result = run_child(mode, job_path, args.child_timeout)
-                result.setdefault("mode", asdict(mode))
-                result.setdefault("frames", num_frames)
-                result["wall_s"] = time.perf_counter() - started
-                result["load_after"] = load_average()
-                if "error" in result:
-                    log(f"{mode.name} failed ({result['error']}):\n{result.get('stderr_tail', '')}")
-                else:
-                    log(
-                        f"{mode.name}: {result['s_per_frame']:.3f} s/frame, "
-                        f"e2e {result['e2e_s']:.1f} s, peak RSS {result['peak_rss_mib']:.0f} MiB"
-                    )
+                result = measure_mode(mode, num_frames, job_path, args)
+                if "error" not in result:
                     digest = result.get("frames_digest")
                     if digest is not None and digest != job["frames_digest"]:
                         log(f"warning: {mode.name} ingested frames differ from the shared folder")
@@ -909,7 +955,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0,
         metavar="SECONDS",
-        help="first wait up to this long for the 1-minute load average to drop below --max-load",
+        help=(
+            "before every mode, wait up to this long for the 1-minute load average to drop "
+            "below --max-load (the load seen is reported either way)"
+        ),
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help=(
+            "run a mode again, up to this many times, when other processes took CPU time "
+            "from its propagation (default 1); such results are marked * in the table"
+        ),
     )
     parser.add_argument(
         "--max-load", type=float, default=0.5, help="load average to wait for (default 0.5)"
@@ -939,6 +997,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if args.width < 64 or args.height < 64 or args.width % 2 or args.height % 2:
         parser.error("--width and --height must be even and at least 64 (H.264 needs even sizes)")
+    if args.retries < 0:
+        parser.error("--retries must be 0 or more")
     if args.threads < 0:
         parser.error("--threads must be 0 (torch's choice) or more")
     if args.fps <= 0:
