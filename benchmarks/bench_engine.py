@@ -58,9 +58,9 @@ RESULT_PREFIX = "BENCH_RESULT "
 MODE_PATTERN = re.compile(r"^(raw|engine)(\d+)?(-bf16)?$")
 MAX_OBJECTS = 3
 MIB = 1024 * 1024
-# A propagation that got less than this share of its threads' CPU time was slowed down by
-# other processes.
-CONTENDED_FRACTION = 0.85
+# A propagation during which other processes kept more than this many cores busy on
+# average (measured from /proc/stat) competed with them for the CPU.
+CONTENDED_CORES = 0.15
 
 
 # ------------------------------------------------------------------------------- modes
@@ -208,6 +208,18 @@ def after_model_load() -> tuple[float, float, bool]:
     return rss_mib(), load_peak, reset_peak_rss()
 
 
+def system_busy_s() -> float:
+    """CPU seconds all processes of the machine have spent busy since boot (Linux), or NaN."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+        # cpu user nice system idle iowait irq softirq steal ...
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def per_frame_summary(times: list[float]) -> dict:
     """Median and mean seconds per frame, leaving out the first frame propagate yields
     (the prompted frame, whose output already exists)."""
@@ -325,7 +337,7 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
                 labels=np.array([1], np.int32),
             )
         t2 = time.perf_counter()
-        cpu2 = time.process_time()
+        cpu2, busy2 = time.process_time(), system_busy_s()
         rss_stages["prompts"] = rss_mib()
         video_segments = {}  # as in the notebook: {frame: {obj_id: (1, H, W) bool}}
         last = t2
@@ -339,7 +351,7 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
             rss_frames.append(rss_mib())
             last = now
         t3 = time.perf_counter()
-        cpu3 = time.process_time()
+        cpu3, busy3 = time.process_time(), system_busy_s()
         rss_stages["propagate"] = rss_mib()
 
     timings = {
@@ -351,6 +363,8 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
         # CPU seconds of all threads per wall second while propagating: about the thread
         # count on an idle machine, less when other processes compete for the cores
         "propagate_cpu_per_wall": (cpu3 - cpu2) / (t3 - t2),
+        # cores that other processes kept busy, on average, while propagating
+        "others_busy_cores": max(0.0, (busy3 - busy2) - (cpu3 - cpu2)) / (t3 - t2),
         "rss_loaded_mib": rss_loaded,
         "load_peak_rss_mib": load_peak,
         "rss_end_mib": rss_mib(),  # model and state still alive
@@ -421,7 +435,7 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
             raise RuntimeError(f"expected object id {obj_id}, the session gave {obj.obj_id}")
         session.add_click(0, obj_id, Click(x, y, True))
     t2 = time.perf_counter()
-    cpu2 = time.process_time()
+    cpu2, busy2 = time.process_time(), system_busy_s()
     rss_stages["prompts"] = rss_mib()
     last = t2
     for _step in session.propagate("forward"):
@@ -430,7 +444,7 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
         rss_frames.append(rss_mib())
         last = now
     t3 = time.perf_counter()
-    cpu3 = time.process_time()
+    cpu3, busy3 = time.process_time(), system_busy_s()
     rss_stages["propagate"] = rss_mib()
     objects = list(session.objects.values())
     write_csv(measurements(session.store, objects, info), exports_dir / "sam2web_tracks.csv")
@@ -464,6 +478,8 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
         # CPU seconds of all threads per wall second while propagating: about the thread
         # count on an idle machine, less when other processes compete for the cores
         "propagate_cpu_per_wall": (cpu3 - cpu2) / (t3 - t2),
+        # cores that other processes kept busy, on average, while propagating
+        "others_busy_cores": max(0.0, (busy3 - busy2) - (cpu3 - cpu2)) / (t3 - t2),
         "rss_loaded_mib": rss_loaded,
         "load_peak_rss_mib": load_peak,
         "rss_end_mib": rss_mib(),  # model and state still alive
@@ -716,8 +732,8 @@ def print_tables(results: list[dict]) -> str:
         "",
         "| frames | mode | load s | init_state / decode s | prompts s | propagate s | CSV s "
         "| render+encode s | e2e s | first yield s | mean s/frame | frame reads | CPU/wall "
-        "| load before |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| others' cores | load before |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         if "error" in r:
@@ -730,6 +746,7 @@ def print_tables(results: list[dict]) -> str:
             f"{fmt(st.get('render_encode'), 2)} | {fmt(r['e2e_s'], 1)} | "
             f"{fmt(r['first_yield_s'], 2)} | {fmt(r['s_per_frame_mean'], 3)} | "
             f"{r.get('frame_loads', r['frames'])} | {fmt(r['propagate_cpu_per_wall'], 2)} | "
+            f"{fmt(r.get('others_busy_cores'), 2)} | "
             f"{fmt((r.get('load_before') or [None])[0], 2)} |"
         )
     if any(r.get("contended") for r in results):
@@ -740,8 +757,8 @@ def print_tables(results: list[dict]) -> str:
 
 
 def contended(result: dict) -> bool:
-    """True when the propagation got clearly less CPU than its threads could use."""
-    return result["propagate_cpu_per_wall"] < CONTENDED_FRACTION * result["torch_threads"]
+    """True when other processes used the CPU while this mode was propagating."""
+    return result.get("others_busy_cores", 0.0) > CONTENDED_CORES
 
 
 def measure_mode(mode: Mode, num_frames: int, job_path: Path, args) -> dict:
@@ -774,9 +791,8 @@ def measure_mode(mode: Mode, num_frames: int, job_path: Path, args) -> dict:
         if not result["contended"]:
             return result
         log(
-            f"warning: {mode.name} got {result['propagate_cpu_per_wall']:.2f} CPU seconds per "
-            f"second with {result['torch_threads']} threads; other processes competed for the "
-            "cores" + ("; running it again" if attempt <= args.retries else "")
+            f"warning: other processes kept {result['others_busy_cores']:.2f} cores busy while "
+            f"{mode.name} was tracking" + ("; running it again" if attempt <= args.retries else "")
         )
     return result
 
