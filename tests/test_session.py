@@ -214,3 +214,30 @@ def test_refining_a_released_frame_matches_full_memory(tmp_path, make_session):
     assert after_a.keys() == after_b.keys()
     for f in after_a:
         assert np.array_equal(after_a[f], after_b[f]), f
+
+
+@pytest.mark.parametrize("num_objects", [1, 3])
+def test_the_image_encoder_runs_once_per_frame_whatever_the_number_of_objects(
+        num_objects, clip_mp4, make_session, monkeypatch):
+    """SAM2 encodes each frame once and shares the features between objects (the objects
+    are one batch in the memory attention and mask decoder); only those stages grow with
+    the number of objects."""
+    session = make_session(clip_mp4)
+    points = [(40, 60), (120, 40), (80, 100)]
+    for x, y in points[:num_objects]:
+        obj = session.add_object()
+        session.add_click(0, obj.obj_id, Click(x, y))
+    encoded: list[int] = []
+    forward_image = session.predictor.forward_image
+
+    def counting(img_batch):
+        encoded.append(img_batch.shape[0])
+        return forward_image(img_batch)
+
+    monkeypatch.setattr(session.predictor, "forward_image", counting)
+    steps = list(session.propagate("forward"))
+    assert len(steps) == 8
+    # Frame 0's features are cached from the clicks; frames 1..7 are encoded once each,
+    # one image per call.
+    assert encoded == [1] * 7
+    assert all(set(s.result.masks) == set(range(1, num_objects + 1)) for s in steps)
