@@ -31,6 +31,9 @@ Progress = Callable[[int, "int | None"], None]
 
 _WORKSPACE_ID_CHARS = set("0123456789abcdef")
 
+# Processing qualities a user can choose: SAM2's own resolution, or a faster approximation.
+QUALITIES = ("full", "fast")
+
 
 @dataclass
 class Workspace:
@@ -134,7 +137,16 @@ class Engine:
                 f"{spec.label} will be downloaded ({spec.size_mb} MB) when tracking starts.")
         return CheckpointStatus(True, spec.label, f"{spec.label} is ready.", path)
 
-    def predictor(self, model_key: str | None = None, progress: Progress | None = None):
+    def resolution(self, quality: str = "full") -> int:
+        """Processing resolution of a quality: ``full`` is SAM2WEB_RESOLUTION (SAM2's native
+        1024 px by default), ``fast`` is SAM2WEB_FAST_RESOLUTION."""
+        if quality not in QUALITIES:
+            raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
+        s = self.settings
+        return s.resolution if quality == "full" else min(s.fast_resolution, s.resolution)
+
+    def predictor(self, model_key: str | None = None, progress: Progress | None = None,
+                  resolution: int | None = None):
         spec = get_spec(model_key or self.settings.model)
         with self._ckpt_lock:
             path = self._ckpt_paths.get(spec.key)
@@ -144,7 +156,7 @@ class Engine:
                                           offline=self.settings.offline, progress=progress)
                 self._ckpt_paths[spec.key] = path
         device = choose_device(self.settings.device)
-        return self.models.get(spec, path, device, self.settings.resolution,
+        return self.models.get(spec, path, device, resolution or self.settings.resolution,
                                corrections=self.settings.corrections)
 
     def checkpoint_path(self, model_key: str | None = None) -> Path | None:
@@ -155,13 +167,18 @@ class Engine:
             return self._ckpt_paths.get(spec.key)
 
     def start_session(self, ws: Workspace, model_key: str | None = None,
-                      progress: Progress | None = None) -> TrackingSession:
-        predictor = self.predictor(model_key, progress)
+                      progress: Progress | None = None, resolution: int | None = None,
+                      masks_dir: Path | None = None) -> TrackingSession:
+        """A tracking session on the workspace's frames; its masks go to ``masks_dir``
+        (default: the workspace's, emptied first)."""
+        predictor = self.predictor(model_key, progress, resolution)
         folder = FrameFolder(ws.frames_dir)
-        shutil.rmtree(ws.masks_dir, ignore_errors=True)
+        if masks_dir is None:
+            masks_dir = ws.masks_dir
+            shutil.rmtree(masks_dir, ignore_errors=True)
         device = predictor.device
         return TrackingSession(
-            predictor, folder.frame_paths(), folder.info, ws.masks_dir,
+            predictor, folder.frame_paths(), folder.info, masks_dir,
             full_memory_frames=self.settings.full_memory_frames,
             autocast=lambda: autocast_context(device, self.settings.bf16),
         )

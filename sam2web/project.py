@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .analysis import Calibration
+from .engine import QUALITIES
 from .errors import UserError
 from .fileio import atomic_output
 from .model import autocast_context, checkpoint_identity, choose_device, get_spec
@@ -217,7 +218,7 @@ def _model_record(user: UserSession) -> ProjectModel:
     except UserError:  # the configured device is not available here
         pass
     return ProjectModel(
-        spec.key, spec.label, identity, settings.resolution, settings.corrections, bf16, device
+        spec.key, spec.label, identity, user.resolution, settings.corrections, bf16, device
     )
 
 
@@ -717,6 +718,12 @@ def apply_project(
     info = user.info
     notes = check_source(project, info, user.source_sha256, strict_source)
     user._require_not_tracking()
+    if user.resolution != project.model.resolution:
+        # A project made as a fast preview is replayed as one where this server offers it.
+        for quality in QUALITIES:
+            if user.engine.resolution(quality) == project.model.resolution:
+                user.set_quality(quality, replay=False)
+                break
     tracking = user.ensure_tracking()
     notes += model_notes(project, _model_record(user))
     user.reset()
@@ -741,7 +748,7 @@ def apply_project(
                     # One run in "both" directions stays one history step of two passes.
                     tracking.history.append({"op": "propagate", "passes": passes})
                     continue
-                _replay_step(tracking, step)
+                replay_step(tracking, step)
             except UserError as err:
                 raise ProjectError(
                     f"Step {i + 1} of the project ({op.replace('_', ' ')}) cannot be replayed "
@@ -763,7 +770,8 @@ def apply_project(
     return notes
 
 
-def _replay_step(tracking, step: dict) -> None:
+def replay_step(tracking, step: dict) -> None:
+    """Apply one recorded history step (not a propagation) to a tracking session."""
     op = step["op"]
     if op == "add_object":
         obj = tracking.add_object(step["name"])

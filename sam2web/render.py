@@ -15,8 +15,10 @@ import numbers
 import os
 import subprocess
 import tempfile
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -452,3 +454,119 @@ def render_overlay_video(
             writer.abort()
         raise
     return Path(path)
+
+
+class _Stopped(Exception):
+    """Raised inside the writer thread of :class:`LiveOverlayVideo` when it is aborted."""
+
+
+class LiveOverlayVideo:
+    """Writes the overlay video in a background thread while tracking is still running.
+
+    An MP4 is written in frame order, so frame ``i`` is rendered as soon as it is final:
+    when it is not among ``pending`` (the frames the running propagation will still
+    track; a frame a run tracks twice counts twice) or once :meth:`frame_done` reported it. A forward run from the first frame thus
+    renders and encodes each frame right behind the tracker, and the video is ready moments
+    after the last frame is tracked; frames that wait for a later pass (backward runs) are
+    rendered when it reaches them. The file is the same as :func:`render_overlay_video`
+    would write after tracking, since each frame is read from the store only once it is
+    final.
+
+    Call :meth:`finish` when tracking ended (finished or cancelled): every frame still
+    pending is then final as it stands. :meth:`abort` stops and leaves no file.
+    """
+
+    def __init__(
+        self,
+        read_rgb: Callable[[int], np.ndarray],
+        num_frames: int,
+        store: MaskStore,
+        objects: Mapping[int, TrackedObject],
+        style: OverlayStyle,
+        path: Path,
+        fps: float,
+        pending: Iterable[int] = (),
+    ):
+        self.path = Path(path)
+        self.num_frames = int(num_frames)
+        self.style = style
+        self._read_rgb = read_rgb
+        self._pending = Counter(int(i) for i in pending)  # frame -> times still to track
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._written = 0
+        self._error: BaseException | None = None
+        self._result: Path | None = None
+        args = (store, dict(objects), style, fps)
+        self._thread = threading.Thread(target=self._run, args=args, name="overlay-video",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def frames_written(self) -> int:
+        return self._written
+
+    def frame_done(self, frame_idx: int) -> None:
+        """The propagation stored its final masks for ``frame_idx``."""
+        with self._cond:
+            frame_idx = int(frame_idx)
+            if self._pending[frame_idx] > 1:
+                self._pending[frame_idx] -= 1
+            else:
+                self._pending.pop(frame_idx, None)
+            self._cond.notify_all()
+
+    def finish(self, progress: Progress | None = None, timeout: float | None = None) -> Path:
+        """Render what is left and return the finished file (raises what rendering raised).
+        ``progress(done, total)`` reports frames written while this waits."""
+        with self._cond:
+            self._pending.clear()
+            self._cond.notify_all()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._thread.is_alive():
+            self._thread.join(0.25)
+            if progress is not None:
+                progress(self._written, self.num_frames)
+            if deadline is not None and time.monotonic() > deadline:
+                self.abort()
+                raise TimeoutError("the overlay video was not finished in time")
+        if self._error is not None:
+            raise self._error
+        if self._result is None:
+            raise RuntimeError("the overlay video was aborted")
+        return self._result
+
+    def abort(self) -> None:
+        """Stop rendering; the unfinished file is removed."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        for frame_idx in range(self.num_frames):
+            with self._cond:
+                while frame_idx in self._pending and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    raise _Stopped
+            yield frame_idx, self._read_rgb(frame_idx)
+
+    def _count(self, done: int, total: int | None) -> None:
+        self._written = done
+
+    def _run(self, store, objects, style, fps) -> None:
+        # Tracking has priority: on Linux a thread has its own nice value, which the ffmpeg
+        # process started from it inherits, so rendering and encoding take the CPU time
+        # tracking leaves and never slow it down.
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        try:
+            self._result = render_overlay_video(self._frames(), store, objects, style,
+                                                self.path, fps, progress=self._count,
+                                                total=self.num_frames)
+        except _Stopped:
+            pass
+        except BaseException as err:  # handed to finish()
+            self._error = err

@@ -354,17 +354,9 @@ class TrackingSession:
         the backward pass goes to frame 0). Setting ``cancel`` stops between frames; what
         was tracked so far is kept.
         """
-        if direction not in DIRECTIONS:
-            raise TrackingError(f"Direction must be one of {', '.join(DIRECTIONS)}.")
         with self._lock:
             self._require_idle()
-            self._check_ready_to_track()
-            if start_frame is None:
-                start_frame = min(self.prompted_frames())
-            self._check_frame(start_frame)
-            if end_frame is not None:
-                self._check_frame(end_frame)
-            passes = self._passes(direction, start_frame, end_frame)
+            start_frame, passes = self._plan(direction, start_frame, end_frame)
             total = sum(n for _, n in passes)
             self.propagating = True
         done = 0
@@ -399,6 +391,31 @@ class TrackingSession:
                 yield result
         finally:
             self.propagating = False
+
+    def planned_frames(self, direction: str = "forward", start_frame: int | None = None,
+                       end_frame: int | None = None) -> list[int]:
+        """The frames :meth:`propagate` with these arguments will track, in the order it
+        tracks them (a frame tracked by both passes of "both" appears twice). Raises the
+        same errors as :meth:`propagate` for arguments it would refuse."""
+        with self._lock:
+            start, passes = self._plan(direction, start_frame, end_frame)
+        frames: list[int] = []
+        for reverse, count in passes:
+            step = -1 if reverse else 1
+            frames.extend(range(start, start + step * count, step))
+        return frames
+
+    def _plan(self, direction: str, start_frame: int | None,
+              end_frame: int | None) -> tuple[int, list[tuple[bool, int]]]:
+        if direction not in DIRECTIONS:
+            raise TrackingError(f"Direction must be one of {', '.join(DIRECTIONS)}.")
+        self._check_ready_to_track()
+        if start_frame is None:
+            start_frame = min(self.prompted_frames())
+        self._check_frame(start_frame)
+        if end_frame is not None:
+            self._check_frame(end_frame)
+        return start_frame, self._passes(direction, start_frame, end_frame)
 
     def _passes(self, direction: str, start: int, end: int | None) -> list[tuple[bool, int]]:
         last = self.info.num_frames - 1

@@ -36,6 +36,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SAM2WEB_RESOLUTION", "1024",
             "Processing resolution in pixels (square). 1024 is SAM2's native size; smaller "
             "values (e.g. 512) are faster and approximate."),
+    Setting("SAM2WEB_FAST_RESOLUTION", "512",
+            "Processing resolution of the page's *Fast preview* quality (approximate; a multiple "
+            "of 32). The page can measure its agreement with full quality on the user's clip."),
     Setting("SAM2WEB_BF16", "auto",
             "bfloat16 autocast: auto (on for CUDA), 1 (on; also on CPUs that support it), 0 (off)."),
     Setting("SAM2WEB_DATA_DIR", "",
@@ -84,6 +87,7 @@ class Settings:
     offline: bool
     device: str
     resolution: int
+    fast_resolution: int
     bf16: str
     data_dir: Path
     frame_format: str
@@ -132,16 +136,20 @@ class Settings:
 
         checkpoint = get("SAM2WEB_CHECKPOINT")
         data_dir = get("SAM2WEB_DATA_DIR") or str(Path(tempfile.gettempdir()) / "sam2web")
-        resolution = as_int("SAM2WEB_RESOLUTION", 64)
-        if resolution % 32:
-            raise ValueError(f"SAM2WEB_RESOLUTION must be a multiple of 32, got {resolution}")
+        def as_resolution(name: str) -> int:
+            number = as_int(name, 64)
+            if number % 32:
+                raise ValueError(f"{name} must be a multiple of 32, got {number}")
+            return number
+
         return cls(
             model=get("SAM2WEB_MODEL"),
             checkpoint=Path(checkpoint).expanduser() if checkpoint else None,
             cache_dir=Path(get("SAM2WEB_CACHE_DIR")).expanduser(),
             offline=get("SAM2WEB_OFFLINE") in ("1", "true", "yes"),
             device=choice("SAM2WEB_DEVICE", ("auto", "cpu", "cuda", "mps")),
-            resolution=resolution,
+            resolution=as_resolution("SAM2WEB_RESOLUTION"),
+            fast_resolution=as_resolution("SAM2WEB_FAST_RESOLUTION"),
             bf16=choice("SAM2WEB_BF16", ("auto", "0", "1")),
             data_dir=Path(data_dir).expanduser(),
             frame_format=choice("SAM2WEB_FRAME_FORMAT", ("jpeg", "png")),

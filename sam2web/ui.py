@@ -196,6 +196,14 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             model_dd = gr.Dropdown([(spec.label, key) for key, spec in MODELS.items()],
                                    value=get_spec(settings.model).key, label="Model",
                                    interactive=True, scale=1, elem_id="model")
+            full_px, fast_px = engine.resolution("full"), engine.resolution("fast")
+            quality = gr.Radio(
+                [(f"Full quality ({full_px} px)", "full"),
+                 (f"Fast preview ({fast_px} px, approximate)", "fast")],
+                value="full", label="Quality", elem_id="quality", scale=1,
+                visible=fast_px != full_px,
+                info="The fast preview tracks several times faster; its masks are close to "
+                     "full quality's but not the same (compare them below Track).")
             model_md = gr.Markdown(model_line(), elem_id="model-status")
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
@@ -245,6 +253,18 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             with gr.Column(min_width=160):
                 track_btn = gr.Button("Track ▶", variant="primary", elem_id="track")
                 cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+        with gr.Accordion("Is the fast preview good enough for this video?", open=False,
+                          visible=engine.resolution("fast") != engine.resolution("full")):
+            gr.Markdown("Tracks the first frames from your earliest click twice, at full "
+                        "quality and as a fast preview, with your objects and clicks, and "
+                        "reports how well the masks agree (IoU: 1 = identical) and the speed-up "
+                        "on this machine. Your own results are not changed.")
+            with gr.Row():
+                compare_frames = gr.Slider(1, 20, value=5, step=1, label="Frames to compare",
+                                           elem_id="compare-frames")
+                compare_btn = gr.Button("Compare fast preview with full quality",
+                                        elem_id="compare")
+            compare_md = gr.Markdown("", elem_id="compare-result")
         gr.Markdown("### Results")
         with gr.Row():
             with gr.Column(scale=2):
@@ -616,6 +636,43 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
 
         model_dd.input(on_model, [state, model_dd, slider], [*frame_outputs, model_md],
                        api_name="set_model", **model_queue)
+
+        @_friendly
+        def on_quality(user: UserSession, quality_v, frame, progress=gr.Progress()):
+            if user.folder is None:
+                user.quality = quality_v if quality_v in ("full", "fast") else "full"
+                return None, "", _objects_update(user)
+
+            def cb(done, total):
+                progress((done, total), desc="Giving your clicks to the model again",
+                         unit="steps")
+
+            replayed = user.set_quality(quality_v or "full", progress=cb)
+            label = ("Full quality" if user.quality == "full" else "Fast preview (approximate)")
+            message = f"{label}: processing at {user.resolution} px."
+            if replayed:
+                message += " Your objects and clicks were kept; press Track to track again."
+            return view(user, frame, message)
+
+        quality.input(on_quality, [state, quality, slider], frame_outputs,
+                      api_name="set_quality", **model_queue)
+
+        @_friendly
+        def on_compare(user: UserSession, frames_v, progress=gr.Progress()):
+            if user.folder is None:
+                raise gr.Error("Upload a video or image sequence first.")
+
+            def cb(done, total):
+                progress((done, total), desc="Tracking at both qualities", unit="steps")
+
+            report = user.compare_qualities(int(frames_v or 5), progress=cb)
+            rows = [f"| {html.escape(report.names[oid])} | {mean:.3f} | {low:.3f} |"
+                    for oid, (mean, low) in report.iou.items()]
+            return "\n".join([html.escape(report.sentence()), "",
+                              "| object | mean IoU | lowest IoU |", "|---|---:|---:|", *rows])
+
+        compare_btn.click(on_compare, [state, compare_frames], [compare_md],
+                          api_name="compare_quality", **model_queue)
 
         demo.unload(registry.close)
         demo.load(lambda: model_line(), None, [model_md], api_visibility="private")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,15 +32,16 @@ from .analysis import (
     write_npz,
     write_summary_csv,
 )
-from .engine import Engine, Workspace
+from .engine import QUALITIES, Engine, Workspace
 from .errors import PromptError, TrackingError
 from .exports import measurements, write_csv, write_masks_zip
 from .media import FrameFolder
 from .model import get_spec
-from .project import PROJECT_FILENAME, apply_project, file_sha256
+from .project import PROJECT_FILENAME, apply_project, file_sha256, replay_step
 from .project import load_project as read_project
 from .project import save_project as write_project
 from .render import (
+    LiveOverlayVideo,
     OverlayStyle,
     draw_overlay,
     draw_prompts,
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, "int | None"], None]
 
 PROMPT_MODES = ("positive", "negative", "box")
+OVERLAY_VIDEO = "sam2web_overlay.mp4"
 
 # Analysis outputs of :meth:`UserSession.export_science`, by key; fixed names in the
 # session's own exports folder.
@@ -85,6 +88,64 @@ class Exports:
 
 
 @dataclass
+class QualityAgreement:
+    """Full quality against the fast preview on the first frames of the user's clip."""
+
+    first_frame: int
+    last_frame: int
+    full_resolution: int
+    fast_resolution: int
+    iou: dict[int, tuple[float, float]]  # object id -> (mean, min) IoU over the frames
+    names: dict[int, str]
+    full_s_per_frame: float
+    fast_s_per_frame: float
+
+    @property
+    def speedup(self) -> float:
+        return self.full_s_per_frame / self.fast_s_per_frame if self.fast_s_per_frame else 0.0
+
+    @property
+    def mean_iou(self) -> float:
+        return float(np.mean([m for m, _ in self.iou.values()])) if self.iou else 1.0
+
+    @property
+    def min_iou(self) -> float:
+        return float(min(m for _, m in self.iou.values())) if self.iou else 1.0
+
+    def sentence(self) -> str:
+        frames = self.last_frame - self.first_frame + 1
+        return (f"On frames {self.first_frame}–{self.last_frame} ({frames}) the fast preview "
+                f"({self.fast_resolution} px) agrees with full quality "
+                f"({self.full_resolution} px) at a mask IoU of {self.mean_iou:.3f} on average "
+                f"(lowest {self.min_iou:.3f}), and tracked {self.speedup:.1f}× faster "
+                f"({self.fast_s_per_frame:.2f} s against {self.full_s_per_frame:.2f} s per "
+                "frame).")
+
+
+def mask_iou(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Intersection over union of two boolean masks; two empty (or missing) masks agree."""
+    a_any = a is not None and bool(a.any())
+    b_any = b is not None and bool(b.any())
+    if not a_any and not b_any:
+        return 1.0
+    if not a_any or not b_any:
+        return 0.0
+    return float(np.logical_and(a, b).sum() / np.logical_or(a, b).sum())
+
+
+def prompt_steps(history: list[dict]) -> list[dict]:
+    """The steps of a tracking history that define objects and prompts (everything but
+    the propagations), in order."""
+    return [dict(step) for step in history if step["op"] != "propagate"]
+
+
+def _per_frame(times: list[float]) -> float:
+    """Seconds per frame: the median after the first (prompted, already encoded) frame."""
+    rest = times[1:] or times
+    return float(np.median(rest)) if rest else 0.0
+
+
+@dataclass
 class TrackingRun:
     """Summary of the last propagation."""
 
@@ -107,9 +168,14 @@ class UserSession:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     calibration: Calibration = field(default_factory=Calibration)
     model_key: str | None = None  # None: the server's SAM2WEB_MODEL
+    quality: str = "full"  # "full" (SAM2WEB_RESOLUTION) or "fast" (SAM2WEB_FAST_RESOLUTION)
     last_used: float = field(default_factory=time.time)
     closed: bool = False
     source_sha256: str | None = None  # SHA-256 of the uploaded file's bytes
+    # The overlay video written beside the last propagation, and the length of the tracking
+    # history when that run ended (any later action makes the video stale).
+    live_video: LiveOverlayVideo | None = field(default=None, repr=False)
+    live_video_history: int = -1
 
     def __deepcopy__(self, memo):
         # A user session is owned, never duplicated: Gradio deep-copies the value a state
@@ -158,8 +224,54 @@ class UserSession:
             if self.workspace is None:
                 raise PromptError("Upload a video or image sequence first.")
             self.tracking = self.engine.start_session(self.workspace, self.model_key,
-                                                      progress=progress)
+                                                      progress=progress,
+                                                      resolution=self.resolution)
         return self.tracking
+
+    @property
+    def resolution(self) -> int:
+        """Processing resolution (pixels) of this session's quality."""
+        return self.engine.resolution(self.quality)
+
+    def set_quality(self, quality: str, progress: Progress | None = None,
+                    replay: bool = True) -> bool:
+        """Process at another quality (see :data:`~sam2web.engine.QUALITIES`). Objects and
+        every click are kept: they are given again to the model at the new resolution
+        (tracked frames are not; track again). With ``replay=False`` they are dropped
+        instead. Returns True when clicks were replayed."""
+        if quality not in QUALITIES:
+            raise PromptError("Choose full quality or fast preview.")
+        self._require_not_tracking()
+        if quality == self.quality:
+            return False
+        old = self.tracking
+        self.quality = quality
+        if old is None or self.engine.resolution(quality) == old.predictor.image_size:
+            return False
+        steps = prompt_steps(old.history) if replay else []
+        colors = {o.obj_id: o.color for o in old.objects.values()}
+        self._discard_live_video()
+        self.tracking = None
+        self.exports = Exports()
+        self.pending_corner = None
+        if not steps:
+            self.active_object = None
+            return False
+        tracking = self.ensure_tracking()
+        try:
+            for done, step in enumerate(steps, start=1):
+                replay_step(tracking, step)
+                if progress is not None:
+                    progress(done, len(steps))
+        except BaseException:
+            tracking.reset()
+            self.active_object = None
+            raise
+        for obj in tracking.objects.values():
+            obj.color = colors.get(obj.obj_id, obj.color)
+        if self.active_object not in tracking.objects:
+            self.active_object = next(reversed(tracking.objects), None)
+        return bool(steps)
 
     @property
     def model(self) -> str:
@@ -173,6 +285,7 @@ class UserSession:
         if spec.key == self.model:
             return False
         cleared = bool(self.tracking is not None and self.tracking.objects)
+        self._discard_live_video()
         if self.tracking is not None:
             self.tracking.store.clear()
             self.tracking = None
@@ -269,6 +382,7 @@ class UserSession:
 
     def reset(self) -> None:
         self.touch()
+        self._discard_live_video()
         if self.tracking is not None:
             self.tracking.reset()
         self.active_object = None
@@ -350,17 +464,92 @@ class UserSession:
         """Track all objects; yields each frame's step. Cancel with :meth:`cancel`."""
         self.touch()
         tracking = self.ensure_tracking()
+        planned = tracking.planned_frames(direction, start_frame, end_frame)
         self.cancel_event = threading.Event()
         self.exports = Exports()
+        self._discard_live_video()
+        # The overlay video is rendered and encoded beside tracking (see LiveOverlayVideo).
+        assert self.workspace is not None and self.folder is not None
+        live = LiveOverlayVideo(self.folder.read_rgb, self.info.num_frames, tracking.store,
+                                tracking.objects, self.style,
+                                self.workspace.exports_dir / OVERLAY_VIDEO, self.info.fps,
+                                pending=planned)
+        self.live_video = live
         started = time.perf_counter()
         run = TrackingRun()
         self.last_run = run
-        for step in tracking.propagate(direction, start_frame, end_frame, self.cancel_event):
-            run.frames = step.done
-            run.seconds = time.perf_counter() - started
-            self.touch()
-            yield step
+        try:
+            for step in tracking.propagate(direction, start_frame, end_frame,
+                                           self.cancel_event):
+                live.frame_done(step.result.frame_idx)
+                run.frames = step.done
+                run.seconds = time.perf_counter() - started
+                self.touch()
+                yield step
+        except BaseException:
+            self._discard_live_video()
+            raise
         run.cancelled = self.cancel_event.is_set()
+        self.live_video_history = len(tracking.history)
+
+    def compare_qualities(self, frames: int = 5,
+                          progress: Progress | None = None) -> QualityAgreement:
+        """Track the first ``frames`` frames (from the earliest clicked frame) at full
+        quality and as a fast preview, with this session's objects and clicks, and measure
+        how far the masks agree (IoU per object and frame) and how much faster the preview
+        ran. Neither run touches the session's own results."""
+        self.touch()
+        tracking = self.ensure_tracking()
+        self._require_not_tracking()
+        if self.engine.resolution("fast") == self.engine.resolution("full"):
+            raise PromptError("Fast preview and full quality use the same resolution on this "
+                              "server, so there is nothing to compare.")
+        if not 1 <= int(frames) <= 100:
+            raise PromptError("Compare on 1 to 100 frames.")
+        planned = tracking.planned_frames("forward")  # checks every object has clicks
+        start = planned[0]
+        end = min(start + int(frames) - 1, self.info.num_frames - 1)
+        steps = prompt_steps(tracking.history)
+        assert self.workspace is not None
+        count = end - start + 1
+        total = 2 * (len(steps) + count)
+        done = 0
+        masks: dict[str, dict[int, dict[int, np.ndarray]]] = {}
+        seconds: dict[str, list[float]] = {}
+        for quality in ("fast", "full"):
+            folder = self.workspace.root / f"compare-{quality}"
+            try:
+                check = self.engine.start_session(self.workspace, self.model_key,
+                                                  resolution=self.engine.resolution(quality),
+                                                  masks_dir=folder)
+                for step in steps:
+                    replay_step(check, step)
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+                masks[quality], seconds[quality] = {}, []
+                last = time.perf_counter()
+                for step in check.propagate("forward", start, end, self.cancel_event):
+                    now = time.perf_counter()
+                    seconds[quality].append(now - last)
+                    last = now
+                    masks[quality][step.result.frame_idx] = dict(step.result.masks)
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+        if len(masks["full"]) < count or len(masks["fast"]) < count:
+            raise TrackingError("The comparison was cancelled.")
+        names = {o.obj_id: o.name for o in tracking.objects.values()}
+        per_object = {}
+        for obj_id in names:
+            ious = [mask_iou(masks["full"][f].get(obj_id), masks["fast"][f].get(obj_id))
+                    for f in range(start, end + 1)]
+            per_object[obj_id] = (float(np.mean(ious)), float(np.min(ious)))
+        return QualityAgreement(
+            start, end, self.engine.resolution("full"), self.engine.resolution("fast"),
+            per_object, names, _per_frame(seconds["full"]), _per_frame(seconds["fast"]))
 
     def cancel(self) -> bool:
         """Ask a running propagation to stop after the current frame."""
@@ -382,15 +571,28 @@ class UserSession:
         rows = measurements(tracking.store, objects, info)
         exports.csv = write_csv(rows, out / "sam2web_tracks.csv")
         exports.masks = write_masks_zip(tracking.store, objects, info, out / "sam2web_masks.zip")
-        if video:
+        live, self.live_video = self.live_video, None
+        if video and live is not None and live.style == self.style \
+                and self.live_video_history == len(tracking.history):
+            exports.video = live.finish(progress)  # rendered beside the last propagation
+        elif video:
+            if live is not None:
+                live.abort()
             folder = self.folder
             frames = ((i, folder.read_rgb(i)) for i in range(info.num_frames))
             exports.video = render_overlay_video(
                 frames, tracking.store, tracking.objects, self.style,
-                out / "sam2web_overlay.mp4", info.fps, progress=progress,
+                out / OVERLAY_VIDEO, info.fps, progress=progress,
                 total=info.num_frames)
+        elif live is not None:
+            live.abort()
         self.exports = exports
         return exports
+
+    def _discard_live_video(self) -> None:
+        live, self.live_video = self.live_video, None
+        if live is not None:
+            live.abort()
 
     def export_science(self, calibration: Calibration | None = None) -> dict[str, Path]:
         """Write the analysis files (:data:`SCIENCE_FILES`): per-object summary CSV,
@@ -455,6 +657,7 @@ class UserSession:
         self._drop_workspace()
 
     def _drop_workspace(self) -> None:
+        self._discard_live_video()
         self.tracking = None
         self.source_sha256 = None
         self.folder = None

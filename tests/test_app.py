@@ -23,7 +23,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, random_checkpoint):
-    server = start_app(tmp_path_factory.mktemp("app"), random_checkpoint)
+    server = start_app(tmp_path_factory.mktemp("app"), random_checkpoint,
+                       extra_env={"SAM2WEB_FAST_RESOLUTION": "128"})
     yield server
     server.stop()
 
@@ -236,3 +237,22 @@ def test_choosing_another_model_size(app, tmp_path):
     assert "ready" in back[-1]
     client.predict("disc", 0, api_name="/add_object")
     client.predict(0, 1, 40, 60, True, api_name="/add_point")
+
+
+def test_fast_preview_and_its_agreement_check(app, tmp_path):
+    clip = synth.write_video(tmp_path / "discs.mp4", synth.make_frames(6, 120, 160), fps=6)
+    client = Client(app.url, verbose=False)
+    client.predict(handle_file(str(clip)), api_name="/upload")
+    client.predict("disc <b>A</b>", 0, api_name="/add_object")
+    client.predict(0, 1, 40, 60, True, api_name="/add_point")
+    switched = client.predict("fast", 0, api_name="/set_quality")
+    assert "Fast preview" in switched[1] and "128 px" in switched[1]
+    assert "objects and clicks were kept" in switched[1]
+    report = client.predict(3, api_name="/compare_quality")
+    assert "frames 0–2 (3)" in report and "agrees with full quality (256 px)" in report
+    assert "disc &lt;b&gt;A&lt;/b&gt;" in report  # the name is shown, escaped
+    tracked = client.predict("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "",
+                             api_name="/propagate")
+    assert "Tracked 6 frames" in tracked[1]
+    back = client.predict("full", 0, api_name="/set_quality")
+    assert "Full quality: processing at 256 px" in back[1]

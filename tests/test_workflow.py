@@ -80,3 +80,132 @@ def test_export_before_tracking_is_refused(engine, tmp_path):
     with pytest.raises(TrackingError, match="Nothing is tracked yet"):
         user.export()
     assert np.array_equal(user.render_frame(1), user.frame_rgb(1))
+
+
+def _decoded(path) -> list[np.ndarray]:
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    w, h = next(reader)["size"]
+    return [np.frombuffer(f, np.uint8).reshape(h, w, 3).copy() for f in reader]
+
+
+def _rendered_afterwards(user: UserSession, tmp_path, name: str) -> list[np.ndarray]:
+    from sam2web.render import render_overlay_video
+
+    info = user.info
+    frames = ((i, user.frame_rgb(i)) for i in range(info.num_frames))
+    path = render_overlay_video(frames, user.tracking.store, user.tracking.objects,
+                                user.style, tmp_path / name, info.fps)
+    return _decoded(path)
+
+
+def test_the_video_written_beside_tracking_equals_one_rendered_afterwards(engine, tmp_path):
+    from sam2web.render import OverlayStyle
+
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(7, 120, 160), fps=7)
+    user = UserSession(engine)
+    user.upload(clip)
+    user.style = OverlayStyle(trails=3)
+    user.click(0, 40, 60)
+    user.add_object("b")
+    user.click(0, 120, 40)
+    steps = list(user.propagate("forward"))
+    assert user.live_video is not None and len(steps) == 7
+    live = _decoded(user.export().video)
+    assert user.live_video is None  # used once
+    expected = _rendered_afterwards(user, tmp_path, "after1.mp4")
+    assert len(live) == 7 and all(np.array_equal(a, b) for a, b in zip(live, expected, strict=True))
+
+    # A refinement in the middle, then both directions from there: frames before the start
+    # wait for the backward pass, and each frame shows its final masks.
+    user.click(4, 60, 90, "negative")
+    list(user.propagate("both", start_frame=4))
+    live = _decoded(user.export().video)
+    expected = _rendered_afterwards(user, tmp_path, "after2.mp4")
+    assert all(np.array_equal(a, b) for a, b in zip(live, expected, strict=True))
+
+    # Cancelled after two frames: the rest of the video shows what was stored before.
+    user.click(2, 50, 70)
+    for step in user.propagate("forward", start_frame=2):
+        if step.done == 2:
+            user.cancel()
+    assert user.last_run.cancelled and user.last_run.frames == 2
+    live = _decoded(user.export().video)
+    expected = _rendered_afterwards(user, tmp_path, "after3.mp4")
+    assert all(np.array_equal(a, b) for a, b in zip(live, expected, strict=True))
+
+
+def test_a_change_after_tracking_renders_the_video_again(engine, tmp_path):
+    from sam2web.render import OverlayStyle
+
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(4, 120, 160))
+    user = UserSession(engine)
+    user.upload(clip)
+    user.click(0, 40, 60)
+    list(user.propagate())
+    user.rename_object(user.active_object, "renamed")  # labels are drawn in the video
+    user.style = OverlayStyle(opacity=0.8)
+    video = user.export().video
+    assert _decoded(video)[1].tolist() == _rendered_afterwards(user, tmp_path, "r.mp4")[1].tolist()
+    exports_dir = user.workspace.exports_dir
+    assert not list(exports_dir.glob("*.part"))  # the aborted live writer left nothing
+
+    list(user.propagate())
+    user.close()  # closing while the live video waits for export leaves nothing behind
+    assert not exports_dir.exists()
+
+
+def test_fast_preview_keeps_the_clicks_and_measures_its_agreement(engine, tmp_path):
+    import dataclasses as dc
+
+    engine.settings = dc.replace(engine.settings, resolution=256, fast_resolution=128)
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(5, 120, 160))
+    user = UserSession(engine)
+    user.upload(clip)
+    user.click(0, 40, 60)
+    user.add_object("b")
+    user.click(0, 120, 40)
+    user.click(0, 80, 100, "negative")
+    list(user.propagate())
+    assert user.resolution == 256
+
+    assert user.set_quality("fast") is True  # the clicks are given to the 128 px model
+    assert user.resolution == 128 and user.tracking.predictor.image_size == 128
+    assert [o.name for o in user.objects] == ["object 1", "b"]
+    assert len(user.tracking.prompts[(0, 2)].clicks) == 2
+    assert user.tracking.store.frames() == [0]  # tracked frames are not kept; track again
+    fast = [s.result for s in user.propagate()]
+    assert len(fast) == 5
+
+    report = user.compare_qualities(frames=3)
+    assert (report.first_frame, report.last_frame) == (0, 2)
+    assert set(report.iou) == {1, 2}
+    assert all(0.0 <= lo <= mean <= 1.0 for mean, lo in report.iou.values())
+    assert report.full_s_per_frame > 0 and report.fast_s_per_frame > 0
+    assert "agrees with full quality" in report.sentence()
+    # The comparison left the session's own results and files alone.
+    assert [user.tracking.store.read(i).masks[1].tolist() for i in range(5)] == \
+        [r.masks[1].tolist() for r in fast]
+    assert not list(user.workspace.root.glob("compare-*"))
+
+    # The project remembers the quality: loading it replays at 128 px again.
+    project = user.save_project()
+    other = UserSession(engine)
+    other.upload(clip)
+    other.load_project(project)
+    assert other.quality == "fast" and other.tracking.predictor.image_size == 128
+    assert [other.tracking.store.read(i).masks[2].tolist() for i in range(5)] == \
+        [r.masks[2].tolist() for r in fast]
+
+
+def test_mask_iou():
+    from sam2web.workflow import mask_iou
+
+    a = np.zeros((4, 4), bool)
+    b = a.copy()
+    assert mask_iou(a, b) == 1.0 and mask_iou(None, b) == 1.0
+    a[:2] = True
+    assert mask_iou(a, b) == 0.0
+    b[1:3] = True
+    assert mask_iou(a, b) == pytest.approx(4 / 12)
