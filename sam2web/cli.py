@@ -125,6 +125,12 @@ def _add_model_options(parser: argparse.ArgumentParser, defaults_from_project: b
         f"SAM2's native size, smaller is faster (default: {origin})",
     )
     group.add_argument(
+        "--fast",
+        action="store_true",
+        help="fast preview: process at SAM2WEB_FAST_RESOLUTION (default 512 px) instead of "
+        "the full resolution; several times faster on a CPU, approximate",
+    )
+    group.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda", "mps"),
         help="where the model runs (default: SAM2WEB_DEVICE, else auto: CUDA, "
@@ -251,6 +257,10 @@ def make_settings(args: argparse.Namespace, project: Project | None = None) -> S
         changes["checkpoint"] = args.checkpoint.expanduser()
     if args.resolution is not None:
         changes["resolution"] = args.resolution
+    if args.fast:
+        if args.resolution is not None:
+            raise ValueError("use either --fast or --resolution, not both")
+        changes["resolution"] = settings.fast_resolution
     if args.device is not None:
         changes["device"] = args.device
     if getattr(args, "host", None):

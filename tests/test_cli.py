@@ -182,6 +182,7 @@ def test_help_documents_the_commands(capsys):
         "--model",
         "--checkpoint",
         "--resolution",
+        "--fast",
         "--device",
         "example:",
     ):
@@ -212,7 +213,9 @@ def test_usage_errors_exit_2(batch, tmp_path, capsys):
         main(["track", video, "--project", "p.json", "--out", "o", "--resolution", "100"])
     assert exit_.value.code == 2
     assert main([]) == 2
-    capsys.readouterr()
+    assert main(["track", video, "--project", str(batch["project"]), "--out", "o", "--fast",
+                 "--resolution", "512"]) == 2
+    assert "either --fast or --resolution" in capsys.readouterr().err
 
     junk = tmp_path / "junk.json"
     junk.write_bytes(b"\x89PNG not a project")
@@ -250,3 +253,13 @@ def test_usage_errors_exit_2(batch, tmp_path, capsys):
 )
 def test_output_folder_names_are_safe(name, position, count, expected):
     assert output_folder_name(position, Path(name), count) == expected
+
+
+def test_fast_uses_the_fast_resolution(monkeypatch):
+    from sam2web.cli import build_parser, make_settings
+
+    monkeypatch.setenv("SAM2WEB_FAST_RESOLUTION", "384")
+    args = build_parser().parse_args(["serve", "--fast"])
+    assert make_settings(args).resolution == 384
+    args = build_parser().parse_args(["serve"])
+    assert make_settings(args).resolution == 1024
