@@ -24,6 +24,7 @@ from .model import ModelCache, autocast_context, choose_device, get_spec, resolv
 from .session import TrackingSession
 from .settings import Settings
 from .types import VideoInfo
+from .zerogpu import TrackingJob, zerogpu_enabled
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,12 @@ class CheckpointStatus:
 
 
 class Engine:
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, gpu_jobs: bool | None = None):
         self.settings = settings or Settings.from_env()
         self.models = ModelCache()
+        # On ZeroGPU, propagation runs as a job on a lent GPU (see sam2web.zerogpu) and
+        # clicks run in this process on the CPU.
+        self.gpu_jobs = zerogpu_enabled() if gpu_jobs is None else gpu_jobs
         self._ckpt_lock = threading.Lock()
         self._ckpt_paths: dict[str, Path] = {}
 
@@ -155,7 +159,7 @@ class Engine:
                                           cache_dir=self.settings.cache_dir,
                                           offline=self.settings.offline, progress=progress)
                 self._ckpt_paths[spec.key] = path
-        device = choose_device(self.settings.device)
+        device = "cpu" if self.gpu_jobs else choose_device(self.settings.device)
         return self.models.get(spec, path, device, resolution or self.settings.resolution,
                                corrections=self.settings.corrections)
 
@@ -182,6 +186,27 @@ class Engine:
             full_memory_frames=self.settings.full_memory_frames,
             autocast=lambda: autocast_context(device, self.settings.bf16),
         )
+
+    def tracking_job(self, ws: Workspace, tracking: TrackingSession, model_key: str | None,
+                     direction: str, start_frame: int | None,
+                     end_frame: int | None) -> TrackingJob:
+        """A self-contained propagation job for ``tracking``, which runs the model
+        ``model_key`` (see :mod:`sam2web.zerogpu`)."""
+        predictor = tracking.predictor
+        spec = get_spec(model_key or self.settings.model)
+        ckpt = self.checkpoint_path(spec.key)
+        device = "cuda" if zerogpu_enabled() else str(choose_device(self.settings.device))
+        return TrackingJob(
+            frames_dir=str(ws.frames_dir), masks_dir=str(tracking.store.root),
+            control_dir=str(ws.root), info=tracking.info, model_key=spec.key,
+            checkpoint=None if ckpt is None else str(ckpt),
+            resolution=int(predictor.image_size), corrections=self.settings.corrections,
+            device=device, bf16=self.settings.bf16,
+            full_memory_frames=self.settings.full_memory_frames,
+            objects=tuple((o.obj_id, o.name, tuple(o.color))
+                          for o in tracking.objects.values()),
+            history=tuple(dict(step) for step in tracking.history),
+            direction=direction, start_frame=start_frame, end_frame=end_frame)
 
     @property
     def approximate(self) -> bool:

@@ -50,7 +50,8 @@ from .render import (
     render_overlay_video,
 )
 from .session import PropagationStep, TrackingSession
-from .types import Box, Click, TrackedObject, VideoInfo
+from .types import Box, Click, FrameResult, TrackedObject, VideoInfo
+from .zerogpu import CANCEL_FILE, PROGRESS_FILE, read_progress, run_tracking_job
 
 log = logging.getLogger(__name__)
 
@@ -478,9 +479,12 @@ class UserSession:
         started = time.perf_counter()
         run = TrackingRun()
         self.last_run = run
+        if self.engine.gpu_jobs:
+            steps = self._propagate_in_job(tracking, direction, start_frame, end_frame)
+        else:
+            steps = tracking.propagate(direction, start_frame, end_frame, self.cancel_event)
         try:
-            for step in tracking.propagate(direction, start_frame, end_frame,
-                                           self.cancel_event):
+            for step in steps:
                 live.frame_done(step.result.frame_idx)
                 run.frames = step.done
                 run.seconds = time.perf_counter() - started
@@ -491,6 +495,60 @@ class UserSession:
             raise
         run.cancelled = self.cancel_event.is_set()
         self.live_video_history = len(tracking.history)
+
+    def _propagate_in_job(self, tracking: TrackingSession, direction: str,
+                          start_frame: int | None,
+                          end_frame: int | None) -> Iterator[PropagationStep]:
+        """Propagate as a :class:`~sam2web.zerogpu.TrackingJob` (ZeroGPU): the job runs in
+        a worker thread here (and in a GPU process there), writing masks to this session's
+        store; its progress file turns into steps, and Cancel into its cancel file.
+
+        The job replays the session's history to rebuild SAM2's state, so tracked masks are
+        those of an in-process run. This process's own SAM2 state does not see the job's
+        frames: a later click on a tracked frame is previewed without that frame's earlier
+        mask, while the next propagation (a job again) replays everything exactly."""
+        assert self.workspace is not None
+        control = self.workspace.root
+        for name in (PROGRESS_FILE, CANCEL_FILE):
+            (control / name).unlink(missing_ok=True)
+        job = self.engine.tracking_job(self.workspace, tracking, self.model_key, direction,
+                                       start_frame, end_frame)
+        box: dict = {}
+
+        def work() -> None:
+            try:
+                box["outcome"] = run_tracking_job(job)
+            except BaseException as err:  # raised below, in the caller's thread
+                box["error"] = err
+
+        worker = threading.Thread(target=work, name="tracking-job", daemon=True)
+        tracking.propagating = True
+        worker.start()
+        shown = 0
+        try:
+            while True:
+                running = worker.is_alive()
+                progress = read_progress(control)
+                if progress is not None and progress[0] > shown:
+                    shown, total, frame = progress
+                    tracking.store.refresh()
+                    result = tracking.store.read(frame) or FrameResult(frame, {}, {})
+                    yield PropagationStep(result, shown, total)
+                if not running:
+                    break
+                if self.cancel_event.is_set():
+                    (control / CANCEL_FILE).touch()
+                time.sleep(0.2)
+        finally:
+            if worker.is_alive():  # the caller stopped listening: stop the job too
+                with contextlib.suppress(OSError):
+                    (control / CANCEL_FILE).touch()
+                worker.join()
+            tracking.propagating = False
+            tracking.store.refresh()
+        if "error" in box:
+            raise box["error"]
+        tracking.history.append(box["outcome"].record)
 
     def compare_qualities(self, frames: int = 5,
                           progress: Progress | None = None) -> QualityAgreement:

@@ -1,0 +1,172 @@
+"""Tracking on a Hugging Face ZeroGPU Space.
+
+On ZeroGPU, a GPU is lent to a function only while it runs, and only to functions decorated
+with ``spaces.GPU``: the call runs in a forked worker process, and its arguments and return
+value cross to and from that process by pickling. Nothing the worker changes in memory comes
+back. So the GPU work of sam2web is one self-contained, picklable job:
+:func:`run_tracking_job` receives a :class:`TrackingJob` (folders, model configuration and
+the session's whole action history as plain values), rebuilds SAM2's state by replaying
+that history, propagates, and returns a :class:`TrackingOutcome`. Masks are written to the
+session's mask folder on disk, which the web process reads; progress and cancellation also
+go through small files in the session's folder.
+
+Everywhere else (no ``spaces`` package, or ``SPACES_ZERO_GPU`` not set, as on a laptop, in
+Docker or on a CPU Space) :func:`gpu` returns the function unchanged and sam2web tracks in
+process as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .fileio import write_bytes_atomic
+
+log = logging.getLogger(__name__)
+
+PROGRESS_FILE = "gpu-progress"
+CANCEL_FILE = "gpu-cancel"
+
+
+def zerogpu_enabled() -> bool:
+    """True on a ZeroGPU Space: the ``spaces`` package is installed and the Space runtime
+    set ``SPACES_ZERO_GPU``."""
+    flag = os.environ.get("SPACES_ZERO_GPU", "").strip().lower()
+    return flag in ("1", "true", "yes") and importlib.util.find_spec("spaces") is not None
+
+
+def gpu(duration: int | Callable[..., int] = 60):
+    """Decorator: ``spaces.GPU(duration=...)`` on ZeroGPU, the function itself elsewhere.
+
+    Applied at import time, as ZeroGPU requires. ``duration`` is the longest time in seconds
+    the call may hold the GPU, or a function of the call's arguments that returns it.
+    """
+
+    def decorate(fn):
+        if not zerogpu_enabled():
+            return fn
+        import spaces
+
+        log.info("ZeroGPU: %s runs on a lent GPU", fn.__name__)
+        return spaces.GPU(duration=duration)(fn)
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class TrackingJob:
+    """Everything the GPU worker needs, as plain picklable values."""
+
+    frames_dir: str
+    masks_dir: str
+    control_dir: str  # holds the progress and cancel files
+    info: object  # sam2web.types.VideoInfo (a frozen dataclass)
+    model_key: str
+    checkpoint: str | None
+    resolution: int
+    corrections: str
+    device: str
+    bf16: str
+    full_memory_frames: int
+    objects: tuple[tuple[int, str, tuple[int, int, int]], ...]  # (id, name, colour)
+    history: tuple[dict, ...]  # TrackingSession.history before this run
+    direction: str = "forward"
+    start_frame: int | None = None
+    end_frame: int | None = None
+
+    def replay_frames(self) -> int:
+        """Frames the replay of earlier propagations tracks again (for the time limit)."""
+        return sum(p["frames"] for step in self.history if step["op"] == "propagate"
+                   for p in step["passes"])
+
+
+@dataclass(frozen=True)
+class TrackingOutcome:
+    record: dict  # the new propagation's history step
+    frames: int  # frames tracked by the new propagation
+    seconds: float  # of the new propagation
+    cancelled: bool
+    replayed_frames: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def job_duration(job: TrackingJob) -> int:
+    """GPU seconds to ask for: a generous bound from the frames to replay and to track."""
+    frames = job.replay_frames() + job.info.num_frames  # type: ignore[attr-defined]
+    return int(min(600, 30 + 0.25 * frames))
+
+
+class _FileFlag:
+    """``threading.Event``-like view of a file: set when the file exists."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def is_set(self) -> bool:
+        return self.path.exists()
+
+
+_worker_models = None
+
+
+def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
+    from .media import FrameFolder
+    from .model import ModelCache, autocast_context, get_spec
+    from .project import replay_step
+    from .session import TrackingSession
+
+    global _worker_models
+    if _worker_models is None:
+        _worker_models = ModelCache()
+    predictor = _worker_models.get(get_spec(job.model_key), job.checkpoint, job.device,
+                                   job.resolution, corrections=job.corrections)
+    folder = FrameFolder(Path(job.frames_dir))
+    session = TrackingSession(
+        predictor, folder.frame_paths(), folder.info, Path(job.masks_dir),
+        full_memory_frames=job.full_memory_frames,
+        autocast=lambda: autocast_context(predictor.device, job.bf16),
+    )
+    # The store is not cleared: replaying rewrites each stored frame with the same masks
+    # (atomically), so the web process never sees a frame vanish while the job runs.
+    control = Path(job.control_dir)
+    replayed = 0
+    for step in job.history:
+        if step["op"] != "propagate":
+            replay_step(session, step)
+            continue
+        for p in step["passes"]:
+            if p["frames"] > 0:
+                for _ in session.replay_pass(p["start"], p["reverse"], p["frames"]):
+                    replayed += 1
+    for obj_id, name, color in job.objects:
+        obj = session.objects.get(obj_id)
+        if obj is not None:
+            obj.name, obj.color = name, tuple(color)
+    cancel = _FileFlag(control / CANCEL_FILE)
+    started = time.perf_counter()
+    done = 0
+    for step in session.propagate(job.direction, job.start_frame, job.end_frame, cancel):
+        done = step.done
+        write_bytes_atomic(control / PROGRESS_FILE,
+                           f"{step.done} {step.total} {step.result.frame_idx}".encode())
+    return TrackingOutcome(
+        record=dict(session.history[-1]), frames=done,
+        seconds=time.perf_counter() - started, cancelled=cancel.is_set(),
+        replayed_frames=replayed)
+
+
+run_tracking_job = gpu(duration=job_duration)(_run_tracking_job)
+
+
+def read_progress(control_dir: Path) -> tuple[int, int, int] | None:
+    """(done, total, frame) written by a running job, or None before its first frame."""
+    with contextlib.suppress(OSError, ValueError):
+        done, total, frame = (Path(control_dir) / PROGRESS_FILE).read_text().split()
+        return int(done), int(total), int(frame)
+    return None

@@ -1,0 +1,130 @@
+"""ZeroGPU: the decorator is a no-op elsewhere, and a propagation run as a picklable job in
+another process (as ZeroGPU runs it) gives exactly the masks of an in-process run."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.machinery
+import multiprocessing
+import pickle
+import sys
+import types
+
+import pytest
+
+from sam2web import zerogpu
+from sam2web.engine import Engine
+from sam2web.settings import Settings
+from sam2web.workflow import UserSession
+from tests import synth
+
+
+def test_the_decorator_changes_nothing_without_zerogpu(monkeypatch):
+    def track(job):
+        return job
+
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    assert zerogpu.gpu(duration=30)(track) is track
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")  # set, but no spaces package installed
+    monkeypatch.setitem(sys.modules, "spaces", None)
+    assert not zerogpu.zerogpu_enabled()
+    assert zerogpu.gpu(duration=30)(track) is track
+
+
+def test_on_zerogpu_the_function_is_wrapped_with_spaces_gpu(monkeypatch):
+    calls = []
+    fake = types.ModuleType("spaces")
+    fake.__spec__ = importlib.machinery.ModuleSpec("spaces", None)
+
+    def gpu_decorator(duration):
+        def wrap(fn):
+            calls.append((fn.__name__, duration))
+            return lambda *a: ("on gpu", fn(*a))
+        return wrap
+
+    fake.GPU = gpu_decorator
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert zerogpu.zerogpu_enabled()
+
+    def track(job):
+        return job * 2
+
+    wrapped = zerogpu.gpu(duration=zerogpu.job_duration)(track)
+    assert calls == [("track", zerogpu.job_duration)] and wrapped(4) == ("on gpu", 8)
+
+
+@pytest.fixture
+def engine(tmp_path, random_checkpoint):
+    settings = dataclasses.replace(Settings.from_env({}), resolution=256, device="cpu",
+                                   checkpoint=random_checkpoint, offline=True,
+                                   data_dir=tmp_path / "sessions")
+    return Engine(settings)
+
+
+def _in_a_forked_process(job):
+    """Run the job the way ZeroGPU does: in a forked worker, arguments and result pickled."""
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        return pool.apply(zerogpu._run_tracking_job, (job,))
+
+
+def _masks(user: UserSession) -> dict:
+    store = user.tracking.store
+    return {f: {k: v.tolist() for k, v in store.read(f).masks.items()} for f in store.frames()}
+
+
+def test_a_job_in_another_process_tracks_exactly_like_the_session(engine, tmp_path,
+                                                                   monkeypatch):
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(6, 120, 160), fps=6)
+
+    def scenario(user: UserSession) -> list[dict]:
+        user.upload(clip)
+        user.add_object("a")
+        user.click(0, 40, 60)
+        user.add_object("b")
+        user.click(0, 120, 40)
+        first = list(user.propagate("forward"))
+        user.click(3, 60, 90, "negative", obj_id=1)  # a correction on a tracked frame
+        second = list(user.propagate("both", start_frame=3))
+        assert [s.done for s in second][-1] == 7  # 3 frames forward, 4 backward
+        assert first and not user.last_run.cancelled
+        return [_masks(user)]
+
+    expected = scenario(UserSession(engine))
+
+    jobs = []
+
+    def run_job(job):
+        jobs.append(job)
+        assert pickle.loads(pickle.dumps(job)) == job
+        outcome = _in_a_forked_process(job)
+        assert pickle.loads(pickle.dumps(outcome)) == outcome
+        return outcome
+
+    monkeypatch.setattr("sam2web.workflow.run_tracking_job", run_job)
+    remote = Engine(engine.settings, gpu_jobs=True)
+    user = UserSession(remote)
+    got = scenario(user)
+    assert len(jobs) == 2 and jobs[1].replay_frames() == 6
+    assert got == expected
+    ops = [step["op"] for step in user.tracking.history]
+    assert ops.count("propagate") == 2 and user.tracking.propagating is False
+    # The overlay video and the exports read the job's masks like any others.
+    exports = user.export()
+    assert exports.video.exists() and exports.csv.exists()
+    assert not (user.workspace.root / zerogpu.CANCEL_FILE).exists()
+
+
+def test_cancel_reaches_the_job(engine, tmp_path):
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(8, 120, 160))
+    user = UserSession(Engine(engine.settings, gpu_jobs=True))
+    user.upload(clip)
+    user.click(0, 40, 60)
+    seen = []
+    for step in user.propagate("forward"):
+        seen.append(step.done)
+        user.cancel()
+    tracked = user.tracking.history[-1]["passes"][0]["frames"]
+    assert user.last_run.cancelled and seen and tracked < 8
+    assert user.tracking.store.frames() == list(range(tracked))  # what the job tracked
