@@ -678,6 +678,11 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         demo.load(lambda: model_line(), None, [model_md], api_visibility="private")
         demo.sam2web_registry = registry  # for tests and housekeeping
         gr.Markdown(f"<small>sam2web {__version__}</small>")
+    # Gradio runs the per-tab state factory as a load event of its own, which would also be
+    # listed as an API endpoint that takes and returns nothing.
+    for fn in demo.fns.values():
+        if fn.name == new_user.__name__:
+            fn.api_visibility = "private"
     return demo
 
 

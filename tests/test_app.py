@@ -98,6 +98,10 @@ def test_whole_scenario_through_the_api(app, tmp_path):
     # The frame view shows the tracked masks of any frame.
     viewed = client.predict(5, api_name="/frame")
     assert Path(viewed[0]).exists()
+    # Every listed endpoint is an action of the page.
+    endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/upload", "/propagate", "/set_quality", "/compare_quality"} <= endpoints
+    assert "/new_user" not in endpoints
 
 
 def test_refine_and_track_again(app, tmp_path):
