@@ -21,7 +21,7 @@ import gradio as gr
 
 from . import __version__
 from .analysis import Calibration
-from .engine import Engine
+from .engine import Engine, Housekeeping
 from .errors import UserError
 from .model import MODELS, get_spec
 from .render import OverlayStyle
@@ -69,6 +69,20 @@ class SessionRegistry:
     def live(self) -> list[UserSession]:
         with self._lock:
             return list(self._by_hash.values())
+
+    def workspace_ids(self) -> set[str]:
+        """Workspace ids of the open sessions; sessions closed meanwhile (their state
+        expired) are forgotten here."""
+        ids = set()
+        with self._lock:
+            for key, user in list(self._by_hash.items()):
+                if user.closed:
+                    del self._by_hash[key]
+                    continue
+                ws = user.workspace
+                if ws is not None:
+                    ids.add(ws.id)
+        return ids
 
 
 def _translate(err: Exception) -> gr.Error:
@@ -634,7 +648,16 @@ def launch(engine: Engine | None = None, **kwargs) -> None:
         log.info("removed %d stale session folders", removed)
     demo = build_app(engine)
     demo.queue(default_concurrency_limit=s.concurrency)
-    demo.launch(server_name=s.host, server_port=s.port,
-                max_file_size=s.max_upload_mb * 1024 * 1024,
-                allowed_paths=[str(s.data_dir)], **kwargs)
+    housekeeping = Housekeeping(engine, s.sweep_interval_s,
+                                demo.sam2web_registry.workspace_ids).start()
+    demo.sam2web_housekeeping = housekeeping
+    try:
+        demo.launch(server_name=s.host, server_port=s.port,
+                    max_file_size=s.max_upload_mb * 1024 * 1024,
+                    allowed_paths=[str(s.data_dir)], **kwargs)
+    finally:
+        # A blocking launch returns once the server is closed; a non-blocking one (e.g.
+        # prevent_thread_lock, notebooks) leaves the server and its housekeeping running.
+        if not getattr(demo, "is_running", False):
+            housekeeping.stop()
 
