@@ -40,6 +40,7 @@ class Workspace:
     id: str
     root: Path
     created: float = field(default_factory=time.time)
+    removed: bool = False
 
     @property
     def frames_dir(self) -> Path:
@@ -51,6 +52,8 @@ class Workspace:
 
     @property
     def exports_dir(self) -> Path:
+        if self.removed:  # never re-create a removed session's folder
+            raise FileNotFoundError(f"workspace {self.id} was removed")
         path = self.root / "exports"
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -59,6 +62,7 @@ class Workspace:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
 
     def remove(self) -> None:
+        self.removed = True
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -42,3 +42,11 @@ class StorageFullError(UserError):
     def __init__(self, message: str = "The server's storage for sessions is full; try again "
                                        "later."):
         super().__init__(message)
+
+
+class SessionClosedError(TrackingError):
+    """The session ended (its tab closed or it expired) while a request was still running."""
+
+    def __init__(self, message: str = "This session was closed; reload the page to start "
+                                       "again."):
+        super().__init__(message)

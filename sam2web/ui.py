@@ -22,7 +22,7 @@ import gradio as gr
 from . import __version__
 from .analysis import Calibration
 from .engine import Engine, Housekeeping
-from .errors import UserError
+from .errors import SessionClosedError, UserError
 from .model import MODELS, get_spec
 from .render import OverlayStyle
 from .workflow import PROMPT_MODES, UserSession
@@ -85,7 +85,12 @@ class SessionRegistry:
         return ids
 
 
-def _translate(err: Exception) -> gr.Error:
+def _translate(err: Exception, user=None) -> gr.Error:
+    if isinstance(user, UserSession) and user.closed:
+        # Expected: the tab closed (or the session expired) and its files went away while
+        # this request ran; nobody is waiting for the answer.
+        log.info("a request of a closed session ended with %s: %s", type(err).__name__, err)
+        return gr.Error(SessionClosedError().message, print_exception=False)
     if isinstance(err, UserError):
         return gr.Error(html.escape(err.message), print_exception=False)
     log.error("unexpected error", exc_info=err)
@@ -103,7 +108,7 @@ def _friendly(fn):
             except gr.Error:
                 raise
             except Exception as err:
-                raise _translate(err) from None
+                raise _translate(err, args[0] if args else None) from None
 
         return gen_wrapper
 
@@ -114,7 +119,7 @@ def _friendly(fn):
         except gr.Error:
             raise
         except Exception as err:
-            raise _translate(err) from None
+            raise _translate(err, args[0] if args else None) from None
 
     return wrapper
 

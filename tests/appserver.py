@@ -78,3 +78,21 @@ def start_app(workdir: Path, checkpoint: Path | None, resolution: int = 256,
             time.sleep(0.5)
     process.kill()
     raise RuntimeError("the app did not answer in time:\n" + log_path.read_text())
+
+
+def session_folders(data_dir: Path) -> set[Path]:
+    """The server-made session folders (32 hex digits) under the sessions folder."""
+    if not data_dir.is_dir():
+        return set()
+    return {p for p in data_dir.iterdir()
+            if p.is_dir() and len(p.name) == 32 and set(p.name) <= set("0123456789abcdef")}
+
+
+def wait_until(condition, timeout: float, step: float = 0.25) -> bool:
+    """Poll ``condition()`` until it is true or ``timeout`` seconds passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return bool(condition())

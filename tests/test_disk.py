@@ -12,29 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests import synth
-from tests.appserver import start_app
+from tests.appserver import session_folders, start_app, wait_until
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 HOUR = 3600.0
-
-
-def session_folders(data_dir: Path) -> set[Path]:
-    """The server-made session folders (32 hex digits) under the sessions folder."""
-    if not data_dir.is_dir():
-        return set()
-    return {p for p in data_dir.iterdir()
-            if p.is_dir() and len(p.name) == 32 and set(p.name) <= set("0123456789abcdef")}
-
-
-def wait_until(condition, timeout: float, step: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return condition()
 
 
 def age(path: Path, seconds: float) -> None:
