@@ -9,14 +9,13 @@ the fault (run with ``-s`` to see it); the figures are also recorded as test pro
 from __future__ import annotations
 
 import re
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests import synth
-from tests.appserver import session_folders, start_app, wait_until
+from tests.appserver import RssMonitor, session_folders, settled_rss, start_app, wait_until
 
 psutil = pytest.importorskip("psutil")
 gradio_client = pytest.importorskip("gradio_client")
@@ -31,42 +30,6 @@ MIB = 1024 * 1024
 # catches a leak of frames or model features, not of single masks.
 RSS_TOLERANCE_MIB = 80
 TRACK_ARGS = ("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "")
-
-
-class RssMonitor:
-    """Samples a process's resident memory in a thread; ``peak`` is the largest sample."""
-
-    def __init__(self, pid: int, every_s: float = 0.05):
-        self.process = psutil.Process(pid)
-        self.every_s = every_s
-        self.peak = self.now()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def now(self) -> int:
-        return self.process.memory_info().rss
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            self.peak = max(self.peak, self.now())
-
-    def __enter__(self) -> RssMonitor:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def settled_rss(pid: int, seconds: float = 3.0) -> int:
-    """RSS once the server has been idle for a moment (the lowest of a few samples)."""
-    process = psutil.Process(pid)
-    samples = []
-    for _ in range(int(seconds / 0.25)):
-        samples.append(process.memory_info().rss)
-        time.sleep(0.25)
-    return min(samples)
 
 
 def report(record_property, label: str, **mib: float) -> None:
