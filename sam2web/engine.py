@@ -10,6 +10,7 @@ the same configuration.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CheckpointError
+from .errors import CheckpointError, StorageFullError
 from .media import FrameFolder, MediaLimits, ingest
 from .model import ModelCache, autocast_context, choose_device, get_spec, resolve_checkpoint
 from .session import TrackingSession
@@ -43,6 +44,7 @@ class Workspace:
     id: str
     root: Path
     created: float = field(default_factory=time.time)
+    removed: bool = False
 
     @property
     def frames_dir(self) -> Path:
@@ -54,6 +56,8 @@ class Workspace:
 
     @property
     def exports_dir(self) -> Path:
+        if self.removed:  # never re-create a removed session's folder
+            raise FileNotFoundError(f"workspace {self.id} was removed")
         path = self.root / "exports"
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -62,6 +66,7 @@ class Workspace:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
 
     def remove(self) -> None:
+        self.removed = True
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -111,12 +116,48 @@ class Engine:
 
     def open_video(self, ws: Workspace, upload: Path, source_name: str | None = None,
                    fps: float | None = None, progress: Progress | None = None) -> VideoInfo:
-        """Decode an upload into the workspace's frame folder (replacing any earlier one)."""
+        """Decode an upload into the workspace's frame folder (replacing any earlier one).
+
+        Refused with StorageFullError when the session folders and the upload together
+        would go beyond SAM2WEB_MAX_DISK_MB, or when the decoded frames do."""
         shutil.rmtree(ws.frames_dir, ignore_errors=True)
         shutil.rmtree(ws.masks_dir, ignore_errors=True)
+        budget = self.disk_budget(Path(upload))
         return ingest(upload, ws.frames_dir, limits=self.limits,
                       frame_format=self.settings.frame_format, source_name=source_name,
-                      fps=fps, progress=progress)
+                      fps=fps, progress=progress, max_output_bytes=budget)
+
+    def disk_budget(self, upload: Path) -> int | None:
+        """Bytes the decoded frames of ``upload`` may take (None: no limit); raises
+        StorageFullError when the session folders plus the upload file are already over
+        SAM2WEB_MAX_DISK_MB.
+
+        Uploads decoding at the same moment each see the space left when they started, so
+        together they may go beyond the limit by up to one upload's frames.
+        """
+        if self.settings.max_disk_mb <= 0:
+            return None
+        limit = self.settings.max_disk_mb * 1024 * 1024
+        try:
+            upload_bytes = upload.stat().st_size
+        except OSError:
+            upload_bytes = 0  # unreadable: ingest says so in one sentence
+        used = self.sessions_disk_bytes()
+        if used + upload_bytes > limit:
+            log.warning("refusing an upload: session folders use %d of %d bytes", used, limit)
+            raise StorageFullError()
+        return limit - used
+
+    def sessions_disk_bytes(self) -> int:
+        """Bytes of every file under the sessions folder (SAM2WEB_DATA_DIR)."""
+        total = 0
+        for dirpath, _, filenames in os.walk(self.data_dir):
+            for name in filenames:
+                try:
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+                except OSError:
+                    continue  # removed while walking
+        return total
 
     # ------------------------------------------------------------------ model
     def explicit_checkpoint(self, model_key: str) -> Path | None:
@@ -236,3 +277,45 @@ class Engine:
                 shutil.rmtree(child, ignore_errors=True)
                 removed += 1
         return removed
+
+
+class Housekeeping:
+    """A background thread that removes stale session folders while a server runs.
+
+    Every ``interval_s`` seconds it calls :meth:`Engine.sweep`, keeping the workspaces that
+    ``live_ids()`` names (the open sessions'), so folders orphaned by an earlier run or a
+    lost session go away without a restart.
+    """
+
+    def __init__(self, engine: Engine, interval_s: float, live_ids: Callable[[], set[str]]):
+        self.engine = engine
+        self.interval_s = float(interval_s)
+        self.live_ids = live_ids
+        self.passes = 0  # completed sweeps (for tests and logs)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sam2web-housekeeping",
+                                        daemon=True)
+
+    def start(self) -> Housekeeping:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def run_once(self) -> int:
+        """One sweep; returns how many folders were removed."""
+        removed = self.engine.sweep(keep=self.live_ids())
+        self.passes += 1
+        if removed:
+            log.info("housekeeping removed %d stale session folder(s)", removed)
+        return removed
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.run_once()
+            except Exception:  # keep sweeping later; one bad pass must not end the thread
+                log.exception("housekeeping pass failed")

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence
 
-from .errors import LimitError, MediaError
+from .errors import LimitError, MediaError, StorageFullError
 from .types import VideoInfo
 
 if TYPE_CHECKING:
@@ -179,6 +179,7 @@ def ingest(
     source_name: str | None = None,
     fps: float | None = None,
     progress: ProgressFn | None = None,
+    max_output_bytes: int | None = None,
 ) -> VideoInfo:
     """Decode ``src`` into frame files in ``dest_dir`` (created here; must not hold files).
 
@@ -186,7 +187,10 @@ def ingest(
     used as a path. ``fps`` overrides the frame rate used for time stamps (frames are never
     dropped or repeated); image sequences default to 1 frame per second.
     ``progress(done, total)`` is called every few frames; ``total`` is None when unknown.
-    Raises MediaError or LimitError with a message fit for the user; nothing is left behind.
+    ``max_output_bytes`` bounds the bytes of frame files written (None: no bound); going
+    beyond it stops decoding with StorageFullError.
+    Raises MediaError, LimitError or StorageFullError with a message fit for the user;
+    nothing is left behind.
     """
     src = Path(src)
     dest_dir = Path(dest_dir)
@@ -202,7 +206,8 @@ def ingest(
     if any(dest_dir.iterdir()):
         raise FileExistsError(f"{dest_dir} already holds files")
     try:
-        writer = _FrameWriter(dest_dir, frame_format, _Progress(progress))
+        writer = _FrameWriter(dest_dir, frame_format, _Progress(progress),
+                              max_bytes=max_output_bytes)
         info = _ingest_into(src, writer, _Limiter(limits, name), name, fps)
         meta = info_to_dict(info)
         meta["frame_format"] = frame_format
@@ -269,11 +274,14 @@ class _Progress:
 class _FrameWriter:
     """Writes RGB uint8 frames as numbered files; all frames must have one size."""
 
-    def __init__(self, folder: Path, frame_format: str, progress: _Progress):
+    def __init__(self, folder: Path, frame_format: str, progress: _Progress,
+                 max_bytes: int | None = None):
         self.folder = folder
         self.frame_format = frame_format
         self.progress = progress
+        self.max_bytes = max_bytes
         self.count = 0
+        self.bytes = 0  # written so far
         self.size: tuple[int, int] | None = None  # (width, height)
 
     def add(self, rgb: np.ndarray) -> None:
@@ -293,6 +301,12 @@ class _FrameWriter:
             img.save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         else:
             img.save(path, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+        self.bytes += path.stat().st_size
+        if self.max_bytes is not None and self.bytes > self.max_bytes:
+            raise StorageFullError(
+                "The server's storage for sessions is full (this upload's frames do not fit "
+                "in the space left); try again later or upload a shorter video."
+            )
         self.count += 1
         self.progress.update(self.count)
 

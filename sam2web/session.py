@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import PromptError, TrackingError
+from .errors import PromptError, SessionClosedError, TrackingError
 from .frames import LazyFrameSource
 from .maskstore import MaskStore
 from .render import color_for
@@ -139,6 +139,7 @@ class TrackingSession:
         self._lock = threading.RLock()
         self._next_id = 1
         self.propagating = False
+        self.closed = False  # see close(): no model step runs after it
         # Every action that changed SAM2's state, in order, as plain dicts. Replaying it on
         # the same frames with the same model gives the same masks (see sam2web.project).
         self.history: list[dict] = []
@@ -438,6 +439,8 @@ class TrackingSession:
         # around every step of a generator.)
         anchors = set(self.prompted_frames()) | {start}
         with self._lock, self._autocast():
+            if self.closed:
+                return
             # Consolidate the prompted frames' outputs (sam2 repeats this, idempotently, when
             # the generator starts) so their memory can be upcast before any frame reads it.
             self.predictor.propagate_in_video_preflight(self.state)
@@ -449,6 +452,8 @@ class TrackingSession:
         try:
             while True:
                 with self._lock:
+                    if self.closed:  # its files may be gone; stop quietly
+                        return
                     with self._autocast():
                         try:
                             frame_idx, obj_ids, logits = next(gen)
@@ -589,7 +594,16 @@ class TrackingSession:
                 f"{self.info.height} image; click inside it."
             )
 
+    def close(self) -> None:
+        """End this session for good. Waits for a model step in progress (one tracked
+        frame, one click) to finish; no step runs after this returns, so the session's
+        frames and masks can then be removed while a propagation is suspended mid-way."""
+        with self._lock:
+            self.closed = True
+
     def _require_idle(self) -> None:
+        if self.closed:
+            raise SessionClosedError()
         if self.propagating:
             raise TrackingError(
                 "Tracking is running; wait for it to finish or press Cancel first."

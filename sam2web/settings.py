@@ -68,6 +68,14 @@ SETTINGS: tuple[Setting, ...] = (
             "How many model-heavy events (clicks, propagation) run at once across all users."),
     Setting("SAM2WEB_SESSION_TTL_S", "7200",
             "A session idle for this many seconds is removed with its files."),
+    Setting("SAM2WEB_SWEEP_INTERVAL_S", "600",
+            "Seconds between housekeeping passes of the web app, which remove session "
+            "folders older than SAM2WEB_SESSION_TTL_S that belong to no open session "
+            "(e.g. left behind by an earlier run)."),
+    Setting("SAM2WEB_MAX_DISK_MB", "20480",
+            "Most disk space, in megabytes, that all session folders together may use. An "
+            "upload that would go beyond it is refused (checked before and while decoding); "
+            "0 = no limit."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -102,6 +110,8 @@ class Settings:
     port: int
     concurrency: int
     session_ttl_s: float
+    sweep_interval_s: float
+    max_disk_mb: int  # 0: no limit
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -164,6 +174,8 @@ class Settings:
             port=as_int("SAM2WEB_PORT", 1),
             concurrency=as_int("SAM2WEB_CONCURRENCY", 1),
             session_ttl_s=as_float("SAM2WEB_SESSION_TTL_S"),
+            sweep_interval_s=as_float("SAM2WEB_SWEEP_INTERVAL_S"),
+            max_disk_mb=as_int("SAM2WEB_MAX_DISK_MB", 0),
         )
 
 

@@ -21,8 +21,8 @@ import gradio as gr
 
 from . import __version__
 from .analysis import Calibration
-from .engine import Engine
-from .errors import UserError
+from .engine import Engine, Housekeeping
+from .errors import SessionClosedError, UserError
 from .model import MODELS, get_spec
 from .render import OverlayStyle
 from .workflow import PROMPT_MODES, UserSession
@@ -70,8 +70,27 @@ class SessionRegistry:
         with self._lock:
             return list(self._by_hash.values())
 
+    def workspace_ids(self) -> set[str]:
+        """Workspace ids of the open sessions; sessions closed meanwhile (their state
+        expired) are forgotten here."""
+        ids = set()
+        with self._lock:
+            for key, user in list(self._by_hash.items()):
+                if user.closed:
+                    del self._by_hash[key]
+                    continue
+                ws = user.workspace
+                if ws is not None:
+                    ids.add(ws.id)
+        return ids
 
-def _translate(err: Exception) -> gr.Error:
+
+def _translate(err: Exception, user=None) -> gr.Error:
+    if isinstance(user, UserSession) and user.closed:
+        # Expected: the tab closed (or the session expired) and its files went away while
+        # this request ran; nobody is waiting for the answer.
+        log.info("a request of a closed session ended with %s: %s", type(err).__name__, err)
+        return gr.Error(SessionClosedError().message, print_exception=False)
     if isinstance(err, UserError):
         return gr.Error(html.escape(err.message), print_exception=False)
     log.error("unexpected error", exc_info=err)
@@ -89,7 +108,7 @@ def _friendly(fn):
             except gr.Error:
                 raise
             except Exception as err:
-                raise _translate(err) from None
+                raise _translate(err, args[0] if args else None) from None
 
         return gen_wrapper
 
@@ -100,7 +119,7 @@ def _friendly(fn):
         except gr.Error:
             raise
         except Exception as err:
-            raise _translate(err) from None
+            raise _translate(err, args[0] if args else None) from None
 
     return wrapper
 
@@ -696,7 +715,16 @@ def launch(engine: Engine | None = None, **kwargs) -> None:
         log.info("removed %d stale session folders", removed)
     demo = build_app(engine)
     demo.queue(default_concurrency_limit=s.concurrency)
-    demo.launch(server_name=s.host, server_port=s.port,
-                max_file_size=s.max_upload_mb * 1024 * 1024,
-                allowed_paths=[str(s.data_dir)], **kwargs)
+    housekeeping = Housekeeping(engine, s.sweep_interval_s,
+                                demo.sam2web_registry.workspace_ids).start()
+    demo.sam2web_housekeeping = housekeeping
+    try:
+        demo.launch(server_name=s.host, server_port=s.port,
+                    max_file_size=s.max_upload_mb * 1024 * 1024,
+                    allowed_paths=[str(s.data_dir)], **kwargs)
+    finally:
+        # A blocking launch returns once the server is closed; a non-blocking one (e.g.
+        # prevent_thread_lock, notebooks) leaves the server and its housekeeping running.
+        if not getattr(demo, "is_running", False):
+            housekeeping.stop()
 

@@ -9,6 +9,7 @@ layer in ``ui.py`` only wires widgets to these methods, and tests drive them dir
 from __future__ import annotations
 
 import contextlib
+import functools
 import html
 import logging
 import shutil
@@ -33,7 +34,7 @@ from .analysis import (
     write_summary_csv,
 )
 from .engine import QUALITIES, Engine, Workspace
-from .errors import PromptError, TrackingError
+from .errors import PromptError, SessionClosedError, TrackingError
 from .exports import measurements, write_csv, write_masks_zip
 from .media import FrameFolder
 from .model import get_spec
@@ -155,6 +156,19 @@ class TrackingRun:
     cancelled: bool = False
 
 
+def _writes_files(method):
+    """Mark a UserSession method that writes into the session's folder: it refuses to start
+    once the session is closed, and a close() while it runs removes the folder only after it
+    returned (so nothing is ever written into, or re-created in, a removed folder)."""
+
+    @functools.wraps(method)
+    def wrapper(self: UserSession, *args, **kwargs):
+        with self._writing():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 @dataclass
 class UserSession:
     engine: Engine
@@ -177,6 +191,8 @@ class UserSession:
     # history when that run ended (any later action makes the video stale).
     live_video: LiveOverlayVideo | None = field(default=None, repr=False)
     live_video_history: int = -1
+    _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _writers: int = 0  # methods writing into the folder right now (see _writes_files)
 
     def __deepcopy__(self, memo):
         # A user session is owned, never duplicated: Gradio deep-copies the value a state
@@ -190,6 +206,7 @@ class UserSession:
             raise PromptError("Upload a video or image sequence first.")
         return self.folder.info
 
+    @_writes_files
     def upload(self, path: Path, source_name: str | None = None, fps: float | None = None,
                progress: Progress | None = None) -> VideoInfo:
         """Decode an upload into a fresh workspace; the previous video, if any, is dropped
@@ -234,6 +251,7 @@ class UserSession:
         """Processing resolution (pixels) of this session's quality."""
         return self.engine.resolution(self.quality)
 
+    @_writes_files
     def set_quality(self, quality: str, progress: Progress | None = None,
                     replay: bool = True) -> bool:
         """Process at another quality (see :data:`~sam2web.engine.QUALITIES`). Objects and
@@ -381,6 +399,7 @@ class UserSession:
         assert self.tracking is not None
         self.tracking.clear_frame(int(frame_idx), obj.obj_id)
 
+    @_writes_files
     def reset(self) -> None:
         self.touch()
         self._discard_live_video()
@@ -483,17 +502,22 @@ class UserSession:
             steps = self._propagate_in_job(tracking, direction, start_frame, end_frame)
         else:
             steps = tracking.propagate(direction, start_frame, end_frame, self.cancel_event)
+        total = None
         try:
             for step in steps:
                 live.frame_done(step.result.frame_idx)
-                run.frames = step.done
+                run.frames, total = step.done, step.total
                 run.seconds = time.perf_counter() - started
                 self.touch()
                 yield step
         except BaseException:
             self._discard_live_video()
             raise
-        run.cancelled = self.cancel_event.is_set()
+        finally:
+            run.cancelled = self.cancel_event.is_set()
+            log.info("tracking %s after %d of %s frames in %.1f s",
+                     "cancelled" if run.cancelled else "ended", run.frames,
+                     "?" if total is None else total, time.perf_counter() - started)
         self.live_video_history = len(tracking.history)
 
     def _propagate_in_job(self, tracking: TrackingSession, direction: str,
@@ -550,6 +574,7 @@ class UserSession:
             raise box["error"]
         tracking.history.append(box["outcome"].record)
 
+    @_writes_files
     def compare_qualities(self, frames: int = 5,
                           progress: Progress | None = None) -> QualityAgreement:
         """Track the first ``frames`` frames (from the earliest clicked frame) at full
@@ -616,6 +641,7 @@ class UserSession:
         return running
 
     # ------------------------------------------------------------------ exports
+    @_writes_files
     def export(self, video: bool = True, progress: Progress | None = None) -> Exports:
         """Write the overlay MP4, the per-frame CSV and the masks zip for what is tracked."""
         self.touch()
@@ -652,6 +678,7 @@ class UserSession:
         if live is not None:
             live.abort()
 
+    @_writes_files
     def export_science(self, calibration: Calibration | None = None) -> dict[str, Path]:
         """Write the analysis files (:data:`SCIENCE_FILES`): per-object summary CSV,
         calibrated per-frame CSV, trajectory and confidence plots (PNG), masks as NPZ and as
@@ -686,6 +713,7 @@ class UserSession:
         return Review(summarize(rows, objects, self.calibration), events)
 
     # ------------------------------------------------------------------ projects
+    @_writes_files
     def save_project(self, calibration: Calibration | None = None) -> Path:
         """Write this session's project (video identity, model, calibration, objects and
         every action) to the exports folder as ``sam2web_project.json``."""
@@ -707,12 +735,38 @@ class UserSession:
         self.last_used = time.time()
 
     def close(self) -> None:
-        """Stop tracking and remove every file of this session."""
-        if self.closed:
-            return
-        self.closed = True
+        """Stop tracking and remove every file of this session.
+
+        Safe to call from another thread while the session works (the page's unload comes
+        whenever the tab closes): a frame being tracked finishes first and no further one
+        starts; a method writing files removes the folder itself when it returns.
+        """
+        with self._guard:
+            if self.closed:
+                return
+            self.closed = True
+            busy = self._writers > 0
         self.cancel_event.set()
-        self._drop_workspace()
+        tracking = self.tracking
+        if tracking is not None:
+            tracking.close()
+        if not busy:
+            self._drop_workspace()
+
+    @contextlib.contextmanager
+    def _writing(self):
+        with self._guard:
+            if self.closed:
+                raise SessionClosedError()
+            self._writers += 1
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._writers -= 1
+                last = self.closed and self._writers == 0
+            if last:
+                self._drop_workspace()
 
     def _drop_workspace(self) -> None:
         self._discard_live_video()

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -78,3 +79,61 @@ def start_app(workdir: Path, checkpoint: Path | None, resolution: int = 256,
             time.sleep(0.5)
     process.kill()
     raise RuntimeError("the app did not answer in time:\n" + log_path.read_text())
+
+
+def session_folders(data_dir: Path) -> set[Path]:
+    """The server-made session folders (32 hex digits) under the sessions folder."""
+    if not data_dir.is_dir():
+        return set()
+    return {p for p in data_dir.iterdir()
+            if p.is_dir() and len(p.name) == 32 and set(p.name) <= set("0123456789abcdef")}
+
+
+def wait_until(condition, timeout: float, step: float = 0.25) -> bool:
+    """Poll ``condition()`` until it is true or ``timeout`` seconds passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return bool(condition())
+
+
+class RssMonitor:
+    """Samples a process's resident memory in a thread; ``peak`` is the largest sample."""
+
+    def __init__(self, pid: int, every_s: float = 0.05):
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.every_s = every_s
+        self.peak = self.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def now(self) -> int:
+        return self.process.memory_info().rss
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak = max(self.peak, self.now())
+
+    def __enter__(self) -> RssMonitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def settled_rss(pid: int, seconds: float = 3.0) -> int:
+    """RSS once the server has been idle for a moment (the lowest of a few samples)."""
+    import psutil
+
+    process = psutil.Process(pid)
+    samples = []
+    for _ in range(int(seconds / 0.25)):
+        samples.append(process.memory_info().rss)
+        time.sleep(0.25)
+    return min(samples)

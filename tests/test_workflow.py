@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from sam2web.engine import Engine
-from sam2web.errors import MediaError, TrackingError
+from sam2web.errors import MediaError, SessionClosedError, TrackingError
 from sam2web.settings import Settings
 from sam2web.workflow import UserSession, display_scale
 from tests import synth
@@ -209,3 +210,45 @@ def test_mask_iou():
     assert mask_iou(a, b) == 0.0
     b[1:3] = True
     assert mask_iou(a, b) == pytest.approx(4 / 12)
+
+
+def test_close_during_propagation_stops_it_and_leaves_nothing(engine, tmp_path):
+    """The page's unload closes the session while its propagation is suspended between
+    frames: the run ends at the next frame, nothing is written into the removed folder."""
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(6, 120, 160))
+    user = UserSession(engine)
+    user.upload(clip)
+    user.click(0, 40, 60)
+    root = user.workspace.root
+    steps = user.propagate()
+    assert next(steps).done == 1
+    user.close()
+    assert not root.exists()
+    assert list(steps) == []  # cancelled: no further frame is tracked
+    assert user.last_run.cancelled and user.last_run.frames == 1
+    with pytest.raises(SessionClosedError):
+        user.export()
+    assert not root.exists() and list((tmp_path / "sessions").iterdir()) == []
+
+
+def test_close_during_an_export_removes_the_folder_when_it_ends(engine, tmp_path):
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(4, 120, 160))
+    user = UserSession(engine)
+    user.upload(clip)
+    user.click(0, 40, 60)
+    list(user.propagate())
+    root = user.workspace.root
+    rendering, go_on = threading.Event(), threading.Event()
+
+    def progress(done, total):
+        rendering.set()
+        assert go_on.wait(30)
+
+    worker = threading.Thread(target=user.export, kwargs={"progress": progress})
+    worker.start()
+    assert rendering.wait(60)
+    user.close()  # returns at once; the export is still writing
+    assert user.closed and root.exists()
+    go_on.set()
+    worker.join(60)
+    assert not root.exists() and list((tmp_path / "sessions").iterdir()) == []
