@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -110,11 +111,25 @@ class UserSession:
     last_used: float = field(default_factory=time.time)
     closed: bool = False
     source_sha256: str | None = None  # SHA-256 of the uploaded file's bytes
+    _busy: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __deepcopy__(self, memo):
         # A user session is owned, never duplicated: Gradio deep-copies the value a state
         # factory returns, and a copy would share the workspace folder anyway.
         return self
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Hold this session for one long action: an upload, tracking with its exports, an
+        export, loading a project. A second long action of the same user while one runs is
+        refused with one sentence, so two runs never interleave their results."""
+        if not self._busy.acquire(blocking=False):
+            raise TrackingError("This video is busy with another action (tracking, exporting "
+                                "or loading); wait for it to finish or press Cancel first.")
+        try:
+            yield
+        finally:
+            self._busy.release()
 
     # ------------------------------------------------------------------ media
     @property
@@ -222,7 +237,8 @@ class UserSession:
         In box mode the first click marks a corner and the second completes the box.
         """
         self.touch()
-        self._check_frame(frame_idx)
+        frame_idx = self._check_frame(frame_idx)
+        x, y = _position("click", x, y)
         if mode not in PROMPT_MODES:
             raise PromptError("Choose positive, negative or box as the click mode.")
         if obj_id is None:
@@ -252,20 +268,24 @@ class UserSession:
     def add_box(self, frame_idx: int, x0: float, y0: float, x1: float, y1: float,
                 obj_id: int | None = None) -> None:
         self.touch()
+        frame_idx = self._check_frame(frame_idx)
+        x0, y0, x1, y1 = _position("box", x0, y0, x1, y1)
         obj = self._object(obj_id if obj_id is not None else self.active_object)
-        self.ensure_tracking().set_box(int(frame_idx), obj.obj_id, Box(x0, y0, x1, y1))
+        self.ensure_tracking().set_box(frame_idx, obj.obj_id, Box(x0, y0, x1, y1))
 
     def undo(self, frame_idx: int, obj_id: int | None = None) -> None:
+        frame_idx = self._check_frame(frame_idx)
         obj = self._object(obj_id if obj_id is not None else self.active_object)
         self.pending_corner = None
         assert self.tracking is not None
-        self.tracking.undo(int(frame_idx), obj.obj_id)
+        self.tracking.undo(frame_idx, obj.obj_id)
 
     def clear_frame(self, frame_idx: int, obj_id: int | None = None) -> None:
+        frame_idx = self._check_frame(frame_idx)
         obj = self._object(obj_id if obj_id is not None else self.active_object)
         self.pending_corner = None
         assert self.tracking is not None
-        self.tracking.clear_frame(int(frame_idx), obj.obj_id)
+        self.tracking.clear_frame(frame_idx, obj.obj_id)
 
     def reset(self) -> None:
         self.touch()
@@ -350,6 +370,7 @@ class UserSession:
         """Track all objects; yields each frame's step. Cancel with :meth:`cancel`."""
         self.touch()
         tracking = self.ensure_tracking()
+        self._require_not_tracking()  # before replacing the running one's cancel flag
         self.cancel_event = threading.Event()
         self.exports = Exports()
         started = time.perf_counter()
@@ -476,7 +497,8 @@ class UserSession:
                 "That object does not exist (it may have been removed); pick or add an object."
             ) from None
 
-    def _check_frame(self, frame_idx) -> None:
+    def _check_frame(self, frame_idx) -> int:
+        """A frame number from a request, checked against the video; returns it as int."""
         if self.folder is None:
             raise PromptError("Upload a video or image sequence first.")
         if isinstance(frame_idx, float) and frame_idx.is_integer():
@@ -487,6 +509,7 @@ class UserSession:
         if not 0 <= frame_idx < n:
             raise PromptError(f"Frame {int(frame_idx)} does not exist; this video has frames "
                               f"0 to {n - 1}.")
+        return int(frame_idx)
 
     def _tracked(self) -> TrackingSession:
         """The tracking session, which must have results to export or measure."""
@@ -509,6 +532,20 @@ def display_scale(width: int, height: int) -> float:
     """Scale of the page's frame view: the longer side becomes DISPLAY_LONG_SIDE pixels,
     enlarging at most 6x."""
     return min(DISPLAY_LONG_SIDE / max(width, height), 6.0)
+
+
+def _position(what: str, *values) -> tuple[float, ...]:
+    """Coordinates from a request as floats; missing, text, NaN or infinite values are
+    refused with one sentence (the range is checked where the frame size is known)."""
+    try:
+        numbers = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        numbers = (math.nan,)
+    if not all(math.isfinite(v) for v in numbers):
+        if what == "box":
+            raise PromptError("The box needs two corners with x and y positions; draw it again.")
+        raise PromptError("The click has no valid position; click on the image.")
+    return numbers
 
 
 def _clean_name(name: str | None) -> str | None:
