@@ -518,6 +518,10 @@ def _unopenable_video_message(src: Path, name: str, head: bytes) -> str:
         )
     # MP4/MOV files are a chain of boxes: size (4 bytes) and type; "ftyp" or "mdat" first.
     is_mp4 = head[4:8] in (b"ftyp", b"mdat", b"moov", b"free", b"wide", b"skip")
+    if is_mp4 and "Input #0" in report and not streams:
+        return (
+            f"{_the_file(name)} contains no video frames; upload a video with picture content."
+        )
     if is_mp4 and "moov atom not found" in report:
         return (
             f"{_the_file(name)} is incomplete or damaged (its index is missing, which "

@@ -176,12 +176,19 @@ class CheckedBlocks(gr.Blocks):
         return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
 
 
+def _for_toast(message: str) -> str:
+    """A sentence as the page's error toast shows it (HTML): markup escaped exactly once,
+    whether or not the raising layer already escaped names in it; quotes stay readable
+    for API clients, who get the same text."""
+    return html.escape(html.unescape(message), quote=False)
+
+
 def _translate(err: Exception) -> gr.Error:
     if isinstance(err, UserError):
-        return gr.Error(html.escape(err.message), print_exception=False)
+        return gr.Error(_for_toast(err.message), print_exception=False)
     log.error("unexpected error", exc_info=err)
-    return gr.Error("Something went wrong on the server (details are in its log). "
-                    "Try again, or reload the page.", print_exception=False)
+    return gr.Error("Something went wrong on the server (details are in its log); try "
+                    "again, or reload the page.", print_exception=False)
 
 
 def _friendly(fn):
