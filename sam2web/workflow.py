@@ -503,9 +503,10 @@ class UserSession:
             raise PromptError("Upload a video or image sequence first.")
         if isinstance(frame_idx, float) and frame_idx.is_integer():
             frame_idx = int(frame_idx)
-        if isinstance(frame_idx, bool) or not isinstance(frame_idx, (int, np.integer)):
-            raise PromptError("The frame number must be a whole number.")
         n = self.folder.info.num_frames
+        if isinstance(frame_idx, bool) or not isinstance(frame_idx, (int, np.integer)):
+            raise PromptError(f"The frame number is missing or not a whole number; pick a "
+                              f"frame from 0 to {n - 1}.")
         if not 0 <= frame_idx < n:
             raise PromptError(f"Frame {int(frame_idx)} does not exist; this video has frames "
                               f"0 to {n - 1}.")
