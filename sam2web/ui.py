@@ -641,6 +641,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                         yield (user.view_frame(shown),
                                _status(user, f"Tracking… {step.done}/{step.total} frames"),
                                gr.update(), gr.update(value=shown), *[gr.update()] * 7)
+                if user.closed:  # the tab was closed: nobody waits for the exports
+                    return
                 run = user.last_run
                 verb = "Cancelled after" if run.cancelled else "Tracked"
                 message = f"{verb} {run.frames} frames in {run.seconds:.1f} s."

@@ -122,14 +122,19 @@ class UserSession:
     def busy(self) -> Iterator[None]:
         """Hold this session for one long action: an upload, tracking with its exports, an
         export, loading a project. A second long action of the same user while one runs is
-        refused with one sentence, so two runs never interleave their results."""
+        refused with one sentence, so two runs never interleave their results. A session
+        closed meanwhile loses its files when the action ends (see :meth:`close`)."""
         if not self._busy.acquire(blocking=False):
             raise TrackingError("This video is busy with another action (tracking, exporting "
                                 "or loading); wait for it to finish or press Cancel first.")
         try:
             yield
         finally:
-            self._busy.release()
+            try:
+                if self.closed:
+                    self._drop_workspace()
+            finally:
+                self._busy.release()
 
     # ------------------------------------------------------------------ media
     @property
@@ -141,9 +146,11 @@ class UserSession:
     def upload(self, path: Path, source_name: str | None = None, fps: float | None = None,
                progress: Progress | None = None) -> VideoInfo:
         """Decode an upload into a fresh workspace; the previous video, if any, is dropped
-        only once the new one decoded."""
+        only once the new one decoded. A closed session that uploads again is open again
+        (a page that reconnected after its tab was reported closed)."""
         self.touch()
         self._require_not_tracking()
+        self.closed = False
         path = Path(path)
         sha256 = None
         with contextlib.suppress(OSError):  # unreadable: ingest says so in one sentence
@@ -468,12 +475,19 @@ class UserSession:
         self.last_used = time.time()
 
     def close(self) -> None:
-        """Stop tracking and remove every file of this session."""
-        if self.closed:
-            return
+        """Stop tracking and remove every file of this session.
+
+        While a long action holds the session (:meth:`busy`), tracking is asked to stop and
+        the files are removed when that action ends, so nothing it still writes (a mask,
+        an export) recreates the folder afterwards. Calling it again is harmless.
+        """
         self.closed = True
         self.cancel_event.set()
-        self._drop_workspace()
+        if self._busy.acquire(blocking=False):
+            try:
+                self._drop_workspace()
+            finally:
+                self._busy.release()
 
     def _drop_workspace(self) -> None:
         self.tracking = None
