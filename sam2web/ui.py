@@ -15,6 +15,7 @@ import html
 import inspect
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -770,5 +771,20 @@ def launch(engine: Engine | None = None, **kwargs) -> None:
     demo.queue(default_concurrency_limit=s.concurrency)
     demo.launch(server_name=s.host, server_port=s.port,
                 max_file_size=s.max_upload_mb * 1024 * 1024,
-                allowed_paths=[str(s.data_dir)], **kwargs)
+                allowed_paths=served_paths(s.data_dir), **kwargs)
+
+
+def served_paths(data_dir: Path) -> list[str]:
+    """What to pass as Gradio's ``allowed_paths``.
+
+    Gradio serves every file under ``allowed_paths`` to anyone who names its path. Session
+    files never need that: results are copied into Gradio's cache before the page gets a
+    link. Gradio only has to be allowed to read them, which it is anyway inside the temp
+    directory and the working directory; elsewhere (``/data/sessions`` in the Docker image)
+    the sessions folder must be listed, and its files are then reachable only by their
+    exact path, which holds the session's random 32-digit id and is never sent to a page.
+    """
+    folder = Path(data_dir).resolve()
+    readable = (Path(tempfile.gettempdir()).resolve(), Path.cwd().resolve())
+    return [] if any(_inside(folder, root) for root in readable) else [str(data_dir)]
 
