@@ -122,9 +122,11 @@ class UploadGuard:
         return None if _in_session_folder(file, self.data_dir) else file
 
     def check(self, value) -> None:
-        """Refuse, with one sentence, a File input's payload that names no uploaded file."""
-        if value is not None and self.resolve(value) is None:
-            raise gr.Error(NOT_UPLOADED, print_exception=False)
+        """Refuse, with one sentence, a File input's payload (one file or a list of them)
+        that names anything but uploaded files."""
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and self.resolve(item) is None:
+                raise gr.Error(NOT_UPLOADED, print_exception=False)
 
     @contextlib.contextmanager
     def reading(self, path) -> Iterator[None]:
