@@ -85,6 +85,8 @@ _DECODE_ERRORS = (
     RuntimeError,
     NotImplementedError,
     TypeError,
+    ArithmeticError,  # a damaged header can hold zero or absurd sizes and offsets
+    AssertionError,  # tifffile checks some page chains with assert
     struct.error,
     zlib.error,
     Image.DecompressionBombError,
@@ -230,7 +232,15 @@ def ingest(
 def _ingest_into(
     src: Path, writer: _FrameWriter, lim: _Limiter, name: str, fps: float | None
 ) -> VideoInfo:
-    size = src.stat().st_size
+    try:
+        size = src.stat().st_size if src.is_file() else -1
+    except OSError:
+        size = -1
+    if size < 0:
+        raise MediaError(
+            f"{_the_file(name)} is missing or is not a file (an upload may have been cut "
+            "off); choose the file again and upload it."
+        )
     if size == 0:
         raise MediaError(
             f"{_the_file(name)} is empty (0 bytes); choose the file again and upload it."
@@ -522,6 +532,10 @@ def _unopenable_video_message(src: Path, name: str, head: bytes) -> str:
         )
     # MP4/MOV files are a chain of boxes: size (4 bytes) and type; "ftyp" or "mdat" first.
     is_mp4 = head[4:8] in (b"ftyp", b"mdat", b"moov", b"free", b"wide", b"skip")
+    if is_mp4 and "Input #0" in report and not streams:
+        return (
+            f"{_the_file(name)} contains no video frames; upload a video with picture content."
+        )
     if is_mp4 and "moov atom not found" in report:
         return (
             f"{_the_file(name)} is incomplete or damaged (its index is missing, which "
@@ -556,13 +570,19 @@ def _ingest_gif(
                         "transparency" in frame.info
                     )
                     writer.add(np.asarray(frame.convert("RGB")))
-            except (OSError, ValueError, EOFError) as exc:
+            except _DECODE_ERRORS as exc:
                 if not delays or writer.count == 0:
                     raise
                 log.info("GIF %r stops after %d frames: %s", name, writer.count, exc)
                 notes.append(f"The file ends early: only {writer.count} frames could be read.")
                 delays = delays[: writer.count]
-    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+    except Image.DecompressionBombError as exc:
+        # PIL refuses to open pictures of hundreds of megapixels before we learn the size.
+        raise LimitError(
+            f"{_the_file(name)} has frames larger than this server's limit of "
+            f"{lim.limits.max_pixels:,} pixels per frame; scale it down and upload it again."
+        ) from exc
+    except _DECODE_ERRORS as exc:
         log.info("cannot read GIF %r: %s", name, exc)
         raise MediaError(
             f"{_the_file(name)} is a GIF that cannot be read (it may be "
@@ -632,7 +652,13 @@ def _ingest_sequence(
         nonlocal alpha_dropped, first
         if index == 0 and first is not None:
             return first
-        img, had_alpha = _drop_alpha(seq.read(index))
+        raw = seq.read(index)
+        if raw.ndim not in (2, 3) or 0 in raw.shape:
+            raise MediaError(
+                f"Image '{_display_name(seq.label(index))}' holds no picture sam2web can "
+                "show (it may be damaged); save it again and upload it."
+            )
+        img, had_alpha = _drop_alpha(raw)
         alpha_dropped |= had_alpha
         if first is None:
             lim.check_pixels(img.shape[1], img.shape[0])
@@ -912,7 +938,7 @@ class _ZipImages(_Sequence):
                 "The zip uses a compression method sam2web cannot read; "
                 "create it again with standard (deflate) compression."
             ) from exc
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
             log.info("cannot unpack %r: %s", label, exc)
             raise MediaError(
                 f"Image '{_display_name(label)}' in the zip is damaged; create "
@@ -953,7 +979,7 @@ def _ingest_zip(
 
     try:
         zf = zipfile.ZipFile(src)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, *_DECODE_ERRORS) as exc:
         log.info("bad zip %r: %s", name, exc)
         raise MediaError(
             f"{_the_file(name)} looks like a zip archive but is damaged; create "
@@ -1030,6 +1056,17 @@ class _TiffStack(_Sequence):
         self.tif = tif
         self.name = label
         self.notes = []
+        try:
+            self._read_layout(tif, label, lim)
+        except _DECODE_ERRORS as exc:
+            log.info("cannot read the structure of TIFF %r", label, exc_info=True)
+            raise MediaError(_tiff_unreadable(label)) from exc
+
+    def _read_layout(self, tif, label: str, lim: _Limiter) -> None:
+        # Counting the pages first walks the whole page chain once; tifffile's own walk
+        # (in ``series``) can otherwise run on forever through a damaged chain. Every frame
+        # takes one page, or three for colour planes.
+        lim.check_frames(math.ceil(len(tif.pages) / 3))
         series = tif.series
         if not series:
             raise MediaError(_tiff_unreadable(label))
@@ -1069,8 +1106,10 @@ class _TiffStack(_Sequence):
         if self.count * self.planes != len(pages):
             raise MediaError(self._layout_message("x".join(map(str, shape))))
         lim.check_frames(self.count)
-        height, width = (d for a, d in zip(self.page_axes, page_shape, strict=True) if a in "YX")
-        lim.check_pixels(width, height)
+        plane = [d for a, d in zip(self.page_axes, page_shape, strict=True) if a in "YX"]
+        if len(plane) != 2 or 0 in plane:
+            raise MediaError(self._layout_message("x".join(map(str, shape))))
+        lim.check_pixels(plane[1], plane[0])
 
     def _layout_message(self, shape: str) -> str:
         return (

@@ -481,8 +481,8 @@ class TrackingSession:
         missing = [o.name for o in self.objects.values() if not self.prompted_frames(o.obj_id)]
         if missing:
             raise TrackingError(
-                f"{missing[0]!s} has no clicks yet; click on it in a frame or remove it "
-                "before tracking."
+                f"Object {missing[0]!s} has no clicks yet; click on it in a frame or remove "
+                "it before tracking."
             )
 
     # ------------------------------------------------------------------ memory bounds

@@ -9,12 +9,16 @@ viewing frames stays outside it and answers at once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import inspect
 import logging
+import os
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
@@ -84,6 +88,116 @@ class SessionRegistry:
                     ids.add(ws.id)
         return ids
 
+NOT_UPLOADED = ("The file is not on the server (it was not uploaded through this page, or it "
+                "was removed); choose the file and upload it again.")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _in_session_folder(path: Path, data_dir: Path) -> bool:
+    """True for a path inside a session's workspace (``data_dir/<32 hex digits>/...``)."""
+    if not _inside(path, data_dir) or path == data_dir:
+        return False
+    first = path.relative_to(data_dir).parts[0]
+    return len(first) == 32 and all(c in "0123456789abcdef" for c in first)
+
+
+class UploadGuard:
+    """Which files a request may name: only files uploaded to Gradio's upload cache.
+
+    The page first sends a file to Gradio's upload route and then names the cached copy in
+    the event; an API client can name any path instead. Gradio refuses paths outside its
+    cache without a word, so requests are checked here first and answered with a sentence.
+    Session folders are refused even where the sessions folder lies inside the cache. Once
+    an upload has been read, :meth:`reading` removes the cached copy, so no second copy of a
+    user's file stays on disk (the session's own folder holds what is needed).
+    """
+
+    def __init__(self, cache_dir: str | Path, data_dir: str | Path):
+        self.cache_dir = Path(cache_dir).resolve()
+        self.data_dir = Path(data_dir).resolve()
+
+    def resolve(self, value) -> Path | None:
+        """The cached file a File input's payload (or path) names, or None where it names
+        something else."""
+        path = value.get("path") if isinstance(value, dict) else value
+        if not isinstance(path, (str, Path)) or not str(path):
+            return None
+        try:
+            file = Path(path).resolve()
+            is_file = file.is_file()
+        except (OSError, ValueError):  # e.g. a NUL byte in the name
+            return None
+        if not is_file or file.parent == self.cache_dir or not _inside(file, self.cache_dir):
+            return None
+        return None if _in_session_folder(file, self.data_dir) else file
+
+    def check(self, value) -> None:
+        """Refuse, with one sentence, a File input's payload (one file or a list of them)
+        that names anything but uploaded files."""
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and self.resolve(item) is None:
+                raise gr.Error(NOT_UPLOADED, print_exception=False)
+
+    @contextlib.contextmanager
+    def reading(self, path) -> Iterator[None]:
+        """Around reading an uploaded file: afterwards, whether reading worked or not, the
+        cached copy is removed (with its folder, once empty), but only inside the cache.
+
+        Uploads of the same bytes and name share one cached path, so the file is removed
+        only while it is still the one this request found; a newer upload to the same path
+        is left for its own request.
+        """
+        seen = _identity(path)
+        try:
+            yield
+        finally:
+            file = self.resolve(path)
+            if file is not None and seen is not None and _identity(file) == seen:
+                with contextlib.suppress(OSError):
+                    file.unlink()
+                with contextlib.suppress(OSError):
+                    file.parent.rmdir()  # only when empty
+
+
+def _upload_path(value) -> str | None:
+    """The cached file's path from a File input's payload. The upload events skip Gradio's
+    own preprocessing, which would leave an empty temporary file in the cache per event."""
+    if isinstance(value, dict):
+        value = value.get("path")
+    return str(value) if value else None
+
+
+def _identity(path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, TypeError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+class CheckedBlocks(gr.Blocks):
+    """gr.Blocks that checks the files named in every request with an :class:`UploadGuard`
+    before Gradio reads them (Gradio offers no hook of its own for this)."""
+
+    upload_guard: UploadGuard | None = None
+
+    async def preprocess_data(self, block_fn, inputs, *args, **kwargs):
+        if self.upload_guard is not None:
+            for component, value in zip(block_fn.inputs, inputs or [], strict=False):
+                if isinstance(component, gr.File):
+                    self.upload_guard.check(value)
+        return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
+
+
+def _for_toast(message: str) -> str:
+    """A sentence as the page's error toast shows it (HTML): markup escaped exactly once,
+    whether or not the raising layer already escaped names in it; quotes stay readable
+    for API clients, who get the same text."""
+    return html.escape(html.unescape(message), quote=False)
+
 
 def _translate(err: Exception, user=None) -> gr.Error:
     if isinstance(user, UserSession) and user.closed:
@@ -92,10 +206,10 @@ def _translate(err: Exception, user=None) -> gr.Error:
         log.info("a request of a closed session ended with %s: %s", type(err).__name__, err)
         return gr.Error(SessionClosedError().message, print_exception=False)
     if isinstance(err, UserError):
-        return gr.Error(html.escape(err.message), print_exception=False)
+        return gr.Error(_for_toast(err.message), print_exception=False)
     log.error("unexpected error", exc_info=err)
-    return gr.Error("Something went wrong on the server (details are in its log). "
-                    "Try again, or reload the page.", print_exception=False)
+    return gr.Error("Something went wrong on the server (details are in its log); try "
+                    "again, or reload the page.", print_exception=False)
 
 
 def _friendly(fn):
@@ -157,6 +271,15 @@ def _number_field(value, what: str) -> float | None:
     return number
 
 
+def _shown_frame(value, num_frames: int) -> int:
+    """The frame to show after an action: the slider's value, kept inside the video."""
+    try:
+        frame = int(float(value or 0))
+    except (TypeError, ValueError, OverflowError):
+        frame = 0
+    return max(0, min(frame, num_frames - 1))
+
+
 def _fmt(value) -> str:
     return "" if value is None else f"{value:.4g}"
 
@@ -206,8 +329,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
     # delete_cache: Gradio keeps a copy of every file it serves; drop copies older than a
     # session's lifetime so finished sessions leave nothing behind.
     ttl = int(settings.session_ttl_s)
-    with gr.Blocks(title="sam2web", fill_width=True,
-                   delete_cache=(max(60, min(ttl, 3600)), ttl)) as demo:
+    with CheckedBlocks(title="sam2web", fill_width=True,
+                       delete_cache=(max(60, min(ttl, 3600)), ttl)) as demo:
         state = gr.State(new_user, delete_callback=lambda u: u.close() if u else None,
                          time_to_live=settings.session_ttl_s)
         gr.Markdown(INTRO)
@@ -230,6 +353,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                     label=(f"Video or image sequence (up to {settings.max_upload_mb} MB, "
                            f"{settings.max_frames} frames)"),
                     file_types=UPLOAD_TYPES, type="filepath", elem_id="upload")
+                demo.upload_guard = UploadGuard(upload.GRADIO_CACHE, settings.data_dir)
                 facts = gr.Markdown("*No video loaded.*", elem_id="video-facts")
                 gr.Markdown("### Objects")
                 active = gr.Dropdown(label="Active object (clicks go to it)", choices=[],
@@ -341,13 +465,16 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         frame_outputs = [frame_img, status, active]
 
         def view(user: UserSession, frame, message=""):
-            frame = int(frame or 0)
-            image = user.view_frame(frame) if user.folder is not None else None
+            image = None
+            if user.folder is not None:
+                image = user.view_frame(_shown_frame(frame, user.info.num_frames))
             return image, _status(user, message), _objects_update(user)
 
         @_friendly
-        def on_upload(user: UserSession, path, request: gr.Request, progress=gr.Progress()):
+        def on_upload(user: UserSession, payload, request: gr.Request,
+                      progress=gr.Progress()):
             registry.remember(request, user)
+            path = _upload_path(payload)
             if not path:
                 return (user, "*No video loaded.*", None, gr.update(), gr.update(),
                         "", _objects_update(user), None, None, [], {})
@@ -357,7 +484,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                 progress((done, total) if total else done, desc="Reading frames",
                          unit="frames")
 
-            info = user.upload(Path(path), source_name=Path(path).name, progress=cb)
+            with demo.upload_guard.reading(path), user.busy():
+                info = user.upload(Path(path), source_name=Path(path).name, progress=cb)
             last = info.num_frames - 1
             return (user, _facts(user), user.view_frame(0),
                     gr.update(minimum=0, maximum=max(last, 1), value=0, interactive=last > 0),
@@ -370,7 +498,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
 
         upload.upload(on_upload, [state, upload],
                       [state, facts, frame_img, slider, frame_no, status, active, video, files,
-                       gallery, info_json], api_name="upload", **model_queue)
+                       gallery, info_json], api_name="upload", preprocess=False,
+                      **model_queue)
 
         @_friendly
         def on_frame(user: UserSession, frame):
@@ -394,7 +523,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                 raise gr.Error("Click inside the image.")
             # Gradio reports the click in pixels of the displayed image.
             x, y = user.to_original(float(evt.index[0]), float(evt.index[1]))
-            message = user.click(int(frame), x, y, mode_value or "positive")
+            message = user.click(frame, x, y, mode_value or "positive")
             return view(user, frame, message)
 
         frame_img.select(on_click, [state, slider, mode], frame_outputs,
@@ -404,8 +533,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         def api_add_point(user: UserSession, frame, obj_id, x, y, positive):
             if obj_id is None or obj_id == 0:
                 obj_id = user.active_object
-            user.click(int(frame), x, y, "positive" if positive else "negative",
-                       obj_id=obj_id)
+            user.click(frame, x, y, "positive" if positive else "negative", obj_id=obj_id)
             return view(user, frame)
 
         api_btn.click(api_add_point, [state, frame_no, api_obj, api_x, api_y, api_positive],
@@ -413,7 +541,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
 
         @_friendly
         def api_add_box(user: UserSession, frame, obj_id, x0, y0, x1, y1):
-            user.add_box(int(frame), x0, y0, x1, y1, obj_id=obj_id or user.active_object)
+            user.add_box(frame, x0, y0, x1, y1, obj_id=obj_id or user.active_object)
             return view(user, frame)
 
         api_btn.click(api_add_box, [state, frame_no, api_obj, api_x, api_y, api_x1, api_y1],
@@ -466,14 +594,14 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
 
         @_friendly
         def on_undo(user: UserSession, frame):
-            user.undo(int(frame))
+            user.undo(frame)
             return view(user, frame, "Undone.")
 
         undo_btn.click(on_undo, [state, slider], frame_outputs, api_name="undo", **model_queue)
 
         @_friendly
         def on_clear(user: UserSession, frame):
-            user.clear_frame(int(frame))
+            user.clear_frame(frame)
             return view(user, frame, "Cleared this object's clicks on this frame.")
 
         clear_btn.click(on_clear, [state, slider], frame_outputs, api_name="clear_frame",
@@ -531,34 +659,38 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             registry.remember(request, user)
             if user.folder is None:
                 raise gr.Error("Upload a video or image sequence first.")
-            _style(user, opacity_v, contours_v, labels_v, trails_v)
-            _calibrate(user, scale_v, unit_v, fps_v)
-            start = _frame_field(start, "start frame")
-            end = _frame_field(end, "end frame")
-            progress(0, desc="Loading the model")
-            user.ensure_tracking()
-            t0 = time.perf_counter()
-            last_view = 0.0
-            shown = int(frame or 0)
-            for step in user.propagate(direction_v or "forward", start, end):
-                elapsed = time.perf_counter() - t0
-                eta = elapsed / step.done * (step.total - step.done)
-                progress((step.done, step.total),
-                         desc=f"Tracking frame {step.result.frame_idx} — about {eta:.0f} s left",
-                         unit="frames")
-                if time.perf_counter() - last_view > 1.0 or step.done == step.total:
-                    last_view = time.perf_counter()
-                    shown = step.result.frame_idx
-                    yield (user.view_frame(shown),
-                           _status(user, f"Tracking… {step.done}/{step.total} frames"),
-                           gr.update(), gr.update(value=shown), *[gr.update()] * 7)
-            run = user.last_run
-            verb = "Cancelled after" if run.cancelled else "Tracked"
-            message = f"{verb} {run.frames} frames in {run.seconds:.1f} s."
-            video_path, file_list, table, events, traj, conf = _export(user, progress)
-            yield (user.view_frame(shown), _status(user, message), _objects_update(user),
-                   gr.update(value=shown), video_path, file_list, user.gallery(), table,
-                   events, traj, conf)
+            # Held through the exports too, so a second run cannot start in between.
+            with user.busy():
+                _style(user, opacity_v, contours_v, labels_v, trails_v)
+                _calibrate(user, scale_v, unit_v, fps_v)
+                start = _frame_field(start, "start frame")
+                end = _frame_field(end, "end frame")
+                progress(0, desc="Loading the model")
+                user.ensure_tracking()
+                t0 = time.perf_counter()
+                last_view = 0.0
+                shown = int(frame or 0)
+                for step in user.propagate(direction_v or "forward", start, end):
+                    elapsed = time.perf_counter() - t0
+                    eta = elapsed / step.done * (step.total - step.done)
+                    progress((step.done, step.total),
+                             desc=f"Tracking frame {step.result.frame_idx} — about {eta:.0f} s left",
+                             unit="frames")
+                    if time.perf_counter() - last_view > 1.0 or step.done == step.total:
+                        last_view = time.perf_counter()
+                        shown = step.result.frame_idx
+                        yield (user.view_frame(shown),
+                               _status(user, f"Tracking… {step.done}/{step.total} frames"),
+                               gr.update(), gr.update(value=shown), *[gr.update()] * 7)
+                if user.closed:  # the tab was closed: nobody waits for the exports
+                    return
+                run = user.last_run
+                verb = "Cancelled after" if run.cancelled else "Tracked"
+                message = f"{verb} {run.frames} frames in {run.seconds:.1f} s."
+                video_path, file_list, table, events, traj, conf = _export(user, progress)
+                yield (user.view_frame(shown), _status(user, message), _objects_update(user),
+                       gr.update(value=shown), video_path, file_list, user.gallery(), table,
+                       events, traj, conf)
 
         track_btn.click(on_track,
                         [state, direction, start_no, end_no, slider, opacity, contours, labels,
@@ -578,9 +710,10 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         @_friendly
         def on_rerender(user: UserSession, frame, opacity_v, contours_v, labels_v, trails_v,
                         scale_v, unit_v, fps_v, progress=gr.Progress()):
-            _style(user, opacity_v, contours_v, labels_v, trails_v)
-            _calibrate(user, scale_v, unit_v, fps_v)
-            video_path, file_list, table, events, traj, conf = _export(user, progress)
+            with user.busy():
+                _style(user, opacity_v, contours_v, labels_v, trails_v)
+                _calibrate(user, scale_v, unit_v, fps_v)
+                video_path, file_list, table, events, traj, conf = _export(user, progress)
             return (user.view_frame(int(frame or 0)), video_path, file_list,
                     user.gallery(), table, events, traj, conf)
 
@@ -608,19 +741,22 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                                [project_out], api_name="save_project", concurrency_limit=None)
 
         @_friendly
-        def on_load_project(user: UserSession, path, frame, progress=gr.Progress()):
+        def on_load_project(user: UserSession, payload, frame, progress=gr.Progress()):
+            path = _upload_path(payload)
             if not path:
                 return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
-            if user.folder is None:
-                raise gr.Error("Upload the project's video first, then load the project.")
 
             def cb(done, total):
                 progress((done, total), desc="Replaying the project", unit="steps")
 
-            notes = user.load_project(Path(path), progress=cb)
             from .project import load_project as read_project
 
-            cal = read_project(Path(path)).calibration
+            with demo.upload_guard.reading(path):
+                if user.folder is None:
+                    raise gr.Error("Upload the project's video first, then load the project.")
+                with user.busy():
+                    notes = user.load_project(Path(path), progress=cb)
+                    cal = read_project(Path(path)).calibration
             message = "Project loaded. " + " ".join(notes)
             return (*view(user, frame, message),
                     "" if cal.pixels_per_unit is None else f"{cal.pixels_per_unit:g}",
@@ -628,7 +764,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
 
         project_in.upload(on_load_project, [state, project_in, slider],
                           [*frame_outputs, cal_scale, cal_fps], api_name="load_project",
-                          **model_queue)
+                          preprocess=False, **model_queue)
 
         @_friendly
         def on_gallery(user: UserSession, evt: gr.SelectData):
@@ -666,7 +802,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                 progress((done, total), desc="Giving your clicks to the model again",
                          unit="steps")
 
-            replayed = user.set_quality(quality_v or "full", progress=cb)
+            with user.busy():
+                replayed = user.set_quality(quality_v or "full", progress=cb)
             label = ("Full quality" if user.quality == "full" else "Fast preview (approximate)")
             message = f"{label}: processing at {user.resolution} px."
             if replayed:
@@ -684,7 +821,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             def cb(done, total):
                 progress((done, total), desc="Tracking at both qualities", unit="steps")
 
-            report = user.compare_qualities(int(frames_v or 5), progress=cb)
+            with user.busy():
+                report = user.compare_qualities(int(frames_v or 5), progress=cb)
             rows = [f"| {html.escape(report.names[oid])} | {mean:.3f} | {low:.3f} |"
                     for oid, (mean, low) in report.iou.items()]
             return "\n".join([html.escape(report.sentence()), "",
@@ -721,10 +859,25 @@ def launch(engine: Engine | None = None, **kwargs) -> None:
     try:
         demo.launch(server_name=s.host, server_port=s.port,
                     max_file_size=s.max_upload_mb * 1024 * 1024,
-                    allowed_paths=[str(s.data_dir)], **kwargs)
+                    allowed_paths=served_paths(s.data_dir), **kwargs)
     finally:
         # A blocking launch returns once the server is closed; a non-blocking one (e.g.
         # prevent_thread_lock, notebooks) leaves the server and its housekeeping running.
         if not getattr(demo, "is_running", False):
             housekeeping.stop()
+
+
+def served_paths(data_dir: Path) -> list[str]:
+    """What to pass as Gradio's ``allowed_paths``.
+
+    Gradio serves every file under ``allowed_paths`` to anyone who names its path. Session
+    files never need that: results are copied into Gradio's cache before the page gets a
+    link. Gradio only has to be allowed to read them, which it is anyway inside the temp
+    directory and the working directory; elsewhere (``/data/sessions`` in the Docker image)
+    the sessions folder must be listed, and its files are then reachable only by their
+    exact path, which holds the session's random 32-digit id and is never sent to a page.
+    """
+    folder = Path(data_dir).resolve()
+    readable = (Path(tempfile.gettempdir()).resolve(), Path.cwd().resolve())
+    return [] if any(_inside(folder, root) for root in readable) else [str(data_dir)]
 

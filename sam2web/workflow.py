@@ -12,6 +12,7 @@ import contextlib
 import functools
 import html
 import logging
+import math
 import shutil
 import threading
 import time
@@ -193,11 +194,32 @@ class UserSession:
     live_video_history: int = -1
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _writers: int = 0  # methods writing into the folder right now (see _writes_files)
+    _busy: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __deepcopy__(self, memo):
         # A user session is owned, never duplicated: Gradio deep-copies the value a state
         # factory returns, and a copy would share the workspace folder anyway.
         return self
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Hold this session for one long action: an upload, tracking with its exports, an
+        export, loading a project. A second long action of the same user while one runs is
+        refused with one sentence, so two runs never interleave their results. A session
+        closed meanwhile loses its files when the action ends (see :meth:`close`)."""
+        if not self._busy.acquire(blocking=False):
+            raise TrackingError("This video is busy with another action (tracking, exporting "
+                                "or loading); wait for it to finish or press Cancel first.")
+        try:
+            yield
+        finally:
+            try:
+                with self._guard:
+                    drop = self.closed and self._writers == 0
+                if drop:
+                    self._drop_workspace()
+            finally:
+                self._busy.release()
 
     # ------------------------------------------------------------------ media
     @property
@@ -210,9 +232,11 @@ class UserSession:
     def upload(self, path: Path, source_name: str | None = None, fps: float | None = None,
                progress: Progress | None = None) -> VideoInfo:
         """Decode an upload into a fresh workspace; the previous video, if any, is dropped
-        only once the new one decoded."""
+        only once the new one decoded. A closed session that uploads again is open again
+        (a page that reconnected after its tab was reported closed)."""
         self.touch()
         self._require_not_tracking()
+        self.closed = False
         path = Path(path)
         sha256 = None
         with contextlib.suppress(OSError):  # unreadable: ingest says so in one sentence
@@ -354,7 +378,8 @@ class UserSession:
         In box mode the first click marks a corner and the second completes the box.
         """
         self.touch()
-        self._check_frame(frame_idx)
+        frame_idx = self._check_frame(frame_idx)
+        x, y = _position("click", x, y)
         if mode not in PROMPT_MODES:
             raise PromptError("Choose positive, negative or box as the click mode.")
         if obj_id is None:
@@ -384,20 +409,24 @@ class UserSession:
     def add_box(self, frame_idx: int, x0: float, y0: float, x1: float, y1: float,
                 obj_id: int | None = None) -> None:
         self.touch()
+        frame_idx = self._check_frame(frame_idx)
+        x0, y0, x1, y1 = _position("box", x0, y0, x1, y1)
         obj = self._object(obj_id if obj_id is not None else self.active_object)
-        self.ensure_tracking().set_box(int(frame_idx), obj.obj_id, Box(x0, y0, x1, y1))
+        self.ensure_tracking().set_box(frame_idx, obj.obj_id, Box(x0, y0, x1, y1))
 
     def undo(self, frame_idx: int, obj_id: int | None = None) -> None:
+        frame_idx = self._check_frame(frame_idx)
         obj = self._object(obj_id if obj_id is not None else self.active_object)
         self.pending_corner = None
         assert self.tracking is not None
-        self.tracking.undo(int(frame_idx), obj.obj_id)
+        self.tracking.undo(frame_idx, obj.obj_id)
 
     def clear_frame(self, frame_idx: int, obj_id: int | None = None) -> None:
+        frame_idx = self._check_frame(frame_idx)
         obj = self._object(obj_id if obj_id is not None else self.active_object)
         self.pending_corner = None
         assert self.tracking is not None
-        self.tracking.clear_frame(int(frame_idx), obj.obj_id)
+        self.tracking.clear_frame(frame_idx, obj.obj_id)
 
     @_writes_files
     def reset(self) -> None:
@@ -484,6 +513,7 @@ class UserSession:
         """Track all objects; yields each frame's step. Cancel with :meth:`cancel`."""
         self.touch()
         tracking = self.ensure_tracking()
+        self._require_not_tracking()  # before replacing the running one's cancel flag
         planned = tracking.planned_frames(direction, start_frame, end_frame)
         self.cancel_event = threading.Event()
         self.exports = Exports()
@@ -738,20 +768,25 @@ class UserSession:
         """Stop tracking and remove every file of this session.
 
         Safe to call from another thread while the session works (the page's unload comes
-        whenever the tab closes): a frame being tracked finishes first and no further one
-        starts; a method writing files removes the folder itself when it returns.
+        whenever the tab closes): tracking is asked to stop, a frame being tracked finishes
+        first and no further one starts; while a long action holds the session
+        (:meth:`busy`) or a method writes files, the folder is removed when that ends, so
+        nothing recreates it afterwards. Calling it again is harmless.
         """
         with self._guard:
             if self.closed:
                 return
             self.closed = True
-            busy = self._writers > 0
+            writing = self._writers > 0
         self.cancel_event.set()
         tracking = self.tracking
         if tracking is not None:
             tracking.close()
-        if not busy:
-            self._drop_workspace()
+        if not writing and self._busy.acquire(blocking=False):
+            try:
+                self._drop_workspace()
+            finally:
+                self._busy.release()
 
     @contextlib.contextmanager
     def _writing(self):
@@ -791,17 +826,20 @@ class UserSession:
                 "That object does not exist (it may have been removed); pick or add an object."
             ) from None
 
-    def _check_frame(self, frame_idx) -> None:
+    def _check_frame(self, frame_idx) -> int:
+        """A frame number from a request, checked against the video; returns it as int."""
         if self.folder is None:
             raise PromptError("Upload a video or image sequence first.")
         if isinstance(frame_idx, float) and frame_idx.is_integer():
             frame_idx = int(frame_idx)
-        if isinstance(frame_idx, bool) or not isinstance(frame_idx, (int, np.integer)):
-            raise PromptError("The frame number must be a whole number.")
         n = self.folder.info.num_frames
+        if isinstance(frame_idx, bool) or not isinstance(frame_idx, (int, np.integer)):
+            raise PromptError(f"The frame number is missing or not a whole number; pick a "
+                              f"frame from 0 to {n - 1}.")
         if not 0 <= frame_idx < n:
             raise PromptError(f"Frame {int(frame_idx)} does not exist; this video has frames "
                               f"0 to {n - 1}.")
+        return int(frame_idx)
 
     def _tracked(self) -> TrackingSession:
         """The tracking session, which must have results to export or measure."""
@@ -824,6 +862,20 @@ def display_scale(width: int, height: int) -> float:
     """Scale of the page's frame view: the longer side becomes DISPLAY_LONG_SIDE pixels,
     enlarging at most 6x."""
     return min(DISPLAY_LONG_SIDE / max(width, height), 6.0)
+
+
+def _position(what: str, *values) -> tuple[float, ...]:
+    """Coordinates from a request as floats; missing, text, NaN or infinite values are
+    refused with one sentence (the range is checked where the frame size is known)."""
+    try:
+        numbers = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        numbers = (math.nan,)
+    if not all(math.isfinite(v) for v in numbers):
+        if what == "box":
+            raise PromptError("The box needs two corners with x and y positions; draw it again.")
+        raise PromptError("The click has no valid position; click on the image.")
+    return numbers
 
 
 def _clean_name(name: str | None) -> str | None:

@@ -6,7 +6,10 @@ exercise the same decoders a user's upload does.
 
 from __future__ import annotations
 
+import functools
 import io
+import re
+import subprocess
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,4 +104,98 @@ def write_image_zip(path: Path, frames: np.ndarray, fmt: str = "png", prefix: st
             Image.fromarray(frames[i]).save(buf, format="PNG" if fmt == "png" else "JPEG",
                                             quality=95)
             zf.writestr(names[i], buf.getvalue())
+    return path
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def zip_of(path: Path, members: dict[str, bytes]) -> Path:
+    """A deflated zip holding ``members`` ({name inside the zip: bytes}) in this order.
+    Names are stored as given, including ``../`` or a leading ``/``."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            info = zipfile.ZipInfo("placeholder")
+            info.filename = name  # ZipInfo() itself strips leading slashes
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+    return path
+
+
+def zip_bomb(path: Path, megabytes: int, name: str = "frame_1.png") -> Path:
+    """One member of ``megabytes`` MB of zeros: a few kB packed."""
+    chunk = bytes(1 << 20)
+    with (zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
+          zf.open(name, "w") as member):
+        for _ in range(megabytes):
+            member.write(chunk)
+    return path
+
+
+def write_gif(path: Path, frames: np.ndarray, durations: list[int]) -> Path:
+    """A palette GIF with one delay (ms) per frame."""
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    return path
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffmpeg(*args: str) -> None:
+    """Run the bundled ffmpeg quietly; raises when it fails."""
+    subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", *args],
+                   check=True, capture_output=True, timeout=60)
+
+
+@functools.cache
+def has_encoder(name: str) -> bool:
+    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True,
+                         text=True, check=True).stdout
+    return re.search(rf"^\s*\S+\s+{re.escape(name)}\s", out, re.MULTILINE) is not None
+
+
+def rotated_video(path: Path, frames: np.ndarray, degrees: int = 90) -> Path:
+    """A phone-style video: landscape pixels plus display-rotation metadata."""
+    plain = write_video(path.with_name(f"plain_{path.name}"), frames)
+    ffmpeg("-display_rotation", str(degrees), "-i", str(plain), "-c", "copy", str(path))
+    plain.unlink()
+    return path
+
+
+def variable_rate_video(path: Path, frames: np.ndarray) -> Path:
+    """Frames 0.1 s apart for the first half, 0.4 s apart after (Matroska keeps the times)."""
+    half = len(frames) // 2
+    expr = f"setpts='if(lt(N,{half}),N,{half}+(N-{half})*4)/10/TB'"
+    return write_video(path, frames, extra=["-vf", expr, "-fps_mode", "passthrough"])
+
+
+def audio_only(path: Path, seconds: float = 1.0) -> Path:
+    ffmpeg("-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "aac",
+           str(path))
+    return path
+
+
+def video_without_frames(path: Path) -> Path:
+    """An MP4 container that holds no frame at all."""
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=64x48:r=10", "-frames:v", "0",
+           "-c:v", "libx264", str(path))
+    return path
+
+
+def truncated(path: Path, source: Path, fraction: float) -> Path:
+    """The first ``fraction`` of ``source``'s bytes, as an upload cut off part-way."""
+    data = source.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
     return path

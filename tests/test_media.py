@@ -8,11 +8,9 @@ server path, and no output folder left behind.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import io
 import json
 import re
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from sam2web.errors import LimitError, MediaError
 from sam2web.media import FrameFolder, MediaLimits, frame_filename, ingest
 from sam2web.settings import Settings
 from tests import synth
+from tests.synth import ffmpeg, has_encoder, png_bytes, write_gif, zip_of
 
 LIMITS = MediaLimits(
     max_bytes=300 << 20,
@@ -40,30 +39,6 @@ LOSSY_TOLERANCE = 4.0  # mean absolute difference (0-255) allowed after a lossy 
 def frames() -> np.ndarray:
     """12 frames, 160x120: two discs moving over a textured background."""
     return synth.make_frames(num_frames=12, height=120, width=160)
-
-
-@functools.cache
-def ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(
-        [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", *args],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
-@functools.cache
-def has_encoder(name: str) -> bool:
-    out = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True, check=True
-    ).stdout
-    return re.search(rf"^\s*\S+\s+{re.escape(name)}\s", out, re.MULTILINE) is not None
 
 
 def needs_encoder(name: str) -> None:
@@ -82,25 +57,6 @@ def read_all(folder: FrameFolder) -> np.ndarray:
 
 def with_limits(**changes) -> MediaLimits:
     return dataclasses.replace(LIMITS, **changes)
-
-
-def write_gif(path: Path, frames: np.ndarray, durations: list[int]) -> Path:
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
-    return path
-
-
-def zip_of(path: Path, members: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return path
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture
