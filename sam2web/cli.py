@@ -127,7 +127,7 @@ def _add_model_options(parser: argparse.ArgumentParser, defaults_from_project: b
     group.add_argument(
         "--fast",
         action="store_true",
-        help="fast preview: process at SAM2WEB_FAST_RESOLUTION (default 512 px) instead of "
+        help="fast preview: process at SAM2WEB_FAST_RESOLUTION (default 448 px) instead of "
         "the full resolution; several times faster on a CPU, approximate",
     )
     group.add_argument(

@@ -139,7 +139,7 @@ def draw_overlay(
     h, w = frame.shape[:2]
     out = frame.copy()
     alpha = float(np.clip(style.opacity, 0.0, 1.0))
-    drawn: list[tuple[TrackedObject, np.ndarray]] = []
+    drawn: list[tuple[TrackedObject, np.ndarray, tuple[slice, slice]]] = []
     for obj_id, obj in objects.items():
         mask = masks.get(obj_id)
         if mask is None:
@@ -147,18 +147,25 @@ def draw_overlay(
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (h, w):
             raise ValueError(f"mask of object {obj_id} is {mask.shape}, frame is {(h, w)}")
-        if not mask.any():
+        rows = np.flatnonzero(mask.any(axis=1))
+        if rows.size == 0:
             continue
+        cols = np.flatnonzero(mask.any(axis=0))
+        # Work inside the mask's bounding box: same pixels, a fraction of the frame.
+        box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+        inside, region = mask[box], out[box]
         color = np.asarray(obj.color, dtype=np.float32)
-        pixels = out[mask].astype(np.float32)
-        out[mask] = np.rint(pixels * (1.0 - alpha) + color * alpha).astype(np.uint8)
-        drawn.append((obj, mask))
+        pixels = region[inside].astype(np.float32)
+        region[inside] = np.rint(pixels * (1.0 - alpha) + color * alpha).astype(np.uint8)
+        drawn.append((obj, mask, box))
 
     thickness = line_thickness(h, w)
     if style.contours:
-        for obj, mask in drawn:
+        for obj, mask, box in drawn:
+            # Contours of the cropped mask, shifted back: the crop holds the whole mask.
             contours, _ = cv2.findContours(
-                mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+                mask[box].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE,
+                offset=(box[1].start, box[0].start)
             )
             # thickness t centred on the boundary pixels; half of it falls outside the mask
             cv2.drawContours(out, contours, -1, tuple(int(c) for c in obj.color), thickness)
@@ -180,7 +187,7 @@ def draw_overlay(
             )
 
     if style.labels and drawn:
-        out = _draw_labels(out, drawn)
+        out = _draw_labels(out, [(obj, mask) for obj, mask, _ in drawn])
     return out
 
 

@@ -53,9 +53,10 @@ any frame with more clicks, track again, and download the video, masks and table
 class SessionRegistry:
     """Live sessions by browser session id, so the page's unload event can clean up."""
 
-    def __init__(self):
+    def __init__(self, idle_ttl_s: float | None = None):
         self._lock = threading.Lock()
         self._by_hash: dict[str, UserSession] = {}
+        self.idle_ttl_s = idle_ttl_s
 
     def remember(self, request: gr.Request | None, user: UserSession) -> None:
         key = getattr(request, "session_hash", None)
@@ -75,17 +76,27 @@ class SessionRegistry:
             return list(self._by_hash.values())
 
     def workspace_ids(self) -> set[str]:
-        """Workspace ids of the open sessions; sessions closed meanwhile (their state
-        expired) are forgotten here."""
+        """Workspace ids of the open sessions. Sessions closed meanwhile are forgotten here,
+        and sessions idle for longer than ``idle_ttl_s`` (no action, not even a frame
+        viewed) are closed first."""
         ids = set()
+        idle = []
+        now = time.time()
         with self._lock:
             for key, user in list(self._by_hash.items()):
-                if user.closed:
+                expired = not user.closed and self.idle_ttl_s is not None \
+                    and now - user.last_used > self.idle_ttl_s
+                if expired:
+                    idle.append(user)
+                if user.closed or expired:
                     del self._by_hash[key]
                     continue
                 ws = user.workspace
                 if ws is not None:
                     ids.add(ws.id)
+        for user in idle:
+            log.info("closing a session idle for %.0f s", now - user.last_used)
+            user.close()
         return ids
 
 NOT_UPLOADED = ("The file is not on the server (it was not uploaded through this page, or it "
@@ -314,7 +325,7 @@ def _status(user: UserSession, message: str = "") -> str:
 def build_app(engine: Engine | None = None) -> gr.Blocks:
     engine = engine or Engine()
     settings = engine.settings
-    registry = SessionRegistry()
+    registry = SessionRegistry(idle_ttl_s=settings.session_ttl_s)
     model_queue = {"concurrency_id": "model", "concurrency_limit": settings.concurrency}
     approx = (f" Processing at {settings.resolution} px — **approximate** (SAM2's native "
               "size is 1024 px)." if engine.approximate else "")
@@ -331,8 +342,10 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
     ttl = int(settings.session_ttl_s)
     with CheckedBlocks(title="sam2web", fill_width=True,
                        delete_cache=(max(60, min(ttl, 3600)), ttl)) as demo:
-        state = gr.State(new_user, delete_callback=lambda u: u.close() if u else None,
-                         time_to_live=settings.session_ttl_s)
+        # No time_to_live here: Gradio counts it from the state's last change (the upload),
+        # not from the user's last action. Idle sessions are closed by the housekeeping
+        # thread instead (SessionRegistry.workspace_ids); a closed tab closes its session.
+        state = gr.State(new_user, delete_callback=lambda u: u.close() if u else None)
         gr.Markdown(INTRO)
         with gr.Row():
             model_dd = gr.Dropdown([(spec.label, key) for key, spec in MODELS.items()],

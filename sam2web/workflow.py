@@ -498,6 +498,7 @@ class UserSession:
 
     def view_frame(self, frame_idx: int) -> np.ndarray:
         """The frame as the page shows it (display-scaled, prompts drawn)."""
+        self.touch()  # looking at frames is using the session
         return self.render_frame(frame_idx, show_prompts=True, scale=self.display_scale)
 
     def gallery(self, max_items: int = 24) -> list[tuple[np.ndarray, str]]:

@@ -102,15 +102,24 @@ def test_uploads_are_refused_when_session_storage_is_full(app, tmp_path):
     assert len(session_folders(app.data_dir) - before) == 1
 
 
-def test_an_expired_session_takes_its_folder_with_it(tmp_path, random_checkpoint):
-    """SAM2WEB_SESSION_TTL_S: the session's state expires and its files are removed."""
+def test_an_idle_session_expires_and_a_busy_one_does_not(tmp_path, random_checkpoint):
+    """SAM2WEB_SESSION_TTL_S counts from a session's last action (viewing a frame counts):
+    an idle session is closed with its files, one in use is kept however long it lives."""
     server = start_app(tmp_path / "ttl-app", random_checkpoint,
-                       extra_env={"SAM2WEB_SESSION_TTL_S": "3"})
+                       extra_env={"SAM2WEB_SESSION_TTL_S": "3",
+                                  "SAM2WEB_SWEEP_INTERVAL_S": "1"})
     try:
         clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(3, 120, 160))
-        folder = upload(Client(server.url, verbose=False), clip, server.data_dir)
-        assert (folder / "frames").is_dir()
-        assert wait_until(lambda: not folder.exists(), timeout=20)
+        active_client = Client(server.url, verbose=False)
+        active = upload(active_client, clip, server.data_dir)
+        idle = upload(Client(server.url, verbose=False), clip, server.data_dir)
+        assert (idle / "frames").is_dir() and (active / "frames").is_dir()
+        deadline = time.time() + 8  # well past the TTL
+        while time.time() < deadline:
+            active_client.predict(1, api_name="/frame")
+            time.sleep(0.5)
+        assert not idle.exists() and active.exists()
+        assert wait_until(lambda: not active.exists(), timeout=20)  # once it idles too
         assert session_folders(server.data_dir) == set()
     finally:
         server.stop()
