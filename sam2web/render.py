@@ -537,6 +537,8 @@ class LiveOverlayVideo:
             if deadline is not None and time.monotonic() > deadline:
                 self.abort()
                 raise TimeoutError("the overlay video was not finished in time")
+        if progress is not None:  # at least once, also when it was done before this call
+            progress(self._written, self.num_frames)
         if self._error is not None:
             raise self._error
         if self._result is None:

@@ -83,6 +83,16 @@ def assert_click_near(page, x: float, y: float) -> None:
     assert abs(int(found[1]) - x) <= 1 and abs(int(found[2]) - y) <= 1, text
 
 
+def add_object_and_click(page, name: str, disc, frame_width: int = 160):
+    """Name and add an object in the page, then click the disc's centre at frame 0."""
+    page.get_by_label("Name").fill(name)
+    page.locator("#add-object").click()
+    wait_status(page, f"Added {name}")
+    click_image_pixel(page, "#frame-view", disc.x0, disc.y0, frame_width)
+    wait_status(page, f"Positive click added to {name}")
+    return disc
+
+
 def test_track_two_discs_in_the_browser(app, page, tmp_path):
     frames = synth.make_frames(num_frames=8, height=120, width=160)
     clip = synth.write_video(tmp_path / "two_discs.mp4", frames, fps=8)
@@ -92,21 +102,11 @@ def test_track_two_discs_in_the_browser(app, page, tmp_path):
     wait_status(page, "Loaded")
 
     # First object: name it, add it, click on the red disc (its centre at frame 0).
-    page.get_by_label("Name").fill("red disc")
-    page.locator("#add-object").click()
-    wait_status(page, "Added red disc")
-    red = synth.DEFAULT_DISCS[0]
-    click_image_pixel(page, "#frame-view", red.x0, red.y0, 160)
-    wait_status(page, "Positive click added to red disc")
+    red = add_object_and_click(page, "red disc", synth.DEFAULT_DISCS[0])
     assert_click_near(page, red.x0, red.y0)
 
     # Second object, then a click on the blue disc.
-    page.get_by_label("Name").fill("blue disc")
-    page.locator("#add-object").click()
-    wait_status(page, "Added blue disc")
-    blue = synth.DEFAULT_DISCS[1]
-    click_image_pixel(page, "#frame-view", blue.x0, blue.y0, 160)
-    wait_status(page, "Positive click added to blue disc")
+    blue = add_object_and_click(page, "blue disc", synth.DEFAULT_DISCS[1])
     assert_click_near(page, blue.x0, blue.y0)
 
     # The clicks reached the server at the disc centres (within a displayed pixel).

@@ -129,7 +129,7 @@ def test_cancel_part_way(app, long_clip, tmp_path, record_property):
 
 @pytest.mark.browser
 def test_closing_the_tab_part_way(app, long_clip, tmp_path, record_property):
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, click_image_pixel, wait_status
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, add_object_and_click, wait_status
 
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
@@ -147,12 +147,7 @@ def test_closing_the_tab_part_way(app, long_clip, tmp_path, record_property):
             page.locator("#upload input[type=file]").set_input_files(str(long_clip))
             wait_status(page, "Loaded")
             (folder,) = session_folders(app.data_dir) - existing
-            page.get_by_label("Name").fill("red disc")
-            page.locator("#add-object").click()
-            wait_status(page, "Added red disc")
-            red = synth.DEFAULT_DISCS[0]
-            click_image_pixel(page, "#frame-view", red.x0, red.y0, 160)
-            wait_status(page, "Positive click added to red disc")
+            add_object_and_click(page, "red disc", synth.DEFAULT_DISCS[0])
 
             before = settled_rss(app.process.pid)
             with RssMonitor(app.process.pid) as monitor:

@@ -101,6 +101,16 @@ def _rendered_afterwards(user: UserSession, tmp_path, name: str) -> list[np.ndar
     return _decoded(path)
 
 
+def _tracked_user(engine, tmp_path, frames: int = 4) -> UserSession:
+    """A session with one object clicked on frame 0 and tracked forward."""
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(frames, 120, 160))
+    user = UserSession(engine)
+    user.upload(clip)
+    user.click(0, 40, 60)
+    list(user.propagate())
+    return user
+
+
 def test_the_video_written_beside_tracking_equals_one_rendered_afterwards(engine, tmp_path):
     from sam2web.render import OverlayStyle
 
@@ -140,11 +150,7 @@ def test_the_video_written_beside_tracking_equals_one_rendered_afterwards(engine
 def test_a_change_after_tracking_renders_the_video_again(engine, tmp_path):
     from sam2web.render import OverlayStyle
 
-    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(4, 120, 160))
-    user = UserSession(engine)
-    user.upload(clip)
-    user.click(0, 40, 60)
-    list(user.propagate())
+    user = _tracked_user(engine, tmp_path)
     user.rename_object(user.active_object, "renamed")  # labels are drawn in the video
     user.style = OverlayStyle(opacity=0.8)
     video = user.export().video
@@ -232,11 +238,7 @@ def test_close_during_propagation_stops_it_and_leaves_nothing(engine, tmp_path):
 
 
 def test_close_during_an_export_removes_the_folder_when_it_ends(engine, tmp_path):
-    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(4, 120, 160))
-    user = UserSession(engine)
-    user.upload(clip)
-    user.click(0, 40, 60)
-    list(user.propagate())
+    user = _tracked_user(engine, tmp_path)
     root = user.workspace.root
     rendering, go_on = threading.Event(), threading.Event()
 
