@@ -62,9 +62,6 @@ class Workspace:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
-
     def remove(self) -> None:
         self.removed = True
         shutil.rmtree(self.root, ignore_errors=True)

@@ -731,32 +731,24 @@ def apply_project(
     done = 0
     if progress is not None:
         progress(0, total)
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
     try:
         for i, step in enumerate(project.history):
-            op = step["op"]
             try:
-                if op == "propagate":
-                    passes = []
-                    for p in step["passes"]:
-                        if p["frames"] > 0:
-                            for _ in tracking.replay_pass(p["start"], p["reverse"], p["frames"]):
-                                done += 1
-                                if progress is not None:
-                                    progress(done, total)
-                            p = tracking.history.pop()["passes"][0]
-                        passes.append(dict(p))
-                    # One run in "both" directions stays one history step of two passes.
-                    tracking.history.append({"op": "propagate", "passes": passes})
-                    continue
-                replay_step(tracking, step)
+                replay_step(tracking, step, on_frame=advance)  # a propagation: per frame
             except UserError as err:
                 raise ProjectError(
-                    f"Step {i + 1} of the project ({op.replace('_', ' ')}) cannot be replayed "
-                    f"on this video: {_clause(err.message)}."
+                    f"Step {i + 1} of the project ({step['op'].replace('_', ' ')}) cannot be "
+                    f"replayed on this video: {_clause(err.message)}."
                 ) from None
-            done += 1
-            if progress is not None:
-                progress(done, total)
+            if step["op"] != "propagate":
+                advance()
         for saved in project.objects:
             obj = tracking.objects[saved.obj_id]
             obj.color = tuple(saved.color)
@@ -770,10 +762,22 @@ def apply_project(
     return notes
 
 
-def replay_step(tracking, step: dict) -> None:
-    """Apply one recorded history step (not a propagation) to a tracking session."""
+def replay_step(tracking, step: dict, on_frame: Callable[[], None] | None = None) -> None:
+    """Apply one recorded history step to a tracking session. A propagation runs its
+    passes again (``on_frame()`` after each tracked frame) and stays one history step."""
     op = step["op"]
-    if op == "add_object":
+    if op == "propagate":
+        passes = []
+        for p in step["passes"]:
+            if p["frames"] > 0:
+                for _ in tracking.replay_pass(p["start"], p["reverse"], p["frames"]):
+                    if on_frame is not None:
+                        on_frame()
+                p = tracking.history.pop()["passes"][0]
+            passes.append(dict(p))
+        # One run in "both" directions stays one history step of two passes.
+        tracking.history.append({"op": "propagate", "passes": passes})
+    elif op == "add_object":
         obj = tracking.add_object(step["name"])
         if obj.obj_id != step["obj"]:  # ids restart at 1 after a reset; parse checked order
             raise RuntimeError(f"replayed object id {obj.obj_id}, expected {step['obj']}")

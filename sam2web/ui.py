@@ -807,8 +807,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
 
         @_friendly
         def on_quality(user: UserSession, quality_v, frame, progress=gr.Progress()):
-            if user.folder is None:
-                user.quality = quality_v if quality_v in ("full", "fast") else "full"
+            if user.folder is None:  # nothing to replay yet
+                user.set_quality(quality_v or "full")
                 return None, "", _objects_update(user)
 
             def cb(done, total):

@@ -232,11 +232,9 @@ class UserSession:
     def upload(self, path: Path, source_name: str | None = None, fps: float | None = None,
                progress: Progress | None = None) -> VideoInfo:
         """Decode an upload into a fresh workspace; the previous video, if any, is dropped
-        only once the new one decoded. A closed session that uploads again is open again
-        (a page that reconnected after its tab was reported closed)."""
+        only once the new one decoded."""
         self.touch()
         self._require_not_tracking()
-        self.closed = False
         path = Path(path)
         sha256 = None
         with contextlib.suppress(OSError):  # unreadable: ingest says so in one sentence

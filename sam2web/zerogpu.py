@@ -135,15 +135,9 @@ def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
     # The store is not cleared: replaying rewrites each stored frame with the same masks
     # (atomically), so the web process never sees a frame vanish while the job runs.
     control = Path(job.control_dir)
-    replayed = 0
+    replayed = []
     for step in job.history:
-        if step["op"] != "propagate":
-            replay_step(session, step)
-            continue
-        for p in step["passes"]:
-            if p["frames"] > 0:
-                for _ in session.replay_pass(p["start"], p["reverse"], p["frames"]):
-                    replayed += 1
+        replay_step(session, step, on_frame=lambda: replayed.append(1))
     for obj_id, name, color in job.objects:
         obj = session.objects.get(obj_id)
         if obj is not None:
@@ -158,7 +152,7 @@ def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
     return TrackingOutcome(
         record=dict(session.history[-1]), frames=done,
         seconds=time.perf_counter() - started, cancelled=cancel.is_set(),
-        replayed_frames=replayed)
+        replayed_frames=len(replayed))
 
 
 run_tracking_job = gpu(duration=job_duration)(_run_tracking_job)
