@@ -452,9 +452,16 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
     cpu2, busy2 = time.process_time(), system_busy_s()
     rss_stages["prompts"] = rss_mib()
     # As the app does: the overlay video is rendered and encoded beside tracking.
-    live = LiveOverlayVideo(folder.read_rgb, info.num_frames, session.store, session.objects,
-                            OverlayStyle(), exports_dir / "sam2web_overlay.mp4", info.fps,
-                            pending=session.planned_frames("forward"))
+    live = LiveOverlayVideo(
+        folder.read_rgb,
+        info.num_frames,
+        session.store,
+        session.objects,
+        OverlayStyle(),
+        exports_dir / "sam2web_overlay.mp4",
+        info.fps,
+        pending=session.planned_frames("forward"),
+    )
     last = t2
     for step in session.propagate("forward"):
         live.frame_done(step.result.frame_idx)

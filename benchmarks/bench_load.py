@@ -25,18 +25,34 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sessions", type=int, default=4, help="users at once (default 4)")
-    parser.add_argument("--frames", type=int, default=20,
-                        help="frames of the first user's clip; user i gets FRAMES + i "
-                             "(default 20)")
-    parser.add_argument("--resolution", type=int, default=256,
-                        help="processing resolution, SAM2WEB_RESOLUTION (default 256)")
-    parser.add_argument("--concurrency", type=int, default=1,
-                        help="model events at once, SAM2WEB_CONCURRENCY (default 1)")
-    parser.add_argument("--slider-pause", type=float, default=0.1,
-                        help="seconds between the slider user's frame requests (default 0.1)")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=20,
+        help="frames of the first user's clip; user i gets FRAMES + i (default 20)",
+    )
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        default=256,
+        help="processing resolution, SAM2WEB_RESOLUTION (default 256)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="model events at once, SAM2WEB_CONCURRENCY (default 1)",
+    )
+    parser.add_argument(
+        "--slider-pause",
+        type=float,
+        default=0.1,
+        help="seconds between the slider user's frame requests (default 0.1)",
+    )
     args = parser.parse_args(argv)
 
     from sam2web.model import write_random_checkpoint
@@ -47,20 +63,31 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         ckpt = write_random_checkpoint(tmp / "tiny.pt")
         t0 = time.perf_counter()
-        server = start_app(tmp / "app", ckpt, resolution=args.resolution,
-                           extra_env={"SAM2WEB_CONCURRENCY": str(args.concurrency)})
+        server = start_app(
+            tmp / "app",
+            ckpt,
+            resolution=args.resolution,
+            extra_env={"SAM2WEB_CONCURRENCY": str(args.concurrency)},
+        )
         started = time.perf_counter() - t0
         try:
-            run = run_load(server.url, user_clips(args.sessions, args.frames), tmp / "clips",
-                           server.log, pid=server.process.pid,
-                           scrub_pause_s=args.slider_pause)
+            run = run_load(
+                server.url,
+                user_clips(args.sessions, args.frames),
+                tmp / "clips",
+                server.log,
+                pid=server.process.pid,
+                scrub_pause_s=args.slider_pause,
+            )
         finally:
             server.stop()
-    print(f"\nLoad: {args.sessions} users at once, {args.frames}..."
-          f"{args.frames + args.sessions - 1} frames each, two objects, "
-          f"{args.resolution} px, SAM2WEB_CONCURRENCY={args.concurrency}, "
-          f"{os.cpu_count()} CPU(s); app start {started:.1f} s. Times in seconds from the "
-          "start of the load, in tracking order.\n")
+    print(
+        f"\nLoad: {args.sessions} users at once, {args.frames}..."
+        f"{args.frames + args.sessions - 1} frames each, two objects, "
+        f"{args.resolution} px, SAM2WEB_CONCURRENCY={args.concurrency}, "
+        f"{os.cpu_count()} CPU(s); app start {started:.1f} s. Times in seconds from the "
+        "start of the load, in tracking order.\n"
+    )
     print(run.table())
     problems = {u.clip.key: check(u) for u in run.users if check(u)}
     if problems:

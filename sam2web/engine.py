@@ -111,8 +111,14 @@ class Engine:
     def limits(self) -> MediaLimits:
         return MediaLimits.from_settings(self.settings)
 
-    def open_video(self, ws: Workspace, upload: Path, source_name: str | None = None,
-                   fps: float | None = None, progress: Progress | None = None) -> VideoInfo:
+    def open_video(
+        self,
+        ws: Workspace,
+        upload: Path,
+        source_name: str | None = None,
+        fps: float | None = None,
+        progress: Progress | None = None,
+    ) -> VideoInfo:
         """Decode an upload into the workspace's frame folder (replacing any earlier one).
 
         Refused with StorageFullError when the session folders and the upload together
@@ -120,9 +126,16 @@ class Engine:
         shutil.rmtree(ws.frames_dir, ignore_errors=True)
         shutil.rmtree(ws.masks_dir, ignore_errors=True)
         budget = self.disk_budget(Path(upload))
-        return ingest(upload, ws.frames_dir, limits=self.limits,
-                      frame_format=self.settings.frame_format, source_name=source_name,
-                      fps=fps, progress=progress, max_output_bytes=budget)
+        return ingest(
+            upload,
+            ws.frames_dir,
+            limits=self.limits,
+            frame_format=self.settings.frame_format,
+            source_name=source_name,
+            fps=fps,
+            progress=progress,
+            max_output_bytes=budget,
+        )
 
     def disk_budget(self, upload: Path) -> int | None:
         """Bytes the decoded frames of ``upload`` may take (None: no limit); raises
@@ -169,14 +182,17 @@ class Engine:
         spec = get_spec(model_key or self.settings.model)
         explicit = self.explicit_checkpoint(spec.key)
         try:
-            path = resolve_checkpoint(spec, checkpoint=explicit,
-                                      cache_dir=self.settings.cache_dir, offline=True)
+            path = resolve_checkpoint(
+                spec, checkpoint=explicit, cache_dir=self.settings.cache_dir, offline=True
+            )
         except CheckpointError as err:
             if self.settings.offline or explicit:
                 return CheckpointStatus(False, spec.label, err.message)
             return CheckpointStatus(
-                False, spec.label,
-                f"{spec.label} will be downloaded ({spec.size_mb} MB) when tracking starts.")
+                False,
+                spec.label,
+                f"{spec.label} will be downloaded ({spec.size_mb} MB) when tracking starts.",
+            )
         return CheckpointStatus(True, spec.label, f"{spec.label} is ready.", path)
 
     def resolution(self, quality: str = "full") -> int:
@@ -187,19 +203,32 @@ class Engine:
         s = self.settings
         return s.resolution if quality == "full" else min(s.fast_resolution, s.resolution)
 
-    def predictor(self, model_key: str | None = None, progress: Progress | None = None,
-                  resolution: int | None = None):
+    def predictor(
+        self,
+        model_key: str | None = None,
+        progress: Progress | None = None,
+        resolution: int | None = None,
+    ):
         spec = get_spec(model_key or self.settings.model)
         with self._ckpt_lock:
             path = self._ckpt_paths.get(spec.key)
             if path is None or not path.exists():
-                path = resolve_checkpoint(spec, checkpoint=self.explicit_checkpoint(spec.key),
-                                          cache_dir=self.settings.cache_dir,
-                                          offline=self.settings.offline, progress=progress)
+                path = resolve_checkpoint(
+                    spec,
+                    checkpoint=self.explicit_checkpoint(spec.key),
+                    cache_dir=self.settings.cache_dir,
+                    offline=self.settings.offline,
+                    progress=progress,
+                )
                 self._ckpt_paths[spec.key] = path
         device = "cpu" if self.gpu_jobs else choose_device(self.settings.device)
-        return self.models.get(spec, path, device, resolution or self.settings.resolution,
-                               corrections=self.settings.corrections)
+        return self.models.get(
+            spec,
+            path,
+            device,
+            resolution or self.settings.resolution,
+            corrections=self.settings.corrections,
+        )
 
     def checkpoint_path(self, model_key: str | None = None) -> Path | None:
         """The checkpoint file :meth:`predictor` resolved for this model, or None when the
@@ -208,9 +237,14 @@ class Engine:
         with self._ckpt_lock:
             return self._ckpt_paths.get(spec.key)
 
-    def start_session(self, ws: Workspace, model_key: str | None = None,
-                      progress: Progress | None = None, resolution: int | None = None,
-                      masks_dir: Path | None = None) -> TrackingSession:
+    def start_session(
+        self,
+        ws: Workspace,
+        model_key: str | None = None,
+        progress: Progress | None = None,
+        resolution: int | None = None,
+        masks_dir: Path | None = None,
+    ) -> TrackingSession:
         """A tracking session on the workspace's frames; its masks go to ``masks_dir``
         (default: the workspace's, emptied first)."""
         predictor = self.predictor(model_key, progress, resolution)
@@ -220,14 +254,23 @@ class Engine:
             shutil.rmtree(masks_dir, ignore_errors=True)
         device = predictor.device
         return TrackingSession(
-            predictor, folder.frame_paths(), folder.info, masks_dir,
+            predictor,
+            folder.frame_paths(),
+            folder.info,
+            masks_dir,
             full_memory_frames=self.settings.full_memory_frames,
             autocast=lambda: autocast_context(device, self.settings.bf16),
         )
 
-    def tracking_job(self, ws: Workspace, tracking: TrackingSession, model_key: str | None,
-                     direction: str, start_frame: int | None,
-                     end_frame: int | None) -> TrackingJob:
+    def tracking_job(
+        self,
+        ws: Workspace,
+        tracking: TrackingSession,
+        model_key: str | None,
+        direction: str,
+        start_frame: int | None,
+        end_frame: int | None,
+    ) -> TrackingJob:
         """A self-contained propagation job for ``tracking``, which runs the model
         ``model_key`` (see :mod:`sam2web.zerogpu`)."""
         predictor = tracking.predictor
@@ -235,16 +278,23 @@ class Engine:
         ckpt = self.checkpoint_path(spec.key)
         device = "cuda" if zerogpu_enabled() else str(choose_device(self.settings.device))
         return TrackingJob(
-            frames_dir=str(ws.frames_dir), masks_dir=str(tracking.store.root),
-            control_dir=str(ws.root), info=tracking.info, model_key=spec.key,
+            frames_dir=str(ws.frames_dir),
+            masks_dir=str(tracking.store.root),
+            control_dir=str(ws.root),
+            info=tracking.info,
+            model_key=spec.key,
             checkpoint=None if ckpt is None else str(ckpt),
-            resolution=int(predictor.image_size), corrections=self.settings.corrections,
-            device=device, bf16=self.settings.bf16,
+            resolution=int(predictor.image_size),
+            corrections=self.settings.corrections,
+            device=device,
+            bf16=self.settings.bf16,
             full_memory_frames=self.settings.full_memory_frames,
-            objects=tuple((o.obj_id, o.name, tuple(o.color))
-                          for o in tracking.objects.values()),
+            objects=tuple((o.obj_id, o.name, tuple(o.color)) for o in tracking.objects.values()),
             history=tuple(dict(step) for step in tracking.history),
-            direction=direction, start_frame=start_frame, end_frame=end_frame)
+            direction=direction,
+            start_frame=start_frame,
+            end_frame=end_frame,
+        )
 
     @property
     def approximate(self) -> bool:
@@ -290,8 +340,7 @@ class Housekeeping:
         self.live_ids = live_ids
         self.passes = 0  # completed sweeps (for tests and logs)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sam2web-housekeeping",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="sam2web-housekeeping", daemon=True)
 
     def start(self) -> Housekeeping:
         self._thread.start()

@@ -39,14 +39,14 @@ class StorageFullError(UserError):
     """The disk space this server allows for session folders (SAM2WEB_MAX_DISK_MB) is used
     up, or an upload's decoded frames would go beyond it."""
 
-    def __init__(self, message: str = "The server's storage for sessions is full; try again "
-                                       "later."):
+    def __init__(
+        self, message: str = "The server's storage for sessions is full; try again later."
+    ):
         super().__init__(message)
 
 
 class SessionClosedError(TrackingError):
     """The session ended (its tab closed or it expired) while a request was still running."""
 
-    def __init__(self, message: str = "This session was closed; reload the page to start "
-                                       "again."):
+    def __init__(self, message: str = "This session was closed; reload the page to start again."):
         super().__init__(message)

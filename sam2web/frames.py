@@ -42,8 +42,13 @@ class LazyFrameSource(Sequence):
     ``cache_size`` frames are held at most (each 3*S*S*4 bytes: 12 MiB at S=1024).
     """
 
-    def __init__(self, paths: list[Path], image_size: int, device: torch.device | str = "cpu",
-                 cache_size: int = 4):
+    def __init__(
+        self,
+        paths: list[Path],
+        image_size: int,
+        device: torch.device | str = "cpu",
+        cache_size: int = 4,
+    ):
         if not paths:
             raise ValueError("a frame source needs at least one frame")
         self._paths = list(paths)

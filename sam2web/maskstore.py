@@ -57,8 +57,11 @@ class MaskStore:
     def refresh(self) -> None:
         """Re-read the frame index from the folder (after another process wrote to it)."""
         with self._lock:
-            self._frames = {int(m.group(1)) for m in map(_FRAME_FILE.match, (
-                p.name for p in self.root.iterdir())) if m}
+            self._frames = {
+                int(m.group(1))
+                for m in map(_FRAME_FILE.match, (p.name for p in self.root.iterdir()))
+                if m
+            }
 
     # ------------------------------------------------------------------ files
     def _path(self, frame_idx: int) -> Path:

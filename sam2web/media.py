@@ -208,8 +208,9 @@ def ingest(
     if any(dest_dir.iterdir()):
         raise FileExistsError(f"{dest_dir} already holds files")
     try:
-        writer = _FrameWriter(dest_dir, frame_format, _Progress(progress),
-                              max_bytes=max_output_bytes)
+        writer = _FrameWriter(
+            dest_dir, frame_format, _Progress(progress), max_bytes=max_output_bytes
+        )
         info = _ingest_into(src, writer, _Limiter(limits, name), name, fps)
         meta = info_to_dict(info)
         meta["frame_format"] = frame_format
@@ -284,8 +285,9 @@ class _Progress:
 class _FrameWriter:
     """Writes RGB uint8 frames as numbered files; all frames must have one size."""
 
-    def __init__(self, folder: Path, frame_format: str, progress: _Progress,
-                 max_bytes: int | None = None):
+    def __init__(
+        self, folder: Path, frame_format: str, progress: _Progress, max_bytes: int | None = None
+    ):
         self.folder = folder
         self.frame_format = frame_format
         self.progress = progress
@@ -533,9 +535,7 @@ def _unopenable_video_message(src: Path, name: str, head: bytes) -> str:
     # MP4/MOV files are a chain of boxes: size (4 bytes) and type; "ftyp" or "mdat" first.
     is_mp4 = head[4:8] in (b"ftyp", b"mdat", b"moov", b"free", b"wide", b"skip")
     if is_mp4 and "Input #0" in report and not streams:
-        return (
-            f"{_the_file(name)} contains no video frames; upload a video with picture content."
-        )
+        return f"{_the_file(name)} contains no video frames; upload a video with picture content."
     if is_mp4 and "moov atom not found" in report:
         return (
             f"{_the_file(name)} is incomplete or damaged (its index is missing, which "

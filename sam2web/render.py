@@ -164,8 +164,10 @@ def draw_overlay(
         for obj, mask, box in drawn:
             # Contours of the cropped mask, shifted back: the crop holds the whole mask.
             contours, _ = cv2.findContours(
-                mask[box].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE,
-                offset=(box[1].start, box[0].start)
+                mask[box].astype(np.uint8),
+                cv2.RETR_EXTERNAL,
+                cv2.CHAIN_APPROX_NONE,
+                offset=(box[1].start, box[0].start),
             )
             # thickness t centred on the boundary pixels; half of it falls outside the mask
             cv2.drawContours(out, contours, -1, tuple(int(c) for c in obj.color), thickness)
@@ -505,8 +507,9 @@ class LiveOverlayVideo:
         self._error: BaseException | None = None
         self._result: Path | None = None
         args = (store, dict(objects), style, fps)
-        self._thread = threading.Thread(target=self._run, args=args, name="overlay-video",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=args, name="overlay-video", daemon=True
+        )
         self._thread.start()
 
     @property
@@ -572,9 +575,16 @@ class LiveOverlayVideo:
         with contextlib.suppress(AttributeError, OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
-            self._result = render_overlay_video(self._frames(), store, objects, style,
-                                                self.path, fps, progress=self._count,
-                                                total=self.num_frames)
+            self._result = render_overlay_video(
+                self._frames(),
+                store,
+                objects,
+                style,
+                self.path,
+                fps,
+                progress=self._count,
+                total=self.num_frames,
+            )
         except _Stopped:
             pass
         except BaseException as err:  # handed to finish()

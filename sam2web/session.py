@@ -126,8 +126,9 @@ class TrackingSession:
             raise ValueError("frame_paths and info disagree on the number of frames")
         self.predictor = predictor
         self.info = info
-        self.frames = LazyFrameSource(frame_paths, predictor.image_size, predictor.device,
-                                      cache_size=frame_cache)
+        self.frames = LazyFrameSource(
+            frame_paths, predictor.image_size, predictor.device, cache_size=frame_cache
+        )
         self.store = MaskStore(masks_dir, info.height, info.width)
         self.state = new_inference_state(predictor, self.frames, info.height, info.width)
         self.objects: dict[int, TrackedObject] = {}
@@ -149,8 +150,9 @@ class TrackingSession:
         with self._lock:
             obj_id = self._next_id
             self._next_id += 1
-            obj = TrackedObject(obj_id, (name or "").strip() or f"object {obj_id}",
-                                color_for(obj_id))
+            obj = TrackedObject(
+                obj_id, (name or "").strip() or f"object {obj_id}", color_for(obj_id)
+            )
             self.objects[obj_id] = obj
             self.history.append({"op": "add_object", "obj": obj_id, "name": obj.name})
             return obj
@@ -199,9 +201,16 @@ class TrackingSession:
             except Exception:
                 prompts.clicks.pop()
                 raise
-            self.history.append({"op": "click", "frame": int(frame_idx), "obj": obj_id,
-                                 "x": float(click.x), "y": float(click.y),
-                                 "positive": bool(click.positive)})
+            self.history.append(
+                {
+                    "op": "click",
+                    "frame": int(frame_idx),
+                    "obj": obj_id,
+                    "x": float(click.x),
+                    "y": float(click.y),
+                    "positive": bool(click.positive),
+                }
+            )
             return result
 
     def set_box(self, frame_idx: int, obj_id: int, box: Box) -> FrameResult:
@@ -223,8 +232,17 @@ class TrackingSession:
             except Exception:
                 prompts.box = old
                 raise
-            self.history.append({"op": "box", "frame": int(frame_idx), "obj": obj_id,
-                                 "x0": box.x0, "y0": box.y0, "x1": box.x1, "y1": box.y1})
+            self.history.append(
+                {
+                    "op": "box",
+                    "frame": int(frame_idx),
+                    "obj": obj_id,
+                    "x0": box.x0,
+                    "y0": box.y0,
+                    "x1": box.x1,
+                    "y1": box.y1,
+                }
+            )
             return result
 
     def undo(self, frame_idx: int, obj_id: int) -> FrameResult:
@@ -267,8 +285,13 @@ class TrackingSession:
             self.history.clear()
 
     def prompted_frames(self, obj_id: int | None = None) -> list[int]:
-        return sorted({f for (f, o), p in self.prompts.items()
-                       if not p.is_empty() and (obj_id is None or o == obj_id)})
+        return sorted(
+            {
+                f
+                for (f, o), p in self.prompts.items()
+                if not p.is_empty() and (obj_id is None or o == obj_id)
+            }
+        )
 
     def _replay(self, frame_idx: int, obj_id: int) -> FrameResult:
         """Rebuild the object's SAM2 input on this frame from the remaining prompts, in the
@@ -279,7 +302,8 @@ class TrackingSession:
             return self._current(frame_idx)
         with self._autocast():
             _, obj_ids, logits = self.predictor.clear_all_prompts_in_frame(
-                self.state, frame_idx, obj_id, need_output=True)
+                self.state, frame_idx, obj_id, need_output=True
+            )
         if prompts is None or prompts.is_empty():
             self.prompts.pop((frame_idx, obj_id), None)
             score = self._score(frame_idx, obj_id)
@@ -316,7 +340,12 @@ class TrackingSession:
             box = np.array([b.x0, b.y0, b.x1, b.y1], dtype=np.float32)
         with self._autocast():
             _, obj_ids, logits = self.predictor.add_new_points_or_box(
-                self.state, frame_idx, obj_id, points=points, labels=labels, box=box,
+                self.state,
+                frame_idx,
+                obj_id,
+                points=points,
+                labels=labels,
+                box=box,
                 clear_old_points=True,
             )
         idx = list(obj_ids).index(obj_id)
@@ -330,8 +359,11 @@ class TrackingSession:
         if result is None:
             return FrameResult(frame_idx, {}, {})
         keep = set(self.objects)
-        return FrameResult(frame_idx, {k: v for k, v in result.masks.items() if k in keep},
-                           {k: v for k, v in result.scores.items() if k in keep})
+        return FrameResult(
+            frame_idx,
+            {k: v for k, v in result.masks.items() if k in keep},
+            {k: v for k, v in result.scores.items() if k in keep},
+        )
 
     def result(self, frame_idx: int) -> FrameResult | None:
         """Stored masks of every object on a frame, or None when the frame has none."""
@@ -365,10 +397,10 @@ class TrackingSession:
         self.history.append(record)
         try:
             for reverse, count in passes:
-                record["passes"].append({"start": start_frame, "reverse": reverse,
-                                         "frames": 0})
+                record["passes"].append({"start": start_frame, "reverse": reverse, "frames": 0})
                 for tracked, result in enumerate(
-                        self._run_pass(start_frame, count, reverse, cancel), start=1):
+                    self._run_pass(start_frame, count, reverse, cancel), start=1
+                ):
                     done += 1
                     record["passes"][-1]["frames"] = tracked
                     yield PropagationStep(result, done, total)
@@ -383,8 +415,10 @@ class TrackingSession:
             self._require_idle()
             self._check_frame(start_frame)
             self.propagating = True
-        record = {"op": "propagate", "passes": [{"start": start_frame, "reverse": reverse,
-                                                 "frames": 0}]}
+        record = {
+            "op": "propagate",
+            "passes": [{"start": start_frame, "reverse": reverse, "frames": 0}],
+        }
         self.history.append(record)
         try:
             for result in self._run_pass(start_frame, frames, reverse, None):
@@ -393,8 +427,12 @@ class TrackingSession:
         finally:
             self.propagating = False
 
-    def planned_frames(self, direction: str = "forward", start_frame: int | None = None,
-                       end_frame: int | None = None) -> list[int]:
+    def planned_frames(
+        self,
+        direction: str = "forward",
+        start_frame: int | None = None,
+        end_frame: int | None = None,
+    ) -> list[int]:
         """The frames :meth:`propagate` with these arguments will track, in the order it
         tracks them (a frame tracked by both passes of "both" appears twice). Raises the
         same errors as :meth:`propagate` for arguments it would refuse."""
@@ -406,8 +444,9 @@ class TrackingSession:
             frames.extend(range(start, start + step * count, step))
         return frames
 
-    def _plan(self, direction: str, start_frame: int | None,
-              end_frame: int | None) -> tuple[int, list[tuple[bool, int]]]:
+    def _plan(
+        self, direction: str, start_frame: int | None, end_frame: int | None
+    ) -> tuple[int, list[tuple[bool, int]]]:
         if direction not in DIRECTIONS:
             raise TrackingError(f"Direction must be one of {', '.join(DIRECTIONS)}.")
         self._check_ready_to_track()
@@ -431,8 +470,9 @@ class TrackingSession:
                 passes.append((True, start - stop + 1))
         return [p for p in passes if p[1] > 0]
 
-    def _run_pass(self, start: int, count: int, reverse: bool,
-                  cancel: threading.Event | None) -> Iterator[FrameResult]:
+    def _run_pass(
+        self, start: int, count: int, reverse: bool, cancel: threading.Event | None
+    ) -> Iterator[FrameResult]:
         # Gradio may resume a generator on a different worker thread, so no lock or
         # autocast context is held across a yield: both are entered around each step.
         # (sam2 decorates propagate_in_video with inference_mode, which torch re-enters
@@ -446,7 +486,9 @@ class TrackingSession:
             self.predictor.propagate_in_video_preflight(self.state)
             self._upcast_memory()
         gen = self.predictor.propagate_in_video(
-            self.state, start_frame_idx=start, max_frame_num_to_track=count - 1,
+            self.state,
+            start_frame_idx=start,
+            max_frame_num_to_track=count - 1,
             reverse=reverse,
         )
         try:
@@ -460,8 +502,9 @@ class TrackingSession:
                         except StopIteration:
                             return
                         self._upcast_memory(frame_idx)
-                    masks = {oid: (logits[i, 0] > 0.0).cpu().numpy()
-                             for i, oid in enumerate(obj_ids)}
+                    masks = {
+                        oid: (logits[i, 0] > 0.0).cpu().numpy() for i, oid in enumerate(obj_ids)
+                    }
                     scores = {oid: self._score(frame_idx, oid) for oid in obj_ids}
                     self.store.write(frame_idx, masks, scores)
                     for oid in obj_ids:
@@ -494,6 +537,7 @@ class TrackingSession:
         and MEMORY_WINDOW frames on both sides of each prompted frame and of the pass start
         (a later pass in the other direction starts there and reads them).
         """
+
         def keep(frame: int) -> bool:
             behind = frame - current if reverse else current - frame
             if 0 <= behind <= MEMORY_WINDOW:
@@ -515,17 +559,20 @@ class TrackingSession:
         obj_idx = self.state["obj_id_to_idx"][obj_id]
         tracked = self.state["frames_tracked_per_obj"][obj_idx].get(frame_idx)
         reverse = bool(tracked and tracked["reverse"])
-        prompted = [f for f in self.prompted_frames()
-                    if (f >= frame_idx if reverse else f <= frame_idx)
-                    and (f, obj_id) in self.prompts and f != frame_idx]
+        prompted = [
+            f
+            for f in self.prompted_frames()
+            if (f >= frame_idx if reverse else f <= frame_idx)
+            and (f, obj_id) in self.prompts
+            and f != frame_idx
+        ]
         if not prompted:
             prompted = [f for f in self.prompted_frames() if f != frame_idx]
         if not prompted:
             return
         anchor = min(prompted, key=lambda f: abs(f - frame_idx))
         count = abs(frame_idx - anchor) + 1
-        log.info("re-tracking frames %d..%d before refining frame %d", anchor, frame_idx,
-                 frame_idx)
+        log.info("re-tracking frames %d..%d before refining frame %d", anchor, frame_idx, frame_idx)
         for _ in self._run_pass(anchor, count, reverse, None):
             pass
 
@@ -545,8 +592,13 @@ class TrackingSession:
             for out in per_obj.values():
                 for outputs in out.values():
                     # After a tracking step only that frame's entries are new.
-                    entries = (outputs.values() if frame_idx is None
-                               else [outputs[frame_idx]] if frame_idx in outputs else [])
+                    entries = (
+                        outputs.values()
+                        if frame_idx is None
+                        else [outputs[frame_idx]]
+                        if frame_idx in outputs
+                        else []
+                    )
                     for entry in entries:
                         feats = entry.get("maskmem_features")
                         if feats is not None and feats.dtype == torch.bfloat16:
@@ -605,6 +657,4 @@ class TrackingSession:
         if self.closed:
             raise SessionClosedError()
         if self.propagating:
-            raise TrackingError(
-                "Tracking is running; wait for it to finish or press Cancel first."
-            )
+            raise TrackingError("Tracking is running; wait for it to finish or press Cancel first.")

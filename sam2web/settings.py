@@ -21,62 +21,113 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("SAM2WEB_MODEL", "sam2.1-tiny",
-            "Model size to load: sam2.1-tiny, sam2.1-small, sam2.1-base-plus, sam2.1-large, "
-            "or the SAM2.0 equivalents sam2-tiny ... sam2-large."),
-    Setting("SAM2WEB_CHECKPOINT", "",
-            "Path to a local checkpoint file (.pt) for SAM2WEB_MODEL. When set, nothing is "
-            "downloaded."),
-    Setting("SAM2WEB_CACHE_DIR", "~/.cache/sam2web",
-            "Folder where downloaded checkpoints are kept."),
-    Setting("SAM2WEB_OFFLINE", "0",
-            "1 = never download checkpoints; use SAM2WEB_CHECKPOINT or the cache only."),
-    Setting("SAM2WEB_DEVICE", "auto",
-            "Where the model runs: auto (CUDA, then Apple MPS, then CPU), cuda, mps or cpu."),
-    Setting("SAM2WEB_RESOLUTION", "1024",
-            "Processing resolution in pixels (square). 1024 is SAM2's native size; smaller "
-            "values (e.g. 512) are faster and approximate."),
-    Setting("SAM2WEB_FAST_RESOLUTION", "448",
-            "Processing resolution of the page's *Fast preview* quality (approximate; a multiple "
-            "of 32; 448 is about 9x faster than 1024 on a CPU). The page can measure its "
-            "agreement with full quality on the user's clip."),
-    Setting("SAM2WEB_BF16", "auto",
-            "bfloat16 autocast: auto (on for CUDA), 1 (on; also on CPUs that support it), 0 (off)."),
-    Setting("SAM2WEB_DATA_DIR", "",
-            "Folder that holds one sub-folder per user session (frames, masks, exports). "
-            "Empty = a 'sam2web' folder in the system temp directory."),
-    Setting("SAM2WEB_FRAME_FORMAT", "jpeg",
-            "How decoded frames are stored per session: jpeg (quality 95, 4:4:4, the format "
-            "SAM2's own loader reads) or png (lossless, larger)."),
+    Setting(
+        "SAM2WEB_MODEL",
+        "sam2.1-tiny",
+        "Model size to load: sam2.1-tiny, sam2.1-small, sam2.1-base-plus, sam2.1-large, "
+        "or the SAM2.0 equivalents sam2-tiny ... sam2-large.",
+    ),
+    Setting(
+        "SAM2WEB_CHECKPOINT",
+        "",
+        "Path to a local checkpoint file (.pt) for SAM2WEB_MODEL. When set, nothing is downloaded.",
+    ),
+    Setting(
+        "SAM2WEB_CACHE_DIR", "~/.cache/sam2web", "Folder where downloaded checkpoints are kept."
+    ),
+    Setting(
+        "SAM2WEB_OFFLINE",
+        "0",
+        "1 = never download checkpoints; use SAM2WEB_CHECKPOINT or the cache only.",
+    ),
+    Setting(
+        "SAM2WEB_DEVICE",
+        "auto",
+        "Where the model runs: auto (CUDA, then Apple MPS, then CPU), cuda, mps or cpu.",
+    ),
+    Setting(
+        "SAM2WEB_RESOLUTION",
+        "1024",
+        "Processing resolution in pixels (square). 1024 is SAM2's native size; smaller "
+        "values (e.g. 512) are faster and approximate.",
+    ),
+    Setting(
+        "SAM2WEB_FAST_RESOLUTION",
+        "448",
+        "Processing resolution of the page's *Fast preview* quality (approximate; a multiple "
+        "of 32; 448 is about 9x faster than 1024 on a CPU). The page can measure its "
+        "agreement with full quality on the user's clip.",
+    ),
+    Setting(
+        "SAM2WEB_BF16",
+        "auto",
+        "bfloat16 autocast: auto (on for CUDA), 1 (on; also on CPUs that support it), 0 (off).",
+    ),
+    Setting(
+        "SAM2WEB_DATA_DIR",
+        "",
+        "Folder that holds one sub-folder per user session (frames, masks, exports). "
+        "Empty = a 'sam2web' folder in the system temp directory.",
+    ),
+    Setting(
+        "SAM2WEB_FRAME_FORMAT",
+        "jpeg",
+        "How decoded frames are stored per session: jpeg (quality 95, 4:4:4, the format "
+        "SAM2's own loader reads) or png (lossless, larger).",
+    ),
     Setting("SAM2WEB_MAX_UPLOAD_MB", "1024", "Largest upload accepted, in megabytes."),
     Setting("SAM2WEB_MAX_FRAMES", "5000", "Most frames a video or image sequence may have."),
     Setting("SAM2WEB_MAX_DURATION_S", "1800", "Longest video accepted, in seconds."),
-    Setting("SAM2WEB_MAX_PIXELS", "8294400",
-            "Most pixels per frame (default 3840x2160); larger frames are refused."),
-    Setting("SAM2WEB_MAX_ZIP_RATIO", "200",
-            "Largest allowed ratio of unpacked to packed size for zip uploads (zip-bomb guard)."),
-    Setting("SAM2WEB_CORRECTIONS", "keep",
-            "keep: a click on an already-tracked frame becomes a prompted frame and survives "
-            "the next propagation. upstream: sam2 1.1.0's default, where the next propagation "
-            "overwrites such corrections."),
-    Setting("SAM2WEB_FULL_MEMORY_FRAMES", "300",
-            "Videos up to this many frames keep every tracked frame's model memory (refining any "
-            "frame is immediate); longer videos keep only what SAM2 reads and re-track a released "
-            "frame before refining it."),
+    Setting(
+        "SAM2WEB_MAX_PIXELS",
+        "8294400",
+        "Most pixels per frame (default 3840x2160); larger frames are refused.",
+    ),
+    Setting(
+        "SAM2WEB_MAX_ZIP_RATIO",
+        "200",
+        "Largest allowed ratio of unpacked to packed size for zip uploads (zip-bomb guard).",
+    ),
+    Setting(
+        "SAM2WEB_CORRECTIONS",
+        "keep",
+        "keep: a click on an already-tracked frame becomes a prompted frame and survives "
+        "the next propagation. upstream: sam2 1.1.0's default, where the next propagation "
+        "overwrites such corrections.",
+    ),
+    Setting(
+        "SAM2WEB_FULL_MEMORY_FRAMES",
+        "300",
+        "Videos up to this many frames keep every tracked frame's model memory (refining any "
+        "frame is immediate); longer videos keep only what SAM2 reads and re-track a released "
+        "frame before refining it.",
+    ),
     Setting("SAM2WEB_HOST", "0.0.0.0", "Address the web app listens on."),
     Setting("SAM2WEB_PORT", "7860", "Port the web app listens on."),
-    Setting("SAM2WEB_CONCURRENCY", "1",
-            "How many model-heavy events (clicks, propagation) run at once across all users."),
-    Setting("SAM2WEB_SESSION_TTL_S", "7200",
-            "A session idle for this many seconds is removed with its files."),
-    Setting("SAM2WEB_SWEEP_INTERVAL_S", "600",
-            "Seconds between housekeeping passes of the web app, which remove session "
-            "folders older than SAM2WEB_SESSION_TTL_S that belong to no open session "
-            "(e.g. left behind by an earlier run)."),
-    Setting("SAM2WEB_MAX_DISK_MB", "20480",
-            "Most disk space, in megabytes, that all session folders together may use. An "
-            "upload that would go beyond it is refused (checked before and while decoding); "
-            "0 = no limit."),
+    Setting(
+        "SAM2WEB_CONCURRENCY",
+        "1",
+        "How many model-heavy events (clicks, propagation) run at once across all users.",
+    ),
+    Setting(
+        "SAM2WEB_SESSION_TTL_S",
+        "7200",
+        "A session idle for this many seconds is removed with its files.",
+    ),
+    Setting(
+        "SAM2WEB_SWEEP_INTERVAL_S",
+        "600",
+        "Seconds between housekeeping passes of the web app, which remove session "
+        "folders older than SAM2WEB_SESSION_TTL_S that belong to no open session "
+        "(e.g. left behind by an earlier run).",
+    ),
+    Setting(
+        "SAM2WEB_MAX_DISK_MB",
+        "20480",
+        "Most disk space, in megabytes, that all session folders together may use. An "
+        "upload that would go beyond it is refused (checked before and while decoding); "
+        "0 = no limit.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -147,6 +198,7 @@ class Settings:
 
         checkpoint = get("SAM2WEB_CHECKPOINT")
         data_dir = get("SAM2WEB_DATA_DIR") or str(Path(tempfile.gettempdir()) / "sam2web")
+
         def as_resolution(name: str) -> int:
             number = as_int(name, 64)
             if number % 32:

@@ -58,8 +58,12 @@ class Box:
     y1: float
 
     def normalized(self) -> Box:
-        return Box(min(self.x0, self.x1), min(self.y0, self.y1),
-                   max(self.x0, self.x1), max(self.y0, self.y1))
+        return Box(
+            min(self.x0, self.x1),
+            min(self.y0, self.y1),
+            max(self.x0, self.x1),
+            max(self.y0, self.y1),
+        )
 
 
 @dataclass

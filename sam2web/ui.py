@@ -39,8 +39,23 @@ MODE_LABELS = {
     "box": "Box (click two opposite corners)",
 }
 DIRECTION_LABELS = {"forward": "Forward", "backward": "Backward", "both": "Both directions"}
-UPLOAD_TYPES = [".mp4", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".gif",
-                ".zip", ".tif", ".tiff", ".png", ".jpg", ".jpeg"]
+UPLOAD_TYPES = [
+    ".mp4",
+    ".mov",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".mpg",
+    ".mpeg",
+    ".m4v",
+    ".gif",
+    ".zip",
+    ".tif",
+    ".tiff",
+    ".png",
+    ".jpg",
+    ".jpeg",
+]
 
 INTRO = """\
 # sam2web — click to track
@@ -84,8 +99,11 @@ class SessionRegistry:
         now = time.time()
         with self._lock:
             for key, user in list(self._by_hash.items()):
-                expired = not user.closed and self.idle_ttl_s is not None \
+                expired = (
+                    not user.closed
+                    and self.idle_ttl_s is not None
                     and now - user.last_used > self.idle_ttl_s
+                )
                 if expired:
                     idle.append(user)
                 if user.closed or expired:
@@ -99,8 +117,11 @@ class SessionRegistry:
             user.close()
         return ids
 
-NOT_UPLOADED = ("The file is not on the server (it was not uploaded through this page, or it "
-                "was removed); choose the file and upload it again.")
+
+NOT_UPLOADED = (
+    "The file is not on the server (it was not uploaded through this page, or it "
+    "was removed); choose the file and upload it again."
+)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -219,13 +240,17 @@ def _translate(err: Exception, user=None) -> gr.Error:
     if isinstance(err, UserError):
         return gr.Error(_for_toast(err.message), print_exception=False)
     log.error("unexpected error", exc_info=err)
-    return gr.Error("Something went wrong on the server (details are in its log); try "
-                    "again, or reload the page.", print_exception=False)
+    return gr.Error(
+        "Something went wrong on the server (details are in its log); try "
+        "again, or reload the page.",
+        print_exception=False,
+    )
 
 
 def _friendly(fn):
     """Turn errors into one readable sentence in the page (never a stack trace)."""
     if inspect.isgeneratorfunction(fn):
+
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
             try:
@@ -266,8 +291,9 @@ def _frame_field(value, what: str) -> int | None:
     if number is None:
         return None
     if not number.is_integer() or number < 0:
-        raise gr.Error(f"The {what} must be a frame number (0 or more) or empty.",
-                       print_exception=False)
+        raise gr.Error(
+            f"The {what} must be a frame number (0 or more) or empty.", print_exception=False
+        )
     return int(number)
 
 
@@ -277,8 +303,7 @@ def _number_field(value, what: str) -> float | None:
     if number is None:
         return None
     if not (number > 0 and number != float("inf")):
-        raise gr.Error(f"The {what} must be a positive number or empty.",
-                       print_exception=False)
+        raise gr.Error(f"The {what} must be a positive number or empty.", print_exception=False)
     return number
 
 
@@ -300,8 +325,10 @@ def _facts(user: UserSession) -> str:
         return "*No video loaded.*"
     info = user.info
     fps = f"{info.fps:.3g} fps" + (" (nominal)" if info.fps_is_nominal else "")
-    lines = [f"**{html.escape(info.source_name)}** — {info.num_frames} frames, {fps}, "
-             f"{info.width}×{info.height} px, {info.duration_s:.1f} s"]
+    lines = [
+        f"**{html.escape(info.source_name)}** — {info.num_frames} frames, {fps}, "
+        f"{info.width}×{info.height} px, {info.duration_s:.1f} s"
+    ]
     lines += [f"- {html.escape(note)}" for note in info.notes]
     return "\n".join(lines)
 
@@ -317,8 +344,9 @@ def _status(user: UserSession, message: str = "") -> str:
         parts.append(html.escape(message))
     if user.tracking is not None and user.folder is not None:
         tracked = len(user.tracking.store.frames())
-        parts.append(f"{len(user.objects)} object(s); {tracked} of {user.info.num_frames} "
-                     "frames have masks.")
+        parts.append(
+            f"{len(user.objects)} object(s); {tracked} of {user.info.num_frames} frames have masks."
+        )
     return " ".join(parts)
 
 
@@ -327,8 +355,12 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
     settings = engine.settings
     registry = SessionRegistry(idle_ttl_s=settings.session_ttl_s)
     model_queue = {"concurrency_id": "model", "concurrency_limit": settings.concurrency}
-    approx = (f" Processing at {settings.resolution} px — **approximate** (SAM2's native "
-              "size is 1024 px)." if engine.approximate else "")
+    approx = (
+        f" Processing at {settings.resolution} px — **approximate** (SAM2's native "
+        "size is 1024 px)."
+        if engine.approximate
+        else ""
+    )
 
     def new_user() -> UserSession:
         return UserSession(engine)
@@ -340,128 +372,216 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
     # delete_cache: Gradio keeps a copy of every file it serves; drop copies older than a
     # session's lifetime so finished sessions leave nothing behind.
     ttl = int(settings.session_ttl_s)
-    with CheckedBlocks(title="sam2web", fill_width=True,
-                       delete_cache=(max(60, min(ttl, 3600)), ttl)) as demo:
+    with CheckedBlocks(
+        title="sam2web", fill_width=True, delete_cache=(max(60, min(ttl, 3600)), ttl)
+    ) as demo:
         # No time_to_live here: Gradio counts it from the state's last change (the upload),
         # not from the user's last action. Idle sessions are closed by the housekeeping
         # thread instead (SessionRegistry.workspace_ids); a closed tab closes its session.
         state = gr.State(new_user, delete_callback=lambda u: u.close() if u else None)
         gr.Markdown(INTRO)
         with gr.Row():
-            model_dd = gr.Dropdown([(spec.label, key) for key, spec in MODELS.items()],
-                                   value=get_spec(settings.model).key, label="Model",
-                                   interactive=True, scale=1, elem_id="model")
+            model_dd = gr.Dropdown(
+                [(spec.label, key) for key, spec in MODELS.items()],
+                value=get_spec(settings.model).key,
+                label="Model",
+                interactive=True,
+                scale=1,
+                elem_id="model",
+            )
             full_px, fast_px = engine.resolution("full"), engine.resolution("fast")
             quality = gr.Radio(
-                [(f"Full quality ({full_px} px)", "full"),
-                 (f"Fast preview ({fast_px} px, approximate)", "fast")],
-                value="full", label="Quality", elem_id="quality", scale=1,
+                [
+                    (f"Full quality ({full_px} px)", "full"),
+                    (f"Fast preview ({fast_px} px, approximate)", "fast"),
+                ],
+                value="full",
+                label="Quality",
+                elem_id="quality",
+                scale=1,
                 visible=fast_px != full_px,
                 info="The fast preview tracks several times faster; its masks are close to "
-                     "full quality's but not the same (compare them below Track).")
+                "full quality's but not the same (compare them below Track).",
+            )
             model_md = gr.Markdown(model_line(), elem_id="model-status")
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 upload = gr.File(
-                    label=(f"Video or image sequence (up to {settings.max_upload_mb} MB, "
-                           f"{settings.max_frames} frames)"),
-                    file_types=UPLOAD_TYPES, type="filepath", elem_id="upload")
+                    label=(
+                        f"Video or image sequence (up to {settings.max_upload_mb} MB, "
+                        f"{settings.max_frames} frames)"
+                    ),
+                    file_types=UPLOAD_TYPES,
+                    type="filepath",
+                    elem_id="upload",
+                )
                 demo.upload_guard = UploadGuard(upload.GRADIO_CACHE, settings.data_dir)
                 facts = gr.Markdown("*No video loaded.*", elem_id="video-facts")
                 gr.Markdown("### Objects")
-                active = gr.Dropdown(label="Active object (clicks go to it)", choices=[],
-                                     interactive=True, elem_id="active-object")
+                active = gr.Dropdown(
+                    label="Active object (clicks go to it)",
+                    choices=[],
+                    interactive=True,
+                    elem_id="active-object",
+                )
                 with gr.Row():
-                    name_box = gr.Textbox(label="Name", placeholder="e.g. mouse 1",
-                                          max_length=80, scale=2)
+                    name_box = gr.Textbox(
+                        label="Name", placeholder="e.g. mouse 1", max_length=80, scale=2
+                    )
                     add_btn = gr.Button("Add object", elem_id="add-object", scale=1)
                 with gr.Row():
                     rename_btn = gr.Button("Rename active", size="sm")
                     remove_btn = gr.Button("Remove active", size="sm", variant="stop")
-                mode = gr.Radio([(MODE_LABELS[m], m) for m in PROMPT_MODES], value="positive",
-                                label="What a click on the frame adds", elem_id="click-mode")
+                mode = gr.Radio(
+                    [(MODE_LABELS[m], m) for m in PROMPT_MODES],
+                    value="positive",
+                    label="What a click on the frame adds",
+                    elem_id="click-mode",
+                )
                 with gr.Row():
                     undo_btn = gr.Button("↶ Undo last click", elem_id="undo")
                     clear_btn = gr.Button("Clear object on this frame", elem_id="clear-frame")
-                reset_btn = gr.Button("Reset everything", variant="stop", size="sm",
-                                      elem_id="reset")
+                reset_btn = gr.Button(
+                    "Reset everything", variant="stop", size="sm", elem_id="reset"
+                )
             with gr.Column(scale=2):
-                frame_img = gr.Image(label="Frame — click to add points", interactive=False,
-                                     type="numpy", format="png", elem_id="frame-view",
-                                     buttons=["fullscreen"], height=460)
+                frame_img = gr.Image(
+                    label="Frame — click to add points",
+                    interactive=False,
+                    type="numpy",
+                    format="png",
+                    elem_id="frame-view",
+                    buttons=["fullscreen"],
+                    height=460,
+                )
                 with gr.Row():
-                    slider = gr.Slider(0, 1, value=0, step=1, label="Frame", scale=4,
-                                       elem_id="frame-slider", interactive=True)
-                    frame_no = gr.Number(value=0, precision=0, label="Frame number", scale=1,
-                                         minimum=0, elem_id="frame-number")
+                    slider = gr.Slider(
+                        0,
+                        1,
+                        value=0,
+                        step=1,
+                        label="Frame",
+                        scale=4,
+                        elem_id="frame-slider",
+                        interactive=True,
+                    )
+                    frame_no = gr.Number(
+                        value=0,
+                        precision=0,
+                        label="Frame number",
+                        scale=1,
+                        minimum=0,
+                        elem_id="frame-number",
+                    )
                 status = gr.Markdown("", elem_id="status")
         gr.Markdown("### Track")
         with gr.Row():
-            direction = gr.Radio([(v, k) for k, v in DIRECTION_LABELS.items()],
-                                 value="forward", label="Direction", elem_id="direction")
+            direction = gr.Radio(
+                [(v, k) for k, v in DIRECTION_LABELS.items()],
+                value="forward",
+                label="Direction",
+                elem_id="direction",
+            )
             # Text boxes, not numbers: an empty number box is sent as 0, and "empty" means
             # "the first clicked frame" / "to the end of the video" here.
-            start_no = gr.Textbox(value="", label="Start frame", max_length=12,
-                                  placeholder="empty: first clicked frame",
-                                  elem_id="start-frame")
-            end_no = gr.Textbox(value="", label="End frame", max_length=12,
-                                placeholder="empty: to the end", elem_id="end-frame")
+            start_no = gr.Textbox(
+                value="",
+                label="Start frame",
+                max_length=12,
+                placeholder="empty: first clicked frame",
+                elem_id="start-frame",
+            )
+            end_no = gr.Textbox(
+                value="",
+                label="End frame",
+                max_length=12,
+                placeholder="empty: to the end",
+                elem_id="end-frame",
+            )
             with gr.Column(min_width=160):
                 track_btn = gr.Button("Track ▶", variant="primary", elem_id="track")
                 cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
-        with gr.Accordion("Is the fast preview good enough for this video?", open=False,
-                          visible=engine.resolution("fast") != engine.resolution("full")):
-            gr.Markdown("Tracks the first frames from your earliest click twice, at full "
-                        "quality and as a fast preview, with your objects and clicks, and "
-                        "reports how well the masks agree (IoU: 1 = identical) and the speed-up "
-                        "on this machine. Your own results are not changed.")
+        with gr.Accordion(
+            "Is the fast preview good enough for this video?",
+            open=False,
+            visible=engine.resolution("fast") != engine.resolution("full"),
+        ):
+            gr.Markdown(
+                "Tracks the first frames from your earliest click twice, at full "
+                "quality and as a fast preview, with your objects and clicks, and "
+                "reports how well the masks agree (IoU: 1 = identical) and the speed-up "
+                "on this machine. Your own results are not changed."
+            )
             with gr.Row():
-                compare_frames = gr.Slider(1, 20, value=5, step=1, label="Frames to compare",
-                                           elem_id="compare-frames")
-                compare_btn = gr.Button("Compare fast preview with full quality",
-                                        elem_id="compare")
+                compare_frames = gr.Slider(
+                    1, 20, value=5, step=1, label="Frames to compare", elem_id="compare-frames"
+                )
+                compare_btn = gr.Button("Compare fast preview with full quality", elem_id="compare")
             compare_md = gr.Markdown("", elem_id="compare-result")
         gr.Markdown("### Results")
         with gr.Row():
             with gr.Column(scale=2):
-                video = gr.Video(label="Overlay video", interactive=False,
-                                 elem_id="overlay-video")
+                video = gr.Video(label="Overlay video", interactive=False, elem_id="overlay-video")
             with gr.Column(scale=1):
                 opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Mask opacity")
                 contours = gr.Checkbox(value=True, label="Contours")
                 labels = gr.Checkbox(value=True, label="Object labels")
-                trails = gr.Slider(0, 200, value=0, step=1,
-                                   label="Trajectory trail (frames, 0 = off)")
+                trails = gr.Slider(
+                    0, 200, value=0, step=1, label="Trajectory trail (frames, 0 = off)"
+                )
                 rerender_btn = gr.Button("Update video and downloads", elem_id="rerender")
-                files = gr.File(label="Downloads", file_count="multiple", interactive=False,
-                                elem_id="downloads")
-        gallery = gr.Gallery(label="Every N-th frame (click one to open it)", columns=8,
-                             height=260, object_fit="contain", elem_id="gallery")
+                files = gr.File(
+                    label="Downloads", file_count="multiple", interactive=False, elem_id="downloads"
+                )
+        gallery = gr.Gallery(
+            label="Every N-th frame (click one to open it)",
+            columns=8,
+            height=260,
+            object_fit="contain",
+            elem_id="gallery",
+        )
 
         gr.Markdown("### Measurements")
         with gr.Row():
-            cal_scale = gr.Textbox(label="Pixels per unit (empty: pixels)", max_length=20,
-                                   placeholder="e.g. 12.5", elem_id="cal-scale")
+            cal_scale = gr.Textbox(
+                label="Pixels per unit (empty: pixels)",
+                max_length=20,
+                placeholder="e.g. 12.5",
+                elem_id="cal-scale",
+            )
             cal_unit = gr.Textbox(label="Unit", value="mm", max_length=16, elem_id="cal-unit")
-            cal_fps = gr.Textbox(label="Frame rate override (empty: the video's)",
-                                 max_length=20, elem_id="cal-fps")
+            cal_fps = gr.Textbox(
+                label="Frame rate override (empty: the video's)", max_length=20, elem_id="cal-fps"
+            )
             measure_btn = gr.Button("Update measurements", elem_id="measure")
-        summary_df = gr.Dataframe(label="Per-object summary", interactive=False,
-                                  elem_id="summary", wrap=True)
-        events_dd = gr.Dropdown(label="Frames where an object is lost or uncertain "
-                                "(pick one to open it)", choices=[], elem_id="events")
+        summary_df = gr.Dataframe(
+            label="Per-object summary", interactive=False, elem_id="summary", wrap=True
+        )
+        events_dd = gr.Dropdown(
+            label="Frames where an object is lost or uncertain (pick one to open it)",
+            choices=[],
+            elem_id="events",
+        )
         with gr.Row():
-            traj_img = gr.Image(label="Trajectories", type="filepath", interactive=False,
-                                elem_id="trajectories")
-            conf_img = gr.Image(label="Confidence (SAM 2 object score per frame)",
-                                type="filepath", interactive=False, elem_id="confidence")
+            traj_img = gr.Image(
+                label="Trajectories", type="filepath", interactive=False, elem_id="trajectories"
+            )
+            conf_img = gr.Image(
+                label="Confidence (SAM 2 object score per frame)",
+                type="filepath",
+                interactive=False,
+                elem_id="confidence",
+            )
         gr.Markdown("### Project")
         with gr.Row():
             save_project_btn = gr.Button("Save project", elem_id="save-project")
-            project_out = gr.File(label="Project file", interactive=False,
-                                  elem_id="project-file")
-            project_in = gr.File(label="Load a project (.json) onto this video",
-                                 file_types=[".json"], type="filepath", elem_id="load-project")
+            project_out = gr.File(label="Project file", interactive=False, elem_id="project-file")
+            project_in = gr.File(
+                label="Load a project (.json) onto this video",
+                file_types=[".json"],
+                type="filepath",
+                elem_id="load-project",
+            )
 
         # Hidden inputs for API-only endpoints (clicks with coordinates, boxes).
         with gr.Row(visible=False):
@@ -484,35 +604,72 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             return image, _status(user, message), _objects_update(user)
 
         @_friendly
-        def on_upload(user: UserSession, payload, request: gr.Request,
-                      progress=gr.Progress()):
+        def on_upload(user: UserSession, payload, request: gr.Request, progress=gr.Progress()):
             registry.remember(request, user)
             path = _upload_path(payload)
             if not path:
-                return (user, "*No video loaded.*", None, gr.update(), gr.update(),
-                        "", _objects_update(user), None, None, [], {})
+                return (
+                    user,
+                    "*No video loaded.*",
+                    None,
+                    gr.update(),
+                    gr.update(),
+                    "",
+                    _objects_update(user),
+                    None,
+                    None,
+                    [],
+                    {},
+                )
             progress(0, desc="Reading frames")
 
             def cb(done, total):
-                progress((done, total) if total else done, desc="Reading frames",
-                         unit="frames")
+                progress((done, total) if total else done, desc="Reading frames", unit="frames")
 
             with demo.upload_guard.reading(path), user.busy():
                 info = user.upload(Path(path), source_name=Path(path).name, progress=cb)
             last = info.num_frames - 1
-            return (user, _facts(user), user.view_frame(0),
-                    gr.update(minimum=0, maximum=max(last, 1), value=0, interactive=last > 0),
-                    gr.update(value=0, maximum=last),
-                    _status(user, "Loaded. Click on an object to start."),
-                    _objects_update(user), None, None, [],
-                    {"num_frames": info.num_frames, "fps": info.fps, "width": info.width,
-                     "height": info.height, "duration_s": info.duration_s,
-                     "notes": list(info.notes)})
+            return (
+                user,
+                _facts(user),
+                user.view_frame(0),
+                gr.update(minimum=0, maximum=max(last, 1), value=0, interactive=last > 0),
+                gr.update(value=0, maximum=last),
+                _status(user, "Loaded. Click on an object to start."),
+                _objects_update(user),
+                None,
+                None,
+                [],
+                {
+                    "num_frames": info.num_frames,
+                    "fps": info.fps,
+                    "width": info.width,
+                    "height": info.height,
+                    "duration_s": info.duration_s,
+                    "notes": list(info.notes),
+                },
+            )
 
-        upload.upload(on_upload, [state, upload],
-                      [state, facts, frame_img, slider, frame_no, status, active, video, files,
-                       gallery, info_json], api_name="upload", preprocess=False,
-                      **model_queue)
+        upload.upload(
+            on_upload,
+            [state, upload],
+            [
+                state,
+                facts,
+                frame_img,
+                slider,
+                frame_no,
+                status,
+                active,
+                video,
+                files,
+                gallery,
+                info_json,
+            ],
+            api_name="upload",
+            preprocess=False,
+            **model_queue,
+        )
 
         @_friendly
         def on_frame(user: UserSession, frame):
@@ -521,15 +678,27 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             frame = max(0, min(int(frame or 0), user.info.num_frames - 1))
             return user.view_frame(frame), gr.update(), gr.update(value=frame)
 
-        slider.change(on_frame, [state, slider], [frame_img, status, frame_no],
-                      api_name="frame", concurrency_limit=None, trigger_mode="always_last",
-                      show_progress="hidden")
-        frame_no.submit(lambda f: gr.update(value=int(f or 0)), [frame_no], [slider],
-                        api_visibility="private", concurrency_limit=None)
+        slider.change(
+            on_frame,
+            [state, slider],
+            [frame_img, status, frame_no],
+            api_name="frame",
+            concurrency_limit=None,
+            trigger_mode="always_last",
+            show_progress="hidden",
+        )
+        frame_no.submit(
+            lambda f: gr.update(value=int(f or 0)),
+            [frame_no],
+            [slider],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
 
         @_friendly
-        def on_click(user: UserSession, frame, mode_value, evt: gr.SelectData,
-                     progress=gr.Progress()):
+        def on_click(
+            user: UserSession, frame, mode_value, evt: gr.SelectData, progress=gr.Progress()
+        ):
             if user.folder is None:
                 raise gr.Error("Upload a video or image sequence first.")
             if not evt.index or len(evt.index) != 2:
@@ -539,8 +708,9 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             message = user.click(frame, x, y, mode_value or "positive")
             return view(user, frame, message)
 
-        frame_img.select(on_click, [state, slider, mode], frame_outputs,
-                         api_visibility="private", **model_queue)
+        frame_img.select(
+            on_click, [state, slider, mode], frame_outputs, api_visibility="private", **model_queue
+        )
 
         @_friendly
         def api_add_point(user: UserSession, frame, obj_id, x, y, positive):
@@ -549,31 +719,49 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             user.click(frame, x, y, "positive" if positive else "negative", obj_id=obj_id)
             return view(user, frame)
 
-        api_btn.click(api_add_point, [state, frame_no, api_obj, api_x, api_y, api_positive],
-                      frame_outputs, api_name="add_point", **model_queue)
+        api_btn.click(
+            api_add_point,
+            [state, frame_no, api_obj, api_x, api_y, api_positive],
+            frame_outputs,
+            api_name="add_point",
+            **model_queue,
+        )
 
         @_friendly
         def api_add_box(user: UserSession, frame, obj_id, x0, y0, x1, y1):
             user.add_box(frame, x0, y0, x1, y1, obj_id=obj_id or user.active_object)
             return view(user, frame)
 
-        api_btn.click(api_add_box, [state, frame_no, api_obj, api_x, api_y, api_x1, api_y1],
-                      frame_outputs, api_name="add_box", **model_queue)
+        api_btn.click(
+            api_add_box,
+            [state, frame_no, api_obj, api_x, api_y, api_x1, api_y1],
+            frame_outputs,
+            api_name="add_box",
+            **model_queue,
+        )
 
         @_friendly
-        def on_add_object(user: UserSession, name, frame, request: gr.Request,
-                          progress=gr.Progress()):
+        def on_add_object(
+            user: UserSession, name, frame, request: gr.Request, progress=gr.Progress()
+        ):
             registry.remember(request, user)
             if user.folder is None:
                 raise gr.Error("Upload a video or image sequence first.")
             progress(0, desc="Loading the model")
             obj = user.add_object(name)
-            return (*view(user, frame, f"Added {obj.name}; click on it in the frame."), "",
-                    model_line(user.model))
+            return (
+                *view(user, frame, f"Added {obj.name}; click on it in the frame."),
+                "",
+                model_line(user.model),
+            )
 
-        add_btn.click(on_add_object, [state, name_box, slider],
-                      [*frame_outputs, name_box, model_md], api_name="add_object",
-                      **model_queue)
+        add_btn.click(
+            on_add_object,
+            [state, name_box, slider],
+            [*frame_outputs, name_box, model_md],
+            api_name="add_object",
+            **model_queue,
+        )
 
         @_friendly
         def on_select_object(user: UserSession, obj_id, frame):
@@ -581,8 +769,13 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                 user.select_object(obj_id)
             return view(user, frame)
 
-        active.input(on_select_object, [state, active, slider], frame_outputs,
-                     api_name="select_object", concurrency_limit=None)
+        active.input(
+            on_select_object,
+            [state, active, slider],
+            frame_outputs,
+            api_name="select_object",
+            concurrency_limit=None,
+        )
 
         @_friendly
         def on_rename(user: UserSession, name, frame):
@@ -591,8 +784,13 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             obj = user.rename_object(user.active_object, name or "")
             return (*view(user, frame, f"Renamed to {obj.name}."), "")
 
-        rename_btn.click(on_rename, [state, name_box, slider], [*frame_outputs, name_box],
-                         api_name="rename_object", concurrency_limit=None)
+        rename_btn.click(
+            on_rename,
+            [state, name_box, slider],
+            [*frame_outputs, name_box],
+            api_name="rename_object",
+            concurrency_limit=None,
+        )
 
         @_friendly
         def on_remove(user: UserSession, frame):
@@ -602,8 +800,9 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             user.remove_object(user.active_object)
             return view(user, frame, f"Removed {name}.")
 
-        remove_btn.click(on_remove, [state, slider], frame_outputs, api_name="remove_object",
-                         **model_queue)
+        remove_btn.click(
+            on_remove, [state, slider], frame_outputs, api_name="remove_object", **model_queue
+        )
 
         @_friendly
         def on_undo(user: UserSession, frame):
@@ -617,41 +816,72 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             user.clear_frame(frame)
             return view(user, frame, "Cleared this object's clicks on this frame.")
 
-        clear_btn.click(on_clear, [state, slider], frame_outputs, api_name="clear_frame",
-                        **model_queue)
+        clear_btn.click(
+            on_clear, [state, slider], frame_outputs, api_name="clear_frame", **model_queue
+        )
 
         @_friendly
         def on_reset(user: UserSession, frame):
             user.reset()
             return (*view(user, frame, "Everything was reset."), None, None, [])
 
-        reset_btn.click(on_reset, [state, slider], [*frame_outputs, video, files, gallery],
-                        api_name="reset", **model_queue)
+        reset_btn.click(
+            on_reset,
+            [state, slider],
+            [*frame_outputs, video, files, gallery],
+            api_name="reset",
+            **model_queue,
+        )
 
         def _style(user, opacity_v, contours_v, labels_v, trails_v):
-            user.style = OverlayStyle(opacity=float(opacity_v), contours=bool(contours_v),
-                                      labels=bool(labels_v), trails=int(trails_v or 0))
+            user.style = OverlayStyle(
+                opacity=float(opacity_v),
+                contours=bool(contours_v),
+                labels=bool(labels_v),
+                trails=int(trails_v or 0),
+            )
 
         def _calibrate(user, scale_v, unit_v, fps_v):
             user.calibration = Calibration(
                 pixels_per_unit=_number_field(scale_v, "pixels per unit"),
-                unit=(unit_v or "px").strip() if _number_field(scale_v, "pixels per unit")
+                unit=(unit_v or "px").strip()
+                if _number_field(scale_v, "pixels per unit")
                 else "px",
-                fps=_number_field(fps_v, "frame rate"))
+                fps=_number_field(fps_v, "frame rate"),
+            )
 
         def _review(user):
             review = user.review()
-            headers = ["id", "name", "frames present", "first", "last",
-                       f"distance ({user.calibration.length_unit})",
-                       f"mean speed ({user.calibration.length_unit}/s)",
-                       f"max speed ({user.calibration.length_unit}/s)",
-                       f"mean area ({user.calibration.length_unit}²)"]
-            table = [[s.object_id, s.object_name, s.frames_present, s.first_frame,
-                      s.last_frame, _fmt(s.total_distance), _fmt(s.mean_speed),
-                      _fmt(s.max_speed), _fmt(s.mean_area)] for s in review.summaries]
+            headers = [
+                "id",
+                "name",
+                "frames present",
+                "first",
+                "last",
+                f"distance ({user.calibration.length_unit})",
+                f"mean speed ({user.calibration.length_unit}/s)",
+                f"max speed ({user.calibration.length_unit}/s)",
+                f"mean area ({user.calibration.length_unit}²)",
+            ]
+            table = [
+                [
+                    s.object_id,
+                    s.object_name,
+                    s.frames_present,
+                    s.first_frame,
+                    s.last_frame,
+                    _fmt(s.total_distance),
+                    _fmt(s.mean_speed),
+                    _fmt(s.max_speed),
+                    _fmt(s.mean_area),
+                ]
+                for s in review.summaries
+            ]
             choices = [(f"frame {f}: {name} {kind}", f) for f, _, name, kind in review.events]
-            return (gr.update(value=table, headers=headers),
-                    gr.update(choices=choices[:500], value=None))
+            return (
+                gr.update(value=table, headers=headers),
+                gr.update(choices=choices[:500], value=None),
+            )
 
         def _export(user, progress):
             def cb(done, total):
@@ -662,13 +892,32 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             science = user.export_science(user.calibration)
             files = [str(p) for p in exports.files()] + [str(p) for p in science.values()]
             table, events = _review(user)
-            return (str(exports.video), files, table, events, str(science["trajectories"]),
-                    str(science["confidence"]))
+            return (
+                str(exports.video),
+                files,
+                table,
+                events,
+                str(science["trajectories"]),
+                str(science["confidence"]),
+            )
 
         @_friendly
-        def on_track(user: UserSession, direction_v, start, end, frame, opacity_v, contours_v,
-                     labels_v, trails_v, scale_v, unit_v, fps_v, request: gr.Request,
-                     progress=gr.Progress()):
+        def on_track(
+            user: UserSession,
+            direction_v,
+            start,
+            end,
+            frame,
+            opacity_v,
+            contours_v,
+            labels_v,
+            trails_v,
+            scale_v,
+            unit_v,
+            fps_v,
+            request: gr.Request,
+            progress=gr.Progress(),
+        ):
             registry.remember(request, user)
             if user.folder is None:
                 raise gr.Error("Upload a video or image sequence first.")
@@ -686,72 +935,157 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                 for step in user.propagate(direction_v or "forward", start, end):
                     elapsed = time.perf_counter() - t0
                     eta = elapsed / step.done * (step.total - step.done)
-                    progress((step.done, step.total),
-                             desc=f"Tracking frame {step.result.frame_idx} — about {eta:.0f} s left",
-                             unit="frames")
+                    progress(
+                        (step.done, step.total),
+                        desc=f"Tracking frame {step.result.frame_idx} — about {eta:.0f} s left",
+                        unit="frames",
+                    )
                     if time.perf_counter() - last_view > 1.0 or step.done == step.total:
                         last_view = time.perf_counter()
                         shown = step.result.frame_idx
-                        yield (user.view_frame(shown),
-                               _status(user, f"Tracking… {step.done}/{step.total} frames"),
-                               gr.update(), gr.update(value=shown), *[gr.update()] * 7)
+                        yield (
+                            user.view_frame(shown),
+                            _status(user, f"Tracking… {step.done}/{step.total} frames"),
+                            gr.update(),
+                            gr.update(value=shown),
+                            *[gr.update()] * 7,
+                        )
                 if user.closed:  # the tab was closed: nobody waits for the exports
                     return
                 run = user.last_run
                 verb = "Cancelled after" if run.cancelled else "Tracked"
                 message = f"{verb} {run.frames} frames in {run.seconds:.1f} s."
                 video_path, file_list, table, events, traj, conf = _export(user, progress)
-                yield (user.view_frame(shown), _status(user, message), _objects_update(user),
-                       gr.update(value=shown), video_path, file_list, user.gallery(), table,
-                       events, traj, conf)
+                yield (
+                    user.view_frame(shown),
+                    _status(user, message),
+                    _objects_update(user),
+                    gr.update(value=shown),
+                    video_path,
+                    file_list,
+                    user.gallery(),
+                    table,
+                    events,
+                    traj,
+                    conf,
+                )
 
-        track_btn.click(on_track,
-                        [state, direction, start_no, end_no, slider, opacity, contours, labels,
-                         trails, cal_scale, cal_unit, cal_fps],
-                        [frame_img, status, active, slider, video, files, gallery, summary_df,
-                         events_dd, traj_img, conf_img],
-                        api_name="propagate", **model_queue)
+        track_btn.click(
+            on_track,
+            [
+                state,
+                direction,
+                start_no,
+                end_no,
+                slider,
+                opacity,
+                contours,
+                labels,
+                trails,
+                cal_scale,
+                cal_unit,
+                cal_fps,
+            ],
+            [
+                frame_img,
+                status,
+                active,
+                slider,
+                video,
+                files,
+                gallery,
+                summary_df,
+                events_dd,
+                traj_img,
+                conf_img,
+            ],
+            api_name="propagate",
+            **model_queue,
+        )
 
         def on_cancel(user: UserSession):
             running = user.cancel()
-            return ("Cancelling after the current frame…" if running
-                    else "Nothing is running.")
+            return "Cancelling after the current frame…" if running else "Nothing is running."
 
-        cancel_btn.click(on_cancel, [state], [status], api_name="cancel",
-                         concurrency_limit=None, queue=False)
+        cancel_btn.click(
+            on_cancel, [state], [status], api_name="cancel", concurrency_limit=None, queue=False
+        )
 
         @_friendly
-        def on_rerender(user: UserSession, frame, opacity_v, contours_v, labels_v, trails_v,
-                        scale_v, unit_v, fps_v, progress=gr.Progress()):
+        def on_rerender(
+            user: UserSession,
+            frame,
+            opacity_v,
+            contours_v,
+            labels_v,
+            trails_v,
+            scale_v,
+            unit_v,
+            fps_v,
+            progress=gr.Progress(),
+        ):
             with user.busy():
                 _style(user, opacity_v, contours_v, labels_v, trails_v)
                 _calibrate(user, scale_v, unit_v, fps_v)
                 video_path, file_list, table, events, traj, conf = _export(user, progress)
-            return (user.view_frame(int(frame or 0)), video_path, file_list,
-                    user.gallery(), table, events, traj, conf)
+            return (
+                user.view_frame(int(frame or 0)),
+                video_path,
+                file_list,
+                user.gallery(),
+                table,
+                events,
+                traj,
+                conf,
+            )
 
-        rerender_outputs = [frame_img, video, files, gallery, summary_df, events_dd, traj_img,
-                            conf_img]
-        rerender_inputs = [state, slider, opacity, contours, labels, trails, cal_scale,
-                           cal_unit, cal_fps]
-        rerender_btn.click(on_rerender, rerender_inputs, rerender_outputs, api_name="export",
-                           **model_queue)
-        measure_btn.click(on_rerender, rerender_inputs, rerender_outputs,
-                          api_name="measure", **model_queue)
+        rerender_outputs = [
+            frame_img,
+            video,
+            files,
+            gallery,
+            summary_df,
+            events_dd,
+            traj_img,
+            conf_img,
+        ]
+        rerender_inputs = [
+            state,
+            slider,
+            opacity,
+            contours,
+            labels,
+            trails,
+            cal_scale,
+            cal_unit,
+            cal_fps,
+        ]
+        rerender_btn.click(
+            on_rerender, rerender_inputs, rerender_outputs, api_name="export", **model_queue
+        )
+        measure_btn.click(
+            on_rerender, rerender_inputs, rerender_outputs, api_name="measure", **model_queue
+        )
 
         def on_event(user: UserSession, frame):
             return gr.update() if frame is None else gr.update(value=int(frame))
 
-        events_dd.input(on_event, [state, events_dd], [slider], api_visibility="private",
-                        concurrency_limit=None)
+        events_dd.input(
+            on_event, [state, events_dd], [slider], api_visibility="private", concurrency_limit=None
+        )
 
         @_friendly
         def on_save_project(user: UserSession, scale_v, unit_v, fps_v):
             _calibrate(user, scale_v, unit_v, fps_v)
             return str(user.save_project(user.calibration))
 
-        save_project_btn.click(on_save_project, [state, cal_scale, cal_unit, cal_fps],
-                               [project_out], api_name="save_project", concurrency_limit=None)
+        save_project_btn.click(
+            on_save_project,
+            [state, cal_scale, cal_unit, cal_fps],
+            [project_out],
+            api_name="save_project",
+            concurrency_limit=None,
+        )
 
         @_friendly
         def on_load_project(user: UserSession, payload, frame, progress=gr.Progress()):
@@ -771,26 +1105,33 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                     notes = user.load_project(Path(path), progress=cb)
                     cal = read_project(Path(path)).calibration
             message = "Project loaded. " + " ".join(notes)
-            return (*view(user, frame, message),
-                    "" if cal.pixels_per_unit is None else f"{cal.pixels_per_unit:g}",
-                    "" if cal.fps is None else f"{cal.fps:g}")
+            return (
+                *view(user, frame, message),
+                "" if cal.pixels_per_unit is None else f"{cal.pixels_per_unit:g}",
+                "" if cal.fps is None else f"{cal.fps:g}",
+            )
 
-        project_in.upload(on_load_project, [state, project_in, slider],
-                          [*frame_outputs, cal_scale, cal_fps], api_name="load_project",
-                          preprocess=False, **model_queue)
+        project_in.upload(
+            on_load_project,
+            [state, project_in, slider],
+            [*frame_outputs, cal_scale, cal_fps],
+            api_name="load_project",
+            preprocess=False,
+            **model_queue,
+        )
 
         @_friendly
         def on_gallery(user: UserSession, evt: gr.SelectData):
-            caption = (evt.value or {}).get("caption", "") if isinstance(evt.value, dict) \
-                else ""
+            caption = (evt.value or {}).get("caption", "") if isinstance(evt.value, dict) else ""
             try:
                 frame = int(str(caption).split()[-1])
             except (ValueError, IndexError):
                 return gr.update()
             return gr.update(value=frame)
 
-        gallery.select(on_gallery, [state], [slider], api_visibility="private",
-                       concurrency_limit=None)
+        gallery.select(
+            on_gallery, [state], [slider], api_visibility="private", concurrency_limit=None
+        )
 
         @_friendly
         def on_model(user: UserSession, key, frame):
@@ -798,12 +1139,20 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             message = f"Model: {get_spec(key).label}."
             if cleared:
                 message += " Objects and clicks were cleared (they belong to the old model)."
-            image = view(user, frame, message) if user.folder is not None else \
-                (None, html.escape(message), _objects_update(user))
+            image = (
+                view(user, frame, message)
+                if user.folder is not None
+                else (None, html.escape(message), _objects_update(user))
+            )
             return (*image, model_line(key))
 
-        model_dd.input(on_model, [state, model_dd, slider], [*frame_outputs, model_md],
-                       api_name="set_model", **model_queue)
+        model_dd.input(
+            on_model,
+            [state, model_dd, slider],
+            [*frame_outputs, model_md],
+            api_name="set_model",
+            **model_queue,
+        )
 
         @_friendly
         def on_quality(user: UserSession, quality_v, frame, progress=gr.Progress()):
@@ -812,19 +1161,23 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
                 return None, "", _objects_update(user)
 
             def cb(done, total):
-                progress((done, total), desc="Giving your clicks to the model again",
-                         unit="steps")
+                progress((done, total), desc="Giving your clicks to the model again", unit="steps")
 
             with user.busy():
                 replayed = user.set_quality(quality_v or "full", progress=cb)
-            label = ("Full quality" if user.quality == "full" else "Fast preview (approximate)")
+            label = "Full quality" if user.quality == "full" else "Fast preview (approximate)"
             message = f"{label}: processing at {user.resolution} px."
             if replayed:
                 message += " Your objects and clicks were kept; press Track to track again."
             return view(user, frame, message)
 
-        quality.input(on_quality, [state, quality, slider], frame_outputs,
-                      api_name="set_quality", **model_queue)
+        quality.input(
+            on_quality,
+            [state, quality, slider],
+            frame_outputs,
+            api_name="set_quality",
+            **model_queue,
+        )
 
         @_friendly
         def on_compare(user: UserSession, frames_v, progress=gr.Progress()):
@@ -836,13 +1189,27 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
 
             with user.busy():
                 report = user.compare_qualities(int(frames_v or 5), progress=cb)
-            rows = [f"| {html.escape(report.names[oid])} | {mean:.3f} | {low:.3f} |"
-                    for oid, (mean, low) in report.iou.items()]
-            return "\n".join([html.escape(report.sentence()), "",
-                              "| object | mean IoU | lowest IoU |", "|---|---:|---:|", *rows])
+            rows = [
+                f"| {html.escape(report.names[oid])} | {mean:.3f} | {low:.3f} |"
+                for oid, (mean, low) in report.iou.items()
+            ]
+            return "\n".join(
+                [
+                    html.escape(report.sentence()),
+                    "",
+                    "| object | mean IoU | lowest IoU |",
+                    "|---|---:|---:|",
+                    *rows,
+                ]
+            )
 
-        compare_btn.click(on_compare, [state, compare_frames], [compare_md],
-                          api_name="compare_quality", **model_queue)
+        compare_btn.click(
+            on_compare,
+            [state, compare_frames],
+            [compare_md],
+            api_name="compare_quality",
+            **model_queue,
+        )
 
         demo.unload(registry.close)
         demo.load(lambda: model_line(), None, [model_md], api_visibility="private")
@@ -866,13 +1233,18 @@ def launch(engine: Engine | None = None, **kwargs) -> None:
         log.info("removed %d stale session folders", removed)
     demo = build_app(engine)
     demo.queue(default_concurrency_limit=s.concurrency)
-    housekeeping = Housekeeping(engine, s.sweep_interval_s,
-                                demo.sam2web_registry.workspace_ids).start()
+    housekeeping = Housekeeping(
+        engine, s.sweep_interval_s, demo.sam2web_registry.workspace_ids
+    ).start()
     demo.sam2web_housekeeping = housekeeping
     try:
-        demo.launch(server_name=s.host, server_port=s.port,
-                    max_file_size=s.max_upload_mb * 1024 * 1024,
-                    allowed_paths=served_paths(s.data_dir), **kwargs)
+        demo.launch(
+            server_name=s.host,
+            server_port=s.port,
+            max_file_size=s.max_upload_mb * 1024 * 1024,
+            allowed_paths=served_paths(s.data_dir),
+            **kwargs,
+        )
     finally:
         # A blocking launch returns once the server is closed; a non-blocking one (e.g.
         # prevent_thread_lock, notebooks) leaves the server and its housekeeping running.
@@ -893,4 +1265,3 @@ def served_paths(data_dir: Path) -> list[str]:
     folder = Path(data_dir).resolve()
     readable = (Path(tempfile.gettempdir()).resolve(), Path.cwd().resolve())
     return [] if any(_inside(folder, root) for root in readable) else [str(data_dir)]
-

@@ -117,12 +117,14 @@ class QualityAgreement:
 
     def sentence(self) -> str:
         frames = self.last_frame - self.first_frame + 1
-        return (f"On frames {self.first_frame}–{self.last_frame} ({frames}) the fast preview "
-                f"({self.fast_resolution} px) agrees with full quality "
-                f"({self.full_resolution} px) at a mask IoU of {self.mean_iou:.3f} on average "
-                f"(lowest {self.min_iou:.3f}), and tracked {self.speedup:.1f}× faster "
-                f"({self.fast_s_per_frame:.2f} s against {self.full_s_per_frame:.2f} s per "
-                "frame).")
+        return (
+            f"On frames {self.first_frame}–{self.last_frame} ({frames}) the fast preview "
+            f"({self.fast_resolution} px) agrees with full quality "
+            f"({self.full_resolution} px) at a mask IoU of {self.mean_iou:.3f} on average "
+            f"(lowest {self.min_iou:.3f}), and tracked {self.speedup:.1f}× faster "
+            f"({self.fast_s_per_frame:.2f} s against {self.full_s_per_frame:.2f} s per "
+            "frame)."
+        )
 
 
 def mask_iou(a: np.ndarray | None, b: np.ndarray | None) -> float:
@@ -208,8 +210,10 @@ class UserSession:
         refused with one sentence, so two runs never interleave their results. A session
         closed meanwhile loses its files when the action ends (see :meth:`close`)."""
         if not self._busy.acquire(blocking=False):
-            raise TrackingError("This video is busy with another action (tracking, exporting "
-                                "or loading); wait for it to finish or press Cancel first.")
+            raise TrackingError(
+                "This video is busy with another action (tracking, exporting "
+                "or loading); wait for it to finish or press Cancel first."
+            )
         try:
             yield
         finally:
@@ -229,8 +233,13 @@ class UserSession:
         return self.folder.info
 
     @_writes_files
-    def upload(self, path: Path, source_name: str | None = None, fps: float | None = None,
-               progress: Progress | None = None) -> VideoInfo:
+    def upload(
+        self,
+        path: Path,
+        source_name: str | None = None,
+        fps: float | None = None,
+        progress: Progress | None = None,
+    ) -> VideoInfo:
         """Decode an upload into a fresh workspace; the previous video, if any, is dropped
         only once the new one decoded."""
         self.touch()
@@ -242,8 +251,7 @@ class UserSession:
                 sha256 = file_sha256(path)
         ws = self.engine.create_workspace()
         try:
-            self.engine.open_video(ws, path, source_name=source_name, fps=fps,
-                                   progress=progress)
+            self.engine.open_video(ws, path, source_name=source_name, fps=fps, progress=progress)
         except BaseException:
             ws.remove()
             raise
@@ -263,9 +271,9 @@ class UserSession:
         if self.tracking is None:
             if self.workspace is None:
                 raise PromptError("Upload a video or image sequence first.")
-            self.tracking = self.engine.start_session(self.workspace, self.model_key,
-                                                      progress=progress,
-                                                      resolution=self.resolution)
+            self.tracking = self.engine.start_session(
+                self.workspace, self.model_key, progress=progress, resolution=self.resolution
+            )
         return self.tracking
 
     @property
@@ -274,8 +282,9 @@ class UserSession:
         return self.engine.resolution(self.quality)
 
     @_writes_files
-    def set_quality(self, quality: str, progress: Progress | None = None,
-                    replay: bool = True) -> bool:
+    def set_quality(
+        self, quality: str, progress: Progress | None = None, replay: bool = True
+    ) -> bool:
         """Process at another quality (see :data:`~sam2web.engine.QUALITIES`). Objects and
         every click are kept: they are given again to the model at the new resolution
         (tracked frames are not; track again). With ``replay=False`` they are dropped
@@ -369,8 +378,9 @@ class UserSession:
         self.exports = Exports()
 
     # ------------------------------------------------------------------ prompts
-    def click(self, frame_idx: int, x: float, y: float, mode: str = "positive",
-              obj_id: int | None = None) -> str:
+    def click(
+        self, frame_idx: int, x: float, y: float, mode: str = "positive", obj_id: int | None = None
+    ) -> str:
         """A click on the frame image. Returns a short status sentence.
 
         In box mode the first click marks a corner and the second completes the box.
@@ -399,13 +409,15 @@ class UserSession:
             tracking.set_box(int(frame_idx), obj.obj_id, Box(x0, y0, float(x), float(y)))
             return f"Box set for {obj.name} on frame {frame_idx}."
         self.pending_corner = None
-        tracking.add_click(int(frame_idx), obj.obj_id, Click(float(x), float(y),
-                                                              mode == "positive"))
+        tracking.add_click(
+            int(frame_idx), obj.obj_id, Click(float(x), float(y), mode == "positive")
+        )
         kind = "Positive" if mode == "positive" else "Negative"
         return f"{kind} click added to {obj.name} at x={x:.0f}, y={y:.0f}."
 
-    def add_box(self, frame_idx: int, x0: float, y0: float, x1: float, y1: float,
-                obj_id: int | None = None) -> None:
+    def add_box(
+        self, frame_idx: int, x0: float, y0: float, x1: float, y1: float, obj_id: int | None = None
+    ) -> None:
         self.touch()
         frame_idx = self._check_frame(frame_idx)
         x0, y0, x1, y1 = _position("box", x0, y0, x1, y1)
@@ -452,11 +464,14 @@ class UserSession:
         """A position in the displayed image -> (x, y) pixels of the original frame."""
         k = self.display_scale
         info = self.info
-        return (min(max(x_display / k, 0.0), float(info.width)),
-                min(max(y_display / k, 0.0), float(info.height)))
+        return (
+            min(max(x_display / k, 0.0), float(info.width)),
+            min(max(y_display / k, 0.0), float(info.height)),
+        )
 
-    def render_frame(self, frame_idx: int, show_prompts: bool = True,
-                     scale: float = 1.0) -> np.ndarray:
+    def render_frame(
+        self, frame_idx: int, show_prompts: bool = True, scale: float = 1.0
+    ) -> np.ndarray:
         """The frame with stored masks blended in and this frame's prompts drawn, resized by
         ``scale`` (masks are drawn at the original size, markers at the shown size)."""
         frame = self.frame_rgb(frame_idx)
@@ -467,8 +482,9 @@ class UserSession:
                 masks = {k: v for k, v in result.masks.items() if k in objects}
                 trails = None
                 if self.style.trails > 0:
-                    trails = recent_centroids(self.tracking.store, int(frame_idx),
-                                              self.style.trails, list(objects))
+                    trails = recent_centroids(
+                        self.tracking.store, int(frame_idx), self.style.trails, list(objects)
+                    )
                 frame = draw_overlay(frame, masks, objects, self.style, trails)
         if scale != 1.0:
             h, w = frame.shape[:2]
@@ -484,14 +500,21 @@ class UserSession:
                     b = prompts.box
                     box = (b.x0 * scale, b.y0 * scale, b.x1 * scale, b.y1 * scale)
                 frame = draw_prompts(
-                    frame, [(c.x * scale, c.y * scale, c.positive) for c in prompts.clicks],
-                    box, objects[oid].color)
+                    frame,
+                    [(c.x * scale, c.y * scale, c.positive) for c in prompts.clicks],
+                    box,
+                    objects[oid].color,
+                )
             if self.pending_corner is not None and self.pending_corner[0] == frame_idx:
                 _, x, y = self.pending_corner
-                color = objects[self.active_object].color if self.active_object in objects \
+                color = (
+                    objects[self.active_object].color
+                    if self.active_object in objects
                     else (255, 255, 255)
-                frame = draw_prompts(frame, [], (x * scale - 2, y * scale - 2, x * scale + 2,
-                                                 y * scale + 2), color)
+                )
+                frame = draw_prompts(
+                    frame, [], (x * scale - 2, y * scale - 2, x * scale + 2, y * scale + 2), color
+                )
         return frame
 
     def view_frame(self, frame_idx: int) -> np.ndarray:
@@ -503,12 +526,18 @@ class UserSession:
         """Every N-th frame with its overlay, for a quick check of a whole run."""
         info = self.info
         k = min(1.0, 240 / max(info.width, info.height))
-        return [(self.render_frame(i, show_prompts=False, scale=k), f"frame {i}")
-                for i in gallery_indices(info.num_frames, max_items)]
+        return [
+            (self.render_frame(i, show_prompts=False, scale=k), f"frame {i}")
+            for i in gallery_indices(info.num_frames, max_items)
+        ]
 
     # ------------------------------------------------------------------ tracking
-    def propagate(self, direction: str = "forward", start_frame: int | None = None,
-                  end_frame: int | None = None) -> Iterator[PropagationStep]:
+    def propagate(
+        self,
+        direction: str = "forward",
+        start_frame: int | None = None,
+        end_frame: int | None = None,
+    ) -> Iterator[PropagationStep]:
         """Track all objects; yields each frame's step. Cancel with :meth:`cancel`."""
         self.touch()
         tracking = self.ensure_tracking()
@@ -519,10 +548,16 @@ class UserSession:
         self._discard_live_video()
         # The overlay video is rendered and encoded beside tracking (see LiveOverlayVideo).
         assert self.workspace is not None and self.folder is not None
-        live = LiveOverlayVideo(self.folder.read_rgb, self.info.num_frames, tracking.store,
-                                tracking.objects, self.style,
-                                self.workspace.exports_dir / OVERLAY_VIDEO, self.info.fps,
-                                pending=planned)
+        live = LiveOverlayVideo(
+            self.folder.read_rgb,
+            self.info.num_frames,
+            tracking.store,
+            tracking.objects,
+            self.style,
+            self.workspace.exports_dir / OVERLAY_VIDEO,
+            self.info.fps,
+            pending=planned,
+        )
         self.live_video = live
         started = time.perf_counter()
         run = TrackingRun()
@@ -544,14 +579,22 @@ class UserSession:
             raise
         finally:
             run.cancelled = self.cancel_event.is_set()
-            log.info("tracking %s after %d of %s frames in %.1f s",
-                     "cancelled" if run.cancelled else "ended", run.frames,
-                     "?" if total is None else total, time.perf_counter() - started)
+            log.info(
+                "tracking %s after %d of %s frames in %.1f s",
+                "cancelled" if run.cancelled else "ended",
+                run.frames,
+                "?" if total is None else total,
+                time.perf_counter() - started,
+            )
         self.live_video_history = len(tracking.history)
 
-    def _propagate_in_job(self, tracking: TrackingSession, direction: str,
-                          start_frame: int | None,
-                          end_frame: int | None) -> Iterator[PropagationStep]:
+    def _propagate_in_job(
+        self,
+        tracking: TrackingSession,
+        direction: str,
+        start_frame: int | None,
+        end_frame: int | None,
+    ) -> Iterator[PropagationStep]:
         """Propagate as a :class:`~sam2web.zerogpu.TrackingJob` (ZeroGPU): the job runs in
         a worker thread here (and in a GPU process there), writing masks to this session's
         store; its progress file turns into steps, and Cancel into its cancel file.
@@ -564,8 +607,9 @@ class UserSession:
         control = self.workspace.root
         for name in (PROGRESS_FILE, CANCEL_FILE):
             (control / name).unlink(missing_ok=True)
-        job = self.engine.tracking_job(self.workspace, tracking, self.model_key, direction,
-                                       start_frame, end_frame)
+        job = self.engine.tracking_job(
+            self.workspace, tracking, self.model_key, direction, start_frame, end_frame
+        )
         box: dict = {}
 
         def work() -> None:
@@ -604,8 +648,9 @@ class UserSession:
         tracking.history.append(box["outcome"].record)
 
     @_writes_files
-    def compare_qualities(self, frames: int = 5,
-                          progress: Progress | None = None) -> QualityAgreement:
+    def compare_qualities(
+        self, frames: int = 5, progress: Progress | None = None
+    ) -> QualityAgreement:
         """Track the first ``frames`` frames (from the earliest clicked frame) at full
         quality and as a fast preview, with this session's objects and clicks, and measure
         how far the masks agree (IoU per object and frame) and how much faster the preview
@@ -614,8 +659,10 @@ class UserSession:
         tracking = self.ensure_tracking()
         self._require_not_tracking()
         if self.engine.resolution("fast") == self.engine.resolution("full"):
-            raise PromptError("Fast preview and full quality use the same resolution on this "
-                              "server, so there is nothing to compare.")
+            raise PromptError(
+                "Fast preview and full quality use the same resolution on this "
+                "server, so there is nothing to compare."
+            )
         if not 1 <= int(frames) <= 100:
             raise PromptError("Compare on 1 to 100 frames.")
         planned = tracking.planned_frames("forward")  # checks every object has clicks
@@ -631,9 +678,12 @@ class UserSession:
         for quality in ("fast", "full"):
             folder = self.workspace.root / f"compare-{quality}"
             try:
-                check = self.engine.start_session(self.workspace, self.model_key,
-                                                  resolution=self.engine.resolution(quality),
-                                                  masks_dir=folder)
+                check = self.engine.start_session(
+                    self.workspace,
+                    self.model_key,
+                    resolution=self.engine.resolution(quality),
+                    masks_dir=folder,
+                )
                 for step in steps:
                     replay_step(check, step)
                     done += 1
@@ -656,12 +706,21 @@ class UserSession:
         names = {o.obj_id: o.name for o in tracking.objects.values()}
         per_object = {}
         for obj_id in names:
-            ious = [mask_iou(masks["full"][f].get(obj_id), masks["fast"][f].get(obj_id))
-                    for f in range(start, end + 1)]
+            ious = [
+                mask_iou(masks["full"][f].get(obj_id), masks["fast"][f].get(obj_id))
+                for f in range(start, end + 1)
+            ]
             per_object[obj_id] = (float(np.mean(ious)), float(np.min(ious)))
         return QualityAgreement(
-            start, end, self.engine.resolution("full"), self.engine.resolution("fast"),
-            per_object, names, _per_frame(seconds["full"]), _per_frame(seconds["fast"]))
+            start,
+            end,
+            self.engine.resolution("full"),
+            self.engine.resolution("fast"),
+            per_object,
+            names,
+            _per_frame(seconds["full"]),
+            _per_frame(seconds["fast"]),
+        )
 
     def cancel(self) -> bool:
         """Ask a running propagation to stop after the current frame."""
@@ -685,8 +744,12 @@ class UserSession:
         exports.csv = write_csv(rows, out / "sam2web_tracks.csv")
         exports.masks = write_masks_zip(tracking.store, objects, info, out / "sam2web_masks.zip")
         live, self.live_video = self.live_video, None
-        if video and live is not None and live.style == self.style \
-                and self.live_video_history == len(tracking.history):
+        if (
+            video
+            and live is not None
+            and live.style == self.style
+            and self.live_video_history == len(tracking.history)
+        ):
             exports.video = live.finish(progress)  # rendered beside the last propagation
         elif video:
             if live is not None:
@@ -694,9 +757,15 @@ class UserSession:
             folder = self.folder
             frames = ((i, folder.read_rgb(i)) for i in range(info.num_frames))
             exports.video = render_overlay_video(
-                frames, tracking.store, tracking.objects, self.style,
-                out / OVERLAY_VIDEO, info.fps, progress=progress,
-                total=info.num_frames)
+                frames,
+                tracking.store,
+                tracking.objects,
+                self.style,
+                out / OVERLAY_VIDEO,
+                info.fps,
+                progress=progress,
+                total=info.num_frames,
+            )
         elif live is not None:
             live.abort()
         self.exports = exports
@@ -737,8 +806,10 @@ class UserSession:
         objects = list(tracking.objects.values())
         rows = measurements(tracking.store, objects, self.info)
         names = {o.obj_id: o.name for o in objects}
-        events = [(frame, obj_id, names.get(obj_id, str(obj_id)), kind)
-                  for frame, obj_id, kind in confidence_events(rows, 0.0, uncertain_margin)]
+        events = [
+            (frame, obj_id, names.get(obj_id, str(obj_id)), kind)
+            for frame, obj_id, kind in confidence_events(rows, 0.0, uncertain_margin)
+        ]
         return Review(summarize(rows, objects, self.calibration), events)
 
     # ------------------------------------------------------------------ projects
@@ -833,25 +904,26 @@ class UserSession:
             frame_idx = int(frame_idx)
         n = self.folder.info.num_frames
         if isinstance(frame_idx, bool) or not isinstance(frame_idx, (int, np.integer)):
-            raise PromptError(f"The frame number is missing or not a whole number; pick a "
-                              f"frame from 0 to {n - 1}.")
+            raise PromptError(
+                f"The frame number is missing or not a whole number; pick a "
+                f"frame from 0 to {n - 1}."
+            )
         if not 0 <= frame_idx < n:
-            raise PromptError(f"Frame {int(frame_idx)} does not exist; this video has frames "
-                              f"0 to {n - 1}.")
+            raise PromptError(
+                f"Frame {int(frame_idx)} does not exist; this video has frames 0 to {n - 1}."
+            )
         return int(frame_idx)
 
     def _tracked(self) -> TrackingSession:
         """The tracking session, which must have results to export or measure."""
         tracking = self.tracking
         if tracking is None or not tracking.store.frames():
-            raise TrackingError("Nothing is tracked yet; click on an object and press Track "
-                                "first.")
+            raise TrackingError("Nothing is tracked yet; click on an object and press Track first.")
         return tracking
 
     def _require_not_tracking(self) -> None:
         if self.tracking is not None and self.tracking.propagating:
-            raise TrackingError("Tracking is running; wait for it to finish or press Cancel "
-                                "first.")
+            raise TrackingError("Tracking is running; wait for it to finish or press Cancel first.")
 
 
 DISPLAY_LONG_SIDE = 960  # pixels of the longer side of the frame shown in the page

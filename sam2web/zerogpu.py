@@ -82,8 +82,12 @@ class TrackingJob:
 
     def replay_frames(self) -> int:
         """Frames the replay of earlier propagations tracks again (for the time limit)."""
-        return sum(p["frames"] for step in self.history if step["op"] == "propagate"
-                   for p in step["passes"])
+        return sum(
+            p["frames"]
+            for step in self.history
+            if step["op"] == "propagate"
+            for p in step["passes"]
+        )
 
 
 @dataclass(frozen=True)
@@ -124,11 +128,19 @@ def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
     global _worker_models
     if _worker_models is None:
         _worker_models = ModelCache()
-    predictor = _worker_models.get(get_spec(job.model_key), job.checkpoint, job.device,
-                                   job.resolution, corrections=job.corrections)
+    predictor = _worker_models.get(
+        get_spec(job.model_key),
+        job.checkpoint,
+        job.device,
+        job.resolution,
+        corrections=job.corrections,
+    )
     folder = FrameFolder(Path(job.frames_dir))
     session = TrackingSession(
-        predictor, folder.frame_paths(), folder.info, Path(job.masks_dir),
+        predictor,
+        folder.frame_paths(),
+        folder.info,
+        Path(job.masks_dir),
         full_memory_frames=job.full_memory_frames,
         autocast=lambda: autocast_context(predictor.device, job.bf16),
     )
@@ -147,12 +159,16 @@ def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
     done = 0
     for step in session.propagate(job.direction, job.start_frame, job.end_frame, cancel):
         done = step.done
-        write_bytes_atomic(control / PROGRESS_FILE,
-                           f"{step.done} {step.total} {step.result.frame_idx}".encode())
+        write_bytes_atomic(
+            control / PROGRESS_FILE, f"{step.done} {step.total} {step.result.frame_idx}".encode()
+        )
     return TrackingOutcome(
-        record=dict(session.history[-1]), frames=done,
-        seconds=time.perf_counter() - started, cancelled=cancel.is_set(),
-        replayed_frames=len(replayed))
+        record=dict(session.history[-1]),
+        frames=done,
+        seconds=time.perf_counter() - started,
+        cancelled=cancel.is_set(),
+        replayed_frames=len(replayed),
+    )
 
 
 run_tracking_job = gpu(duration=job_duration)(_run_tracking_job)

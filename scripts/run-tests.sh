@@ -10,4 +10,10 @@ if [[ ! -x /usr/bin/chromium ]]; then
   "${SUDO[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq chromium >/dev/null
 fi
+if [[ $# == 0 ]]; then
+  # The whole suite also checks lint and formatting (one style for the whole tree).
+  echo "[tests] ruff check and ruff format --check"
+  .venv/bin/ruff check .
+  .venv/bin/ruff format --check .
+fi
 exec .venv/bin/python -m pytest "$@"

@@ -40,8 +40,13 @@ class AppServer:
             self.process.wait()
 
 
-def start_app(workdir: Path, checkpoint: Path | None, resolution: int = 256,
-              extra_env: dict[str, str] | None = None, timeout: float = 120) -> AppServer:
+def start_app(
+    workdir: Path,
+    checkpoint: Path | None,
+    resolution: int = 256,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> AppServer:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     data_dir = workdir / "sessions"
@@ -49,23 +54,30 @@ def start_app(workdir: Path, checkpoint: Path | None, resolution: int = 256,
     env.pop("SAM2WEB_CHECKPOINT", None)
     if checkpoint is not None:
         env["SAM2WEB_CHECKPOINT"] = str(checkpoint)
-    env.update({
-        "SAM2WEB_CACHE_DIR": str(workdir / "checkpoint-cache"),
-        "SAM2WEB_OFFLINE": "1",
-        "SAM2WEB_RESOLUTION": str(resolution),
-        "SAM2WEB_DATA_DIR": str(data_dir),
-        "SAM2WEB_HOST": "127.0.0.1",
-        "SAM2WEB_PORT": str(port),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "GRADIO_TEMP_DIR": str(workdir / "gradio-cache"),
-        "TQDM_DISABLE": "1",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "SAM2WEB_CACHE_DIR": str(workdir / "checkpoint-cache"),
+            "SAM2WEB_OFFLINE": "1",
+            "SAM2WEB_RESOLUTION": str(resolution),
+            "SAM2WEB_DATA_DIR": str(data_dir),
+            "SAM2WEB_HOST": "127.0.0.1",
+            "SAM2WEB_PORT": str(port),
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "GRADIO_TEMP_DIR": str(workdir / "gradio-cache"),
+            "TQDM_DISABLE": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra_env or {})
     log_path = workdir / "server.log"
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=workdir,
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py")],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -85,8 +97,11 @@ def session_folders(data_dir: Path) -> set[Path]:
     """The server-made session folders (32 hex digits) under the sessions folder."""
     if not data_dir.is_dir():
         return set()
-    return {p for p in data_dir.iterdir()
-            if p.is_dir() and len(p.name) == 32 and set(p.name) <= set("0123456789abcdef")}
+    return {
+        p
+        for p in data_dir.iterdir()
+        if p.is_dir() and len(p.name) == 32 and set(p.name) <= set("0123456789abcdef")
+    }
 
 
 def wait_until(condition, timeout: float, step: float = 0.25) -> bool:

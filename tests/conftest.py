@@ -23,8 +23,12 @@ TEST_RESOLUTION = 256
 
 
 def pytest_addoption(parser):
-    parser.addoption("--run-exhaustive", action="store_true", default=False,
-                     help="also run tests marked 'exhaustive' (long)")
+    parser.addoption(
+        "--run-exhaustive",
+        action="store_true",
+        default=False,
+        help="also run tests marked 'exhaustive' (long)",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -57,9 +61,13 @@ def predictor_cache(random_checkpoint):
         if key not in cache:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                cache[key] = build_predictor(get_spec("sam2.1-tiny"), random_checkpoint,
-                                             device="cpu", image_size=image_size,
-                                             corrections=corrections)
+                cache[key] = build_predictor(
+                    get_spec("sam2.1-tiny"),
+                    random_checkpoint,
+                    device="cpu",
+                    image_size=image_size,
+                    corrections=corrections,
+                )
             silence_missing_extension_warning()
         return cache[key]
 
@@ -88,18 +96,32 @@ def make_session(tmp_path, predictor_cache):
     from sam2web.media import FrameFolder, MediaLimits, ingest
     from sam2web.session import TrackingSession
 
-    limits = MediaLimits(max_bytes=200 << 20, max_frames=2000, max_duration_s=3600,
-                         max_pixels=4096 * 4096, max_zip_ratio=200)
+    limits = MediaLimits(
+        max_bytes=200 << 20,
+        max_frames=2000,
+        max_duration_s=3600,
+        max_pixels=4096 * 4096,
+        max_zip_ratio=200,
+    )
     counter = iter(range(10_000))
 
-    def make(src: Path, image_size: int = TEST_RESOLUTION, corrections: str = "keep",
-             full_memory_frames: int = 300, **kwargs):
+    def make(
+        src: Path,
+        image_size: int = TEST_RESOLUTION,
+        corrections: str = "keep",
+        full_memory_frames: int = 300,
+        **kwargs,
+    ):
         n = next(counter)
         frames_dir = tmp_path / f"s{n}" / "frames"
         ingest(src, frames_dir, limits=limits, **kwargs)
         folder = FrameFolder(frames_dir)
-        return TrackingSession(predictor_cache(image_size, corrections), folder.frame_paths(),
-                               folder.info, tmp_path / f"s{n}" / "masks",
-                               full_memory_frames=full_memory_frames)
+        return TrackingSession(
+            predictor_cache(image_size, corrections),
+            folder.frame_paths(),
+            folder.info,
+            tmp_path / f"s{n}" / "masks",
+            full_memory_frames=full_memory_frames,
+        )
 
     return make

@@ -32,8 +32,7 @@ from tests.appserver import RssMonitor, settled_rss
 
 TRACK_ARGS = ("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "")
 EXPORT_ARGS = (0, 0.5, True, True, 0, "", "mm", "")
-SIZES = [(160, 120), (128, 96), (192, 144), (144, 108), (176, 132), (112, 84), (208, 156),
-         (96, 72)]
+SIZES = [(160, 120), (128, 96), (192, 144), (144, 108), (176, 132), (112, 84), (208, 156), (96, 72)]
 ANIMALS = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen"]
 
 
@@ -49,12 +48,21 @@ class UserClip:
         """The default discs scaled to this size, moving so they stay in view."""
         sx, sy = self.width / 160, self.height / 120
         slow = 8 / max(self.frames, 8)
-        return tuple(synth.Disc(d.x0 * sx, d.y0 * sy, d.vx * sx * slow, d.vy * sy * slow,
-                                d.radius * sx, d.color) for d in synth.DEFAULT_DISCS)
+        return tuple(
+            synth.Disc(
+                d.x0 * sx, d.y0 * sy, d.vx * sx * slow, d.vy * sy * slow, d.radius * sx, d.color
+            )
+            for d in synth.DEFAULT_DISCS
+        )
 
     def write(self, folder: Path) -> Path:
-        frames = synth.make_frames(self.frames, self.height, self.width, discs=self.discs(),
-                                   seed=len(self.key) + self.frames)
+        frames = synth.make_frames(
+            self.frames,
+            self.height,
+            self.width,
+            discs=self.discs(),
+            seed=len(self.key) + self.frames,
+        )
         return synth.write_video(folder / f"{self.key}.mp4", frames, fps=10)
 
 
@@ -64,8 +72,7 @@ def user_clips(sessions: int, frames: int) -> list[UserClip]:
     for i in range(sessions):
         width, height = SIZES[i % len(SIZES)]
         animal = ANIMALS[i % len(ANIMALS)] + ("" if i < len(ANIMALS) else str(i))
-        clips.append(UserClip(animal, frames + i, width, height,
-                              (f"{animal} 1", f"{animal} 2")))
+        clips.append(UserClip(animal, frames + i, width, height, (f"{animal} 1", f"{animal} 2")))
     return clips
 
 
@@ -113,25 +120,33 @@ class LoadRun:
 
     def table(self) -> str:
         """Markdown: one row per user, then the slider latency and the server's RSS."""
-        lines = ["| user | frames | size | user total s | Track pressed s | tracking start s "
-                 "| tracking end s | Track answered s |",
-                 "|---|---:|---|---:|---:|---:|---:|---:|"]
+        lines = [
+            "| user | frames | size | user total s | Track pressed s | tracking start s "
+            "| tracking end s | Track answered s |",
+            "|---|---:|---|---:|---:|---:|---:|---:|",
+        ]
         for u in self.track_order():
             c = u.clip
-            lines.append(f"| {c.key} | {c.frames} | {c.width}x{c.height} | {u.seconds:.1f} | "
-                         f"{u.track_sent:.1f} | {_num(u.track_start)} | "
-                         f"{_num(u.track_end)} | {_num(u.answered)} |")
+            lines.append(
+                f"| {c.key} | {c.frames} | {c.width}x{c.height} | {u.seconds:.1f} | "
+                f"{u.track_sent:.1f} | {_num(u.track_start)} | "
+                f"{_num(u.track_end)} | {_num(u.answered)} |"
+            )
         lat = self.frame_latencies
         lines.append("")
-        lines.append(f"All {len(self.users)} users done in {self.seconds:.1f} s. Slider "
-                     f"(/frame) during the load: {len(lat)} answers, median "
-                     f"{1000 * statistics.median(lat) if lat else float('nan'):.0f} ms, "
-                     f"p95 {1000 * self.latency(0.95):.0f} ms, max "
-                     f"{1000 * max(lat, default=float('nan')):.0f} ms.")
+        lines.append(
+            f"All {len(self.users)} users done in {self.seconds:.1f} s. Slider "
+            f"(/frame) during the load: {len(lat)} answers, median "
+            f"{1000 * statistics.median(lat) if lat else float('nan'):.0f} ms, "
+            f"p95 {1000 * self.latency(0.95):.0f} ms, max "
+            f"{1000 * max(lat, default=float('nan')):.0f} ms."
+        )
         if self.rss_before is not None:
             mib = 1024 * 1024
-            lines.append(f"Server RSS: before {self.rss_before / mib:.0f} MiB, peak "
-                         f"{self.rss_peak / mib:.0f} MiB, after {self.rss_after / mib:.0f} MiB.")
+            lines.append(
+                f"Server RSS: before {self.rss_before / mib:.0f} MiB, peak "
+                f"{self.rss_peak / mib:.0f} MiB, after {self.rss_after / mib:.0f} MiB."
+            )
         return "\n".join(lines)
 
 
@@ -161,8 +176,9 @@ def _one_user(url: str, path: Path, run: UserRun, t0: float) -> None:
         first, second = clip.discs()[:2]
         client.predict(clip.names[0], 0, api_name="/add_object")
         client.predict(0, 1, first.x0, first.y0, True, api_name="/add_point")
-        client.predict(0, 1, clip.width * 0.5, clip.height * 0.9, False,
-                       api_name="/add_point")  # background
+        client.predict(
+            0, 1, clip.width * 0.5, clip.height * 0.9, False, api_name="/add_point"
+        )  # background
         client.predict(clip.names[1], 0, api_name="/add_object")
         client.predict(0, 2, second.x0, second.y0, True, api_name="/add_point")
         run.track_sent = time.perf_counter() - t0
@@ -181,7 +197,9 @@ def _one_user(url: str, path: Path, run: UserRun, t0: float) -> None:
 
 _TRACKING_LINE = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO sam2web\.workflow: tracking "
-    r"\w+ after (\d+) of (\d+) frames in ([\d.]+) s", re.MULTILINE)
+    r"\w+ after (\d+) of (\d+) frames in ([\d.]+) s",
+    re.MULTILINE,
+)
 
 
 def _tracking_times(log: str, runs: list[UserRun], t0_wall: float) -> None:
@@ -195,8 +213,15 @@ def _tracking_times(log: str, runs: list[UserRun], t0_wall: float) -> None:
         run.track_start, run.track_end = end - float(seconds), end
 
 
-def _scrub(url: str, path: Path, frames: int, ready: threading.Event,
-           stop: threading.Event, latencies: list[float], pause_s: float) -> None:
+def _scrub(
+    url: str,
+    path: Path,
+    frames: int,
+    ready: threading.Event,
+    stop: threading.Event,
+    latencies: list[float],
+    pause_s: float,
+) -> None:
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False)
@@ -211,9 +236,15 @@ def _scrub(url: str, path: Path, frames: int, ready: threading.Event,
         stop.wait(pause_s)
 
 
-def run_load(url: str, clips: list[UserClip], workdir: Path, server_log: Callable[[], str],
-             pid: int | None = None, scrub_pause_s: float = 0.1,
-             timeout_s: float = 900) -> LoadRun:
+def run_load(
+    url: str,
+    clips: list[UserClip],
+    workdir: Path,
+    server_log: Callable[[], str],
+    pid: int | None = None,
+    scrub_pause_s: float = 0.1,
+    timeout_s: float = 900,
+) -> LoadRun:
     """Run every clip's user at once against the app at ``url`` while a further user drags
     the frame slider every ``scrub_pause_s`` seconds. ``server_log()`` returns the server's
     log so far (for the tracking times; clips need distinct frame counts). With ``pid``
@@ -224,9 +255,11 @@ def run_load(url: str, clips: list[UserClip], workdir: Path, server_log: Callabl
     scrub_path = scrub_clip.write(workdir)
     latencies: list[float] = []
     ready, stop = threading.Event(), threading.Event()
-    scrubber = threading.Thread(target=_scrub, daemon=True,
-                                args=(url, scrub_path, scrub_clip.frames, ready, stop,
-                                      latencies, scrub_pause_s))
+    scrubber = threading.Thread(
+        target=_scrub,
+        daemon=True,
+        args=(url, scrub_path, scrub_clip.frames, ready, stop, latencies, scrub_pause_s),
+    )
     scrubber.start()
     if not ready.wait(120):
         raise RuntimeError("the slider user's upload did not finish")
@@ -234,8 +267,10 @@ def run_load(url: str, clips: list[UserClip], workdir: Path, server_log: Callabl
     monitor = RssMonitor(pid).__enter__() if pid else None
     runs = [UserRun(clip) for clip in clips]
     t0, t0_wall = time.perf_counter(), time.time()
-    threads = [threading.Thread(target=_one_user, args=(url, path, run, t0), daemon=True)
-               for path, run in zip(paths, runs, strict=True)]
+    threads = [
+        threading.Thread(target=_one_user, args=(url, path, run, t0), daemon=True)
+        for path, run in zip(paths, runs, strict=True)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -278,4 +313,3 @@ def check(run: UserRun) -> list[str]:
     if run.video_size != (clip.width, clip.height) or run.video_frames != clip.frames:
         problems.append(f"video {run.video_size} with {run.video_frames} frames")
     return problems
-

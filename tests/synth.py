@@ -71,15 +71,26 @@ def make_frames(
     return frames
 
 
-def write_video(path: Path, frames: np.ndarray, fps: float = 10.0, codec: str = "libx264",
-                pix_fmt: str = "yuv420p", extra: list[str] | None = None) -> Path:
+def write_video(
+    path: Path,
+    frames: np.ndarray,
+    fps: float = 10.0,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    extra: list[str] | None = None,
+) -> Path:
     """Encode frames with the bundled ffmpeg (even sizes for yuv420p)."""
     import imageio_ffmpeg
 
     h, w = frames.shape[1:3]
     writer = imageio_ffmpeg.write_frames(
-        str(path), (w, h), fps=fps, codec=codec, pix_fmt_out=pix_fmt,
-        macro_block_size=1, output_params=(extra or []) + ["-loglevel", "error"],
+        str(path),
+        (w, h),
+        fps=fps,
+        codec=codec,
+        pix_fmt_out=pix_fmt,
+        macro_block_size=1,
+        output_params=(extra or []) + ["-loglevel", "error"],
     )
     writer.send(None)
     for frame in frames:
@@ -88,8 +99,13 @@ def write_video(path: Path, frames: np.ndarray, fps: float = 10.0, codec: str = 
     return path
 
 
-def write_image_zip(path: Path, frames: np.ndarray, fmt: str = "png", prefix: str = "frame_",
-                    shuffle_names: bool = True) -> Path:
+def write_image_zip(
+    path: Path,
+    frames: np.ndarray,
+    fmt: str = "png",
+    prefix: str = "frame_",
+    shuffle_names: bool = True,
+) -> Path:
     """A zip of one image per frame, named frame_1, frame_2, ..., frame_10 (natural order),
     written to the archive in a scrambled order so sorting matters."""
     from PIL import Image
@@ -101,8 +117,9 @@ def write_image_zip(path: Path, frames: np.ndarray, fmt: str = "png", prefix: st
     with zipfile.ZipFile(path, "w") as zf:
         for i in order:
             buf = io.BytesIO()
-            Image.fromarray(frames[i]).save(buf, format="PNG" if fmt == "png" else "JPEG",
-                                            quality=95)
+            Image.fromarray(frames[i]).save(
+                buf, format="PNG" if fmt == "png" else "JPEG", quality=95
+            )
             zf.writestr(names[i], buf.getvalue())
     return path
 
@@ -130,8 +147,10 @@ def zip_of(path: Path, members: dict[str, bytes]) -> Path:
 def zip_bomb(path: Path, megabytes: int, name: str = "frame_1.png") -> Path:
     """One member of ``megabytes`` MB of zeros: a few kB packed."""
     chunk = bytes(1 << 20)
-    with (zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
-          zf.open(name, "w") as member):
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
+        zf.open(name, "w") as member,
+    ):
         for _ in range(megabytes):
             member.write(chunk)
     return path
@@ -155,14 +174,19 @@ def ffmpeg_exe() -> str:
 
 def ffmpeg(*args: str) -> None:
     """Run the bundled ffmpeg quietly; raises when it fails."""
-    subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", *args],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", *args],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 @functools.cache
 def has_encoder(name: str) -> bool:
-    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True, check=True
+    ).stdout
     return re.search(rf"^\s*\S+\s+{re.escape(name)}\s", out, re.MULTILINE) is not None
 
 
@@ -182,15 +206,23 @@ def variable_rate_video(path: Path, frames: np.ndarray) -> Path:
 
 
 def audio_only(path: Path, seconds: float = 1.0) -> Path:
-    ffmpeg("-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "aac",
-           str(path))
+    ffmpeg("-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "aac", str(path))
     return path
 
 
 def video_without_frames(path: Path) -> Path:
     """An MP4 container that holds no frame at all."""
-    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=64x48:r=10", "-frames:v", "0",
-           "-c:v", "libx264", str(path))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:s=64x48:r=10",
+        "-frames:v",
+        "0",
+        "-c:v",
+        "libx264",
+        str(path),
+    )
     return path
 
 

@@ -23,8 +23,11 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, random_checkpoint):
-    server = start_app(tmp_path_factory.mktemp("app"), random_checkpoint,
-                       extra_env={"SAM2WEB_FAST_RESOLUTION": "128"})
+    server = start_app(
+        tmp_path_factory.mktemp("app"),
+        random_checkpoint,
+        extra_env={"SAM2WEB_FAST_RESOLUTION": "128"},
+    )
     yield server
     server.stop()
 
@@ -55,8 +58,9 @@ def track_two_discs(client: Client, clip: Path, names=("disc A", "disc B")):
     client.predict(0, 1, 75, 62, False, api_name="/add_point")
     client.predict(names[1], 0, api_name="/add_object")
     client.predict(0, 2, 120, 40, True, api_name="/add_point")
-    result = client.predict("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "",
-                            api_name="/propagate")
+    result = client.predict(
+        "forward", "", "", 0, 0.5, True, True, 0, "", "mm", "", api_name="/propagate"
+    )
     return info, result
 
 
@@ -91,8 +95,13 @@ def test_whole_scenario_through_the_api(app, tmp_path):
     assert len(gallery) == 8 and gallery[3]["caption"] == "frame 3"
     # The science outputs came with it: summary, calibrated table, plots, NPZ, COCO.
     names = {Path(f).name for f in files}
-    assert {"sam2web_summary.csv", "sam2web_trajectories.png", "sam2web_confidence.png",
-            "sam2web_masks.npz", "sam2web_masks_coco.json"} <= names
+    assert {
+        "sam2web_summary.csv",
+        "sam2web_trajectories.png",
+        "sam2web_confidence.png",
+        "sam2web_masks.npz",
+        "sam2web_masks_coco.json",
+    } <= names
     summary = read_csv(by_name(files, "sam2web_summary.csv"))
     assert [r["object_name"] for r in summary] == ["disc A", "disc B"]
     # The frame view shows the tracked masks of any frame.
@@ -112,8 +121,9 @@ def test_refine_and_track_again(app, tmp_path):
     undo = client.predict(3, api_name="/undo")
     assert "Undone" in undo[1]
     client.predict(3, 1, 60, 90, False, api_name="/add_point")
-    again = client.predict("both", "3", "", 3, 0.5, True, True, 5, "2.5", "mm", "",
-                           api_name="/propagate")
+    again = client.predict(
+        "both", "3", "", 3, 0.5, True, True, 5, "2.5", "mm", "", api_name="/propagate"
+    )
     assert "Tracked" in again[1]
     rows = read_csv(by_name(again[5], "sam2web_tracks.csv"))
     assert len(rows) == 12
@@ -121,16 +131,20 @@ def test_refine_and_track_again(app, tmp_path):
     assert "centroid_x_mm" in calibrated[0]
     present = next(r for r in calibrated if r["present"] == "1")
     assert float(present["centroid_x_mm"]) == pytest.approx(
-        float(present["centroid_x"]) / 2.5, abs=1e-3)  # the CSV keeps 3 decimals
+        float(present["centroid_x"]) / 2.5, abs=1e-3
+    )  # the CSV keeps 3 decimals
 
 
-@pytest.mark.parametrize("call, args, message", [
-    ("/add_point", (0, 1, 500, 10, True), "outside"),
-    # The frame box's own range check may answer first; either way one sentence.
-    ("/add_point", (99, 1, 10, 10, True), "does not exist|greater than maximum value"),
-    ("/add_point", (0, 7, 10, 10, True), "does not exist"),
-    ("/undo", (4,), "nothing to undo"),
-])
+@pytest.mark.parametrize(
+    "call, args, message",
+    [
+        ("/add_point", (0, 1, 500, 10, True), "outside"),
+        # The frame box's own range check may answer first; either way one sentence.
+        ("/add_point", (99, 1, 10, 10, True), "does not exist|greater than maximum value"),
+        ("/add_point", (0, 7, 10, 10, True), "does not exist"),
+        ("/undo", (4,), "nothing to undo"),
+    ],
+)
 def test_bad_requests_get_one_sentence(app, tmp_path, call, args, message):
     clip = synth.write_video(tmp_path / "discs.mp4", synth.make_frames(6, 120, 160))
     client = Client(app.url, verbose=False)
@@ -144,8 +158,9 @@ def test_bad_requests_get_one_sentence(app, tmp_path, call, args, message):
 def test_tracking_before_upload_and_export_before_tracking(app):
     client = Client(app.url, verbose=False)
     with pytest.raises(Exception, match="Upload a video"):
-        client.predict("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "",
-                       api_name="/propagate")
+        client.predict(
+            "forward", "", "", 0, 0.5, True, True, 0, "", "mm", "", api_name="/propagate"
+        )
 
 
 def test_not_a_video_is_refused_and_leaves_nothing(app, tmp_path):
@@ -161,8 +176,7 @@ def test_not_a_video_is_refused_and_leaves_nothing(app, tmp_path):
 
 def test_two_users_at_once_do_not_see_each_other(app, tmp_path):
     clip_a = synth.write_video(tmp_path / "a.mp4", synth.make_frames(6, 120, 160), fps=6)
-    clip_b = synth.write_video(tmp_path / "b.mp4", synth.make_frames(5, 96, 128, seed=3),
-                               fps=5)
+    clip_b = synth.write_video(tmp_path / "b.mp4", synth.make_frames(5, 96, 128, seed=3), fps=5)
     results, errors = {}, []
 
     def user(key, clip, names):
@@ -172,8 +186,10 @@ def test_two_users_at_once_do_not_see_each_other(app, tmp_path):
         except Exception as err:  # reported below
             errors.append(err)
 
-    threads = [threading.Thread(target=user, args=("a", clip_a, ("ant 1", "ant 2"))),
-               threading.Thread(target=user, args=("b", clip_b, ("bee 1", "bee 2")))]
+    threads = [
+        threading.Thread(target=user, args=("a", clip_a, ("ant 1", "ant 2"))),
+        threading.Thread(target=user, args=("b", clip_b, ("bee 1", "bee 2"))),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -200,8 +216,9 @@ def test_native_resolution_app(tmp_path, random_checkpoint):
         client.predict(handle_file(str(clip)), api_name="/upload")
         client.predict("disc", 0, api_name="/add_object")
         client.predict(0, 1, 40, 60, True, api_name="/add_point")
-        result = client.predict("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "",
-                                api_name="/propagate")
+        result = client.predict(
+            "forward", "", "", 0, 0.5, True, True, 0, "", "mm", "", api_name="/propagate"
+        )
         rows = read_csv(by_name(result[5], "sam2web_tracks.csv"))
         assert len(rows) == 2
         assert "approximate" not in client.predict("x", 0, api_name="/add_object")[-1]
@@ -255,8 +272,9 @@ def test_fast_preview_and_its_agreement_check(app, tmp_path):
     report = client.predict(3, api_name="/compare_quality")
     assert "frames 0–2 (3)" in report and "agrees with full quality (256 px)" in report
     assert "disc &lt;b&gt;A&lt;/b&gt;" in report  # the name is shown, escaped
-    tracked = client.predict("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "",
-                             api_name="/propagate")
+    tracked = client.predict(
+        "forward", "", "", 0, 0.5, True, True, 0, "", "mm", "", api_name="/propagate"
+    )
     assert "Tracked 6 frames" in tracked[1]
     back = client.predict("full", 0, api_name="/set_quality")
     assert "Full quality: processing at 256 px" in back[1]

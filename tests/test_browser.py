@@ -21,9 +21,15 @@ from tests.appserver import start_app
 pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("SAM2WEB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-quic",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +45,10 @@ def page(tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (scripts/run-tests.sh installs Debian's)")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                    headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000},
-                                      accept_downloads=True)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(
+            viewport={"width": 1400, "height": 1000}, accept_downloads=True
+        )
         page = context.new_page()
         page.set_default_timeout(60_000)
         yield page
@@ -67,8 +73,7 @@ def click_image_pixel(page, selector: str, x: float, y: float, frame_width: int)
     fit = min(geom["width"] / geom["nw"], geom["height"] / geom["nh"], 1.0)
     off_x = (geom["width"] - geom["nw"] * fit) / 2
     off_y = (geom["height"] - geom["nh"] * fit) / 2
-    page.mouse.click(geom["left"] + off_x + x * shown * fit,
-                     geom["top"] + off_y + y * shown * fit)
+    page.mouse.click(geom["left"] + off_x + x * shown * fit, geom["top"] + off_y + y * shown * fit)
 
 
 def wait_status(page, text: str, timeout: float = 120_000) -> None:
@@ -117,10 +122,12 @@ def test_track_two_discs_in_the_browser(app, page, tmp_path):
     video.wait_for(state="attached")
     page.wait_for_function(
         """() => { const v = document.querySelector('#overlay-video video');
-                   return v && v.readyState >= 2 && v.videoWidth > 0; }""", timeout=120_000)
+                   return v && v.readyState >= 2 && v.videoWidth > 0; }""",
+        timeout=120_000,
+    )
     assert video.evaluate("v => [v.videoWidth, v.videoHeight]") == [160, 120]
 
-    link = page.locator("#downloads a[href*=\"sam2web_tracks.csv\"]").first
+    link = page.locator('#downloads a[href*="sam2web_tracks.csv"]').first
     with page.expect_download() as download_info:
         link.click()
     csv_path = tmp_path / "tracks.csv"
@@ -131,12 +138,14 @@ def test_track_two_discs_in_the_browser(app, page, tmp_path):
     assert {r["object_name"] for r in rows} == {"red disc", "blue disc"}
 
     # The measurements a scientist reads next: the summary table and both plots.
-    page.wait_for_function("() => (document.querySelector('#summary') || {}).textContent"
-                           "?.includes('blue disc')")
+    page.wait_for_function(
+        "() => (document.querySelector('#summary') || {}).textContent?.includes('blue disc')"
+    )
     for plot in ("#trajectories img", "#confidence img"):
         page.wait_for_function(
             f"() => {{ const i = document.querySelector('{plot}');"
-            " return i && i.complete && i.naturalWidth > 200; }")
+            " return i && i.complete && i.naturalWidth > 200; }"
+        )
 
     shot = tmp_path / "after_tracking.png"
     page.screenshot(path=str(shot), full_page=True)

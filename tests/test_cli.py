@@ -213,8 +213,22 @@ def test_usage_errors_exit_2(batch, tmp_path, capsys):
         main(["track", video, "--project", "p.json", "--out", "o", "--resolution", "100"])
     assert exit_.value.code == 2
     assert main([]) == 2
-    assert main(["track", video, "--project", str(batch["project"]), "--out", "o", "--fast",
-                 "--resolution", "512"]) == 2
+    assert (
+        main(
+            [
+                "track",
+                video,
+                "--project",
+                str(batch["project"]),
+                "--out",
+                "o",
+                "--fast",
+                "--resolution",
+                "512",
+            ]
+        )
+        == 2
+    )
     assert "either --fast or --resolution" in capsys.readouterr().err
 
     junk = tmp_path / "junk.json"

@@ -37,8 +37,11 @@ def upload(client: Client, clip: Path, data_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, random_checkpoint):
     """A server that sweeps every second and allows 1 MB of session folders in all."""
-    server = start_app(tmp_path_factory.mktemp("disk-app"), random_checkpoint,
-                       extra_env={"SAM2WEB_SWEEP_INTERVAL_S": "1", "SAM2WEB_MAX_DISK_MB": "1"})
+    server = start_app(
+        tmp_path_factory.mktemp("disk-app"),
+        random_checkpoint,
+        extra_env={"SAM2WEB_SWEEP_INTERVAL_S": "1", "SAM2WEB_MAX_DISK_MB": "1"},
+    )
     yield server
     server.stop()
 
@@ -105,9 +108,11 @@ def test_uploads_are_refused_when_session_storage_is_full(app, tmp_path):
 def test_an_idle_session_expires_and_a_busy_one_does_not(tmp_path, random_checkpoint):
     """SAM2WEB_SESSION_TTL_S counts from a session's last action (viewing a frame counts):
     an idle session is closed with its files, one in use is kept however long it lives."""
-    server = start_app(tmp_path / "ttl-app", random_checkpoint,
-                       extra_env={"SAM2WEB_SESSION_TTL_S": "3",
-                                  "SAM2WEB_SWEEP_INTERVAL_S": "1"})
+    server = start_app(
+        tmp_path / "ttl-app",
+        random_checkpoint,
+        extra_env={"SAM2WEB_SESSION_TTL_S": "3", "SAM2WEB_SWEEP_INTERVAL_S": "1"},
+    )
     try:
         clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(3, 120, 160))
         active_client = Client(server.url, verbose=False)

@@ -72,8 +72,9 @@ def serve_next_user(url: str, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory) -> Path:
     # The discs move slowly so they stay in view for all frames.
-    discs = tuple(synth.Disc(d.x0, d.y0, d.vx / 6, d.vy / 6, d.radius, d.color)
-                  for d in synth.DEFAULT_DISCS)
+    discs = tuple(
+        synth.Disc(d.x0, d.y0, d.vx / 6, d.vy / 6, d.radius, d.color) for d in synth.DEFAULT_DISCS
+    )
     frames = synth.make_frames(FRAMES, 120, 160, discs=discs)
     return synth.write_video(tmp_path_factory.mktemp("clips") / "long.mp4", frames, fps=10)
 
@@ -81,8 +82,9 @@ def long_clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, random_checkpoint, long_clip):
     """The app after one whole run of the long clip (model loaded, buffers grown)."""
-    server = start_app(tmp_path_factory.mktemp("faults-app"), random_checkpoint,
-                       resolution=RESOLUTION)
+    server = start_app(
+        tmp_path_factory.mktemp("faults-app"), random_checkpoint, resolution=RESOLUTION
+    )
     client = Client(server.url, verbose=False)
     prepare(client, long_clip, server.data_dir)
     t0 = time.perf_counter()
@@ -90,8 +92,10 @@ def app(tmp_path_factory, random_checkpoint, long_clip):
     assert f"Tracked {FRAMES} frames" in status
     server.warmup_seconds = time.perf_counter() - t0
     server.warm_rss = settled_rss(server.process.pid)
-    print(f"\n[warm-up] whole run of {FRAMES} frames {server.warmup_seconds:.1f} s, "
-          f"RSS after {server.warm_rss / MIB:.0f} MiB")
+    print(
+        f"\n[warm-up] whole run of {FRAMES} frames {server.warmup_seconds:.1f} s, "
+        f"RSS after {server.warm_rss / MIB:.0f} MiB"
+    )
     yield server
     server.stop()
 
@@ -107,8 +111,14 @@ def test_cancel_part_way(app, long_clip, tmp_path, record_property):
         assert "Cancelling after the current frame" in client.predict(api_name="/cancel")
         status = job.result(timeout=300)[1]
     after = settled_rss(app.process.pid)
-    report(record_property, "cancel", warm=app.warm_rss / MIB, before=before / MIB,
-           peak=monitor.peak / MIB, after=after / MIB)
+    report(
+        record_property,
+        "cancel",
+        warm=app.warm_rss / MIB,
+        before=before / MIB,
+        peak=monitor.peak / MIB,
+        after=after / MIB,
+    )
 
     found = re.search(r"Cancelled after (\d+) frames", status)
     assert found, status
@@ -136,8 +146,7 @@ def test_closing_the_tab_part_way(app, long_clip, tmp_path, record_property):
         pytest.skip(f"no Chromium at {CHROMIUM}")
     log_start = len(app.log())
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                    headless=True)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
             page = context.new_page()
@@ -158,16 +167,25 @@ def test_closing_the_tab_part_way(app, long_clip, tmp_path, record_property):
                 context.close()
                 assert wait_until(lambda: not folder.exists(), timeout=30, step=0.05)
                 removed_after = time.perf_counter() - closed_at
-                stopped = wait_until(lambda: "tracking cancelled after" in app.log()[log_start:],
-                                     timeout=30)
+                stopped = wait_until(
+                    lambda: "tracking cancelled after" in app.log()[log_start:], timeout=30
+                )
             after = settled_rss(app.process.pid)
         finally:
             browser.close()
     log = app.log()[log_start:]
-    report(record_property, "close", warm=app.warm_rss / MIB, before=before / MIB,
-           peak=monitor.peak / MIB, after=after / MIB)
-    print(f"[close] folder removed {removed_after:.2f} s after the tab closed; "
-          f"{at_close} frames tracked when it closed")
+    report(
+        record_property,
+        "close",
+        warm=app.warm_rss / MIB,
+        before=before / MIB,
+        peak=monitor.peak / MIB,
+        after=after / MIB,
+    )
+    print(
+        f"[close] folder removed {removed_after:.2f} s after the tab closed; "
+        f"{at_close} frames tracked when it closed"
+    )
     assert stopped, log
     frames = int(re.search(r"tracking cancelled after (\d+) of", log)[1])
     print(f"[close] tracking stopped after {frames} of {FRAMES} frames")

@@ -40,16 +40,21 @@ def run_raw(checkpoint, frames_dir, image_size, corrections, num_frames):
     overrides = []
     if image_size != 1024:
         s = image_size // 16
-        overrides += [f"++model.image_size={image_size}",
-                      f"++model.memory_attention.layer.self_attention.feat_sizes=[{s},{s}]",
-                      f"++model.memory_attention.layer.cross_attention.feat_sizes=[{s},{s}]"]
+        overrides += [
+            f"++model.image_size={image_size}",
+            f"++model.memory_attention.layer.self_attention.feat_sizes=[{s},{s}]",
+            f"++model.memory_attention.layer.cross_attention.feat_sizes=[{s},{s}]",
+        ]
     if corrections == "keep":
         overrides.append("++model.add_all_frames_to_correct_as_cond=true")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        predictor = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml",
-                                               str(checkpoint), device="cpu",
-                                               hydra_overrides_extra=overrides)
+        predictor = build_sam2_video_predictor(
+            "configs/sam2.1/sam2.1_hiera_t.yaml",
+            str(checkpoint),
+            device="cpu",
+            hydra_overrides_extra=overrides,
+        )
         with torch.inference_mode():
             state = predictor.init_state(video_path=str(frames_dir))
             clicked = {}
@@ -58,19 +63,25 @@ def run_raw(checkpoint, frames_dir, image_size, corrections, num_frames):
                     pts = np.array([[c.x, c.y] for c in clicks[:n]], dtype=np.float32)
                     lbl = np.array([int(c.positive) for c in clicks[:n]], np.int32)
                     _, ids, logits = predictor.add_new_points_or_box(
-                        state, frame_idx=0, obj_id=obj_id, points=pts, labels=lbl)
+                        state, frame_idx=0, obj_id=obj_id, points=pts, labels=lbl
+                    )
                 clicked[(0, obj_id)] = (logits[list(ids).index(obj_id), 0] > 0).numpy()
-            first = {f: {o: (m[i, 0] > 0).numpy() for i, o in enumerate(ids)}
-                     for f, ids, m in predictor.propagate_in_video(state)}
+            first = {
+                f: {o: (m[i, 0] > 0).numpy() for i, o in enumerate(ids)}
+                for f, ids, m in predictor.propagate_in_video(state)
+            }
             for obj_id, clicks in REFINE.items():
                 for n in range(1, len(clicks) + 1):
                     pts = np.array([[c.x, c.y] for c in clicks[:n]], dtype=np.float32)
                     lbl = np.array([int(c.positive) for c in clicks[:n]], np.int32)
                     _, ids, logits = predictor.add_new_points_or_box(
-                        state, frame_idx=REFINE_FRAME, obj_id=obj_id, points=pts, labels=lbl)
+                        state, frame_idx=REFINE_FRAME, obj_id=obj_id, points=pts, labels=lbl
+                    )
                 clicked[(REFINE_FRAME, obj_id)] = (logits[list(ids).index(obj_id), 0] > 0).numpy()
-            second = {f: {o: (m[i, 0] > 0).numpy() for i, o in enumerate(ids)}
-                      for f, ids, m in predictor.propagate_in_video(state)}
+            second = {
+                f: {o: (m[i, 0] > 0).numpy() for i, o in enumerate(ids)}
+                for f, ids, m in predictor.propagate_in_video(state)
+            }
     assert len(first) == len(second) == num_frames
     return {"first": first, "second": second}, clicked
 
@@ -111,8 +122,8 @@ def assert_identical(engine, raw):
                 got = engine_out[name][frame][obj_id]
                 assert got.shape == mask.shape
                 assert np.array_equal(got, mask), (
-                    f"{name} propagation, frame {frame}, object {obj_id}: "
-                    f"IoU {iou(got, mask):.5f}")
+                    f"{name} propagation, frame {frame}, object {obj_id}: IoU {iou(got, mask):.5f}"
+                )
 
 
 def frames_dir_of(session):
@@ -121,13 +132,15 @@ def frames_dir_of(session):
 
 @pytest.mark.parametrize("corrections", ["keep", "upstream"])
 @pytest.mark.parametrize("source", ["mp4", "zip"])
-def test_fidelity_reduced_resolution(source, corrections, clip_mp4, clip_zip, make_session,
-                                     random_checkpoint):
+def test_fidelity_reduced_resolution(
+    source, corrections, clip_mp4, clip_zip, make_session, random_checkpoint
+):
     src = clip_mp4 if source == "mp4" else clip_zip
     session = make_session(src, image_size=256, corrections=corrections)
     engine = run_engine(session)
-    raw = run_raw(random_checkpoint, frames_dir_of(session), 256, corrections,
-                  session.info.num_frames)
+    raw = run_raw(
+        random_checkpoint, frames_dir_of(session), 256, corrections, session.info.num_frames
+    )
     assert_identical(engine, raw)
     # The refinement changed the refined frame's mask for the refined object on the click...
     refined = engine[1][(REFINE_FRAME, 1)]
@@ -144,8 +157,11 @@ def test_fidelity_native_resolution(source, tmp_path, make_session, random_check
     from tests import synth
 
     frames = synth.make_frames(num_frames=3, height=120, width=160)
-    src = (synth.write_video(tmp_path / "c.mp4", frames) if source == "mp4"
-           else synth.write_image_zip(tmp_path / "c.zip", frames))
+    src = (
+        synth.write_video(tmp_path / "c.mp4", frames)
+        if source == "mp4"
+        else synth.write_image_zip(tmp_path / "c.zip", frames)
+    )
     session = make_session(src, image_size=1024)
     engine = run_engine(session)
     raw = run_raw(random_checkpoint, frames_dir_of(session), 1024, "keep", 3)

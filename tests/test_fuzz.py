@@ -28,19 +28,37 @@ from sam2web.media import FrameFolder, MediaLimits, ingest
 from tests import synth
 from tests.appserver import start_app
 
-SUFFIXES = [".mp4", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".gif", ".zip", ".tif", ".png",
-            ".jpg", ".bin", ""]
+SUFFIXES = [
+    ".mp4",
+    ".mov",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".mpg",
+    ".gif",
+    ".zip",
+    ".tif",
+    ".png",
+    ".jpg",
+    ".bin",
+    "",
+]
 
 # Small limits keep a mutated header that claims a huge picture or length cheap to refuse.
-LIMITS = MediaLimits(max_bytes=4 << 20, max_frames=60, max_duration_s=120,
-                     max_pixels=640 * 480, max_zip_ratio=200)
+LIMITS = MediaLimits(
+    max_bytes=4 << 20, max_frames=60, max_duration_s=120, max_pixels=640 * 480, max_zip_ratio=200
+)
 
 # A mutated GIF may claim a huge size: PIL warns before the pixel limit refuses it.
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def _png(frame: np.ndarray) -> bytes:
@@ -65,8 +83,14 @@ def seeds(tmp_path_factory) -> dict[str, bytes]:
     out["tiff"] = buf.getvalue()
     buf = io.BytesIO()
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
-                   duration=[40, 80, 40, 120], loop=0)
+    images[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=[40, 80, 40, 120],
+        loop=0,
+    )
     out["gif"] = buf.getvalue()
     out["png"] = _png(frames[0])
     return out
@@ -85,13 +109,13 @@ def mutated(draw, data: bytes) -> bytes:
             out[pos] ^= draw(st.integers(1, 255))
         elif kind == "overwrite":
             chunk = draw(st.binary(min_size=1, max_size=16))
-            out[pos:pos + len(chunk)] = chunk
+            out[pos : pos + len(chunk)] = chunk
         elif kind == "truncate":
-            del out[max(1, pos):]
+            del out[max(1, pos) :]
         elif kind == "insert":
             out[pos:pos] = draw(st.binary(min_size=1, max_size=64))
         elif kind == "delete":
-            del out[pos:pos + draw(st.integers(1, 64))]
+            del out[pos : pos + draw(st.integers(1, 64))]
     return bytes(out)
 
 
@@ -171,14 +195,17 @@ def _tiff_with_tag(code: int, value: int) -> bytes:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize(("build", "kind", "words"), [
-    (_gif_of_absurd_size, LimitError, "pixels per frame"),
-    (_tiff_with_looping_pages, MediaError, "cannot be read"),
-    (lambda: _tiff_with_tag(257, 0), MediaError, "cannot be read"),  # no rows
-    (lambda: _tiff_with_tag(256, 0), MediaError, "cannot be read"),  # no columns
-    (lambda: _tiff_with_tag(258, 0), MediaError, "holds no picture"),  # 0 bits per sample
-], ids=["gif-4-gigapixels", "tiff-page-loop", "tiff-no-rows", "tiff-no-columns",
-        "tiff-0-bits"])
+@pytest.mark.parametrize(
+    ("build", "kind", "words"),
+    [
+        (_gif_of_absurd_size, LimitError, "pixels per frame"),
+        (_tiff_with_looping_pages, MediaError, "cannot be read"),
+        (lambda: _tiff_with_tag(257, 0), MediaError, "cannot be read"),  # no rows
+        (lambda: _tiff_with_tag(256, 0), MediaError, "cannot be read"),  # no columns
+        (lambda: _tiff_with_tag(258, 0), MediaError, "holds no picture"),  # 0 bits per sample
+    ],
+    ids=["gif-4-gigapixels", "tiff-page-loop", "tiff-no-rows", "tiff-no-columns", "tiff-0-bits"],
+)
 def test_damaged_headers_found_by_fuzzing(tmp_path, build, kind, words):
     src = tmp_path / "damaged.bin"
     src.write_bytes(build())
@@ -193,8 +220,12 @@ def test_damaged_headers_found_by_fuzzing(tmp_path, build, kind, words):
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, random_checkpoint):
-    server = start_app(tmp_path_factory.mktemp("fuzz-app"), random_checkpoint, resolution=128,
-                       extra_env={"SAM2WEB_MAX_UPLOAD_MB": "2"})
+    server = start_app(
+        tmp_path_factory.mktemp("fuzz-app"),
+        random_checkpoint,
+        resolution=128,
+        extra_env={"SAM2WEB_MAX_UPLOAD_MB": "2"},
+    )
     yield server
     server.stop()
 

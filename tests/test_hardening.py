@@ -41,15 +41,25 @@ LIMITS = {
     # Two model events at once, so two runs of one user really overlap here.
     "SAM2WEB_CONCURRENCY": "2",
 }
-RAW_ERROR_TEXT = ("Traceback", 'File "', "Errno", "Exception", "Error:", "NoneType",
-                  "object has no attribute", "invalid literal", "unsupported operand")
+RAW_ERROR_TEXT = (
+    "Traceback",
+    'File "',
+    "Errno",
+    "Exception",
+    "Error:",
+    "NoneType",
+    "object has no attribute",
+    "invalid literal",
+    "unsupported operand",
+)
 TRACK_ARGS = ("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "")  # /propagate after frame
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, random_checkpoint):
-    server = start_app(tmp_path_factory.mktemp("hardening"), random_checkpoint,
-                       resolution=128, extra_env=LIMITS)
+    server = start_app(
+        tmp_path_factory.mktemp("hardening"), random_checkpoint, resolution=128, extra_env=LIMITS
+    )
     yield server
     server.stop()
 
@@ -57,8 +67,9 @@ def app(tmp_path_factory, random_checkpoint):
 @pytest.fixture(scope="module")
 def other(app, tmp_path_factory):
     """Another user, who uploaded a clip first; their frame view must keep answering."""
-    clip = synth.write_video(tmp_path_factory.mktemp("other") / "other.mp4",
-                             synth.make_frames(4, 48, 64), fps=4)
+    clip = synth.write_video(
+        tmp_path_factory.mktemp("other") / "other.mp4", synth.make_frames(4, 48, 64), fps=4
+    )
     client = Client(app.url, verbose=False)
     assert client.predict(handle_file(str(clip)), api_name="/upload")[-1]["num_frames"] == 4
     return client
@@ -117,8 +128,9 @@ def _write(name: str, data: bytes):
 
 
 def _video(name: str, frames: int, fps: float, size=(48, 64)):
-    return lambda folder: synth.write_video(folder / name, synth.make_frames(frames, *size),
-                                            fps=fps)
+    return lambda folder: synth.write_video(
+        folder / name, synth.make_frames(frames, *size), fps=fps
+    )
 
 
 def _truncated_mp4(folder: Path) -> Path:
@@ -134,8 +146,19 @@ def _png_8k(folder: Path) -> Path:
 
 def _mp4_8k(folder: Path) -> Path:
     path = folder / "drone_8k.mp4"
-    synth.ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=7680x4320:r=1", "-frames:v", "1",
-                 "-c:v", "libx264", "-preset", "ultrafast", str(path))
+    synth.ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=gray:s=7680x4320:r=1",
+        "-frames:v",
+        "1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        str(path),
+    )
     return path
 
 
@@ -153,45 +176,75 @@ def _damaged_zip_image(frames) -> dict[str, bytes]:
 
 def _two_channel_tiff(folder: Path) -> Path:
     path = folder / "two_channels.tif"
-    tifffile.imwrite(path, np.zeros((4, 2, 20, 30), np.uint16), imagej=True,
-                     metadata={"axes": "TCYX"})
+    tifffile.imwrite(
+        path, np.zeros((4, 2, 20, 30), np.uint16), imagej=True, metadata={"axes": "TCYX"}
+    )
     return path
 
 
 REFUSED_UPLOADS = [
-    ("random-bytes", _write("holiday.mp4", np.random.default_rng(0).bytes(20_000)),
-     "is not a video or image sequence sam2web can read"),
-    ("text", _write("notes.mp4", b"This is not a video, just some text.\n" * 50),
-     "is not a video or image sequence sam2web can read"),
+    (
+        "random-bytes",
+        _write("holiday.mp4", np.random.default_rng(0).bytes(20_000)),
+        "is not a video or image sequence sam2web can read",
+    ),
+    (
+        "text",
+        _write("notes.mp4", b"This is not a video, just some text.\n" * 50),
+        "is not a video or image sequence sam2web can read",
+    ),
     ("empty-file", _write("empty.mp4", b""), "is empty"),
     ("truncated-mp4", _truncated_mp4, "is incomplete or damaged"),
     ("audio-only", lambda folder: synth.audio_only(folder / "voice.mp4"), "only sound"),
-    ("zero-frames", lambda folder: synth.video_without_frames(folder / "nothing.mp4"),
-     "contains no video frames"),
+    (
+        "zero-frames",
+        lambda folder: synth.video_without_frames(folder / "nothing.mp4"),
+        "contains no video frames",
+    ),
     ("over-frame-limit", _video("long.mp4", 25, fps=25), "more than 20 frames"),
     ("over-duration-limit", _video("slow.mp4", 8, fps=1), "longer than this server's limit"),
     ("8k-image", _png_8k, "7680x4320 pixels, more than this server's limit"),
     ("8k-video", _mp4_8k, "7680x4320 pixels, more than this server's limit"),
     ("zip-bomb", lambda folder: synth.zip_bomb(folder / "frames.zip", 20), "zip bomb"),
-    ("zip-dotdot-names", _zip("evil.zip", lambda f: {"frame_1.png": synth.png_bytes(f[0]),
-                                                     "../evil.png": synth.png_bytes(f[1])}),
-     "unsafe file names"),
-    ("zip-absolute-names", _zip("abs.zip", lambda f: {"/etc/evil.png": synth.png_bytes(f[0])}),
-     "unsafe file names"),
-    ("zip-mixed-sizes", _zip("mixed.zip", lambda f: {"f_1.png": synth.png_bytes(f[0]),
-                                                     "f_2.png": synth.png_bytes(f[1][:20])}),
-     "must have the same size"),
-    ("zip-no-images", _zip("docs.zip", lambda f: {"readme.txt": b"hi", "d/t.csv": b"1,2"}),
-     "contains no images"),
+    (
+        "zip-dotdot-names",
+        _zip(
+            "evil.zip",
+            lambda f: {"frame_1.png": synth.png_bytes(f[0]), "../evil.png": synth.png_bytes(f[1])},
+        ),
+        "unsafe file names",
+    ),
+    (
+        "zip-absolute-names",
+        _zip("abs.zip", lambda f: {"/etc/evil.png": synth.png_bytes(f[0])}),
+        "unsafe file names",
+    ),
+    (
+        "zip-mixed-sizes",
+        _zip(
+            "mixed.zip",
+            lambda f: {"f_1.png": synth.png_bytes(f[0]), "f_2.png": synth.png_bytes(f[1][:20])},
+        ),
+        "must have the same size",
+    ),
+    (
+        "zip-no-images",
+        _zip("docs.zip", lambda f: {"readme.txt": b"hi", "d/t.csv": b"1,2"}),
+        "contains no images",
+    ),
     ("zip-damaged-image", _zip("damaged.zip", _damaged_zip_image), "cannot be read"),
     ("tiff-two-channels", _two_channel_tiff, "layout sam2web cannot use"),
-    ("gif-damaged", _write("broken.gif", b"GIF89a" + np.random.default_rng(5).bytes(3000)),
-     "GIF that cannot be read"),
+    (
+        "gif-damaged",
+        _write("broken.gif", b"GIF89a" + np.random.default_rng(5).bytes(3000)),
+        "GIF that cannot be read",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("build", "words"), [c[1:] for c in REFUSED_UPLOADS],
-                         ids=[c[0] for c in REFUSED_UPLOADS])
+@pytest.mark.parametrize(
+    ("build", "words"), [c[1:] for c in REFUSED_UPLOADS], ids=[c[0] for c in REFUSED_UPLOADS]
+)
 def test_bad_upload_is_refused_cleanly(app, other, tmp_path, build, words):
     src = build(tmp_path)
     message = refused(app, other, "/upload", handle_file(str(src)))
@@ -213,8 +266,9 @@ def test_upload_over_the_size_limit(app, other, tmp_path):
         client.predict(handle_file(str(big)), api_name="/upload")
     # A raw upload is cut off by the server with one sentence (HTTP 413).
     before = {p for p in cache_dir(app).rglob("*") if p.is_file()}
-    response = httpx.post(f"{app.url}gradio_api/upload",
-                          files=[("files", ("big.mp4", big.read_bytes()))], timeout=60)
+    response = httpx.post(
+        f"{app.url}gradio_api/upload", files=[("files", ("big.mp4", big.read_bytes()))], timeout=60
+    )
     assert response.status_code == 413
     assert response.text == "File size exceeded maximum allowed size of 1048576 bytes."
     after = {p for p in cache_dir(app).rglob("*") if p.is_file()}
@@ -233,8 +287,11 @@ def _rgba_zip(folder: Path) -> Path:
 
 
 def _fragmented_cut(folder: Path) -> Path:
-    full = synth.write_video(folder / "frag.mp4", synth.make_frames(16, 120, 160),
-                             extra=["-g", "4", "-movflags", "frag_keyframe+empty_moov"])
+    full = synth.write_video(
+        folder / "frag.mp4",
+        synth.make_frames(16, 120, 160),
+        extra=["-g", "4", "-movflags", "frag_keyframe+empty_moov"],
+    )
     return synth.truncated(folder / "frag_cut.mp4", full, 0.5)
 
 
@@ -254,51 +311,93 @@ def _float_stack() -> np.ndarray:
 
 def _nested_zip(folder: Path) -> Path:
     frames = synth.make_frames(4, 120, 160)
-    members = {f"Experiment 1/run/IMG_{i + 1}.png": synth.png_bytes(f)
-               for i, f in enumerate(frames)}
+    members = {
+        f"Experiment 1/run/IMG_{i + 1}.png": synth.png_bytes(f) for i, f in enumerate(frames)
+    }
     members |= {"Experiment 1/notes.txt": b"lab notes", "__MACOSX/._IMG_1.png": b"\0fork"}
     return synth.zip_of(folder / "export.zip", members)
 
 
 def _video_with(name: str, pix_fmt: str, codec: str = "libx264"):
-    return lambda folder: synth.write_video(folder / name, synth.make_frames(6, 120, 160),
-                                            codec=codec, pix_fmt=pix_fmt)
+    return lambda folder: synth.write_video(
+        folder / name, synth.make_frames(6, 120, 160), codec=codec, pix_fmt=pix_fmt
+    )
 
 
 ACCEPTED_UPLOADS = [
-    ("rotated-phone-video", lambda f: synth.rotated_video(f / "phone.mp4",
-                                                         synth.make_frames(6, 120, 160)),
-     (6, 120, 160), "orientation"),
-    ("variable-frame-rate", lambda f: synth.variable_rate_video(f / "vfr.mkv",
-                                                               synth.make_frames(8, 120, 160)),
-     (8, 160, 120), None),
+    (
+        "rotated-phone-video",
+        lambda f: synth.rotated_video(f / "phone.mp4", synth.make_frames(6, 120, 160)),
+        (6, 120, 160),
+        "orientation",
+    ),
+    (
+        "variable-frame-rate",
+        lambda f: synth.variable_rate_video(f / "vfr.mkv", synth.make_frames(8, 120, 160)),
+        (8, 160, 120),
+        None,
+    ),
     ("10-bit", _video_with("ten.mp4", "yuv420p10le"), (6, 160, 120), None),
     ("yuv444p", _video_with("full_chroma.mp4", "yuv444p"), (6, 160, 120), None),
     ("gray", _video_with("gray.mp4", "gray"), (6, 160, 120), None),
     ("rgba-video", _video_with("alpha.mov", "rgba", codec="png"), (6, 160, 120), None),
     ("rgba-png-zip", _rgba_zip, (4, 160, 120), "alpha"),
-    ("gif-palette-variable-delays",
-     lambda f: synth.write_gif(f / "vary.gif", synth.make_frames(6, 120, 160),
-                               [40, 40, 200, 40, 80, 40]), (6, 160, 120), "delays vary"),
-    ("tiff-16bit", _tiff("gray16.tif", np.random.default_rng(1).normal(
-        2000, 500, size=(6, 40, 50)).clip(0, 65535).astype(np.uint16),
-        photometric="minisblack"), (6, 50, 40), "16-bit values scaled to 8-bit"),
-    ("tiff-float", _tiff("float.tif", _float_stack(), photometric="minisblack"),
-     (4, 40, 30), "floating-point values scaled to 8-bit"),
-    ("tiff-multichannel", _tiff("tcyx.tif", np.random.default_rng(3).integers(
-        0, 256, size=(5, 3, 24, 32), dtype=np.uint8), imagej=True,
-        metadata={"axes": "TCYX"}), (5, 32, 24), None),
+    (
+        "gif-palette-variable-delays",
+        lambda f: synth.write_gif(
+            f / "vary.gif", synth.make_frames(6, 120, 160), [40, 40, 200, 40, 80, 40]
+        ),
+        (6, 160, 120),
+        "delays vary",
+    ),
+    (
+        "tiff-16bit",
+        _tiff(
+            "gray16.tif",
+            np.random.default_rng(1)
+            .normal(2000, 500, size=(6, 40, 50))
+            .clip(0, 65535)
+            .astype(np.uint16),
+            photometric="minisblack",
+        ),
+        (6, 50, 40),
+        "16-bit values scaled to 8-bit",
+    ),
+    (
+        "tiff-float",
+        _tiff("float.tif", _float_stack(), photometric="minisblack"),
+        (4, 40, 30),
+        "floating-point values scaled to 8-bit",
+    ),
+    (
+        "tiff-multichannel",
+        _tiff(
+            "tcyx.tif",
+            np.random.default_rng(3).integers(0, 256, size=(5, 3, 24, 32), dtype=np.uint8),
+            imagej=True,
+            metadata={"axes": "TCYX"},
+        ),
+        (5, 32, 24),
+        None,
+    ),
     # Keeps the frames that decode; whether it can tell that frames are missing depends
     # on what the cut-off part announced.
     ("truncated-fragmented-mp4", _fragmented_cut, None, None),
     ("zip-nested-folders-and-extras", _nested_zip, (4, 160, 120), "ignored"),
-    ("single-png", lambda f: synth.write_image_zip(f / "one.zip", synth.make_frames(1)),
-     (1, 160, 120), None),
+    (
+        "single-png",
+        lambda f: synth.write_image_zip(f / "one.zip", synth.make_frames(1)),
+        (1, 160, 120),
+        None,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("build", "expected", "note"), [c[1:] for c in ACCEPTED_UPLOADS],
-                         ids=[c[0] for c in ACCEPTED_UPLOADS])
+@pytest.mark.parametrize(
+    ("build", "expected", "note"),
+    [c[1:] for c in ACCEPTED_UPLOADS],
+    ids=[c[0] for c in ACCEPTED_UPLOADS],
+)
 def test_unusual_upload_is_accepted(app, other, tmp_path, build, expected, note):
     src = build(tmp_path)
     client = Client(app.url, verbose=False)
@@ -333,8 +432,9 @@ def test_odd_size_gives_an_aligned_overlay_video(app, tmp_path):
     client.predict("disc", 0, api_name="/add_object")
     client.predict(0, 1, 40, 60, True, api_name="/add_point")
     # No tint, contours or labels: the overlay video must show the source pixels in place.
-    result = client.predict("forward", "", "", 0, 0.0, False, False, 0, "", "mm", "",
-                            api_name="/propagate")
+    result = client.predict(
+        "forward", "", "", 0, 0.0, False, False, 0, "", "mm", "", api_name="/propagate"
+    )
     video = decode_video(result[4])
     assert len(video) == 3 and video[0].shape == (406, 720, 3)
     assert video[0][405].max() < 20  # the added row is black padding
@@ -357,8 +457,9 @@ def test_odd_size_gives_an_aligned_overlay_video(app, tmp_path):
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """8 frames, 160x120, two moving discs."""
-    return synth.write_video(tmp_path_factory.mktemp("clip") / "discs.mp4",
-                             synth.make_frames(8, 120, 160), fps=8)
+    return synth.write_video(
+        tmp_path_factory.mktemp("clip") / "discs.mp4", synth.make_frames(8, 120, 160), fps=8
+    )
 
 
 @pytest.fixture(scope="module")
@@ -376,10 +477,18 @@ BAD_EVENTS = [
     ("click-left-of-image", "/add_point", (0, 1, -3, 10, True), "outside the 160x120 image"),
     ("click-without-x", "/add_point", (0, 1, None, 10, True), "no valid position"),
     ("click-without-y", "/add_point", (0, 1, 10, None, True), "no valid position"),
-    ("click-without-frame", "/add_point", (None, 1, 10, 10, True),
-     "frame number is missing or not a whole number; pick a frame from 0 to 7"),
-    ("click-on-frame-not-loaded", "/add_point", (99, 1, 10, 10, True),
-     "does not exist|greater than maximum value"),
+    (
+        "click-without-frame",
+        "/add_point",
+        (None, 1, 10, 10, True),
+        "frame number is missing or not a whole number; pick a frame from 0 to 7",
+    ),
+    (
+        "click-on-frame-not-loaded",
+        "/add_point",
+        (99, 1, 10, 10, True),
+        "does not exist|greater than maximum value",
+    ),
     ("click-for-unknown-object", "/add_point", (0, 7, 10, 10, True), "does not exist"),
     ("box-without-corner", "/add_box", (0, 1, 10, 10, None, 20), "two corners"),
     ("undo-with-nothing-to-undo", "/undo", (5,), "nothing to undo"),
@@ -387,8 +496,9 @@ BAD_EVENTS = [
 ]
 
 
-@pytest.mark.parametrize(("call", "args", "words"), [c[1:] for c in BAD_EVENTS],
-                         ids=[c[0] for c in BAD_EVENTS])
+@pytest.mark.parametrize(
+    ("call", "args", "words"), [c[1:] for c in BAD_EVENTS], ids=[c[0] for c in BAD_EVENTS]
+)
 def test_bad_event_is_refused_cleanly(app, other, user, call, args, words):
     message = refused(app, other, call, *args, client=user)
     assert re.search(words, message), message
@@ -409,16 +519,14 @@ def test_prompt_for_a_removed_object(app, other, user):
 def test_track_without_clicks_and_export_before_tracking(app, other, clip):
     client = Client(app.url, verbose=False)
     client.predict(handle_file(str(clip)), api_name="/upload")
-    message = refused(app, other, "/export", 0, 0.5, True, True, 0, "", "mm", "",
-                      client=client)
+    message = refused(app, other, "/export", 0, 0.5, True, True, 0, "", "mm", "", client=client)
     assert "Nothing is tracked yet" in message
     message = refused(app, other, "/propagate", *TRACK_ARGS, client=client)
     assert "Add an object and click on it before tracking" in message
     client.predict("disc", 0, api_name="/add_object")
     message = refused(app, other, "/propagate", *TRACK_ARGS, client=client)
     assert "has no clicks yet" in message
-    message = refused(app, other, "/measure", 0, 0.5, True, True, 0, "", "mm", "",
-                      client=client)
+    message = refused(app, other, "/measure", 0, 0.5, True, True, 0, "", "mm", "", client=client)
     assert "Nothing is tracked yet" in message
 
 
@@ -471,8 +579,7 @@ def test_second_click_while_tracking(app, other, user):
 def test_closing_the_tab_mid_propagation_frees_the_session(app, other, tmp_path):
     """The page's unload (a closed tab ends its heartbeat) stops tracking and removes the
     session's files, even while tracking or exporting runs; the server keeps serving."""
-    long_clip = synth.write_video(tmp_path / "long.mp4", synth.make_frames(20, 120, 160),
-                                  fps=10)
+    long_clip = synth.write_video(tmp_path / "long.mp4", synth.make_frames(20, 120, 160), fps=10)
     client = Client(app.url, verbose=False)
     before = session_folders(app)
     client.predict(handle_file(str(long_clip)), api_name="/upload")
@@ -526,8 +633,7 @@ def test_page_shows_the_sentences(app, tmp_path):
     bad = tmp_path / "holiday.mp4"
     bad.write_bytes(np.random.default_rng(2).bytes(5000))
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                    headless=True)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page()
         page.set_default_timeout(60_000)
         try:
@@ -541,8 +647,10 @@ def test_page_shows_the_sentences(app, tmp_path):
         finally:
             browser.close()
     assert 'exceed the maximum allowed size of 1.0 Mb: "big.mp4"' in shown["big.mp4"]
-    assert ("The file 'holiday.mp4' is not a video or image sequence sam2web can read"
-            in shown["holiday.mp4"])
+    assert (
+        "The file 'holiday.mp4' is not a video or image sequence sam2web can read"
+        in shown["holiday.mp4"]
+    )
 
 
 def test_server_logged_no_unexpected_error(app):

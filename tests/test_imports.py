@@ -21,11 +21,21 @@ print("ok")
 
 
 def test_engine_imports_no_gradio_and_creates_nothing(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "SAM2WEB_DATA_DIR": str(tmp_path / "sessions"),
-           "SAM2WEB_CACHE_DIR": str(tmp_path / "cache"),
-           "SAM2WEB_DATA_DIR_PARENT": str(tmp_path), "HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", CHECK], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SAM2WEB_DATA_DIR": str(tmp_path / "sessions"),
+        "SAM2WEB_CACHE_DIR": str(tmp_path / "cache"),
+        "SAM2WEB_DATA_DIR_PARENT": str(tmp_path),
+        "HOME": str(tmp_path),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
     assert not (tmp_path / "sessions").exists() and not (tmp_path / "cache").exists()

@@ -22,12 +22,16 @@ FRAMES = 6  # the i-th user's clip has FRAMES + i frames
 RESOLUTION = 128
 
 
-def test_four_users_at_once_and_a_responsive_slider(tmp_path, random_checkpoint,
-                                                     record_property):
+def test_four_users_at_once_and_a_responsive_slider(tmp_path, random_checkpoint, record_property):
     server = start_app(tmp_path / "app", random_checkpoint, resolution=RESOLUTION)
     try:
-        run = run_load(server.url, user_clips(SESSIONS, FRAMES), tmp_path / "clips",
-                       server.log, pid=server.process.pid)
+        run = run_load(
+            server.url,
+            user_clips(SESSIONS, FRAMES),
+            tmp_path / "clips",
+            server.log,
+            pid=server.process.pid,
+        )
     finally:
         server.stop()
     print("\n" + run.table())

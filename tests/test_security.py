@@ -41,8 +41,9 @@ def app(tmp_path_factory, random_checkpoint):
 def session_a(app, tmp_path_factory):
     """User A: a tracked clip, exports and a saved project. Returns (folder, results,
     client); the client is kept so that its session stays open."""
-    clip = synth.write_video(tmp_path_factory.mktemp("a") / "private.mp4",
-                             synth.make_frames(4, 120, 160), fps=4)
+    clip = synth.write_video(
+        tmp_path_factory.mktemp("a") / "private.mp4", synth.make_frames(4, 120, 160), fps=4
+    )
     client = Client(app.url, verbose=False)
     before = set(app.data_dir.iterdir()) if app.data_dir.exists() else set()
     client.predict(handle_file(str(clip)), api_name="/upload")
@@ -59,8 +60,9 @@ def session_a(app, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def session_b(app, tmp_path_factory):
-    clip = synth.write_video(tmp_path_factory.mktemp("b") / "mine.mp4",
-                             synth.make_frames(3, 96, 128), fps=3)
+    clip = synth.write_video(
+        tmp_path_factory.mktemp("b") / "mine.mp4", synth.make_frames(3, 96, 128), fps=3
+    )
     client = Client(app.url, verbose=False)
     client.predict(handle_file(str(clip)), api_name="/upload")
     return client
@@ -82,8 +84,7 @@ def file_route(target: str) -> str:
     return "/gradio_api/file=" + urllib.parse.quote(target, safe="/")
 
 
-def test_the_file_route_serves_only_gradio_copies(app, session_a, session_b,
-                                                  random_checkpoint):
+def test_the_file_route_serves_only_gradio_copies(app, session_a, session_b, random_checkpoint):
     folder = session_a[0]
     data_dir, workdir = app.data_dir, app.data_dir.parent
     guessed = data_dir / uuid.uuid4().hex
@@ -97,7 +98,7 @@ def test_the_file_route_serves_only_gradio_copies(app, session_a, session_b,
         "A's table": str(folder / "exports" / "sam2web_tracks.csv"),
         "A's project": str(folder / "exports" / "sam2web_project.json"),
         "traversal from the cache": f"{workdir}/gradio-cache/../sessions/{folder.name}/"
-                                    "frames/00000.jpg",
+        "frames/00000.jpg",
         "traversal to the log": f"{data_dir}/../server.log",
         "relative traversal": "../../../../../../etc/passwd",
         "/etc/passwd": "/etc/passwd",
@@ -107,14 +108,18 @@ def test_the_file_route_serves_only_gradio_copies(app, session_a, session_b,
         "source code": str(ROOT / "sam2web" / "settings.py"),
     }
     for what, target in targets.items():
-        for path in (file_route(target), "/gradio_api/file=" + target,
-                     file_route(target).replace("..", "%2e%2e")):
+        for path in (
+            file_route(target),
+            "/gradio_api/file=" + target,
+            file_route(target).replace("..", "%2e%2e"),
+        ):
             status, body = get_raw(app, path)
             assert 400 <= status < 500, f"{what}: {path} answered {status}"
             assert b"root:" not in body and b"SAM2WEB" not in body
     # The route itself works: a file in Gradio's upload cache is served.
-    (cached,) = httpx.post(f"{app.url}gradio_api/upload",
-                           files=[("files", ("probe.txt", b"hello"))], timeout=30).json()
+    (cached,) = httpx.post(
+        f"{app.url}gradio_api/upload", files=[("files", ("probe.txt", b"hello"))], timeout=30
+    ).json()
     status, body = get_raw(app, file_route(cached))
     assert (status, body) == (200, b"hello")
 
@@ -131,8 +136,7 @@ def call_api(app, api: str, data: list) -> tuple[str, str]:
 
 
 def file_data(path: str) -> dict:
-    return {"path": path, "orig_name": Path(path).name or "x",
-            "meta": {"_type": "gradio.FileData"}}
+    return {"path": path, "orig_name": Path(path).name or "x", "meta": {"_type": "gradio.FileData"}}
 
 
 def test_payloads_naming_paths_are_refused(app, session_a, session_b):
@@ -182,10 +186,18 @@ def test_uploads_must_come_from_the_upload_cache_not_a_session(tmp_path):
     (tmp_path / "outside.mp4").write_bytes(b"data")
     guard = UploadGuard(cache, sessions)
     assert guard.resolve({"path": str(upload)}) == upload.resolve()
-    for refused in (frame, cache / "loose.mp4", tmp_path / "outside.mp4", cache,
-                    upload.parent, f"{upload.parent}/../../outside.mp4",
-                    f"{upload.parent}/../sessions/{frame.parts[-3]}/frames/00000.jpg",
-                    "a\0b", None, 42):
+    for refused in (
+        frame,
+        cache / "loose.mp4",
+        tmp_path / "outside.mp4",
+        cache,
+        upload.parent,
+        f"{upload.parent}/../../outside.mp4",
+        f"{upload.parent}/../sessions/{frame.parts[-3]}/frames/00000.jpg",
+        "a\0b",
+        None,
+        42,
+    ):
         assert guard.resolve({"path": str(refused) if refused is not None else None}) is None
     # Once read, the upload's copy is removed (with its folder), never a session file.
     for path in (upload, frame):
@@ -229,5 +241,9 @@ def test_object_names_stay_text(app, tmp_path):
     table = next(f for f in result[5] if f.endswith("sam2web_tracks.csv"))
     with open(table, newline="", encoding="utf-8") as f:
         in_table = {row["object_name"] for row in csv.DictReader(f)}
-    assert in_table == {"../../evil", "<b>x</b>", "<script>alert(1)</script>",
-                        "'=HYPERLINK(\"http://x\")"}
+    assert in_table == {
+        "../../evil",
+        "<b>x</b>",
+        "<script>alert(1)</script>",
+        '\'=HYPERLINK("http://x")',
+    }

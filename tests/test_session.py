@@ -82,15 +82,18 @@ def test_box_then_clicks_and_clear(clip_mp4, make_session):
     assert obj not in cleared.masks and (0, obj) not in session.prompts
 
 
-@pytest.mark.parametrize("payload, message", [
-    (dict(frame=0, click=Click(500, 10)), "outside"),
-    (dict(frame=0, click=Click(-1, 10)), "outside"),
-    (dict(frame=0, click=Click(float("nan"), 10)), "no valid position"),
-    (dict(frame=0, click=Click(None, 10)), "no valid position"),  # type: ignore[arg-type]
-    (dict(frame=99, click=Click(10, 10)), "Frame 99 does not exist"),
-    (dict(frame=-1, click=Click(10, 10)), "does not exist"),
-    (dict(frame="3", click=Click(10, 10)), "whole number"),
-])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (dict(frame=0, click=Click(500, 10)), "outside"),
+        (dict(frame=0, click=Click(-1, 10)), "outside"),
+        (dict(frame=0, click=Click(float("nan"), 10)), "no valid position"),
+        (dict(frame=0, click=Click(None, 10)), "no valid position"),  # type: ignore[arg-type]
+        (dict(frame=99, click=Click(10, 10)), "Frame 99 does not exist"),
+        (dict(frame=-1, click=Click(10, 10)), "does not exist"),
+        (dict(frame="3", click=Click(10, 10)), "whole number"),
+    ],
+)
 def test_bad_clicks_are_refused_with_a_sentence(payload, message, clip_mp4, make_session):
     session = make_session(clip_mp4)
     obj = session.add_object().obj_id
@@ -159,8 +162,12 @@ def test_busy_session_refuses_edits_while_tracking(clip_mp4, make_session):
 
 
 def _long_clip(tmp_path, n):
-    frames = synth.make_frames(num_frames=n, height=48, width=64, discs=(
-        synth.Disc(x0=12, y0=24, vx=0.3, vy=0.0, radius=7, color=(230, 60, 40)),))
+    frames = synth.make_frames(
+        num_frames=n,
+        height=48,
+        width=64,
+        discs=(synth.Disc(x0=12, y0=24, vx=0.3, vy=0.0, radius=7, color=(230, 60, 40)),),
+    )
     return synth.write_image_zip(tmp_path / f"long{n}.zip", frames, shuffle_names=False)
 
 
@@ -180,8 +187,9 @@ def test_memory_is_bounded_as_the_video_grows(tmp_path, make_session):
     peaks = {}
     for full in (False, True):
         for n in (30, 120):
-            session = make_session(_long_clip(tmp_path, n), image_size=128,
-                                   full_memory_frames=10_000 if full else 0)
+            session = make_session(
+                _long_clip(tmp_path, n), image_size=128, full_memory_frames=10_000 if full else 0
+            )
             peaks[full, n], held = _track_and_measure(session)
             assert held["frame_cache"] <= 4 * 3 * 128 * 128 * 4  # 4 frames at most
             assert len(session.store.frames()) == n  # every result is on disk
@@ -218,7 +226,8 @@ def test_refining_a_released_frame_matches_full_memory(tmp_path, make_session):
 
 @pytest.mark.parametrize("num_objects", [1, 3])
 def test_the_image_encoder_runs_once_per_frame_whatever_the_number_of_objects(
-        num_objects, clip_mp4, make_session, monkeypatch):
+    num_objects, clip_mp4, make_session, monkeypatch
+):
     """SAM2 encodes each frame once and shares the features between objects (the objects
     are one batch in the memory attention and mask decoder); only those stages grow with
     the number of objects."""

@@ -18,9 +18,13 @@ from tests import synth
 
 @pytest.fixture
 def engine(tmp_path, random_checkpoint):
-    settings = dataclasses.replace(Settings.from_env({}), resolution=256,
-                                   checkpoint=random_checkpoint, offline=True,
-                                   data_dir=tmp_path / "sessions")
+    settings = dataclasses.replace(
+        Settings.from_env({}),
+        resolution=256,
+        checkpoint=random_checkpoint,
+        offline=True,
+        data_dir=tmp_path / "sessions",
+    )
     return Engine(settings)
 
 
@@ -96,8 +100,9 @@ def _rendered_afterwards(user: UserSession, tmp_path, name: str) -> list[np.ndar
 
     info = user.info
     frames = ((i, user.frame_rgb(i)) for i in range(info.num_frames))
-    path = render_overlay_video(frames, user.tracking.store, user.tracking.objects,
-                                user.style, tmp_path / name, info.fps)
+    path = render_overlay_video(
+        frames, user.tracking.store, user.tracking.objects, user.style, tmp_path / name, info.fps
+    )
     return _decoded(path)
 
 
@@ -192,8 +197,9 @@ def test_fast_preview_keeps_the_clicks_and_measures_its_agreement(engine, tmp_pa
     assert report.full_s_per_frame > 0 and report.fast_s_per_frame > 0
     assert "agrees with full quality" in report.sentence()
     # The comparison left the session's own results and files alone.
-    assert [user.tracking.store.read(i).masks[1].tolist() for i in range(5)] == \
-        [r.masks[1].tolist() for r in fast]
+    assert [user.tracking.store.read(i).masks[1].tolist() for i in range(5)] == [
+        r.masks[1].tolist() for r in fast
+    ]
     assert not list(user.workspace.root.glob("compare-*"))
 
     # The project remembers the quality: loading it replays at 128 px again.
@@ -202,8 +208,9 @@ def test_fast_preview_keeps_the_clicks_and_measures_its_agreement(engine, tmp_pa
     other.upload(clip)
     other.load_project(project)
     assert other.quality == "fast" and other.tracking.predictor.image_size == 128
-    assert [other.tracking.store.read(i).masks[2].tolist() for i in range(5)] == \
-        [r.masks[2].tolist() for r in fast]
+    assert [other.tracking.store.read(i).masks[2].tolist() for i in range(5)] == [
+        r.masks[2].tolist() for r in fast
+    ]
 
 
 def test_mask_iou():

@@ -40,6 +40,7 @@ def test_on_zerogpu_the_function_is_wrapped_with_spaces_gpu(monkeypatch):
         def wrap(fn):
             calls.append((fn.__name__, duration))
             return lambda *a: ("on gpu", fn(*a))
+
         return wrap
 
     fake.GPU = gpu_decorator
@@ -56,9 +57,14 @@ def test_on_zerogpu_the_function_is_wrapped_with_spaces_gpu(monkeypatch):
 
 @pytest.fixture
 def engine(tmp_path, random_checkpoint):
-    settings = dataclasses.replace(Settings.from_env({}), resolution=256, device="cpu",
-                                   checkpoint=random_checkpoint, offline=True,
-                                   data_dir=tmp_path / "sessions")
+    settings = dataclasses.replace(
+        Settings.from_env({}),
+        resolution=256,
+        device="cpu",
+        checkpoint=random_checkpoint,
+        offline=True,
+        data_dir=tmp_path / "sessions",
+    )
     return Engine(settings)
 
 
@@ -74,8 +80,7 @@ def _masks(user: UserSession) -> dict:
     return {f: {k: v.tolist() for k, v in store.read(f).masks.items()} for f in store.frames()}
 
 
-def test_a_job_in_another_process_tracks_exactly_like_the_session(engine, tmp_path,
-                                                                   monkeypatch):
+def test_a_job_in_another_process_tracks_exactly_like_the_session(engine, tmp_path, monkeypatch):
     clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(6, 120, 160), fps=6)
 
     def scenario(user: UserSession) -> list[dict]:
