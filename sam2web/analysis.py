@@ -1,5 +1,6 @@
-"""Analysis of tracked objects: calibrated tables, per-object summaries, plots, and mask
-exports for other tools (NumPy ``.npz`` and COCO run-length encoding).
+"""Analysis of tracked objects from their measurements: calibration, calibrated tables,
+per-object summaries, confidence events and plots. Files are written by
+:mod:`sam2web.exports`.
 
 Units. Measurements (:class:`sam2web.types.Measurement`) are in pixels of the original frame
 and seconds. A :class:`Calibration` adds a length scale (pixels per unit, e.g. 5 px per mm)
@@ -11,19 +12,16 @@ the top-left corner of the top-left pixel, so pixel [row, col] covers x in [col,
 and y in [row, row + 1). Plots draw the frame with ``extent=(0, W, H, 0)`` so centroids land
 on the pixels they describe.
 
-matplotlib and pycocotools are imported by the functions that use them, and figures are
+matplotlib is imported by the functions that use it, and figures are
 built as :class:`matplotlib.figure.Figure` objects (Agg canvas) without pyplot, so nothing
 here touches global plotting state.
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import math
-import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -31,12 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import PromptError
-from .exports import CSV_COLUMNS, safe_cell
-from .fileio import atomic_output, write_bytes_atomic, write_zip_atomic
-from .maskstore import MaskStore
-from .types import Measurement, TrackedObject, VideoInfo
-
-Progress = Callable[[int, "int | None"], None]
+from .fileio import write_bytes_atomic
+from .results import CSV_COLUMNS
+from .types import Measurement, TrackedObject
 
 MAX_UNIT_CHARS = 16
 
@@ -181,47 +176,6 @@ def _maybe(fn, value):
     return None if value is None else fn(value)
 
 
-def write_calibrated_csv(rows: Iterable[Measurement], cal: Calibration, path: Path) -> Path:
-    """Write :func:`calibrated_rows` as UTF-8 CSV (header = :func:`calibrated_columns`).
-
-    Empty cells mean "no value"; ``present`` is 1/0; pixel columns use the formatting of
-    :func:`sam2web.exports.write_csv`; calibrated columns keep 8 significant digits.
-    """
-    columns = calibrated_columns(cal)
-    pixel_digits = {"time_s": 6, "score": 4, "centroid_x": 3, "centroid_y": 3}
-    buf = io.StringIO(newline="")
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in calibrated_rows(rows, cal):
-        cells = []
-        for name in columns:
-            value = row[name]
-            if name == "object_name":
-                cells.append(safe_cell(value))
-            elif name == "present":
-                cells.append(1 if value else 0)
-            elif name in pixel_digits:
-                cells.append(_fixed(value, pixel_digits[name]))
-            elif name in CSV_COLUMNS:
-                cells.append("" if value is None else str(int(value)))
-            else:
-                cells.append(_general(value))
-        writer.writerow(cells)
-    return write_bytes_atomic(Path(path), buf.getvalue().encode("utf-8"))
-
-
-def _fixed(value, digits: int) -> str:
-    if value is None or math.isnan(float(value)):
-        return ""
-    return f"{float(value):.{digits}f}"
-
-
-def _general(value) -> str:
-    if value is None or math.isnan(float(value)):
-        return ""
-    return f"{float(value):.8g}"
-
-
 # ---------------------------------------------------------------------------- summaries
 @dataclass(frozen=True)
 class ObjectSummary:
@@ -306,33 +260,6 @@ def summarize(
             )
         )
     return out
-
-
-def write_summary_csv(summaries: Iterable[ObjectSummary], path: Path) -> Path:
-    """Write summaries as UTF-8 CSV with :data:`SUMMARY_COLUMNS` (empty cell = None).
-
-    total_distance is in ``unit``, mean_speed and max_speed in ``unit``/s, mean_area in
-    ``unit``² (the unit column says which).
-    """
-    buf = io.StringIO(newline="")
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(SUMMARY_COLUMNS)
-    for s in summaries:
-        writer.writerow(
-            [
-                s.object_id,
-                safe_cell(s.object_name),
-                s.frames_present,
-                "" if s.first_frame is None else s.first_frame,
-                "" if s.last_frame is None else s.last_frame,
-                _general(s.total_distance),
-                _general(s.mean_speed),
-                _general(s.max_speed),
-                _general(s.mean_area),
-                safe_cell(s.unit),
-            ]
-        )
-    return write_bytes_atomic(Path(path), buf.getvalue().encode("utf-8"))
 
 
 # ---------------------------------------------------------------------------- confidence
@@ -599,198 +526,3 @@ def plot_confidence(
     )
     axes[-1].set_xlabel("frame")
     return _save_figure(fig, path)
-
-
-# ---------------------------------------------------------------------------- npz export
-def _result_frames(store: MaskStore, ids: list[int], info: VideoInfo) -> list[int]:
-    """Frames of the video where the store holds a result for at least one of ``ids``."""
-    return [
-        f
-        for f in store.frames()
-        if f < info.num_frames and any(store.score(f, i) is not None for i in ids)
-    ]
-
-
-def _npy_header(shape: tuple[int, ...], dtype) -> bytes:
-    from numpy.lib import format as npy
-
-    buf = io.BytesIO()
-    npy.write_array_header_1_0(
-        buf,
-        {
-            "descr": npy.dtype_to_descr(np.dtype(dtype)),
-            "fortran_order": False,
-            "shape": tuple(int(s) for s in shape),
-        },
-    )
-    return buf.getvalue()
-
-
-def write_npz(
-    store: MaskStore,
-    objects: Iterable[TrackedObject],
-    info: VideoInfo,
-    path: Path,
-    progress: Progress | None = None,
-) -> Path:
-    """Masks and scores as a compressed ``.npz`` (a zip of ``.npy`` files, as written by
-    :func:`numpy.savez_compressed`), streamed one frame at a time.
-
-    Arrays (T = frames with results, K = objects in the given order):
-
-    - ``frames`` int64 (T,): frame indices that have a result for some object;
-    - ``time_s`` float64 (T,): start time of each frame in seconds;
-    - ``object_ids`` int64 (K,), ``object_names`` str (K,);
-    - ``scores`` float64 (T, K): SAM2's object score logit, NaN where not stored;
-    - ``masks_packed`` uint8 (T, K, ceil(H*W/8)): each (H, W) mask flattened row-major and
-      packed with :func:`numpy.packbits`; an object without a result is all zero;
-    - ``shape`` int64 (4,): (T, K, H, W).
-
-    Unpack with ``np.unpackbits(d["masks_packed"], axis=-1, count=H*W).reshape(T, K, H,
-    W).astype(bool)``, or use :func:`read_npz`.
-    """
-    objects = list(objects)
-    ids = [o.obj_id for o in objects]
-    frames = _result_frames(store, ids, info)
-    height, width = store.height, store.width
-    nbytes = (height * width + 7) // 8
-    scores = np.full((len(frames), len(ids)), np.nan)
-    empty = np.zeros(nbytes, dtype=np.uint8)
-
-    def write(zf: zipfile.ZipFile) -> None:
-        with zf.open("masks_packed.npy", "w", force_zip64=True) as fh:
-            fh.write(_npy_header((len(frames), len(ids), nbytes), np.uint8))
-            for t, frame_idx in enumerate(frames):
-                result = store.read(frame_idx)
-                for k, obj_id in enumerate(ids):
-                    mask = None if result is None else result.masks.get(obj_id)
-                    if mask is None:
-                        fh.write(empty.tobytes())
-                        continue
-                    scores[t, k] = result.scores.get(obj_id, np.nan)
-                    fh.write(np.packbits(mask.reshape(-1)).tobytes())
-                if progress is not None:
-                    progress(t + 1, len(frames))
-        arrays = {
-            "frames": np.asarray(frames, dtype=np.int64),
-            "time_s": np.asarray([info.time_of(f) for f in frames], dtype=np.float64),
-            "object_ids": np.asarray(ids, dtype=np.int64),
-            "object_names": np.asarray([o.name for o in objects], dtype=str),
-            "scores": scores,
-            "shape": np.asarray([len(frames), len(ids), height, width], dtype=np.int64),
-        }
-        for name, array in arrays.items():
-            with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
-                np.lib.format.write_array(fh, array, allow_pickle=False)
-
-    return write_zip_atomic(Path(path), write)
-
-
-def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(frames (T,), object_ids (K,), masks bool (T, K, H, W)) from :func:`write_npz`.
-
-    Loads every mask into memory: T*K*H*W bytes.
-    """
-    with np.load(path, allow_pickle=False) as data:
-        t, k, h, w = (int(v) for v in data["shape"])
-        masks = np.unpackbits(data["masks_packed"], axis=-1, count=h * w)
-        return data["frames"], data["object_ids"], masks.reshape(t, k, h, w).astype(bool)
-
-
-# ---------------------------------------------------------------------------- COCO RLE
-def write_coco_rle(
-    store: MaskStore,
-    objects: Iterable[TrackedObject],
-    info: VideoInfo,
-    path: Path,
-    progress: Progress | None = None,
-) -> Path:
-    """Masks as COCO-style JSON with run-length-encoded segmentations.
-
-    - ``images``: one per frame of the video, ``id`` = frame index, ``file_name`` the
-      zero-padded index as in the masks zip (``00000.png``), ``width``, ``height``,
-      ``time_s``;
-    - ``categories``: one per object, ``id`` = object id, ``name``;
-    - ``annotations``: one per object present on a frame (non-empty mask, score > 0 or
-      unknown), with ``segmentation`` {"size": [H, W], "counts": str} from
-      :func:`pycocotools.mask.encode`, ``area`` (pixels), ``bbox`` [x, y, w, h] in pixels
-      (pixel edges: x = first column, w = column count), ``image_id`` (frame),
-      ``category_id`` (object id), ``score`` (SAM2's object score logit, null when
-      unknown), ``iscrowd`` 0 and a running ``id`` from 1.
-
-    Frames are read and written one at a time.
-    """
-    from pycocotools import mask as mask_utils
-
-    objects = list(objects)
-    ids = [o.obj_id for o in objects]
-    digits = max(5, len(str(max(info.num_frames - 1, 0))))
-    height, width = store.height, store.width
-    path = Path(path)
-    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        header = {
-            "info": {
-                "description": f"Object masks for {info.source_name}",
-                "fps": info.fps,
-                "num_frames": info.num_frames,
-            },
-            "images": [
-                {
-                    "id": f,
-                    "file_name": f"{f:0{digits}d}.png",
-                    "width": width,
-                    "height": height,
-                    "time_s": info.time_of(f),
-                }
-                for f in range(info.num_frames)
-            ],
-            "categories": [{"id": o.obj_id, "name": o.name} for o in objects],
-        }
-        fh.write(json.dumps(header, ensure_ascii=False)[:-1])
-        fh.write(', "annotations": [')
-        ann_id = 0
-        frames = [f for f in store.frames() if f < info.num_frames]
-        for done, frame_idx in enumerate(frames, start=1):
-            result = store.read(frame_idx)
-            for obj_id in ids:
-                if result is None or obj_id not in result.masks:
-                    continue
-                score = float(result.scores.get(obj_id, math.nan))
-                mask = result.masks[obj_id]
-                if score <= 0.0 or not mask.any():
-                    continue
-                rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
-                x, y, w, h = (int(round(v)) for v in mask_utils.toBbox(rle))
-                ann_id += 1
-                ann = {
-                    "id": ann_id,
-                    "image_id": frame_idx,
-                    "category_id": obj_id,
-                    "segmentation": {
-                        "size": [height, width],
-                        "counts": rle["counts"].decode("ascii"),
-                    },
-                    "area": int(mask.sum()),
-                    "bbox": [x, y, w, h],
-                    "score": None if math.isnan(score) else score,
-                    "iscrowd": 0,
-                }
-                fh.write(("" if ann_id == 1 else ", ") + json.dumps(ann))
-            if progress is not None:
-                progress(done, len(frames))
-        fh.write("]}\n")
-    return path
-
-
-def read_coco_rle(path: Path) -> dict[tuple[int, int], np.ndarray]:
-    """{(frame, object id): bool mask (H, W)} decoded from :func:`write_coco_rle`."""
-    from pycocotools import mask as mask_utils
-
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
-    out = {}
-    for ann in data["annotations"]:
-        seg = ann["segmentation"]
-        rle = {"size": seg["size"], "counts": seg["counts"].encode("ascii")}
-        out[(int(ann["image_id"]), int(ann["category_id"]))] = mask_utils.decode(rle).astype(bool)
-    return out

@@ -29,13 +29,13 @@ from .analysis import Calibration
 from .engine import Engine
 from .errors import UserError
 from .model import MODELS, get_spec
-from .project import PROJECT_FILENAME, Project, apply_project, load_project
+from .project import PROJECT_FILENAME, Project, load_project
 from .settings import Settings
-from .workflow import SCIENCE_FILES, UserSession
+from .user_session import SCIENCE_FILES, UserSession
 
 log = logging.getLogger("sam2web.cli")
 
-# Files the page's export writes (sam2web.workflow.UserSession.export).
+# Files the page's export writes (sam2web.user_session.UserSession.export).
 PAGE_FILES = ("sam2web_overlay.mp4", "sam2web_tracks.csv", "sam2web_masks.zip")
 OUTPUT_FILES = (*PAGE_FILES, *SCIENCE_FILES.values(), PROJECT_FILENAME)
 
@@ -356,8 +356,8 @@ def track_video(
     bar = _Bar(label or video.name)
     try:
         user.upload(video, source_name=video.name, fps=fps, progress=bar.phase("decode"))
-        notes = apply_project(
-            user, project, progress=bar.phase("track", unit="step"), strict_source=False
+        notes = user.apply_project(
+            project, progress=bar.phase("track", unit="step"), strict_source=False
         )
         exports = user.export(video=video_out, progress=bar.phase("video") if video_out else None)
         science = user.export_science(calibration)

@@ -3,7 +3,7 @@
 One :class:`Engine` serves every user of a server (or one notebook). Each user gets a
 :class:`Workspace` — a folder named by the server (a random hex id, never anything the
 user typed) holding the decoded frames, the mask store and exports — and a
-:class:`~sam2web.session.TrackingSession` on a model shared read-only with everyone using
+:class:`~sam2web.tracking.TrackingSession` on a model shared read-only with everyone using
 the same configuration.
 """
 
@@ -21,20 +21,25 @@ from pathlib import Path
 
 from .errors import CheckpointError, StorageFullError
 from .media import FrameFolder, MediaLimits, ingest
-from .model import ModelCache, autocast_context, choose_device, get_spec, resolve_checkpoint
-from .session import TrackingSession
+from .model import (
+    ModelCache,
+    autocast_context,
+    checkpoint_identity,
+    choose_device,
+    get_spec,
+    resolve_checkpoint,
+)
+from .project import ProjectModel
+from .quality import QUALITIES
 from .settings import Settings
-from .types import VideoInfo
+from .tracking import TrackingSession
+from .types import Progress, VideoInfo
 from .zerogpu import TrackingJob, zerogpu_enabled
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, "int | None"], None]
 
 _WORKSPACE_ID_CHARS = set("0123456789abcdef")
-
-# Processing qualities a user can choose: SAM2's own resolution, or a faster approximation.
-QUALITIES = ("full", "fast")
 
 
 @dataclass
@@ -290,10 +295,33 @@ class Engine:
             bf16=self.settings.bf16,
             full_memory_frames=self.settings.full_memory_frames,
             objects=tuple((o.obj_id, o.name, tuple(o.color)) for o in tracking.objects.values()),
-            history=tuple(dict(step) for step in tracking.history),
+            history=tuple(tracking.history),
             direction=direction,
             start_frame=start_frame,
             end_frame=end_frame,
+        )
+
+    def model_record(
+        self, model_key: str | None, resolution: int, device: str | None = None
+    ) -> ProjectModel:
+        """How a session's model is configured and runs, as a project records it.
+        ``device``: where its predictor runs (None: where a new one would)."""
+        import torch
+
+        spec = get_spec(model_key or self.settings.model)
+        path = self.checkpoint_path(spec.key) or self.checkpoint_status(spec.key).path
+        identity = checkpoint_identity(path) if path is not None and path.is_file() else None
+        bf16 = None
+        try:
+            dev = (
+                torch.device(device) if device is not None else choose_device(self.settings.device)
+            )
+            device = dev.type
+            bf16 = isinstance(autocast_context(dev, self.settings.bf16), torch.autocast)
+        except CheckpointError:  # the configured device is not available here
+            device = None
+        return ProjectModel(
+            spec.key, spec.label, identity, resolution, self.settings.corrections, bf16, device
         )
 
     @property

@@ -50,3 +50,9 @@ class SessionClosedError(TrackingError):
 
     def __init__(self, message: str = "This session was closed; reload the page to start again."):
         super().__init__(message)
+
+
+def as_clause(sentence: str) -> str:
+    """A one-sentence message as a clause inside another sentence."""
+    text = sentence.strip().rstrip(".")
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text

@@ -1,18 +1,23 @@
-"""Measurements per object and frame, as a CSV table and as a zip of label images.
+"""Every file sam2web writes from tracking results, in one place.
 
-Coordinates follow :mod:`sam2web.types`: x to the right, y down, in pixels of the original
-frame, origin at the top-left corner of the top-left pixel. Pixel [row, col] covers
-x in [col, col + 1) and y in [row, row + 1), so its centre is (col + 0.5, row + 0.5); a
-centroid is the mean of the mask's pixel centres and lines up with the user's clicks.
-Bounding boxes are integer pixel indices: (bbox_x, bbox_y) is the column and row of the
-top-left mask pixel, bbox_w and bbox_h count pixels.
+Tables: the per-frame measurements CSV (:func:`write_csv`), the calibrated CSV and the
+per-object summary. Masks: a zip of label images, a NumPy ``.npz`` and COCO run-length
+encoding, each a :class:`~sam2web.results.FrameSink` fed once per frame by the one pass over
+the stored masks (:mod:`sam2web.results`). :class:`ExportRun` bundles the sinks of one run;
+:func:`write_row_files` writes what is derived from the measurements alone.
+
+Coordinates follow :mod:`sam2web.types` (see :mod:`sam2web.results` for centroids and
+boxes).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+import os
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,117 +25,39 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .fileio import write_bytes_atomic, write_zip_atomic
-from .maskstore import MaskStore
-from .types import Measurement, TrackedObject, VideoInfo
-
-Progress = Callable[[int, "int | None"], None]
-
-CSV_COLUMNS = (
-    "frame",
-    "time_s",
-    "object_id",
-    "object_name",
-    "present",
-    "score",
-    "area_px",
-    "centroid_x",
-    "centroid_y",
-    "bbox_x",
-    "bbox_y",
-    "bbox_w",
-    "bbox_h",
+from .analysis import (
+    SUMMARY_COLUMNS,
+    Calibration,
+    ObjectSummary,
+    calibrated_columns,
+    calibrated_rows,
+    plot_confidence,
+    plot_trajectories,
+    summarize,
 )
+from .fileio import write_bytes_atomic
+from .maskstore import MaskStore
+from .render import LiveOverlayVideo, OverlayStyle, render_overlay_video
+from .results import CSV_COLUMNS, MeasurementSink, Results, walk
+from .types import FrameResult, Measurement, Progress, TrackedObject, VideoInfo
+
+# Files written for a run, by key; fixed names in the session's own exports folder.
+FILES = {
+    "video": "sam2web_overlay.mp4",
+    "csv": "sam2web_tracks.csv",
+    "masks": "sam2web_masks.zip",
+    "summary": "sam2web_summary.csv",
+    "calibrated": "sam2web_tracks_calibrated.csv",
+    "trajectories": "sam2web_trajectories.png",
+    "confidence": "sam2web_confidence.png",
+    "npz": "sam2web_masks.npz",
+    "coco": "sam2web_masks_coco.json",
+}
+MASK_FILES = ("masks", "npz", "coco")  # written from the masks, in the one pass
+ROW_FILES = ("csv", "calibrated", "summary", "trajectories", "confidence")  # from the rows
 
 # A spreadsheet treats a cell starting with one of these as a formula.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-_EMPTY_GEOMETRY = {
-    "area_px": None,
-    "centroid_x": None,
-    "centroid_y": None,
-    "bbox_x": None,
-    "bbox_y": None,
-    "bbox_w": None,
-    "bbox_h": None,
-}
-
-
-def centroid_xy(mask: np.ndarray | None) -> tuple[float, float] | None:
-    """Mean (x, y) of the mask's pixel centres, or None for an empty mask."""
-    if mask is None:
-        return None
-    rows, cols = np.nonzero(mask)
-    if rows.size == 0:
-        return None
-    return float(cols.mean()) + 0.5, float(rows.mean()) + 0.5
-
-
-def measure(mask: np.ndarray | None, present: bool) -> dict:
-    """Area (pixels), centroid (x, y) and bounding box of one boolean (H, W) mask.
-
-    Every value is None when the object is not present or the mask is empty.
-    """
-    if not present or mask is None:
-        return dict(_EMPTY_GEOMETRY)
-    rows, cols = np.nonzero(mask)
-    if rows.size == 0:
-        return dict(_EMPTY_GEOMETRY)
-    x0, x1 = int(cols.min()), int(cols.max())
-    y0, y1 = int(rows.min()), int(rows.max())
-    return {
-        "area_px": int(rows.size),
-        "centroid_x": float(cols.mean()) + 0.5,
-        "centroid_y": float(rows.mean()) + 0.5,
-        "bbox_x": x0,
-        "bbox_y": y0,
-        "bbox_w": x1 - x0 + 1,
-        "bbox_h": y1 - y0 + 1,
-    }
-
-
-def measurements(
-    store: MaskStore,
-    objects: Iterable[TrackedObject],
-    info: VideoInfo,
-    frames: range | None = None,
-    progress: Progress | None = None,
-) -> list[Measurement]:
-    """One row per object per frame, frame-major, objects in the given order.
-
-    Every frame of ``frames`` (default: the whole video) gets a row for every object, so a
-    table's row count is frames x objects. ``present`` is True when the object has a
-    non-empty stored mask whose score does not say "absent" (score > 0, or unknown).
-    Rows without a stored result have present False and score NaN (an empty CSV cell).
-    """
-    objects = list(objects)
-    frames = range(info.num_frames) if frames is None else frames
-    rows: list[Measurement] = []
-    total = len(frames)
-    for done, frame_idx in enumerate(frames, start=1):
-        result = store.read(frame_idx)
-        for obj in objects:
-            mask = score = None
-            if result is not None:
-                mask = result.masks.get(obj.obj_id)
-                score = result.scores.get(obj.obj_id)
-            score = math.nan if score is None else float(score)
-            geometry = measure(mask, present=not score <= 0.0)
-            present = geometry["area_px"] is not None
-            rows.append(
-                Measurement(
-                    frame=frame_idx,
-                    time_s=info.time_of(frame_idx),
-                    object_id=obj.obj_id,
-                    object_name=obj.name,
-                    present=present,
-                    score=score,
-                    **geometry,
-                )
-            )
-        if progress is not None:
-            progress(done, total)
-    return rows
 
 
 def safe_cell(text: str) -> str:
@@ -182,13 +109,102 @@ def write_csv(rows: Iterable[Measurement], path: Path) -> Path:
     return write_bytes_atomic(Path(path), buf.getvalue().encode("utf-8"))
 
 
-def write_masks_zip(
-    store: MaskStore,
-    objects: Iterable[TrackedObject],
-    info: VideoInfo,
-    path: Path,
-    progress: Progress | None = None,
-) -> Path:
+def write_calibrated_csv(rows: Iterable[Measurement], cal: Calibration, path: Path) -> Path:
+    """Write :func:`calibrated_rows` as UTF-8 CSV (header = :func:`calibrated_columns`).
+
+    Empty cells mean "no value"; ``present`` is 1/0; pixel columns use the formatting of
+    :func:`sam2web.exports.write_csv`; calibrated columns keep 8 significant digits.
+    """
+    columns = calibrated_columns(cal)
+    pixel_digits = {"time_s": 6, "score": 4, "centroid_x": 3, "centroid_y": 3}
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in calibrated_rows(rows, cal):
+        cells = []
+        for name in columns:
+            value = row[name]
+            if name == "object_name":
+                cells.append(safe_cell(value))
+            elif name == "present":
+                cells.append(1 if value else 0)
+            elif name in pixel_digits:
+                cells.append(_fixed(value, pixel_digits[name]))
+            elif name in CSV_COLUMNS:
+                cells.append("" if value is None else str(int(value)))
+            else:
+                cells.append(_general(value))
+        writer.writerow(cells)
+    return write_bytes_atomic(Path(path), buf.getvalue().encode("utf-8"))
+
+
+def _fixed(value, digits: int) -> str:
+    if value is None or math.isnan(float(value)):
+        return ""
+    return f"{float(value):.{digits}f}"
+
+
+def _general(value) -> str:
+    if value is None or math.isnan(float(value)):
+        return ""
+    return f"{float(value):.8g}"
+
+
+def write_summary_csv(summaries: Iterable[ObjectSummary], path: Path) -> Path:
+    """Write summaries as UTF-8 CSV with :data:`SUMMARY_COLUMNS` (empty cell = None).
+
+    total_distance is in ``unit``, mean_speed and max_speed in ``unit``/s, mean_area in
+    ``unit``² (the unit column says which).
+    """
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(SUMMARY_COLUMNS)
+    for s in summaries:
+        writer.writerow(
+            [
+                s.object_id,
+                safe_cell(s.object_name),
+                s.frames_present,
+                "" if s.first_frame is None else s.first_frame,
+                "" if s.last_frame is None else s.last_frame,
+                _general(s.total_distance),
+                _general(s.mean_speed),
+                _general(s.max_speed),
+                _general(s.mean_area),
+                safe_cell(s.unit),
+            ]
+        )
+    return write_bytes_atomic(Path(path), buf.getvalue().encode("utf-8"))
+
+
+def _padding(info: VideoInfo) -> int:
+    """Digits of the zero-padded frame numbers in mask file names (at least five)."""
+    return max(5, len(str(max(info.num_frames - 1, 0))))
+
+
+class _AtomicFile:
+    """A file written under a hidden temporary name next to ``path`` (as
+    :func:`~sam2web.fileio.atomic_output` does) and renamed onto it by :meth:`commit`;
+    :meth:`discard` removes it. Sinks hold one open across frames."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def commit(self) -> Path:
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
+class MasksZipSink:
     """A zip of label images, one PNG per frame of the video, plus README.txt and
     objects.csv.
 
@@ -198,33 +214,64 @@ def write_masks_zip(
     two overlap, the later one in ``objects`` wins. Images are 8-bit greyscale PNGs when
     every id is below 256, else 16-bit.
     """
-    objects = list(objects)
-    order = [o.obj_id for o in objects]
-    sixteen_bit = any(i >= 256 for i in order)
-    digits = max(5, len(str(max(info.num_frames - 1, 0))))
 
-    def fill(zf: zipfile.ZipFile) -> None:
-        zf.writestr(
-            "README.txt",
-            _readme(objects, info, digits, sixteen_bit),
-            compress_type=zipfile.ZIP_DEFLATED,
+    def __init__(self, path: Path, objects: Iterable[TrackedObject], info: VideoInfo):
+        self.objects = list(objects)
+        self.info = info
+        self.order = [o.obj_id for o in self.objects]
+        self.sixteen_bit = any(i >= 256 for i in self.order)
+        self.digits = _padding(info)
+        self._file = _AtomicFile(path)
+        self._zip = zipfile.ZipFile(self._file.tmp, "w", compression=zipfile.ZIP_STORED)
+        readme = _readme(self.objects, info, self.digits, self.sixteen_bit)
+        self._zip.writestr("README.txt", readme, compress_type=zipfile.ZIP_DEFLATED)
+        self._zip.writestr(
+            "objects.csv", _objects_csv(self.objects), compress_type=zipfile.ZIP_DEFLATED
         )
-        zf.writestr("objects.csv", _objects_csv(objects), compress_type=zipfile.ZIP_DEFLATED)
-        for frame_idx in range(info.num_frames):
-            labels = store.label_image(frame_idx, order)
-            image = Image.fromarray(labels if sixteen_bit else labels.astype(np.uint8))
-            buf = io.BytesIO()
-            image.save(buf, format="PNG", optimize=False, compress_level=6)
-            # PNG data is already deflated; storing it again compressed gains nothing.
-            zf.writestr(
-                f"masks/{frame_idx:0{digits}d}.png",
-                buf.getvalue(),
-                compress_type=zipfile.ZIP_STORED,
-            )
-            if progress is not None:
-                progress(frame_idx + 1, info.num_frames)
 
-    return write_zip_atomic(Path(path), fill, compression=zipfile.ZIP_STORED)
+    def add(self, frame_idx: int, result: FrameResult | None) -> None:
+        labels = label_image(result, self.order, self.info.height, self.info.width)
+        image = Image.fromarray(labels if self.sixteen_bit else labels.astype(np.uint8))
+        buf = io.BytesIO()
+        image.save(buf, format="PNG", optimize=False, compress_level=6)
+        # PNG data is already deflated; storing it again compressed gains nothing.
+        name = f"masks/{frame_idx:0{self.digits}d}.png"
+        self._zip.writestr(name, buf.getvalue(), compress_type=zipfile.ZIP_STORED)
+
+    def finish(self) -> Path:
+        self._zip.close()
+        return self._file.commit()
+
+    def abort(self) -> None:
+        self._zip.close()
+        self._file.discard()
+
+
+def label_image(
+    result: FrameResult | None, order: list[int], height: int, width: int
+) -> np.ndarray:
+    """uint16 (H, W) image: pixel value = object id, 0 = background; objects drawn in
+    ``order`` (a later one wins where masks overlap)."""
+    labels = np.zeros((height, width), dtype=np.uint16)
+    if result is not None:
+        for obj_id in order:
+            mask = result.masks.get(obj_id)
+            if mask is not None:
+                labels[mask] = obj_id
+    return labels
+
+
+def write_masks_zip(
+    store: MaskStore,
+    objects: Iterable[TrackedObject],
+    info: VideoInfo,
+    path: Path,
+    progress: Progress | None = None,
+) -> Path:
+    """:class:`MasksZipSink` over every frame of the store."""
+    sink = MasksZipSink(path, objects, info)
+    walk(store, range(info.num_frames), [sink], progress)
+    return Path(path)
 
 
 def _objects_csv(objects: list[TrackedObject]) -> str:
@@ -256,3 +303,435 @@ def _readme(objects: list[TrackedObject], info: VideoInfo, digits: int, sixteen_
     ]
     lines += [f"  {o.obj_id}: {o.name}" for o in objects] or ["  (none)"]
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- npz
+def _npy_header(shape: tuple[int, ...], dtype) -> bytes:
+    from numpy.lib import format as npy
+
+    buf = io.BytesIO()
+    npy.write_array_header_1_0(
+        buf,
+        {
+            "descr": npy.dtype_to_descr(np.dtype(dtype)),
+            "fortran_order": False,
+            "shape": tuple(int(s) for s in shape),
+        },
+    )
+    return buf.getvalue()
+
+
+class NpzSink:
+    """Masks and scores as a compressed ``.npz`` (a zip of ``.npy`` files, as written by
+    :func:`numpy.savez_compressed`).
+
+    Arrays (T = frames with a result for some object, K = objects in the given order):
+
+    - ``frames`` int64 (T,): frame indices that have a result for some object;
+    - ``time_s`` float64 (T,): start time of each frame in seconds;
+    - ``object_ids`` int64 (K,), ``object_names`` str (K,);
+    - ``scores`` float64 (T, K): SAM2's object score logit, NaN where not stored;
+    - ``masks_packed`` uint8 (T, K, ceil(H*W/8)): each (H, W) mask flattened row-major and
+      packed with :func:`numpy.packbits`; an object without a result is all zero;
+    - ``shape`` int64 (4,): (T, K, H, W).
+
+    Unpack with ``np.unpackbits(d["masks_packed"], axis=-1, count=H*W).reshape(T, K, H,
+    W).astype(bool)``, or use :func:`read_npz`. T is known only after the last frame, so
+    packed masks are spooled to a temporary file beside the output until then.
+    """
+
+    def __init__(self, path: Path, objects: Iterable[TrackedObject], info: VideoInfo):
+        self.path = Path(path)
+        self.objects = list(objects)
+        self.ids = [o.obj_id for o in self.objects]
+        self.info = info
+        self.nbytes = (info.height * info.width + 7) // 8
+        self.frames: list[int] = []
+        self.scores: list[list[float]] = []
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._spool = tempfile.TemporaryFile(dir=self.path.parent)  # noqa: SIM115 (held open)
+
+    def add(self, frame_idx: int, result: FrameResult | None) -> None:
+        if result is None or not any(i in result.scores for i in self.ids):
+            return
+        empty = bytes(self.nbytes)
+        row = []
+        for obj_id in self.ids:
+            mask = result.masks.get(obj_id)
+            row.append(float(result.scores.get(obj_id, np.nan)) if mask is not None else np.nan)
+            self._spool.write(empty if mask is None else np.packbits(mask.reshape(-1)).tobytes())
+        self.frames.append(frame_idx)
+        self.scores.append(row)
+
+    def finish(self) -> Path:
+        t, k = len(self.frames), len(self.ids)
+        arrays = {
+            "frames": np.asarray(self.frames, dtype=np.int64),
+            "time_s": np.asarray([self.info.time_of(f) for f in self.frames], dtype=np.float64),
+            "object_ids": np.asarray(self.ids, dtype=np.int64),
+            "object_names": np.asarray([o.name for o in self.objects], dtype=str),
+            "scores": np.asarray(self.scores, dtype=np.float64).reshape(t, k),
+            "shape": np.asarray([t, k, self.info.height, self.info.width], dtype=np.int64),
+        }
+        self._spool.seek(0)
+        out = _AtomicFile(self.path)
+        try:
+            with zipfile.ZipFile(out.tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                with zf.open("masks_packed.npy", "w", force_zip64=True) as fh:
+                    fh.write(_npy_header((t, k, self.nbytes), np.uint8))
+                    while block := self._spool.read(1 << 22):
+                        fh.write(block)
+                for name, array in arrays.items():
+                    with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
+                        np.lib.format.write_array(fh, array, allow_pickle=False)
+        except BaseException:
+            out.discard()
+            raise
+        finally:
+            self._spool.close()
+        return out.commit()
+
+    def abort(self) -> None:
+        self._spool.close()
+
+
+def write_npz(
+    store: MaskStore,
+    objects: Iterable[TrackedObject],
+    info: VideoInfo,
+    path: Path,
+    progress: Progress | None = None,
+) -> Path:
+    """:class:`NpzSink` over every frame of the store."""
+    walk(store, range(info.num_frames), [NpzSink(path, objects, info)], progress)
+    return Path(path)
+
+
+def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frames (T,), object_ids (K,), masks bool (T, K, H, W)) from :class:`NpzSink`.
+
+    Loads every mask into memory: T*K*H*W bytes.
+    """
+    with np.load(path, allow_pickle=False) as data:
+        t, k, h, w = (int(v) for v in data["shape"])
+        masks = np.unpackbits(data["masks_packed"], axis=-1, count=h * w)
+        return data["frames"], data["object_ids"], masks.reshape(t, k, h, w).astype(bool)
+
+
+# ---------------------------------------------------------------------------- COCO RLE
+class CocoSink:
+    """Masks as COCO-style JSON with run-length-encoded segmentations.
+
+    - ``images``: one per frame of the video, ``id`` = frame index, ``file_name`` the
+      zero-padded index as in the masks zip (``00000.png``), ``width``, ``height``,
+      ``time_s``;
+    - ``categories``: one per object, ``id`` = object id, ``name``;
+    - ``annotations``: one per object present on a frame (non-empty mask, score > 0 or
+      unknown), with ``segmentation`` {"size": [H, W], "counts": str} from
+      :func:`pycocotools.mask.encode`, ``area`` (pixels), ``bbox`` [x, y, w, h] in pixels
+      (pixel edges: x = first column, w = column count), ``image_id`` (frame),
+      ``category_id`` (object id), ``score`` (SAM2's object score logit, null when
+      unknown), ``iscrowd`` 0 and a running ``id`` from 1.
+    """
+
+    def __init__(self, path: Path, objects: Iterable[TrackedObject], info: VideoInfo):
+        objects = list(objects)
+        self.ids = [o.obj_id for o in objects]
+        self.size = [info.height, info.width]
+        digits = _padding(info)
+        header = {
+            "info": {
+                "description": f"Object masks for {info.source_name}",
+                "fps": info.fps,
+                "num_frames": info.num_frames,
+            },
+            "images": [
+                {
+                    "id": f,
+                    "file_name": f"{f:0{digits}d}.png",
+                    "width": info.width,
+                    "height": info.height,
+                    "time_s": info.time_of(f),
+                }
+                for f in range(info.num_frames)
+            ],
+            "categories": [{"id": o.obj_id, "name": o.name} for o in objects],
+        }
+        self._file = _AtomicFile(path)
+        self._fh = open(self._file.tmp, "w", encoding="utf-8")  # noqa: SIM115 (held open)
+        self._fh.write(json.dumps(header, ensure_ascii=False)[:-1])
+        self._fh.write(', "annotations": [')
+        self._count = 0
+
+    def add(self, frame_idx: int, result: FrameResult | None) -> None:
+        from pycocotools import mask as mask_utils
+
+        for obj_id in self.ids:
+            if result is None or obj_id not in result.masks:
+                continue
+            score = float(result.scores.get(obj_id, math.nan))
+            mask = result.masks[obj_id]
+            if score <= 0.0 or not mask.any():
+                continue
+            rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+            x, y, w, h = (int(round(v)) for v in mask_utils.toBbox(rle))
+            self._count += 1
+            ann = {
+                "id": self._count,
+                "image_id": frame_idx,
+                "category_id": obj_id,
+                "segmentation": {"size": self.size, "counts": rle["counts"].decode("ascii")},
+                "area": int(mask.sum()),
+                "bbox": [x, y, w, h],
+                "score": None if math.isnan(score) else score,
+                "iscrowd": 0,
+            }
+            self._fh.write(("" if self._count == 1 else ", ") + json.dumps(ann))
+
+    def finish(self) -> Path:
+        self._fh.write("]}\n")
+        self._fh.close()
+        return self._file.commit()
+
+    def abort(self) -> None:
+        self._fh.close()
+        self._file.discard()
+
+
+def write_coco_rle(
+    store: MaskStore,
+    objects: Iterable[TrackedObject],
+    info: VideoInfo,
+    path: Path,
+    progress: Progress | None = None,
+) -> Path:
+    """:class:`CocoSink` over every frame of the store."""
+    walk(store, range(info.num_frames), [CocoSink(path, objects, info)], progress)
+    return Path(path)
+
+
+def read_coco_rle(path: Path) -> dict[tuple[int, int], np.ndarray]:
+    """{(frame, object id): bool mask (H, W)} decoded from :class:`CocoSink`'s file."""
+    from pycocotools import mask as mask_utils
+
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    out = {}
+    for ann in data["annotations"]:
+        seg = ann["segmentation"]
+        rle = {"size": seg["size"], "counts": seg["counts"].encode("ascii")}
+        out[(int(ann["image_id"]), int(ann["category_id"]))] = mask_utils.decode(rle).astype(bool)
+    return out
+
+
+# ---------------------------------------------------------------------------- a run's exports
+class ExportRun:
+    """The sinks of one pass over a run's stored masks: the measurements and every mask
+    file, written into ``out_dir`` under :data:`FILES` names. Feed it (as sinks of
+    :func:`~sam2web.results.walk` or of the overlay video's pass), then :meth:`finish`."""
+
+    def __init__(
+        self, out_dir: Path, objects: Iterable[TrackedObject], info: VideoInfo, history_length: int
+    ):
+        self.objects = list(objects)
+        self.info = info
+        self.history_length = history_length
+        self.measurements = MeasurementSink(self.objects, info)
+        self.writers = {
+            "masks": MasksZipSink(Path(out_dir) / FILES["masks"], self.objects, info),
+            "npz": NpzSink(Path(out_dir) / FILES["npz"], self.objects, info),
+            "coco": CocoSink(Path(out_dir) / FILES["coco"], self.objects, info),
+        }
+
+    @property
+    def sinks(self) -> list:
+        return [self.measurements, *self.writers.values()]
+
+    def add(self, frame_idx: int, result: FrameResult | None) -> None:
+        for sink in self.sinks:
+            sink.add(frame_idx, result)
+
+    def finish(self) -> Results:
+        files = {key: sink.finish() for key, sink in self.writers.items()}
+        return Results(self.info, self.objects, self.measurements.rows, self.history_length, files)
+
+    def abort(self) -> None:
+        for sink in self.sinks:
+            sink.abort()
+
+
+def write_row_files(
+    results: Results, calibration: Calibration, first_frame: np.ndarray, out_dir: Path
+) -> dict[str, Path]:
+    """Write the files derived from the measurements alone (:data:`ROW_FILES`): the
+    per-frame CSV, the calibrated CSV, the per-object summary and the trajectory and
+    confidence plots. Returns {key: path}; the masks are not read."""
+    out = {key: Path(out_dir) / FILES[key] for key in ROW_FILES}
+    rows, objects = results.rows, results.objects
+    write_csv(rows, out["csv"])
+    write_calibrated_csv(rows, calibration, out["calibrated"])
+    write_summary_csv(summarize(rows, objects, calibration), out["summary"])
+    plot_trajectories(first_frame, rows, objects, out["trajectories"])
+    plot_confidence(rows, objects, out["confidence"])
+    return out
+
+
+class LiveExports:
+    """The overlay video and every mask export, produced by one pass over the stored masks
+    that runs beside tracking (:class:`~sam2web.render.LiveOverlayVideo`): each frame is
+    read once, when it is final, and feeds the video and an :class:`ExportRun`."""
+
+    def __init__(
+        self,
+        read_rgb: Callable[[int], np.ndarray],
+        store: MaskStore,
+        objects: Iterable[TrackedObject],
+        info: VideoInfo,
+        style: OverlayStyle,
+        out_dir: Path,
+        pending: Iterable[int],
+        history_length: int,
+    ):
+        objects = list(objects)
+        self.style = style
+        self.run = ExportRun(out_dir, objects, info, history_length)
+        self.video = LiveOverlayVideo(
+            read_rgb,
+            info.num_frames,
+            store,
+            {o.obj_id: o for o in objects},
+            style,
+            Path(out_dir) / FILES["video"],
+            info.fps,
+            pending=pending,
+            sinks=self.run.sinks,
+        )
+
+    def frame_done(self, frame_idx: int) -> None:
+        self.video.frame_done(frame_idx)
+
+    def finish(self, progress: Progress | None = None) -> tuple[Path, Results]:
+        """Wait for the pass to end (every pending frame is final now); the video and the
+        run's results."""
+        try:
+            video = self.video.finish(progress)
+        except BaseException:
+            self.run.abort()
+            raise
+        return video, self.run.finish()
+
+    def abort(self) -> None:
+        self.video.abort()
+        self.run.abort()
+
+
+def export_pass(
+    read_rgb: Callable[[int], np.ndarray] | None,
+    store: MaskStore,
+    objects: Iterable[TrackedObject],
+    info: VideoInfo,
+    style: OverlayStyle,
+    out_dir: Path,
+    history_length: int,
+    progress: Progress | None = None,
+) -> tuple[Path | None, Results]:
+    """One pass over every frame's stored masks, now: the overlay video (unless
+    ``read_rgb`` is None) and every mask export from the same reads."""
+    objects = list(objects)
+    run = ExportRun(out_dir, objects, info, history_length)
+    if read_rgb is None:
+        walk(store, range(info.num_frames), run.sinks, progress, finish=False)
+        return None, run.finish()
+    frames = ((i, read_rgb(i)) for i in range(info.num_frames))
+    try:
+        video = render_overlay_video(
+            frames,
+            store,
+            {o.obj_id: o for o in objects},
+            style,
+            Path(out_dir) / FILES["video"],
+            info.fps,
+            progress=progress,
+            total=info.num_frames,
+            sinks=run.sinks,
+        )
+    except BaseException:
+        run.abort()
+        raise
+    return video, run.finish()
+
+
+class SessionResults:
+    """A session's results and the files written from them, kept current with as few
+    passes over the stored masks as possible: the pass beside the last run when it still
+    applies (nothing changed since, same overlay style), else one new pass."""
+
+    def __init__(self) -> None:
+        self.live: LiveExports | None = None
+        self.results: Results | None = None
+        self.video_style: OverlayStyle | None = None  # of the overlay video on disk
+
+    def start_live(
+        self,
+        read_rgb: Callable[[int], np.ndarray],
+        store: MaskStore,
+        objects: Iterable[TrackedObject],
+        info: VideoInfo,
+        style: OverlayStyle,
+        out_dir: Path,
+        pending: Iterable[int],
+        history_length: int,
+    ) -> LiveExports:
+        """Begin the pass beside a run that will track ``pending`` frames and leave the
+        history ``history_length`` actions long."""
+        self.forget()
+        self.live = LiveExports(
+            read_rgb, store, objects, info, style, out_dir, pending, history_length
+        )
+        return self.live
+
+    def current(
+        self,
+        read_rgb: Callable[[int], np.ndarray],
+        store: MaskStore,
+        objects: Iterable[TrackedObject],
+        info: VideoInfo,
+        style: OverlayStyle,
+        out_dir: Path,
+        history_length: int,
+        video: bool,
+        progress: Progress | None = None,
+    ) -> Results:
+        """The results for a history of ``history_length`` actions (with the overlay video
+        on disk when ``video``), from the last pass when it still applies."""
+        live, self.live = self.live, None
+        if live is not None:
+            if live.style == style and live.run.history_length == history_length:
+                _, self.results = live.finish(progress)
+                self.video_style = style
+            else:
+                live.abort()
+        current = self.results is not None and self.results.history_length == history_length
+        video_ok = (Path(out_dir) / FILES["video"]).is_file() and self.video_style == style
+        if not current or (video and not video_ok):
+            _, self.results = export_pass(
+                read_rgb if video else None,
+                store,
+                objects,
+                info,
+                style,
+                out_dir,
+                history_length,
+                progress,
+            )
+            if video:
+                self.video_style = style
+        return self.results
+
+    def forget(self) -> None:
+        """Drop the results (the files stay until overwritten or the folder goes)."""
+        live, self.live = self.live, None
+        if live is not None:
+            live.abort()
+        self.results = None
+        self.video_style = None

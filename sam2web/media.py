@@ -44,7 +44,6 @@ import struct
 import subprocess
 import zipfile
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,7 +52,7 @@ import numpy as np
 from PIL import Image, ImageOps, ImageSequence
 
 from .errors import LimitError, MediaError, StorageFullError
-from .types import VideoInfo
+from .types import Progress, VideoInfo
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -91,8 +90,6 @@ _DECODE_ERRORS = (
     zlib.error,
     Image.DecompressionBombError,
 )
-
-ProgressFn = Callable[[int, "int | None"], None]
 
 
 @dataclass(frozen=True)
@@ -180,7 +177,7 @@ def ingest(
     frame_format: str = "jpeg",
     source_name: str | None = None,
     fps: float | None = None,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
     max_output_bytes: int | None = None,
 ) -> VideoInfo:
     """Decode ``src`` into frame files in ``dest_dir`` (created here; must not hold files).
@@ -270,7 +267,7 @@ def _ingest_into(
 
 
 class _Progress:
-    def __init__(self, callback: ProgressFn | None):
+    def __init__(self, callback: Progress | None):
         self.callback = callback
         self.total: int | None = None
         self.base = 0  # added to ``done`` (two-pass sequences report both passes)

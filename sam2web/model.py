@@ -24,19 +24,19 @@ import re
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError
+from .types import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, "int | None"], None]
 """``progress(done, total)``: bytes downloaded so far and the file size (None if unknown)."""
 
 

@@ -1,11 +1,12 @@
-"""Project files: a tracking job saved as versioned JSON, and replayed from it.
+"""Project files: a tracking job saved as versioned JSON (the file format only).
 
 A project records the video it was made on (name, SHA-256, size, frame rate), the model
 configuration, the calibration, the objects and the session's *history*: every action that
-changed SAM2's state, in order (:attr:`sam2web.session.TrackingSession.history`). Masks are
-not stored. :func:`apply_project` replays the history on the loaded video: on the same
-video with the same model, device and numerics the masks come out identical; on another
-video of the same length and size it repeats the same clicks and tracking runs there.
+changed SAM2's state, in order (:mod:`sam2web.history`). Masks are not stored. This module
+reads, checks and writes the file; replaying it is the user session's job
+(:meth:`sam2web.user_session.UserSession.load_project`, with
+:func:`sam2web.tracking.replay`): on the same video with the same model, device and
+numerics the masks come out identical.
 
 Format, version 1::
 
@@ -29,7 +30,7 @@ Format, version 1::
       ]
     }
 
-History operations and their fields: ``add_object`` {obj, name}; ``rename_object`` {obj,
+History operations (:mod:`sam2web.history`, one dataclass each) and their fields: ``add_object`` {obj, name}; ``rename_object`` {obj,
 name}; ``remove_object`` {obj}; ``click`` {frame, obj, x, y, positive}; ``box`` {frame, obj,
 x0, y0, x1, y1}; ``undo`` {frame, obj}; ``clear`` {frame, obj}; ``propagate`` {passes:
 [{start, reverse, frames}, ...]}. Coordinates are (x, y) pixels of the original frame
@@ -47,26 +48,20 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import __version__
 from .analysis import Calibration
-from .engine import QUALITIES
-from .errors import UserError
+from .errors import UserError, as_clause
 from .fileio import atomic_output
-from .model import autocast_context, checkpoint_identity, choose_device, get_spec
-from .types import Box, Click, TrackedObject
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .workflow import UserSession
+from .history import KINDS, Action, AddObject, Propagate, RemoveObject, from_json, to_json
+from .model import get_spec
+from .types import TrackedObject, VideoInfo
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, "int | None"], None]
 
 FORMAT = "sam2web-project"
 VERSION = 1
@@ -123,7 +118,7 @@ class Project:
     model: ProjectModel
     calibration: Calibration
     objects: list[TrackedObject]
-    history: list[dict]
+    history: list[Action]
     sam2web_version: str = __version__
     sam2_version: str | None = None
     created: str = field(default_factory=lambda: _now())
@@ -162,18 +157,12 @@ class Project:
             "objects": [
                 {"id": o.obj_id, "name": o.name, "color": list(o.color)} for o in self.objects
             ],
-            "history": [dict(step) for step in self.history],
+            "history": [to_json(action) for action in self.history],
         }
 
     def replay_steps(self) -> int:
-        """Units of work :func:`apply_project` reports: one per step, one per tracked frame."""
-        total = 0
-        for step in self.history:
-            if step["op"] == "propagate":
-                total += sum(p["frames"] for p in step["passes"])
-            else:
-                total += 1
-        return total
+        """Units of work a replay reports: one per action, one per tracked frame."""
+        return sum(a.frames if isinstance(a, Propagate) else 1 for a in self.history)
 
 
 def _now() -> str:
@@ -198,62 +187,35 @@ def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
 
 
 # ---------------------------------------------------------------------------- saving
-def _model_record(user: UserSession) -> ProjectModel:
-    engine = user.engine
-    settings = engine.settings
-    spec = get_spec(user.model)
-    path = engine.checkpoint_path(spec.key) or engine.checkpoint_status(spec.key).path
-    identity = checkpoint_identity(path) if path is not None and path.is_file() else None
-    device = bf16 = None
-    try:
-        import torch
-
-        dev = (
-            user.tracking.predictor.device
-            if user.tracking is not None
-            else choose_device(settings.device)
-        )
-        device = torch.device(dev).type
-        bf16 = isinstance(autocast_context(dev, settings.bf16), torch.autocast)
-    except UserError:  # the configured device is not available here
-        pass
-    return ProjectModel(
-        spec.key, spec.label, identity, user.resolution, settings.corrections, bf16, device
-    )
-
-
-def build_project(user: UserSession, calibration: Calibration | None = None) -> dict:
-    """The project of a user session as a JSON-ready dict (see the module docstring).
-
-    Needs a loaded video; before any tracking the objects and history are empty.
-    """
-    info = user.info
-    tracking = user.tracking
-    history = [] if tracking is None else [dict(step) for step in tracking.history]
+def build_project(
+    info: VideoInfo,
+    source_sha256: str | None,
+    model: ProjectModel,
+    calibration: Calibration | None,
+    objects: list[TrackedObject],
+    history: list[Action],
+) -> dict:
+    """A project as a JSON-ready dict (see the module docstring), from a session's video
+    facts, model record, objects and history (empty before any object was added)."""
     if len(history) > MAX_HISTORY:
         raise ProjectError(
             f"This session has {len(history):,} steps, more than a project file can hold "
             f"({MAX_HISTORY:,}); reset and track again with fewer clicks."
         )
-    objects = (
-        []
-        if tracking is None
-        else [TrackedObject(o.obj_id, o.name, tuple(o.color)) for o in tracking.objects.values()]
-    )
     project = Project(
         source=ProjectSource(
             name=info.source_name,
-            sha256=user.source_sha256,
+            sha256=source_sha256,
             num_frames=info.num_frames,
             width=info.width,
             height=info.height,
             fps=float(info.fps),
             kind=info.kind,
         ),
-        model=_model_record(user),
+        model=model,
         calibration=calibration or Calibration(),
-        objects=objects,
-        history=history,
+        objects=[TrackedObject(o.obj_id, o.name, tuple(o.color)) for o in objects],
+        history=list(history),
         sam2_version=sam2_version(),
     )
     return project.to_dict()
@@ -276,11 +238,10 @@ def dumps_project(data: dict) -> str:
     return "{\n" + ",\n".join(fields) + "\n}\n"
 
 
-def save_project(
-    user: UserSession, path: Path | str, calibration: Calibration | None = None
-) -> Path:
-    """Write the user's project to ``path`` (UTF-8 JSON, replaced atomically)."""
-    text = dumps_project(build_project(user, calibration))
+def save_project(data: dict, path: Path | str) -> Path:
+    """Write a project dict (:func:`build_project`) to ``path`` (UTF-8 JSON, replaced
+    atomically)."""
+    text = dumps_project(data)
     path = Path(path)
     with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
@@ -438,7 +399,8 @@ def parse_project(data: Any, name: str = PROJECT_FILENAME) -> Project:
         raise c.fail("'history' is not a list")
     if len(history_raw) > MAX_HISTORY:
         raise c.fail(f"its history has {len(history_raw):,} steps, more than {MAX_HISTORY:,}")
-    history = [_parse_step(c, item, i, source) for i, item in enumerate(history_raw)]
+    steps = [_parse_step(c, item, i, source) for i, item in enumerate(history_raw)]
+    history = [from_json(step) for step in steps]
     _check_object_ids(c, history, objects)
 
     return Project(
@@ -503,7 +465,7 @@ def _parse_calibration(c: _Checker, d: dict) -> Calibration:
     try:
         return Calibration(pixels_per_unit=ppu, unit=unit, fps=fps)
     except UserError as err:
-        raise c.fail("its calibration is invalid: " + _clause(err.message)) from None
+        raise c.fail("its calibration is invalid: " + as_clause(err.message)) from None
 
 
 def _parse_object(c: _Checker, item: Any, i: int) -> TrackedObject:
@@ -518,25 +480,13 @@ def _parse_object(c: _Checker, item: Any, i: int) -> TrackedObject:
     return TrackedObject(obj_id, name, rgb)  # type: ignore[arg-type]
 
 
-_OPS = (
-    "add_object",
-    "rename_object",
-    "remove_object",
-    "click",
-    "box",
-    "undo",
-    "clear",
-    "propagate",
-)
-
-
 def _parse_step(c: _Checker, item: Any, i: int, source: ProjectSource) -> dict:
     """One history step, checked against the project's own video size and normalised to
     exactly the fields the replay uses."""
     where = f"history step {i + 1}"
     d = c.obj(item, where)
     op = c.get(d, "op", where)
-    if op not in _OPS:
+    if op not in KINDS:
         raise c.fail(f"{where} has the unknown action {str(op)[:40]!r}")
     where = f"history step {i + 1} ({op})"
     last = source.num_frames - 1
@@ -592,34 +542,32 @@ def _parse_step(c: _Checker, item: Any, i: int, source: ProjectSource) -> dict:
     return {"op": op, "passes": passes}
 
 
-def _check_object_ids(c: _Checker, history: list[dict], objects: list[TrackedObject]) -> None:
+def _check_object_ids(c: _Checker, history: list[Action], objects: list[TrackedObject]) -> None:
     """Ids are handed out 1, 2, 3, ... by add_object; every other step names a live object,
     and the objects left at the end are the ones listed."""
     next_id = 1
     live: set[int] = set()
-    for i, step in enumerate(history):
-        op = step["op"]
-        if op == "propagate":
+    for i, action in enumerate(history):
+        if isinstance(action, Propagate):
             continue
-        obj_id = step["obj"]
-        if op == "add_object":
-            if obj_id != next_id:
-                raise c.fail(f"history step {i + 1} adds object {obj_id}, expected {next_id}")
-            live.add(obj_id)
+        if isinstance(action, AddObject):
+            if action.obj != next_id:
+                raise c.fail(f"history step {i + 1} adds object {action.obj}, expected {next_id}")
+            live.add(action.obj)
             next_id += 1
-        elif obj_id not in live:
+        elif action.obj not in live:
             raise c.fail(
-                f"history step {i + 1} ({op}) refers to object {obj_id}, which does "
+                f"history step {i + 1} ({action.op}) refers to object {action.obj}, which does "
                 "not exist at that point"
             )
-        elif op == "remove_object":
-            live.discard(obj_id)
+        elif isinstance(action, RemoveObject):
+            live.discard(action.obj)
     listed = [o.obj_id for o in objects]
     if sorted(listed) != sorted(live) or len(set(listed)) != len(listed):
         raise c.fail("its object list does not match the objects its history creates")
 
 
-# ---------------------------------------------------------------------------- applying
+# ---------------------------------------------------------------------------- checking
 def check_source(project: Project, info, sha256: str | None, strict: bool = True) -> list[str]:
     """Whether the loaded video fits the project. Frame count and size must always match;
     with ``strict`` the file's SHA-256 must match too. Returns notes for the user."""
@@ -700,108 +648,3 @@ def model_notes(project: Project, current: ProjectModel) -> list[str]:
 
 def _numerics(m: ProjectModel) -> str:
     return f"{m.device} with {'bfloat16' if m.bf16 else 'float32'}"
-
-
-def apply_project(
-    user: UserSession,
-    project: Project,
-    progress: Progress | None = None,
-    strict_source: bool = True,
-) -> list[str]:
-    """Replay ``project`` on the user's loaded video; returns notes for the user.
-
-    The video must have the project's frame count and size; with ``strict_source`` it must
-    also be the very file the project was made on (same SHA-256). The session is reset, then
-    every history step is replayed in order. ``progress(done, total)`` counts steps and
-    tracked frames (:meth:`Project.replay_steps`). On failure the session is left empty.
-    """
-    info = user.info
-    notes = check_source(project, info, user.source_sha256, strict_source)
-    user._require_not_tracking()
-    if user.resolution != project.model.resolution:
-        # A project made as a fast preview is replayed as one where this server offers it.
-        for quality in QUALITIES:
-            if user.engine.resolution(quality) == project.model.resolution:
-                user.set_quality(quality, replay=False)
-                break
-    tracking = user.ensure_tracking()
-    notes += model_notes(project, _model_record(user))
-    user.reset()
-    total = project.replay_steps()
-    done = 0
-    if progress is not None:
-        progress(0, total)
-
-    def advance() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    try:
-        for i, step in enumerate(project.history):
-            try:
-                replay_step(tracking, step, on_frame=advance)  # a propagation: per frame
-            except UserError as err:
-                raise ProjectError(
-                    f"Step {i + 1} of the project ({step['op'].replace('_', ' ')}) cannot be "
-                    f"replayed on this video: {_clause(err.message)}."
-                ) from None
-            if step["op"] != "propagate":
-                advance()
-        for saved in project.objects:
-            obj = tracking.objects[saved.obj_id]
-            obj.color = tuple(saved.color)
-            if obj.name != saved.name:
-                tracking.rename_object(saved.obj_id, saved.name)
-    except BaseException:
-        user.reset()
-        raise
-    user.active_object = project.objects[-1].obj_id if project.objects else None
-    log.info("replayed a project of %d steps on %s", len(project.history), info.source_name)
-    return notes
-
-
-def replay_step(tracking, step: dict, on_frame: Callable[[], None] | None = None) -> None:
-    """Apply one recorded history step to a tracking session. A propagation runs its
-    passes again (``on_frame()`` after each tracked frame) and stays one history step."""
-    op = step["op"]
-    if op == "propagate":
-        passes = []
-        for p in step["passes"]:
-            if p["frames"] > 0:
-                for _ in tracking.replay_pass(p["start"], p["reverse"], p["frames"]):
-                    if on_frame is not None:
-                        on_frame()
-                p = tracking.history.pop()["passes"][0]
-            passes.append(dict(p))
-        # One run in "both" directions stays one history step of two passes.
-        tracking.history.append({"op": "propagate", "passes": passes})
-    elif op == "add_object":
-        obj = tracking.add_object(step["name"])
-        if obj.obj_id != step["obj"]:  # ids restart at 1 after a reset; parse checked order
-            raise RuntimeError(f"replayed object id {obj.obj_id}, expected {step['obj']}")
-    elif op == "rename_object":
-        tracking.rename_object(step["obj"], step["name"])
-    elif op == "remove_object":
-        tracking.remove_object(step["obj"])
-    elif op == "click":
-        tracking.add_click(
-            step["frame"], step["obj"], Click(step["x"], step["y"], step["positive"])
-        )
-    elif op == "box":
-        tracking.set_box(
-            step["frame"], step["obj"], Box(step["x0"], step["y0"], step["x1"], step["y1"])
-        )
-    elif op == "undo":
-        tracking.undo(step["frame"], step["obj"])
-    elif op == "clear":
-        tracking.clear_frame(step["frame"], step["obj"])
-    else:  # parse_project admits only the operations above
-        raise ValueError(f"unknown history operation {op!r}")
-
-
-def _clause(sentence: str) -> str:
-    """A one-sentence message as a clause inside another sentence."""
-    text = sentence.strip().rstrip(".")
-    return text[:1].lower() + text[1:] if text[1:2].islower() else text

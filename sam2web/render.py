@@ -28,11 +28,10 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .exports import centroid_xy
 from .maskstore import MaskStore
-from .types import TrackedObject
+from .results import FrameSink, centroid_xy
+from .types import Progress, TrackedObject
 
-Progress = Callable[[int, "int | None"], None]
 RGB = tuple[int, int, int]
 
 # matplotlib's "tab10" colours, in order.
@@ -422,13 +421,17 @@ def render_overlay_video(
     fps: float,
     progress: Progress | None = None,
     total: int | None = None,
+    sinks: Iterable[FrameSink] = (),
 ) -> Path:
     """Write an MP4 of ``frames`` ((frame_idx, rgb) pairs) with stored masks drawn on them.
 
     Every frame is written, so the video keeps the source's length and frame rate; frames
     without stored results are written unchanged. ``progress(done, total)`` is called after
-    each frame (total from ``total`` or ``len(frames)``, else None).
+    each frame (total from ``total`` or ``len(frames)``, else None). Each frame's stored
+    result is also handed to ``sinks`` (their ``add`` only: the caller finishes them), so
+    one read of the store serves the video and every other export.
     """
+    sinks = list(sinks)
     if not isinstance(objects, Mapping):
         objects = {o.obj_id: o for o in objects}
     if total is None and hasattr(frames, "__len__"):
@@ -441,6 +444,8 @@ def render_overlay_video(
             if writer is None:
                 writer = Mp4Writer(path, rgb.shape[1], rgb.shape[0], fps)
             result = store.read(frame_idx)
+            for sink in sinks:
+                sink.add(frame_idx, result)
             masks = result.masks if result is not None else {}
             trails = None
             if style.trails > 0:
@@ -482,7 +487,8 @@ class LiveOverlayVideo:
     final.
 
     Call :meth:`finish` when tracking ended (finished or cancelled): every frame still
-    pending is then final as it stands. :meth:`abort` stops and leaves no file.
+    pending is then final as it stands. :meth:`abort` stops and leaves no file. ``sinks``
+    get every frame's result from the same read (see :func:`render_overlay_video`).
     """
 
     def __init__(
@@ -495,6 +501,7 @@ class LiveOverlayVideo:
         path: Path,
         fps: float,
         pending: Iterable[int] = (),
+        sinks: Iterable[FrameSink] = (),
     ):
         self.path = Path(path)
         self.num_frames = int(num_frames)
@@ -506,7 +513,7 @@ class LiveOverlayVideo:
         self._written = 0
         self._error: BaseException | None = None
         self._result: Path | None = None
-        args = (store, dict(objects), style, fps)
+        args = (store, dict(objects), style, fps, list(sinks))
         self._thread = threading.Thread(
             target=self._run, args=args, name="overlay-video", daemon=True
         )
@@ -568,7 +575,7 @@ class LiveOverlayVideo:
     def _count(self, done: int, total: int | None) -> None:
         self._written = done
 
-    def _run(self, store, objects, style, fps) -> None:
+    def _run(self, store, objects, style, fps, sinks) -> None:
         # Tracking has priority: on Linux a thread has its own nice value, which the ffmpeg
         # process started from it inherits, so rendering and encoding take the CPU time
         # tracking leaves and never slow it down.
@@ -584,6 +591,7 @@ class LiveOverlayVideo:
                 fps,
                 progress=self._count,
                 total=self.num_frames,
+                sinks=sinks,
             )
         except _Stopped:
             pass

@@ -7,9 +7,13 @@ indexed [row, col] = [y, x]. :func:`xy_to_rowcol` is the one conversion.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+# A progress callback: ``progress(done, total)``; total is None when unknown.
+Progress = Callable[[int, "int | None"], None]
 
 
 def xy_to_rowcol(x: float, y: float) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""The web page: Gradio widgets wired to :class:`~sam2web.workflow.UserSession`.
+"""The web page: Gradio widgets wired to :class:`~sam2web.user_session.UserSession`.
 
 This is the only module that imports gradio. Each browser tab (or API client) gets its own
 ``UserSession`` in a ``gr.State`` whose ``delete_callback`` removes its files; the page's
@@ -29,7 +29,7 @@ from .engine import Engine, Housekeeping
 from .errors import SessionClosedError, UserError
 from .model import MODELS, get_spec
 from .render import OverlayStyle
-from .workflow import PROMPT_MODES, UserSession
+from .user_session import PROMPT_MODES, UserSession
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,16 @@ import contextlib
 import importlib.util
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .fileio import write_bytes_atomic
+from .history import Action, Propagate, tracked_frames
+from .tracking import PropagationStep, TrackingSession, replay
+from .types import FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -75,24 +79,19 @@ class TrackingJob:
     bf16: str
     full_memory_frames: int
     objects: tuple[tuple[int, str, tuple[int, int, int]], ...]  # (id, name, colour)
-    history: tuple[dict, ...]  # TrackingSession.history before this run
+    history: tuple[Action, ...]  # TrackingSession.history before this run
     direction: str = "forward"
     start_frame: int | None = None
     end_frame: int | None = None
 
     def replay_frames(self) -> int:
         """Frames the replay of earlier propagations tracks again (for the time limit)."""
-        return sum(
-            p["frames"]
-            for step in self.history
-            if step["op"] == "propagate"
-            for p in step["passes"]
-        )
+        return tracked_frames(list(self.history))
 
 
 @dataclass(frozen=True)
 class TrackingOutcome:
-    record: dict  # the new propagation's history step
+    record: Propagate  # the new run, as the session's history records it
     frames: int  # frames tracked by the new propagation
     seconds: float  # of the new propagation
     cancelled: bool
@@ -122,8 +121,6 @@ _worker_models = None
 def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
     from .media import FrameFolder
     from .model import ModelCache, autocast_context, get_spec
-    from .project import replay_step
-    from .session import TrackingSession
 
     global _worker_models
     if _worker_models is None:
@@ -148,8 +145,8 @@ def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
     # (atomically), so the web process never sees a frame vanish while the job runs.
     control = Path(job.control_dir)
     replayed = []
-    for step in job.history:
-        replay_step(session, step, on_frame=lambda: replayed.append(1))
+    for action in job.history:
+        replay(session, action, on_frame=lambda: replayed.append(1))
     for obj_id, name, color in job.objects:
         obj = session.objects.get(obj_id)
         if obj is not None:
@@ -163,7 +160,7 @@ def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
             control / PROGRESS_FILE, f"{step.done} {step.total} {step.result.frame_idx}".encode()
         )
     return TrackingOutcome(
-        record=dict(session.history[-1]),
+        record=session.history[-1],
         frames=done,
         seconds=time.perf_counter() - started,
         cancelled=cancel.is_set(),
@@ -180,3 +177,62 @@ def read_progress(control_dir: Path) -> tuple[int, int, int] | None:
         done, total, frame = (Path(control_dir) / PROGRESS_FILE).read_text().split()
         return int(done), int(total), int(frame)
     return None
+
+
+def propagate_in_job(
+    job: TrackingJob, tracking: TrackingSession, cancel: threading.Event
+) -> Iterator[PropagationStep]:
+    """Run ``job`` (a propagation of ``tracking``) in a worker thread here, and in a GPU
+    process on ZeroGPU, writing masks to the session's store; its progress file turns into
+    steps, and ``cancel`` into its cancel file. The new run is appended to the session's
+    history when the job ends.
+
+    The job replays the session's history to rebuild SAM2's state, so tracked masks are
+    those of an in-process run. This process's own SAM2 state does not see the job's
+    frames: a later click on a tracked frame is previewed without that frame's earlier
+    mask, while the next propagation (a job again) replays everything exactly."""
+    control = Path(job.control_dir)
+    for name in (PROGRESS_FILE, CANCEL_FILE):
+        (control / name).unlink(missing_ok=True)
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["outcome"] = run_tracking_job(job)
+        except BaseException as err:  # raised below, in the caller's thread
+            box["error"] = err
+
+    worker = threading.Thread(target=work, name="tracking-job", daemon=True)
+    tracking.propagating = True
+    worker.start()
+    try:
+        yield from _follow(worker, control, tracking, cancel)
+    finally:
+        if worker.is_alive():  # the caller stopped listening: stop the job too
+            with contextlib.suppress(OSError):
+                (control / CANCEL_FILE).touch()
+            worker.join()
+        tracking.propagating = False
+        tracking.store.refresh()
+    if "error" in box:
+        raise box["error"]
+    tracking.history.append(box["outcome"].record)
+
+
+def _follow(
+    worker: threading.Thread, control: Path, tracking: TrackingSession, cancel: threading.Event
+) -> Iterator[PropagationStep]:
+    shown = 0
+    while True:
+        running = worker.is_alive()
+        progress = read_progress(control)
+        if progress is not None and progress[0] > shown:
+            shown, total, frame = progress
+            tracking.store.refresh()
+            result = tracking.store.read(frame) or FrameResult(frame, {}, {})
+            yield PropagationStep(result, shown, total)
+        if not running:
+            return
+        if cancel.is_set():
+            (control / CANCEL_FILE).touch()
+        time.sleep(0.2)

@@ -94,7 +94,7 @@ def clip_zip(tmp_path, clip_frames) -> Path:
 def make_session(tmp_path, predictor_cache):
     """Ingests a media file and opens a TrackingSession on it."""
     from sam2web.media import FrameFolder, MediaLimits, ingest
-    from sam2web.session import TrackingSession
+    from sam2web.tracking import TrackingSession
 
     limits = MediaLimits(
         max_bytes=200 << 20,

@@ -23,16 +23,18 @@ from sam2web.analysis import (
     low_confidence_frames,
     plot_confidence,
     plot_trajectories,
+    summarize,
+)
+from sam2web.exports import (
     read_coco_rle,
     read_npz,
-    summarize,
     write_calibrated_csv,
     write_coco_rle,
     write_npz,
     write_summary_csv,
 )
 from sam2web.errors import PromptError
-from sam2web.exports import CSV_COLUMNS, measure, measurements
+from sam2web.results import CSV_COLUMNS, measure, measurements
 from sam2web.maskstore import MaskStore
 from sam2web.render import color_for
 from sam2web.types import TrackedObject, VideoInfo

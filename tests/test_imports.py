@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECK = """
 import os, sys
 before = set(os.listdir(os.environ["SAM2WEB_DATA_DIR_PARENT"]))
-import sam2web, sam2web.engine, sam2web.session, sam2web.workflow, sam2web.media
+import sam2web, sam2web.engine, sam2web.tracking, sam2web.user_session, sam2web.media
 import sam2web.model, sam2web.exports, sam2web.analysis, sam2web.project, sam2web.cli
 assert "gradio" not in sys.modules, "gradio was imported"
 after = set(os.listdir(os.environ["SAM2WEB_DATA_DIR_PARENT"]))

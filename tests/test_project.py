@@ -16,21 +16,22 @@ import pytest
 from PIL import Image
 
 from sam2web import project as projects
-from sam2web.analysis import SUMMARY_COLUMNS, Calibration, read_coco_rle, read_npz
+from sam2web.analysis import SUMMARY_COLUMNS, Calibration
+from sam2web.exports import read_coco_rle, read_npz
+from sam2web.history import to_json
 from sam2web.engine import Engine
 from sam2web.errors import TrackingError
 from sam2web.model import checkpoint_identity
 from sam2web.project import (
     ProjectError,
     ProjectModel,
-    apply_project,
     dumps_project,
     load_project,
     model_notes,
     parse_project,
 )
 from sam2web.settings import Settings
-from sam2web.workflow import SCIENCE_FILES, UserSession
+from sam2web.user_session import SCIENCE_FILES, UserSession
 from tests import synth
 
 CALIBRATION = Calibration(pixels_per_unit=4.0, unit="mm")
@@ -130,7 +131,7 @@ def test_saved_project_holds_everything(session_a, clips, random_checkpoint):
         "rename_object",
         "propagate",
     ]
-    assert data["history"] == user.tracking.history
+    assert data["history"] == [to_json(a) for a in user.tracking.history]
     assert data["history"][-1]["passes"] == [
         {"start": 4, "reverse": False, "frames": 4},
         {"start": 4, "reverse": True, "frames": 5},
@@ -176,7 +177,7 @@ def test_replay_gives_identical_masks_objects_and_history(engine, session_a, cli
 
 def test_json_text_round_trips_with_and_without_history(session_a):
     user, _ = session_a
-    data = projects.build_project(user, CALIBRATION)
+    data = json.loads(user.save_project(CALIBRATION).read_text(encoding="utf-8"))
     assert json.loads(dumps_project(data)) == data
     empty = dict(data, objects=[], history=[])
     assert json.loads(dumps_project(empty)) == empty
@@ -361,7 +362,7 @@ def test_other_file_is_refused_in_strict_mode_and_replayed_otherwise(engine, ses
         with pytest.raises(ProjectError, match="different file") as err:
             user.load_project(path)
         _one_sentence(err.value.message)
-        notes = apply_project(user, load_project(path), strict_source=False)
+        notes = user.apply_project(load_project(path), strict_source=False)
         assert any("discs.mp4" in n for n in notes)
         assert user.tracking.history == user_a.tracking.history
         assert user.tracking.store.frames() == list(range(NUM_FRAMES))
@@ -379,7 +380,7 @@ def test_a_step_that_cannot_be_replayed_leaves_the_session_empty(engine, session
     try:
         user.upload(clips["same"])
         with pytest.raises(ProjectError, match=r"Step 2 of the project \(undo\)") as err:
-            apply_project(user, parse_project(data))
+            user.apply_project(parse_project(data))
         _one_sentence(err.value.message)
         assert user.objects == [] and user.tracking.history == []
     finally:

@@ -10,7 +10,7 @@ import torch
 
 from sam2web.errors import PromptError, TrackingError
 from sam2web.frames import LazyFrameSource
-from sam2web.session import new_inference_state
+from sam2web.tracking import new_inference_state
 from sam2web.types import Box, Click
 from tests import synth
 

@@ -15,7 +15,7 @@ import pytest
 from sam2web import zerogpu
 from sam2web.engine import Engine
 from sam2web.settings import Settings
-from sam2web.workflow import UserSession
+from sam2web.user_session import UserSession
 from tests import synth
 
 
@@ -107,13 +107,13 @@ def test_a_job_in_another_process_tracks_exactly_like_the_session(engine, tmp_pa
         assert pickle.loads(pickle.dumps(outcome)) == outcome
         return outcome
 
-    monkeypatch.setattr("sam2web.workflow.run_tracking_job", run_job)
+    monkeypatch.setattr("sam2web.user_session.run_tracking_job", run_job)
     remote = Engine(engine.settings, gpu_jobs=True)
     user = UserSession(remote)
     got = scenario(user)
     assert len(jobs) == 2 and jobs[1].replay_frames() == 6
     assert got == expected
-    ops = [step["op"] for step in user.tracking.history]
+    ops = [action.op for action in user.tracking.history]
     assert ops.count("propagate") == 2 and user.tracking.propagating is False
     # The overlay video and the exports read the job's masks like any others.
     exports = user.export()
@@ -130,6 +130,6 @@ def test_cancel_reaches_the_job(engine, tmp_path):
     for step in user.propagate("forward"):
         seen.append(step.done)
         user.cancel()
-    tracked = user.tracking.history[-1]["passes"][0]["frames"]
+    tracked = user.tracking.history[-1].passes[0].frames
     assert user.last_run.cancelled and seen and tracked < 8
     assert user.tracking.store.frames() == list(range(tracked))  # what the job tracked

@@ -8,9 +8,11 @@ propagation is ``propagate_in_video``, masks are ``logits > 0``. What it adds:
   at once;
 * results go to an on-disk :class:`~sam2web.maskstore.MaskStore`, not a dict in RAM;
 * for long videos, stored model outputs that SAM2 will never read again are released while
-  tracking (see :meth:`TrackingSession._release_outputs`), so memory stays flat;
+  tracking (see :func:`sam2web.sam2state.release_outputs`), so memory stays flat;
 * undo, per-frame clear, object names and colours, cancellable propagation in either
-  direction over a chosen range.
+  direction over a chosen range;
+* a typed history of every action (:mod:`sam2web.history`) that :func:`replay` applies
+  again, so a project file or a worker process rebuilds the same state.
 
 Nothing here imports gradio; a notebook or the CLI uses this class directly.
 """
@@ -20,26 +22,38 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .errors import PromptError, SessionClosedError, TrackingError
 from .frames import LazyFrameSource
+from .history import (
+    Action,
+    AddClick,
+    AddObject,
+    ClearFrame,
+    Pass,
+    Propagate,
+    RemoveObject,
+    RenameObject,
+    SetBox,
+    Undo,
+)
 from .maskstore import MaskStore
 from .render import color_for
+from .sam2state import (
+    new_inference_state,
+    object_score,
+    release_outputs,
+    tensor_bytes,
+    upcast_memory,
+)
 from .types import Box, Click, FramePrompts, FrameResult, TrackedObject, VideoInfo
 
 log = logging.getLogger(__name__)
-
-# SAM2 reads, when tracking frame t forward: every conditioning (prompted) frame, the
-# non-conditioning outputs of t-1 .. t-(num_maskmem-1) and object pointers of
-# t-1 .. t-(max_obj_ptrs_in_encoder-1). 16 covers both for all released SAM2 configs.
-MEMORY_WINDOW = 16
 
 DIRECTIONS = ("forward", "backward", "both")
 
@@ -51,56 +65,6 @@ class PropagationStep:
     result: FrameResult
     done: int  # frames finished so far in this propagation
     total: int  # frames this propagation will track
-
-
-def new_inference_state(predictor, images, video_height: int, video_width: int) -> dict:
-    """The dict ``predictor.init_state`` builds, with ``images`` supplied by the caller.
-
-    Mirrors sam2 1.1.0's ``init_state`` field for field (a test compares the keys), except
-    that no frame is loaded and no image feature is computed here.
-    """
-    device = predictor.device
-    return {
-        "images": images,
-        "num_frames": len(images),
-        "offload_video_to_cpu": False,
-        "offload_state_to_cpu": False,
-        "video_height": video_height,
-        "video_width": video_width,
-        "device": device,
-        "storage_device": device,
-        "point_inputs_per_obj": {},
-        "mask_inputs_per_obj": {},
-        "cached_features": {},
-        "constants": {},
-        "obj_id_to_idx": OrderedDict(),
-        "obj_idx_to_id": OrderedDict(),
-        "obj_ids": [],
-        "output_dict_per_obj": {},
-        "temp_output_dict_per_obj": {},
-        "frames_tracked_per_obj": {},
-    }
-
-
-def tensor_bytes(obj) -> int:
-    """Bytes held by all tensors reachable through dicts, lists and tuples in ``obj``
-    (each storage counted once)."""
-    seen: set[int] = set()
-    total = 0
-    stack = [obj]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, torch.Tensor):
-            storage = item.untyped_storage()
-            key = storage.data_ptr()
-            if key not in seen:
-                seen.add(key)
-                total += storage.nbytes()
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return total
 
 
 class TrackingSession:
@@ -141,9 +105,9 @@ class TrackingSession:
         self._next_id = 1
         self.propagating = False
         self.closed = False  # see close(): no model step runs after it
-        # Every action that changed SAM2's state, in order, as plain dicts. Replaying it on
-        # the same frames with the same model gives the same masks (see sam2web.project).
-        self.history: list[dict] = []
+        # Every action that changed SAM2's state, in order. Replaying it on the same frames
+        # with the same model gives the same masks (see replay()).
+        self.history: list[Action] = []
 
     # ------------------------------------------------------------------ objects
     def add_object(self, name: str | None = None) -> TrackedObject:
@@ -154,7 +118,7 @@ class TrackingSession:
                 obj_id, (name or "").strip() or f"object {obj_id}", color_for(obj_id)
             )
             self.objects[obj_id] = obj
-            self.history.append({"op": "add_object", "obj": obj_id, "name": obj.name})
+            self.history.append(AddObject(obj_id, obj.name))
             return obj
 
     def rename_object(self, obj_id: int, name: str) -> TrackedObject:
@@ -163,7 +127,7 @@ class TrackingSession:
         if not name:
             raise PromptError("An object name cannot be empty; type a name.")
         obj.name = name[:80]
-        self.history.append({"op": "rename_object", "obj": obj_id, "name": obj.name})
+        self.history.append(RenameObject(obj_id, obj.name))
         return obj
 
     def remove_object(self, obj_id: int) -> None:
@@ -176,7 +140,7 @@ class TrackingSession:
                 del self.prompts[key]
             self.released.pop(obj_id, None)
             self.store.remove_object(obj_id)
-            self.history.append({"op": "remove_object", "obj": obj_id})
+            self.history.append(RemoveObject(obj_id))
 
     def _object(self, obj_id: int) -> TrackedObject:
         try:
@@ -189,9 +153,9 @@ class TrackingSession:
     # ------------------------------------------------------------------ prompts
     def add_click(self, frame_idx: int, obj_id: int, click: Click) -> FrameResult:
         """Add one positive or negative click and return the frame's masks at once."""
-        self._check_frame(frame_idx)
+        check_frame(self.info, frame_idx)
         self._object(obj_id)
-        self._check_point(click.x, click.y)
+        check_point(self.info, click.x, click.y)
         with self._lock:
             self._require_idle()
             prompts = self.prompts.setdefault((frame_idx, obj_id), FramePrompts())
@@ -202,24 +166,19 @@ class TrackingSession:
                 prompts.clicks.pop()
                 raise
             self.history.append(
-                {
-                    "op": "click",
-                    "frame": int(frame_idx),
-                    "obj": obj_id,
-                    "x": float(click.x),
-                    "y": float(click.y),
-                    "positive": bool(click.positive),
-                }
+                AddClick(
+                    int(frame_idx), obj_id, float(click.x), float(click.y), bool(click.positive)
+                )
             )
             return result
 
     def set_box(self, frame_idx: int, obj_id: int, box: Box) -> FrameResult:
         """Set the object's box on this frame (SAM2 takes one box, before any clicks)."""
-        self._check_frame(frame_idx)
+        check_frame(self.info, frame_idx)
         self._object(obj_id)
         box = box.normalized()
-        self._check_point(box.x0, box.y0)
-        self._check_point(box.x1, box.y1)
+        check_point(self.info, box.x0, box.y0)
+        check_point(self.info, box.x1, box.y1)
         if box.x1 - box.x0 < 2 or box.y1 - box.y0 < 2:
             raise PromptError("The box is too small; drag a box at least a few pixels wide.")
         with self._lock:
@@ -232,22 +191,12 @@ class TrackingSession:
             except Exception:
                 prompts.box = old
                 raise
-            self.history.append(
-                {
-                    "op": "box",
-                    "frame": int(frame_idx),
-                    "obj": obj_id,
-                    "x0": box.x0,
-                    "y0": box.y0,
-                    "x1": box.x1,
-                    "y1": box.y1,
-                }
-            )
+            self.history.append(SetBox(int(frame_idx), obj_id, box.x0, box.y0, box.x1, box.y1))
             return result
 
     def undo(self, frame_idx: int, obj_id: int) -> FrameResult:
         """Remove the object's last prompt on this frame (last click, else the box)."""
-        self._check_frame(frame_idx)
+        check_frame(self.info, frame_idx)
         self._object(obj_id)
         with self._lock:
             self._require_idle()
@@ -258,17 +207,17 @@ class TrackingSession:
                 prompts.clicks.pop()
             else:
                 prompts.box = None
-            self.history.append({"op": "undo", "frame": int(frame_idx), "obj": obj_id})
+            self.history.append(Undo(int(frame_idx), obj_id))
             return self._replay(frame_idx, obj_id)
 
     def clear_frame(self, frame_idx: int, obj_id: int) -> FrameResult:
         """Remove all prompts of the object on this frame."""
-        self._check_frame(frame_idx)
+        check_frame(self.info, frame_idx)
         self._object(obj_id)
         with self._lock:
             self._require_idle()
             self.prompts.pop((frame_idx, obj_id), None)
-            self.history.append({"op": "clear", "frame": int(frame_idx), "obj": obj_id})
+            self.history.append(ClearFrame(int(frame_idx), obj_id))
             return self._replay(frame_idx, obj_id)
 
     def reset(self) -> None:
@@ -306,7 +255,7 @@ class TrackingSession:
             )
         if prompts is None or prompts.is_empty():
             self.prompts.pop((frame_idx, obj_id), None)
-            score = self._score(frame_idx, obj_id)
+            score = object_score(self.state, frame_idx, obj_id)
             if np.isnan(score):  # no tracked output left on this frame
                 self.store.drop(frame_idx, obj_id)
             else:  # SAM2 keeps the frame's previous output as a tracked frame
@@ -350,7 +299,7 @@ class TrackingSession:
             )
         idx = list(obj_ids).index(obj_id)
         mask = (logits[idx, 0] > 0.0).cpu().numpy()
-        score = self._score(frame_idx, obj_id, temp=True)
+        score = object_score(self.state, frame_idx, obj_id, temp=True)
         self.store.write(frame_idx, {obj_id: mask}, {obj_id: score})
         return self._current(frame_idx)
 
@@ -367,7 +316,7 @@ class TrackingSession:
 
     def result(self, frame_idx: int) -> FrameResult | None:
         """Stored masks of every object on a frame, or None when the frame has none."""
-        self._check_frame(frame_idx)
+        check_frame(self.info, frame_idx)
         result = self.store.read(frame_idx)
         return None if result is None else self._current(frame_idx)
 
@@ -385,45 +334,38 @@ class TrackingSession:
         start). ``start_frame`` defaults to the earliest prompted frame (as in SAM2);
         ``end_frame`` limits the range (inclusive; for "both" it bounds the forward pass and
         the backward pass goes to frame 0). Setting ``cancel`` stops between frames; what
-        was tracked so far is kept.
+        was tracked so far is kept. The run is recorded as one :class:`Propagate` action.
         """
         with self._lock:
-            self._require_idle()
-            start_frame, passes = self._plan(direction, start_frame, end_frame)
-            total = sum(n for _, n in passes)
-            self.propagating = True
-        done = 0
-        record = {"op": "propagate", "passes": []}
-        self.history.append(record)
-        try:
-            for reverse, count in passes:
-                record["passes"].append({"start": start_frame, "reverse": reverse, "frames": 0})
-                for tracked, result in enumerate(
-                    self._run_pass(start_frame, count, reverse, cancel), start=1
-                ):
-                    done += 1
-                    record["passes"][-1]["frames"] = tracked
-                    yield PropagationStep(result, done, total)
-                if cancel is not None and cancel.is_set():
-                    return
-        finally:
-            self.propagating = False
+            passes = self._plan(direction, start_frame, end_frame)
+        yield from self._track(passes, cancel)
 
-    def replay_pass(self, start_frame: int, reverse: bool, frames: int) -> Iterator[FrameResult]:
-        """Run one recorded propagation pass again (``frames`` frames from ``start_frame``)."""
+    def _track(
+        self, passes: list[Pass], cancel: threading.Event | None = None
+    ) -> Iterator[PropagationStep]:
+        """Run ``passes`` (their ``frames`` are the counts to track) as one recorded run."""
         with self._lock:
             self._require_idle()
-            self._check_frame(start_frame)
             self.propagating = True
-        record = {
-            "op": "propagate",
-            "passes": [{"start": start_frame, "reverse": reverse, "frames": 0}],
-        }
-        self.history.append(record)
+        total = sum(p.frames for p in passes)
+        done = 0
+        recorded: list[Pass] = []
+        at = len(self.history)
+        self.history.append(Propagate())
         try:
-            for result in self._run_pass(start_frame, frames, reverse, None):
-                record["passes"][0]["frames"] += 1
-                yield result
+            for plan in passes:
+                tracked = 0
+                results = self._run_pass(plan.start, plan.frames, plan.reverse, cancel)
+                for tracked, result in enumerate(results, start=1):
+                    done += 1
+                    self.history[at] = Propagate(
+                        (*recorded, Pass(plan.start, plan.reverse, tracked))
+                    )
+                    yield PropagationStep(result, done, total)
+                recorded.append(Pass(plan.start, plan.reverse, tracked))
+                self.history[at] = Propagate(tuple(recorded))
+                if cancel is not None and cancel.is_set():
+                    return
         finally:
             self.propagating = False
 
@@ -437,38 +379,18 @@ class TrackingSession:
         tracks them (a frame tracked by both passes of "both" appears twice). Raises the
         same errors as :meth:`propagate` for arguments it would refuse."""
         with self._lock:
-            start, passes = self._plan(direction, start_frame, end_frame)
-        frames: list[int] = []
-        for reverse, count in passes:
-            step = -1 if reverse else 1
-            frames.extend(range(start, start + step * count, step))
-        return frames
+            return pass_frames(self._plan(direction, start_frame, end_frame))
 
-    def _plan(
-        self, direction: str, start_frame: int | None, end_frame: int | None
-    ) -> tuple[int, list[tuple[bool, int]]]:
+    def _plan(self, direction: str, start_frame: int | None, end_frame: int | None) -> list[Pass]:
         if direction not in DIRECTIONS:
             raise TrackingError(f"Direction must be one of {', '.join(DIRECTIONS)}.")
         self._check_ready_to_track()
         if start_frame is None:
             start_frame = min(self.prompted_frames())
-        self._check_frame(start_frame)
+        check_frame(self.info, start_frame)
         if end_frame is not None:
-            self._check_frame(end_frame)
-        return start_frame, self._passes(direction, start_frame, end_frame)
-
-    def _passes(self, direction: str, start: int, end: int | None) -> list[tuple[bool, int]]:
-        last = self.info.num_frames - 1
-        passes = []
-        if direction in ("forward", "both"):
-            stop = last if end is None or end < start else end
-            if direction == "forward" or stop >= start:
-                passes.append((False, stop - start + 1))
-        if direction in ("backward", "both"):
-            stop = 0 if end is None or end > start or direction == "both" else end
-            if start > 0 or direction == "backward":
-                passes.append((True, start - stop + 1))
-        return [p for p in passes if p[1] > 0]
+            check_frame(self.info, end_frame)
+        return plan_passes(direction, start_frame, end_frame, self.info.num_frames)
 
     def _run_pass(
         self, start: int, count: int, reverse: bool, cancel: threading.Event | None
@@ -484,7 +406,7 @@ class TrackingSession:
             # Consolidate the prompted frames' outputs (sam2 repeats this, idempotently, when
             # the generator starts) so their memory can be upcast before any frame reads it.
             self.predictor.propagate_in_video_preflight(self.state)
-            self._upcast_memory()
+            upcast_memory(self.state, self.predictor.device.type)
         gen = self.predictor.propagate_in_video(
             self.state,
             start_frame_idx=start,
@@ -501,16 +423,19 @@ class TrackingSession:
                             frame_idx, obj_ids, logits = next(gen)
                         except StopIteration:
                             return
-                        self._upcast_memory(frame_idx)
+                        upcast_memory(self.state, self.predictor.device.type, frame_idx)
                     masks = {
                         oid: (logits[i, 0] > 0.0).cpu().numpy() for i, oid in enumerate(obj_ids)
                     }
-                    scores = {oid: self._score(frame_idx, oid) for oid in obj_ids}
+                    scores = {oid: object_score(self.state, frame_idx, oid) for oid in obj_ids}
                     self.store.write(frame_idx, masks, scores)
                     for oid in obj_ids:
                         self.released.get(oid, set()).discard(frame_idx)
                     if self.trim:
-                        self._release_outputs(frame_idx, reverse, anchors)
+                        for oid, frames in release_outputs(
+                            self.state, frame_idx, reverse, anchors
+                        ).items():
+                            self.released.setdefault(oid, set()).update(frames)
                     result = self._current(frame_idx)
                 yield result
                 if cancel is not None and cancel.is_set():
@@ -527,29 +452,6 @@ class TrackingSession:
                 f"Object {missing[0]!s} has no clicks yet; click on it in a frame or remove "
                 "it before tracking."
             )
-
-    # ------------------------------------------------------------------ memory bounds
-    def _release_outputs(self, current: int, reverse: bool, anchors: set[int]) -> None:
-        """Drop stored per-frame model outputs that SAM2 will not read again in this pass.
-
-        Kept: every conditioning frame (SAM2 attends to all of them), the last
-        MEMORY_WINDOW frames behind the current one (memory frames and object pointers),
-        and MEMORY_WINDOW frames on both sides of each prompted frame and of the pass start
-        (a later pass in the other direction starts there and reads them).
-        """
-
-        def keep(frame: int) -> bool:
-            behind = frame - current if reverse else current - frame
-            if 0 <= behind <= MEMORY_WINDOW:
-                return True
-            return any(abs(frame - a) <= MEMORY_WINDOW for a in anchors)
-
-        for obj_idx, out in self.state["output_dict_per_obj"].items():
-            obj_id = self.state["obj_idx_to_id"][obj_idx]
-            non_cond = out["non_cond_frame_outputs"]
-            for frame in [f for f in non_cond if not keep(f)]:
-                del non_cond[frame]
-                self.released.setdefault(obj_id, set()).add(frame)
 
     def _retrack_if_released(self, frame_idx: int, obj_id: int) -> None:
         """A prompt on a frame whose model output was released needs that output (and the
@@ -576,76 +478,12 @@ class TrackingSession:
         for _ in self._run_pass(anchor, count, reverse, None):
             pass
 
-    def _upcast_memory(self, frame_idx: int | None = None) -> None:
-        """Keep stored memory features in float32 when running without autocast.
-
-        sam2 stores them as bfloat16 and relies on CUDA autocast to mix them with float32
-        weights. On the CPU in float32 that works only while some float32 object pointer is
-        concatenated with them; tracking an object on frames before its first prompted frame
-        has none and fails with a dtype error. bfloat16 -> float32 is exact, so where sam2
-        works the values it computes are unchanged.
-        """
-        device_type = self.predictor.device.type
-        if torch.is_autocast_enabled(device_type):
-            return
-        for per_obj in (self.state["output_dict_per_obj"], self.state["temp_output_dict_per_obj"]):
-            for out in per_obj.values():
-                for outputs in out.values():
-                    # After a tracking step only that frame's entries are new.
-                    entries = (
-                        outputs.values()
-                        if frame_idx is None
-                        else [outputs[frame_idx]]
-                        if frame_idx in outputs
-                        else []
-                    )
-                    for entry in entries:
-                        feats = entry.get("maskmem_features")
-                        if feats is not None and feats.dtype == torch.bfloat16:
-                            entry["maskmem_features"] = feats.float()
-
     def held_bytes(self) -> dict[str, int]:
         """Bytes of tensors this session holds: model state and frame cache."""
         state_bytes = tensor_bytes({k: v for k, v in self.state.items() if k != "images"})
         return {"state": state_bytes, "frame_cache": self.frames.cached_bytes()}
 
     # ------------------------------------------------------------------ helpers
-    def _score(self, frame_idx: int, obj_id: int, temp: bool = False) -> float:
-        """SAM2's object score logit for this object on this frame (> 0: present)."""
-        obj_idx = self.state["obj_id_to_idx"][obj_id]
-        dicts = []
-        if temp:
-            dicts.append(self.state["temp_output_dict_per_obj"][obj_idx])
-        dicts.append(self.state["output_dict_per_obj"][obj_idx])
-        for d in dicts:
-            for key in ("cond_frame_outputs", "non_cond_frame_outputs"):
-                out = d[key].get(frame_idx)
-                if out is not None and out.get("object_score_logits") is not None:
-                    return float(out["object_score_logits"].float().reshape(-1)[0])
-        return float("nan")
-
-    def _check_frame(self, frame_idx) -> None:
-        if isinstance(frame_idx, bool) or not isinstance(frame_idx, (int, np.integer)):
-            raise PromptError("The frame number must be a whole number.")
-        if not 0 <= frame_idx < self.info.num_frames:
-            raise PromptError(
-                f"Frame {int(frame_idx)} does not exist; this video has frames 0 to "
-                f"{self.info.num_frames - 1}."
-            )
-
-    def _check_point(self, x, y) -> None:
-        try:
-            x, y = float(x), float(y)
-        except (TypeError, ValueError):
-            raise PromptError("The click has no valid position; click on the image.") from None
-        if not (np.isfinite(x) and np.isfinite(y)):
-            raise PromptError("The click has no valid position; click on the image.")
-        if not (0 <= x <= self.info.width and 0 <= y <= self.info.height):
-            raise PromptError(
-                f"The click at ({x:.0f}, {y:.0f}) is outside the {self.info.width}x"
-                f"{self.info.height} image; click inside it."
-            )
-
     def close(self) -> None:
         """End this session for good. Waits for a model step in progress (one tracked
         frame, one click) to finish; no step runs after this returns, so the session's
@@ -658,3 +496,87 @@ class TrackingSession:
             raise SessionClosedError()
         if self.propagating:
             raise TrackingError("Tracking is running; wait for it to finish or press Cancel first.")
+
+
+# ---------------------------------------------------------------------- planning
+def plan_passes(direction: str, start: int, end: int | None, num_frames: int) -> list[Pass]:
+    """The passes a run in ``direction`` from ``start`` makes (see
+    :meth:`TrackingSession.propagate` for what ``end`` bounds), with the frames each
+    tracks."""
+    last = num_frames - 1
+    passes = []
+    if direction in ("forward", "both"):
+        stop = last if end is None or end < start else end
+        if direction == "forward" or stop >= start:
+            passes.append(Pass(start, False, stop - start + 1))
+    if direction in ("backward", "both"):
+        stop = 0 if end is None or end > start or direction == "both" else end
+        if start > 0 or direction == "backward":
+            passes.append(Pass(start, True, start - stop + 1))
+    return [p for p in passes if p.frames > 0]
+
+
+def pass_frames(passes: list[Pass]) -> list[int]:
+    """The frames ``passes`` track, in the order they track them."""
+    frames: list[int] = []
+    for p in passes:
+        step = -1 if p.reverse else 1
+        frames.extend(range(p.start, p.start + step * p.frames, step))
+    return frames
+
+
+# ---------------------------------------------------------------------- checks
+def check_frame(info: VideoInfo, frame_idx) -> None:
+    """Refuse, in one sentence, a frame number that is not a frame of the video."""
+    if isinstance(frame_idx, bool) or not isinstance(frame_idx, (int, np.integer)):
+        raise PromptError("The frame number must be a whole number.")
+    if not 0 <= frame_idx < info.num_frames:
+        raise PromptError(
+            f"Frame {int(frame_idx)} does not exist; this video has frames 0 to "
+            f"{info.num_frames - 1}."
+        )
+
+
+def check_point(info: VideoInfo, x, y) -> None:
+    """Refuse, in one sentence, a click position that is missing or outside the frame."""
+    try:
+        x, y = float(x), float(y)
+    except (TypeError, ValueError):
+        raise PromptError("The click has no valid position; click on the image.") from None
+    if not (np.isfinite(x) and np.isfinite(y)):
+        raise PromptError("The click has no valid position; click on the image.")
+    if not (0 <= x <= info.width and 0 <= y <= info.height):
+        raise PromptError(
+            f"The click at ({x:.0f}, {y:.0f}) is outside the {info.width}x"
+            f"{info.height} image; click inside it."
+        )
+
+
+# ---------------------------------------------------------------------- replay
+def replay(
+    tracking: TrackingSession, action: Action, on_frame: Callable[[], None] | None = None
+) -> None:
+    """Apply one recorded action to a tracking session again. A tracking run tracks its
+    passes again, frame for frame (``on_frame()`` after each), and stays one action."""
+    if isinstance(action, Propagate):
+        for _ in tracking._track(list(action.passes)):
+            if on_frame is not None:
+                on_frame()
+    elif isinstance(action, AddObject):
+        obj = tracking.add_object(action.name)
+        if obj.obj_id != action.obj:  # ids restart at 1 after a reset; projects check order
+            raise RuntimeError(f"replayed object id {obj.obj_id}, expected {action.obj}")
+    elif isinstance(action, RenameObject):
+        tracking.rename_object(action.obj, action.name)
+    elif isinstance(action, RemoveObject):
+        tracking.remove_object(action.obj)
+    elif isinstance(action, AddClick):
+        tracking.add_click(action.frame, action.obj, Click(action.x, action.y, action.positive))
+    elif isinstance(action, SetBox):
+        tracking.set_box(action.frame, action.obj, Box(action.x0, action.y0, action.x1, action.y1))
+    elif isinstance(action, Undo):
+        tracking.undo(action.frame, action.obj)
+    elif isinstance(action, ClearFrame):
+        tracking.clear_frame(action.frame, action.obj)
+    else:
+        raise TypeError(f"not a recorded action: {action!r}")

@@ -1,0 +1,809 @@
+"""What one user does in the app, without any web framework: a facade over the stages.
+
+:class:`UserSession` owns a user's workspace (frames, masks, exports), their
+:class:`~sam2web.tracking.TrackingSession`, the active object and display options. Each
+method checks its input, holds the session where needed, and delegates: to
+:mod:`sam2web.tracking` for the model, :mod:`sam2web.display` for frames as the page shows
+them, :mod:`sam2web.exports` for files, :mod:`sam2web.quality` for comparisons,
+:mod:`sam2web.project` for project files and :mod:`sam2web.zerogpu` for GPU jobs.
+:class:`Lifecycle` is the part that keeps files safe while the session is used from several
+threads and closed at any moment. Every method takes and returns plain values, so the page
+(``sam2web.ui``) only wires widgets to these methods, and tests drive them directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import display, quality
+from .analysis import Calibration, ObjectSummary, confidence_events, summarize
+from .engine import Engine, Workspace
+from .errors import PromptError, SessionClosedError, TrackingError, UserError, as_clause
+from .exports import FILES, LiveExports, SessionResults, write_row_files
+from .history import prompt_actions
+from .media import FrameFolder
+from .model import get_spec
+from .project import (
+    PROJECT_FILENAME,
+    Project,
+    ProjectError,
+    build_project,
+    check_source,
+    file_sha256,
+    load_project,
+    model_notes,
+    save_project,
+)
+from .render import OverlayStyle
+from .results import Results
+from .tracking import PropagationStep, TrackingSession, check_point, replay
+from .types import Box, Click, Progress, TrackedObject, VideoInfo
+from .zerogpu import propagate_in_job
+
+log = logging.getLogger(__name__)
+
+PROMPT_MODES = ("positive", "negative", "box")
+
+# Analysis outputs of :meth:`UserSession.export_science`, by key (names in exports.FILES).
+SCIENCE_KEYS = ("summary", "calibrated", "trajectories", "confidence", "npz", "coco")
+SCIENCE_FILES = {key: FILES[key] for key in SCIENCE_KEYS}
+
+
+@dataclass
+class Review:
+    summaries: list[ObjectSummary]  # one per object
+    events: list[tuple[int, int, str, str]]  # (frame, object id, object name, lost|uncertain)
+
+
+@dataclass
+class Exports:
+    video: Path | None = None
+    csv: Path | None = None
+    masks: Path | None = None
+
+    def files(self) -> list[Path]:
+        return [p for p in (self.video, self.csv, self.masks) if p is not None]
+
+
+@dataclass
+class TrackingRun:
+    """Summary of the last propagation."""
+
+    frames: int = 0
+    seconds: float = 0.0
+    cancelled: bool = False
+
+
+def _writes_files(method):
+    """Mark a method that writes into the session's folder: it refuses to start once the
+    session is closed, and a close() while it runs removes the folder only after it
+    returned (so nothing is ever written into, or re-created in, a removed folder)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Lifecycle, *args, **kwargs):
+        with self.writing():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+@dataclass
+class Lifecycle:
+    """A user's workspace and the rules for using it from several threads: one long action
+    at a time (:meth:`busy`), no file written after :meth:`close`, and the folder removed
+    once nothing writes into it any more."""
+
+    engine: Engine
+    workspace: Workspace | None = None
+    last_used: float = field(default_factory=time.time)
+    closed: bool = False
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _writers: int = 0  # methods writing into the folder right now (see _writes_files)
+    _busy: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __deepcopy__(self, memo):
+        # A user session is owned, never duplicated: Gradio deep-copies the value a state
+        # factory returns, and a copy would share the workspace folder anyway.
+        return self
+
+    def touch(self) -> None:
+        self.last_used = time.time()
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Hold this session for one long action: an upload, tracking with its exports, an
+        export, loading a project. A second long action of the same user while one runs is
+        refused with one sentence, so two runs never interleave their results. A session
+        closed meanwhile loses its files when the action ends (see :meth:`close`)."""
+        if not self._busy.acquire(blocking=False):
+            raise TrackingError(
+                "This video is busy with another action (tracking, exporting or loading); "
+                "wait for it to finish or press Cancel first."
+            )
+        try:
+            yield
+        finally:
+            try:
+                with self._guard:
+                    drop = self.closed and self._writers == 0
+                if drop:
+                    self.drop_workspace()
+            finally:
+                self._busy.release()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around writing into the session's folder (see :func:`_writes_files`)."""
+        with self._guard:
+            if self.closed:
+                raise SessionClosedError()
+            self._writers += 1
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._writers -= 1
+                last = self.closed and self._writers == 0
+            if last:
+                self.drop_workspace()
+
+    def close(self) -> None:
+        """Stop tracking and remove every file of this session.
+
+        Safe to call from another thread while the session works (the page's unload comes
+        whenever the tab closes): tracking is asked to stop, a frame being tracked finishes
+        first and no further one starts; while a long action holds the session
+        (:meth:`busy`) or a method writes files, the folder is removed when that ends, so
+        nothing recreates it afterwards. Calling it again is harmless.
+        """
+        with self._guard:
+            if self.closed:
+                return
+            self.closed = True
+            writing = self._writers > 0
+        self.cancel_event.set()
+        self.stop_model_work()
+        if not writing and self._busy.acquire(blocking=False):
+            try:
+                self.drop_workspace()
+            finally:
+                self._busy.release()
+
+    def stop_model_work(self) -> None:
+        """No model step may run after this returns (see :meth:`close`)."""
+
+    def drop_workspace(self) -> None:
+        """Forget the video and remove the workspace folder."""
+        if self.workspace is not None:
+            self.workspace.remove()
+            self.workspace = None
+
+
+@dataclass
+class VideoSession(Lifecycle):
+    """The video a user loaded, the model configuration that runs on it and how its
+    frames are shown; the base of :class:`UserSession`."""
+
+    folder: FrameFolder | None = None
+    tracking: TrackingSession | None = None
+    active_object: int | None = None
+    style: OverlayStyle = field(default_factory=OverlayStyle)
+    pending_corner: display.PendingCorner | None = None  # a box's first corner
+    exports: Exports = field(default_factory=Exports)
+    output: SessionResults = field(default_factory=SessionResults, repr=False)
+    model_key: str | None = None  # None: the server's SAM2WEB_MODEL
+    quality: str = "full"  # "full" (SAM2WEB_RESOLUTION) or "fast" (SAM2WEB_FAST_RESOLUTION)
+    source_sha256: str | None = None  # SHA-256 of the uploaded file's bytes
+
+    # ------------------------------------------------------------------ media
+    @property
+    def info(self) -> VideoInfo:
+        if self.folder is None:
+            raise PromptError("Upload a video or image sequence first.")
+        return self.folder.info
+
+    @_writes_files
+    def upload(
+        self,
+        path: Path,
+        source_name: str | None = None,
+        fps: float | None = None,
+        progress: Progress | None = None,
+    ) -> VideoInfo:
+        """Decode an upload into a fresh workspace; the previous video, if any, is dropped
+        only once the new one decoded."""
+        self.touch()
+        self._require_not_tracking()
+        path = Path(path)
+        sha256 = None
+        with contextlib.suppress(OSError):  # unreadable: ingest says so in one sentence
+            if path.is_file() and path.stat().st_size <= self.engine.limits.max_bytes:
+                sha256 = file_sha256(path)
+        ws = self.engine.create_workspace()
+        try:
+            self.engine.open_video(ws, path, source_name=source_name, fps=fps, progress=progress)
+        except BaseException:
+            ws.remove()
+            raise
+        self.drop_workspace()
+        self.workspace = ws
+        self.source_sha256 = sha256
+        self.folder = FrameFolder(ws.frames_dir)
+        return self.folder.info
+
+    def frame_rgb(self, frame_idx: int) -> np.ndarray:
+        return self.folder_checked().read_rgb(self.check_frame(frame_idx))
+
+    def folder_checked(self) -> FrameFolder:
+        if self.folder is None:
+            raise PromptError("Upload a video or image sequence first.")
+        return self.folder
+
+    # ------------------------------------------------------------------ model
+    def ensure_tracking(self, progress: Progress | None = None) -> TrackingSession:
+        if self.tracking is None:
+            if self.workspace is None:
+                raise PromptError("Upload a video or image sequence first.")
+            self.tracking = self.engine.start_session(
+                self.workspace, self.model_key, progress=progress, resolution=self.resolution
+            )
+        return self.tracking
+
+    @property
+    def resolution(self) -> int:
+        """Processing resolution (pixels) of this session's quality."""
+        return self.engine.resolution(self.quality)
+
+    @property
+    def model(self) -> str:
+        return self.model_key or self.engine.settings.model
+
+    @_writes_files
+    def set_quality(
+        self, quality_key: str, progress: Progress | None = None, replay_prompts: bool = True
+    ) -> bool:
+        """Process at another quality (see :data:`~sam2web.quality.QUALITIES`). Objects and
+        every click are kept: they are given again to the model at the new resolution
+        (tracked frames are not; track again). With ``replay_prompts=False`` they are
+        dropped instead. Returns True when clicks were replayed."""
+        if quality_key not in quality.QUALITIES:
+            raise PromptError("Choose full quality or fast preview.")
+        self._require_not_tracking()
+        if quality_key == self.quality:
+            return False
+        old = self.tracking
+        self.quality = quality_key
+        if old is None or self.engine.resolution(quality_key) == old.predictor.image_size:
+            return False
+        actions = prompt_actions(old.history) if replay_prompts else []
+        colors = {o.obj_id: o.color for o in old.objects.values()}
+        self._forget_results()
+        self.tracking = None
+        if not actions:
+            self.active_object = None
+            return False
+        tracking = self.ensure_tracking()
+        self._replay_all(tracking, actions, progress)
+        for obj in tracking.objects.values():
+            obj.color = colors.get(obj.obj_id, obj.color)
+        if self.active_object not in tracking.objects:
+            self.active_object = next(reversed(tracking.objects), None)
+        return True
+
+    def set_model(self, model_key: str) -> bool:
+        """Use another model size for this session. Objects and clicks belong to a model's
+        tracking state, so they are cleared; returns True when something was cleared."""
+        spec = get_spec(model_key)
+        self._require_not_tracking()
+        if spec.key == self.model:
+            return False
+        cleared = bool(self.tracking is not None and self.tracking.objects)
+        self._forget_results()
+        if self.tracking is not None:
+            self.tracking.store.clear()
+            self.tracking = None
+        self.model_key = spec.key
+        self.active_object = None
+        return cleared
+
+    @_writes_files
+    def compare_qualities(
+        self, frames: int = 5, progress: Progress | None = None
+    ) -> quality.QualityAgreement:
+        """Track the first ``frames`` frames (from the earliest clicked frame) at full
+        quality and as a fast preview, with this session's objects and clicks, and measure
+        how far the masks agree and how much faster the preview ran. Neither run touches
+        the session's own results."""
+        self.touch()
+        tracking = self.ensure_tracking()
+        self._require_not_tracking()
+        assert self.workspace is not None
+        workspace, model_key = self.workspace, self.model_key
+
+        def scratch(resolution: int, masks_dir: Path) -> TrackingSession:
+            return self.engine.start_session(
+                workspace, model_key, resolution=resolution, masks_dir=masks_dir
+            )
+
+        return quality.compare_qualities(
+            tracking,
+            scratch,
+            workspace.root,
+            self.engine.resolution("full"),
+            self.engine.resolution("fast"),
+            frames,
+            self.cancel_event,
+            progress,
+        )
+
+    def _replay_all(self, tracking: TrackingSession, actions, progress: Progress | None) -> None:
+        try:
+            for done, action in enumerate(actions, start=1):
+                replay(tracking, action)
+                if progress is not None:
+                    progress(done, len(actions))
+        except BaseException:
+            tracking.reset()
+            self.active_object = None
+            raise
+
+    # ------------------------------------------------------------------ display
+    @property
+    def display_scale(self) -> float:
+        return display.display_scale(self.info.width, self.info.height)
+
+    def to_original(self, x_display: float, y_display: float) -> tuple[float, float]:
+        """A position in the displayed image -> (x, y) pixels of the original frame."""
+        return display.to_original(self.info, x_display, y_display)
+
+    def view_frame(self, frame_idx: int) -> np.ndarray:
+        """The frame as the page shows it (display-scaled, prompts drawn)."""
+        self.touch()  # looking at frames is using the session
+        frame_idx = self.check_frame(frame_idx)
+        return display.render_frame(
+            self.frame_rgb,
+            self.tracking,
+            self.style,
+            frame_idx,
+            scale=self.display_scale,
+            pending=self.pending_corner,
+        )
+
+    def gallery(self, max_items: int = 24) -> list[tuple[np.ndarray, str]]:
+        """Every N-th frame with its overlay, for a quick check of a whole run."""
+        return display.gallery(self.frame_rgb, self.tracking, self.style, self.info, max_items)
+
+    # ------------------------------------------------------------------ lifecycle
+    def stop_model_work(self) -> None:
+        if self.tracking is not None:
+            self.tracking.close()
+
+    def drop_workspace(self) -> None:
+        self._forget_results()
+        self.tracking = None
+        self.source_sha256 = None
+        self.folder = None
+        self.active_object = None
+        super().drop_workspace()
+
+    # ------------------------------------------------------------------ checks
+    def check_frame(self, frame_idx) -> int:
+        """A frame number from a request, checked against the video; returns it as int."""
+        n = self.folder_checked().info.num_frames
+        if isinstance(frame_idx, float) and frame_idx.is_integer():
+            frame_idx = int(frame_idx)
+        if isinstance(frame_idx, bool) or not isinstance(frame_idx, (int, np.integer)):
+            raise PromptError(
+                f"The frame number is missing or not a whole number; pick a frame from 0 to "
+                f"{n - 1}."
+            )
+        if not 0 <= frame_idx < n:
+            raise PromptError(
+                f"Frame {int(frame_idx)} does not exist; this video has frames 0 to {n - 1}."
+            )
+        return int(frame_idx)
+
+    def _tracked(self) -> TrackingSession:
+        """The tracking session, which must have results to export or measure."""
+        tracking = self.tracking
+        if tracking is None or not tracking.store.frames():
+            raise TrackingError("Nothing is tracked yet; click on an object and press Track first.")
+        return tracking
+
+    def _require_not_tracking(self) -> None:
+        if self.tracking is not None and self.tracking.propagating:
+            raise TrackingError("Tracking is running; wait for it to finish or press Cancel first.")
+
+    def _forget_results(self) -> None:
+        self.output.forget()
+        self.exports = Exports()
+        self.pending_corner = None
+
+    def _exports_dir(self) -> Path:
+        if self.workspace is None:
+            raise PromptError("Upload a video or image sequence first.")
+        return self.workspace.exports_dir
+
+
+@dataclass
+class UserSession(VideoSession):
+    """One user of the app: objects and prompts, tracking runs, results and projects, on
+    top of the video and model configuration of :class:`VideoSession`."""
+
+    last_run: TrackingRun = field(default_factory=TrackingRun)
+    calibration: Calibration = field(default_factory=Calibration)
+
+    # ------------------------------------------------------------------ objects and prompts
+    @property
+    def objects(self) -> list[TrackedObject]:
+        return [] if self.tracking is None else list(self.tracking.objects.values())
+
+    def add_object(self, name: str | None = None) -> TrackedObject:
+        self.touch()
+        obj = self.ensure_tracking().add_object(_clean_name(name))
+        self.active_object = obj.obj_id
+        return obj
+
+    def select_object(self, obj_id: int) -> TrackedObject:
+        obj = self._object(obj_id)
+        self.active_object = obj.obj_id
+        self.pending_corner = None
+        return obj
+
+    def rename_object(self, obj_id: int, name: str) -> TrackedObject:
+        self._object(obj_id)
+        return self.ensure_tracking().rename_object(int(obj_id), _clean_name(name))
+
+    def remove_object(self, obj_id: int) -> None:
+        self._object(obj_id)
+        self.ensure_tracking().remove_object(int(obj_id))
+        if self.active_object == obj_id:
+            remaining = self.objects
+            self.active_object = remaining[-1].obj_id if remaining else None
+        self.exports = Exports()
+
+    def click(
+        self,
+        frame_idx: int,
+        x: float,
+        y: float,
+        mode: str = "positive",
+        obj_id: int | None = None,
+    ) -> str:
+        """A click on the frame image; returns a short status sentence. Without an object
+        (``obj_id`` None or 0 and none active) the first object is created, as on the page.
+        In box mode the first click marks a corner and the second completes the box."""
+        self.touch()
+        frame_idx = self.check_frame(frame_idx)
+        x, y = _position("click", x, y)
+        if mode not in PROMPT_MODES:
+            raise PromptError("Choose positive, negative or box as the click mode.")
+        obj = self._object_for_click(obj_id)
+        tracking = self.ensure_tracking()
+        if mode == "box":
+            corner = self.pending_corner
+            if corner is None or corner.frame != frame_idx:
+                check_point(tracking.info, x, y)
+                self.pending_corner = display.PendingCorner(frame_idx, x, y, obj.obj_id)
+                return f"First corner of the box for {obj.name} set; click the opposite corner."
+            self.pending_corner = None
+            tracking.set_box(frame_idx, obj.obj_id, Box(corner.x, corner.y, x, y))
+            return f"Box set for {obj.name} on frame {frame_idx}."
+        self.pending_corner = None
+        tracking.add_click(frame_idx, obj.obj_id, Click(x, y, mode == "positive"))
+        kind = "Positive" if mode == "positive" else "Negative"
+        return f"{kind} click added to {obj.name} at x={x:.0f}, y={y:.0f}."
+
+    def add_box(
+        self,
+        frame_idx: int,
+        x0: float,
+        y0: float,
+        x1: float,
+        y1: float,
+        obj_id: int | None = None,
+    ) -> None:
+        self.touch()
+        frame_idx = self.check_frame(frame_idx)
+        x0, y0, x1, y1 = _position("box", x0, y0, x1, y1)
+        obj = self._object_for_click(obj_id)
+        self.ensure_tracking().set_box(frame_idx, obj.obj_id, Box(x0, y0, x1, y1))
+
+    def undo(self, frame_idx: int, obj_id: int | None = None) -> None:
+        frame_idx = self.check_frame(frame_idx)
+        obj = self._object(obj_id if obj_id is not None else self.active_object)
+        self.pending_corner = None
+        self.ensure_tracking().undo(frame_idx, obj.obj_id)
+
+    def clear_frame(self, frame_idx: int, obj_id: int | None = None) -> None:
+        frame_idx = self.check_frame(frame_idx)
+        obj = self._object(obj_id if obj_id is not None else self.active_object)
+        self.pending_corner = None
+        self.ensure_tracking().clear_frame(frame_idx, obj.obj_id)
+
+    @_writes_files
+    def reset(self) -> None:
+        self.touch()
+        self._forget_results()
+        if self.tracking is not None:
+            self.tracking.reset()
+        self.active_object = None
+        if self.workspace is not None:
+            for p in self.workspace.exports_dir.iterdir():
+                p.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ tracking
+    def propagate(
+        self,
+        direction: str = "forward",
+        start_frame: int | None = None,
+        end_frame: int | None = None,
+    ) -> Iterator[PropagationStep]:
+        """Track all objects; yields each frame's step. Cancel with :meth:`cancel`."""
+        self.touch()
+        tracking = self.ensure_tracking()
+        self._require_not_tracking()  # before replacing the running one's cancel flag
+        planned = tracking.planned_frames(direction, start_frame, end_frame)
+        self.cancel_event = threading.Event()
+        self._forget_results()
+        assert self.workspace is not None
+        # The overlay video and mask files are written beside tracking (see LiveExports);
+        # the run adds one action to the history.
+        live = self.output.start_live(
+            self.frame_rgb,
+            tracking.store,
+            tracking.objects.values(),
+            self.info,
+            self.style,
+            self.workspace.exports_dir,
+            planned,
+            len(tracking.history) + 1,
+        )
+        if self.engine.gpu_jobs:
+            job = self.engine.tracking_job(
+                self.workspace, tracking, self.model_key, direction, start_frame, end_frame
+            )
+            steps = propagate_in_job(job, tracking, self.cancel_event)
+        else:
+            steps = tracking.propagate(direction, start_frame, end_frame, self.cancel_event)
+        yield from self._follow_run(steps, live)
+
+    def _follow_run(
+        self, steps: Iterator[PropagationStep], live: LiveExports
+    ) -> Iterator[PropagationStep]:
+        started = time.perf_counter()
+        run = self.last_run = TrackingRun()
+        total = None
+        try:
+            for step in steps:
+                live.frame_done(step.result.frame_idx)
+                run.frames, total = step.done, step.total
+                run.seconds = time.perf_counter() - started
+                self.touch()
+                yield step
+        except BaseException:
+            self._forget_results()
+            raise
+        finally:
+            run.cancelled = self.cancel_event.is_set()
+            log.info(
+                "tracking %s after %d of %s frames in %.1f s",
+                "cancelled" if run.cancelled else "ended",
+                run.frames,
+                "?" if total is None else total,
+                time.perf_counter() - started,
+            )
+
+    def cancel(self) -> bool:
+        """Ask a running propagation to stop after the current frame."""
+        running = self.tracking is not None and self.tracking.propagating
+        self.cancel_event.set()
+        return running
+
+    # ------------------------------------------------------------------ results
+    @_writes_files
+    def export(self, video: bool = True, progress: Progress | None = None) -> Exports:
+        """Write the overlay MP4, the per-frame CSV and every other file for what is
+        tracked; each stored mask is read once for all of them (beside tracking where the
+        last run's pass still applies)."""
+        results = self._results(video, progress)
+        out = self._exports_dir()
+        files = write_row_files(results, self.calibration, self.frame_rgb(0), out)
+        video_path = out / FILES["video"]
+        self.exports = Exports(
+            video_path if video and video_path.is_file() else None,
+            files["csv"],
+            results.files["masks"],
+        )
+        return self.exports
+
+    @_writes_files
+    def export_science(self, calibration: Calibration | None = None) -> dict[str, Path]:
+        """Write the analysis files (:data:`SCIENCE_FILES`) with ``calibration``: per-object
+        summary CSV, calibrated per-frame CSV, trajectory and confidence plots (PNG), masks
+        as NPZ and as COCO RLE JSON. Returns {key: path}. Masks are read only when nothing
+        current was exported yet."""
+        results = self._results(video=False)
+        cal = calibration or self.calibration
+        files = write_row_files(results, cal, self.frame_rgb(0), self._exports_dir())
+        files.update(results.files)
+        return {key: files[key] for key in SCIENCE_KEYS}
+
+    def review(self, uncertain_margin: float = 1.0) -> Review:
+        """What the page shows after tracking: the per-object summary (calibrated) and the
+        frames where an object is lost (score < 0) or uncertain (0 <= score < margin)."""
+        results = self._results(video=False)
+        names = results.object_names()
+        events = [
+            (frame, obj_id, names.get(obj_id, str(obj_id)), kind)
+            for frame, obj_id, kind in confidence_events(results.rows, 0.0, uncertain_margin)
+        ]
+        return Review(summarize(results.rows, results.objects, self.calibration), events)
+
+    def _results(self, video: bool, progress: Progress | None = None) -> Results:
+        """The current results (see :class:`~sam2web.exports.SessionResults`)."""
+        self.touch()
+        tracking = self._tracked()
+        self._require_not_tracking()
+        return self.output.current(
+            self.frame_rgb,
+            tracking.store,
+            tracking.objects.values(),
+            self.info,
+            self.style,
+            self._exports_dir(),
+            len(tracking.history),
+            video,
+            progress,
+        )
+
+    @property
+    def results(self) -> Results | None:
+        return self.output.results
+
+    # ------------------------------------------------------------------ projects
+    @_writes_files
+    def save_project(self, calibration: Calibration | None = None) -> Path:
+        """Write this session's project (video identity, model, calibration, objects and
+        every action) to the exports folder as ``sam2web_project.json``."""
+        self.touch()
+        self._require_not_tracking()
+        tracking = self.tracking
+        data = build_project(
+            self.info,
+            self.source_sha256,
+            self._model_record(),
+            calibration,
+            self.objects,
+            [] if tracking is None else list(tracking.history),
+        )
+        return save_project(data, self._exports_dir() / PROJECT_FILENAME)
+
+    def load_project(self, path: Path, progress: Progress | None = None) -> list[str]:
+        """Replay a saved project on the loaded video, which must be the file the project
+        was made on. Returns notes for the user (e.g. a different model)."""
+        self.touch()
+        return self.apply_project(load_project(path), progress, strict_source=True)
+
+    def apply_project(
+        self, project: Project, progress: Progress | None = None, strict_source: bool = True
+    ) -> list[str]:
+        """Replay ``project`` on the loaded video; returns notes for the user.
+
+        The video must have the project's frame count and size; with ``strict_source`` it
+        must also be the very file the project was made on (same SHA-256). The session is
+        reset, then every action is replayed in order; ``progress(done, total)`` counts
+        actions and tracked frames. On failure the session is left empty."""
+        notes = check_source(project, self.info, self.source_sha256, strict=strict_source)
+        self._require_not_tracking()
+        for key in quality.QUALITIES:  # a fast-preview project is replayed as one
+            if self.resolution != project.model.resolution == self.engine.resolution(key):
+                self.set_quality(key, replay_prompts=False)
+        tracking = self.ensure_tracking()
+        notes += model_notes(project, self._model_record())
+        self.reset()
+        try:
+            replay_project(tracking, project, progress)
+        except BaseException:
+            self.reset()
+            raise
+        self.active_object = project.objects[-1].obj_id if project.objects else None
+        log.info(
+            "replayed a project of %d steps on %s", len(project.history), self.info.source_name
+        )
+        return notes
+
+    def _model_record(self):
+        device = None if self.tracking is None else str(self.tracking.predictor.device)
+        return self.engine.model_record(self.model, self.resolution, device)
+
+    # ------------------------------------------------------------------ objects
+    def _object(self, obj_id) -> TrackedObject:
+        if self.tracking is None:
+            raise PromptError("Upload a video and add an object first.")
+        try:
+            return self.tracking.objects[int(obj_id)]
+        except (KeyError, TypeError, ValueError):
+            raise PromptError(
+                "That object does not exist (it may have been removed); pick or add an object."
+            ) from None
+
+    def _object_for_click(self, obj_id) -> TrackedObject:
+        """The object a click goes to: ``obj_id``, else the active one, else a new one; the
+        object clicked on becomes the active one."""
+        if obj_id is None or obj_id == 0:
+            if self.active_object is None:
+                self.add_object()
+            obj_id = self.active_object
+        obj = self._object(obj_id)
+        if obj.obj_id != self.active_object:
+            self.active_object = obj.obj_id
+            self.pending_corner = None
+        return obj
+
+
+def replay_project(
+    tracking: TrackingSession, project: Project, progress: Progress | None = None
+) -> None:
+    """Replay every action of ``project`` on ``tracking`` (which is empty), then give
+    objects their saved names and colours. ``progress(done, total)`` counts actions and
+    tracked frames; an action that cannot be replayed raises ProjectError naming it."""
+    total, done = project.replay_steps(), 0
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    if progress is not None:
+        progress(0, total)
+    for i, action in enumerate(project.history):
+        try:
+            replay(tracking, action, on_frame=advance)  # a tracking run: per frame
+        except UserError as err:
+            raise ProjectError(
+                f"Step {i + 1} of the project ({action.op.replace('_', ' ')}) cannot be "
+                f"replayed on this video: {as_clause(err.message)}."
+            ) from None
+        if action.op != "propagate":
+            advance()
+    for saved in project.objects:
+        obj = tracking.objects[saved.obj_id]
+        obj.color = tuple(saved.color)
+        if obj.name != saved.name:
+            tracking.rename_object(saved.obj_id, saved.name)
+
+
+def _position(what: str, *values) -> tuple[float, ...]:
+    """Coordinates from a request as floats; missing, text, NaN or infinite values are
+    refused with one sentence (the range is checked where the frame size is known)."""
+    try:
+        numbers = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        numbers = (math.nan,)
+    if not all(math.isfinite(v) for v in numbers):
+        if what == "box":
+            raise PromptError("The box needs two corners with x and y positions; draw it again.")
+        raise PromptError("The click has no valid position; click on the image.")
+    return numbers
+
+
+def _clean_name(name: str | None) -> str | None:
+    """Object names are free text shown in the page, CSV and video: keep them short and
+    printable; the page escapes them again where it renders HTML."""
+    if name is None:
+        return None
+    cleaned = "".join(ch for ch in str(name) if ch.isprintable()).strip()
+    return cleaned[:80] or None
