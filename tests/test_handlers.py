@@ -121,6 +121,18 @@ def test_track_yields_progress_then_the_video_downloads_and_table(ctx, user, cli
     assert out[p.frame_view].shape == (720, 960, 3)
 
 
+def test_api_click_with_object_0_creates_object_1_as_the_page_does(ctx, user, clip):
+    p = ctx.page
+    h.upload(ctx, user, str(clip))
+    with pytest.raises(gr.Error) as err:
+        h.add_point(ctx, user, 0, 5, RED.x0, RED.y0, True)
+    assert err.value.message.startswith("Object 5 does not exist yet; add an object first")
+    assert user.objects == []  # the refused click added nothing
+    out = h.add_point(ctx, user, 0, 0, RED.x0, RED.y0, True)
+    assert out[p.active]["choices"] == [("1: object 1", 1)]
+    assert "1 object(s); 1 of 8 frames have masks." in out[p.status]
+
+
 @pytest.mark.parametrize(
     "call",
     [

@@ -183,11 +183,24 @@ def click_frame(
     return view(ctx, user, frame, message)
 
 
+def _known_object(user: UserSession, object_id) -> int | None:
+    """The object an API click names: 0 or empty means the active one (None: the first
+    click creates object 1, as on the page); another id must exist."""
+    if object_id is None or object_id == 0:
+        return user.active_object
+    if user.folder is not None and not user.objects:
+        raise gr.Error(
+            f"Object {object_id:g} does not exist yet; add an object first, or send object "
+            "id 0 to let the first click create object 1.",
+            print_exception=False,
+        )
+    return object_id
+
+
 @friendly
 def add_point(ctx: Context, user: UserSession, frame, object_id, x, y, positive) -> Update:
     """A click at (x, y) pixels of the original frame (API only)."""
-    if object_id is None or object_id == 0:
-        object_id = user.active_object
+    object_id = _known_object(user, object_id)
     user.click(frame, x, y, "positive" if positive else "negative", obj_id=object_id)
     return view(ctx, user, frame)
 

@@ -401,7 +401,8 @@ def _api_inputs() -> dict[str, Any]:
             "api_y": gr.Number(label="y"),
             "api_x1": gr.Number(label="x1"),
             "api_y1": gr.Number(label="y1"),
-            "api_object": gr.Number(label="object_id", precision=0),
+            # 0: the active object (a first click creates object 1), so it may be left out.
+            "api_object": gr.Number(label="object_id", precision=0, value=0),
             "api_positive": gr.Checkbox(label="positive", value=True),
             "api_btn": gr.Button("api"),
             "info": gr.JSON(label="info"),
