@@ -17,7 +17,7 @@ from sam2web.settings import Settings  # noqa: E402
 from sam2web.ui import SessionRegistry, UploadGuard  # noqa: E402
 from sam2web.ui import handlers as h  # noqa: E402
 from sam2web.ui.layout import build_layout  # noqa: E402
-from sam2web.workflow import UserSession  # noqa: E402
+from sam2web.ui.user import UserSession  # noqa: E402
 from tests import synth  # noqa: E402
 
 RED = synth.DEFAULT_DISCS[0]
