@@ -399,10 +399,10 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
     import torch
 
     from sam2web.exports import write_csv
-    from sam2web.results import measurements
     from sam2web.media import FrameFolder, ingest
     from sam2web.model import build_predictor, cpu_supports_bf16, get_spec
     from sam2web.render import LiveOverlayVideo, OverlayStyle
+    from sam2web.results import measurements
     from sam2web.tracking import TrackingSession
     from sam2web.types import Click
 

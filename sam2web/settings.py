@@ -18,6 +18,7 @@ class Setting:
     name: str
     default: str
     help: str
+    fallback: str = ""  # another variable read when this one is unset or empty
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -102,8 +103,20 @@ SETTINGS: tuple[Setting, ...] = (
         "frame is immediate); longer videos keep only what SAM2 reads and re-track a released "
         "frame before refining it.",
     ),
-    Setting("SAM2WEB_HOST", "0.0.0.0", "Address the web app listens on."),
-    Setting("SAM2WEB_PORT", "7860", "Port the web app listens on."),
+    Setting(
+        "SAM2WEB_HOST",
+        "0.0.0.0",
+        "Address the web app listens on. When unset, Gradio's GRADIO_SERVER_NAME is used "
+        "if that is set (hosting platforms set it).",
+        fallback="GRADIO_SERVER_NAME",
+    ),
+    Setting(
+        "SAM2WEB_PORT",
+        "7860",
+        "Port the web app listens on. When unset, Gradio's GRADIO_SERVER_PORT is used if "
+        "that is set (hosting platforms set it).",
+        fallback="GRADIO_SERVER_PORT",
+    ),
     Setting(
         "SAM2WEB_CONCURRENCY",
         "1",
@@ -134,9 +147,14 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 
 
 def _raw(name: str, env: dict[str, str] | None = None) -> str:
+    """A setting's text: its variable, else its fallback variable, else its default."""
     env = os.environ if env is None else env
-    value = env.get(name, "").strip()
-    return value if value else _BY_NAME[name].default
+    setting = _BY_NAME[name]
+    for variable in (name, setting.fallback):
+        value = env.get(variable, "").strip() if variable else ""
+        if value:
+            return value
+    return setting.default
 
 
 @dataclass(frozen=True)

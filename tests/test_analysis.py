@@ -25,6 +25,7 @@ from sam2web.analysis import (
     plot_trajectories,
     summarize,
 )
+from sam2web.errors import PromptError
 from sam2web.exports import (
     read_coco_rle,
     read_npz,
@@ -33,10 +34,9 @@ from sam2web.exports import (
     write_npz,
     write_summary_csv,
 )
-from sam2web.errors import PromptError
-from sam2web.results import CSV_COLUMNS, measure, measurements
 from sam2web.maskstore import MaskStore
 from sam2web.render import color_for
+from sam2web.results import CSV_COLUMNS, measure, measurements
 from sam2web.types import TrackedObject, VideoInfo
 from tests import synth
 

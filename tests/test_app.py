@@ -278,3 +278,62 @@ def test_fast_preview_and_its_agreement_check(app, tmp_path):
     assert "Tracked 6 frames" in tracked[1]
     back = client.predict("full", 0, api_name="/set_quality")
     assert "Full quality: processing at 256 px" in back[1]
+
+
+def test_a_first_click_through_the_api_creates_object_1_as_on_the_page(app, tmp_path):
+    clip = synth.write_video(tmp_path / "discs.mp4", synth.make_frames(4, 120, 160))
+    client = Client(app.url, verbose=False)
+    client.predict(handle_file(str(clip)), api_name="/upload")
+    with pytest.raises(Exception, match="Object 3 does not exist yet; add an object first"):
+        client.predict(0, 3, 40, 60, True, api_name="/add_point")
+    _, status, objects = client.predict(0, 0, 40, 60, True, api_name="/add_point")
+    assert status == "1 object(s); 1 of 4 frames have masks."
+    assert objects["choices"] == [["1: object 1", 1]] and objects["value"] == 1
+    # An empty object id, or none at all, means the active object.
+    client.predict(0, None, 75, 62, False, api_name="/add_point")
+    status = client.predict(frame=0, x=60, y=90, positive=False, api_name="/add_point")[1]
+    assert status == "1 object(s); 1 of 4 frames have masks."
+    # The README's call by parameter names.
+    result = client.predict(
+        direction="forward",
+        start_frame="",
+        end_frame="",
+        frame=0,
+        opacity=0.5,
+        contours=True,
+        labels=True,
+        trails=0,
+        pixels_per_unit="",
+        unit="mm",
+        fps="",
+        api_name="/propagate",
+    )
+    assert "Tracked 4 frames" in result[1]
+
+
+def test_api_parameters_are_named_for_what_they_are(app):
+    client = Client(app.url, verbose=False)
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+
+    def names(api_name: str) -> list[str]:
+        return [p["parameter_name"] for p in endpoints[api_name]["parameters"]]
+
+    assert names("/propagate") == [
+        "direction",
+        "start_frame",
+        "end_frame",
+        "frame",
+        "opacity",
+        "contours",
+        "labels",
+        "trails",
+        "pixels_per_unit",
+        "unit",
+        "fps",
+    ]
+    assert names("/add_point") == ["frame", "object_id", "x", "y", "positive"]
+    assert names("/add_object") == ["name", "frame"]
+    assert names("/set_model") == ["model", "frame"]
+    assert names("/save_project") == ["pixels_per_unit", "unit", "fps"]
+    everything = [name for api_name in endpoints for name in names(api_name)]
+    assert not [name for name in everything if name.endswith("_v")]

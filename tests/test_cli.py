@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sam2web.exports import read_npz
 from sam2web.cli import OUTPUT_FILES, main, output_folder_name
 from sam2web.engine import Engine
+from sam2web.exports import read_npz
 from sam2web.settings import Settings
 from sam2web.user_session import UserSession
 from tests import synth

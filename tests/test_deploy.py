@@ -354,3 +354,18 @@ def test_settings_table_script_lists_every_setting():
     assert list(rows) == [s.name for s in SETTINGS]
     assert rows["SAM2WEB_CHECKPOINT"] == "*(empty)*"
     assert rows["SAM2WEB_PORT"] == "`7860`"
+
+
+def test_host_and_port_fall_back_to_gradios_own_variables():
+    from sam2web.settings import Settings
+
+    platform = {"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": "8080"}
+    s = Settings.from_env(platform)
+    assert (s.host, s.port) == ("127.0.0.1", 8080)
+    # sam2web's own variables win; an empty one counts as unset.
+    s = Settings.from_env({**platform, "SAM2WEB_HOST": "::", "SAM2WEB_PORT": "9000"})
+    assert (s.host, s.port) == ("::", 9000)
+    s = Settings.from_env({**platform, "SAM2WEB_HOST": " ", "SAM2WEB_PORT": ""})
+    assert (s.host, s.port) == ("127.0.0.1", 8080)
+    s = Settings.from_env({})
+    assert (s.host, s.port) == ("0.0.0.0", 7860)

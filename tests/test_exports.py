@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from sam2web.exports import write_csv, write_masks_zip
-from sam2web.results import CSV_COLUMNS, measure, measurements
 from sam2web.maskstore import MaskStore
 from sam2web.render import color_for
+from sam2web.results import CSV_COLUMNS, measure, measurements
 from sam2web.types import TrackedObject, VideoInfo
 from tests import synth
 

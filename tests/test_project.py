@@ -17,10 +17,10 @@ from PIL import Image
 
 from sam2web import project as projects
 from sam2web.analysis import SUMMARY_COLUMNS, Calibration
-from sam2web.exports import read_coco_rle, read_npz
-from sam2web.history import to_json
 from sam2web.engine import Engine
 from sam2web.errors import TrackingError
+from sam2web.exports import read_coco_rle, read_npz
+from sam2web.history import to_json
 from sam2web.model import checkpoint_identity
 from sam2web.project import (
     ProjectError,

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from sam2web.display import display_scale
 from sam2web.engine import Engine
 from sam2web.errors import MediaError, SessionClosedError, TrackingError
 from sam2web.settings import Settings
-from sam2web.display import display_scale
 from sam2web.user_session import UserSession
 from tests import synth
 

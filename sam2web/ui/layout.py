@@ -1,0 +1,409 @@
+"""The page's widgets, built in one place and returned as one record (:class:`Page`).
+
+:func:`build_layout` creates every component inside the current ``gr.Blocks``, in page
+order, and connects nothing: :mod:`.handlers` says what each action does and
+:mod:`.wiring` which event runs which handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from .. import __version__
+from ..engine import Engine
+from ..model import MODELS, get_spec
+from ..settings import Settings
+from .user import PROMPT_MODES, UserSession
+from .views import NO_VIDEO, model_line
+
+MODE_LABELS = {
+    "positive": "Positive point (this is the object)",
+    "negative": "Negative point (not the object)",
+    "box": "Box (click two opposite corners)",
+}
+DIRECTION_LABELS = {"forward": "Forward", "backward": "Backward", "both": "Both directions"}
+UPLOAD_TYPES = [
+    ".mp4",
+    ".mov",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".mpg",
+    ".mpeg",
+    ".m4v",
+    ".gif",
+    ".zip",
+    ".tif",
+    ".tiff",
+    ".png",
+    ".jpg",
+    ".jpeg",
+]
+
+INTRO = """\
+# sam2web — click to track
+**1** Upload a video, a zip of images or a TIFF stack. **2** Click on an object in the frame
+(add more objects with *Add object*). **3** Press **Track**. **4** Check the overlay video, fix
+any frame with more clicks, track again, and download the video, masks and table.
+"""
+
+
+@dataclass(frozen=True)
+class Page:
+    """The components the handlers read and update, by what they are on the page."""
+
+    state: gr.State  # the tab's UserSession
+    # Model and quality
+    model: gr.Dropdown
+    quality: gr.Radio
+    model_status: gr.Markdown
+    # Video and objects
+    upload: gr.File
+    facts: gr.Markdown
+    active: gr.Dropdown
+    name: gr.Textbox
+    add_btn: gr.Button
+    rename_btn: gr.Button
+    remove_btn: gr.Button
+    mode: gr.Radio
+    undo_btn: gr.Button
+    clear_btn: gr.Button
+    reset_btn: gr.Button
+    # The frame
+    frame_view: gr.Image
+    frame_slider: gr.Slider
+    frame_number: gr.Number
+    status: gr.Markdown
+    # Track
+    direction: gr.Radio
+    start_frame: gr.Textbox
+    end_frame: gr.Textbox
+    track_btn: gr.Button
+    cancel_btn: gr.Button
+    compare_frames: gr.Slider
+    compare_btn: gr.Button
+    compare_result: gr.Markdown
+    # Results
+    video: gr.Video
+    opacity: gr.Slider
+    contours: gr.Checkbox
+    labels: gr.Checkbox
+    trails: gr.Slider
+    rerender_btn: gr.Button
+    files: gr.File
+    gallery: gr.Gallery
+    # Measurements
+    pixels_per_unit: gr.Textbox
+    unit: gr.Textbox
+    fps: gr.Textbox
+    measure_btn: gr.Button
+    summary: gr.Dataframe
+    events: gr.Dropdown
+    trajectories: gr.Image
+    confidence: gr.Image
+    # Project
+    save_project_btn: gr.Button
+    project_file: gr.File
+    project_in: gr.File
+    # Hidden inputs of the API-only endpoints (clicks with coordinates, boxes)
+    api_x: gr.Number
+    api_y: gr.Number
+    api_x1: gr.Number
+    api_y1: gr.Number
+    api_object: gr.Number
+    api_positive: gr.Checkbox
+    api_btn: gr.Button
+    info: gr.JSON  # the uploaded video's facts, for API clients
+
+
+def user_factory(engine: Engine) -> Callable[[], UserSession]:
+    """What makes each tab's session (``gr.State``'s initial value)."""
+
+    def new_user() -> UserSession:
+        return UserSession(engine)
+
+    return new_user
+
+
+def close_user(user: UserSession | None) -> None:
+    """``gr.State``'s delete callback: a forgotten session removes its files."""
+    if user:
+        user.close()
+
+
+def build_layout(engine: Engine) -> Page:
+    """Every component of the page, created in page order inside the current ``gr.Blocks``."""
+    parts: dict[str, Any] = {}
+    # No time_to_live here: Gradio counts it from the state's last change (the upload),
+    # not from the user's last action. Idle sessions are closed by the housekeeping
+    # thread instead (SessionRegistry.workspace_ids); a closed tab closes its session.
+    parts["state"] = gr.State(user_factory(engine), delete_callback=close_user)
+    gr.Markdown(INTRO)
+    with gr.Row():
+        parts.update(_model_row(engine))
+    with gr.Row():
+        with gr.Column(scale=1, min_width=320):
+            parts.update(_objects_column(engine.settings))
+        with gr.Column(scale=2):
+            parts.update(_frame_column())
+    parts.update(_track_section(engine))
+    parts.update(_results_section())
+    parts.update(_measurements_section())
+    parts.update(_project_section())
+    parts.update(_api_inputs())
+    gr.Markdown(f"<small>sam2web {__version__}</small>")
+    return Page(**parts)
+
+
+def _model_row(engine: Engine) -> dict[str, Any]:
+    full_px, fast_px = engine.resolution("full"), engine.resolution("fast")
+    return {
+        "model": gr.Dropdown(
+            [(spec.label, key) for key, spec in MODELS.items()],
+            value=get_spec(engine.settings.model).key,
+            label="Model",
+            interactive=True,
+            scale=1,
+            elem_id="model",
+        ),
+        "quality": gr.Radio(
+            [
+                (f"Full quality ({full_px} px)", "full"),
+                (f"Fast preview ({fast_px} px, approximate)", "fast"),
+            ],
+            value="full",
+            label="Quality",
+            elem_id="quality",
+            scale=1,
+            visible=fast_px != full_px,
+            info="The fast preview tracks several times faster; its masks are close to "
+            "full quality's but not the same (compare them below Track).",
+        ),
+        "model_status": gr.Markdown(model_line(engine), elem_id="model-status"),
+    }
+
+
+def _objects_column(settings: Settings) -> dict[str, Any]:
+    parts: dict[str, Any] = {
+        "upload": gr.File(
+            label=(
+                f"Video or image sequence (up to {settings.max_upload_mb} MB, "
+                f"{settings.max_frames} frames)"
+            ),
+            file_types=UPLOAD_TYPES,
+            type="filepath",
+            elem_id="upload",
+        ),
+        "facts": gr.Markdown(NO_VIDEO, elem_id="video-facts"),
+    }
+    gr.Markdown("### Objects")
+    parts["active"] = gr.Dropdown(
+        label="Active object (clicks go to it)",
+        choices=[],
+        interactive=True,
+        elem_id="active-object",
+    )
+    with gr.Row():
+        parts["name"] = gr.Textbox(label="Name", placeholder="e.g. mouse 1", max_length=80, scale=2)
+        parts["add_btn"] = gr.Button("Add object", elem_id="add-object", scale=1)
+    with gr.Row():
+        parts["rename_btn"] = gr.Button("Rename active", size="sm")
+        parts["remove_btn"] = gr.Button("Remove active", size="sm", variant="stop")
+    parts["mode"] = gr.Radio(
+        [(MODE_LABELS[m], m) for m in PROMPT_MODES],
+        value="positive",
+        label="What a click on the frame adds",
+        elem_id="click-mode",
+    )
+    with gr.Row():
+        parts["undo_btn"] = gr.Button("↶ Undo last click", elem_id="undo")
+        parts["clear_btn"] = gr.Button("Clear object on this frame", elem_id="clear-frame")
+    parts["reset_btn"] = gr.Button("Reset everything", variant="stop", size="sm", elem_id="reset")
+    return parts
+
+
+def _frame_column() -> dict[str, Any]:
+    parts: dict[str, Any] = {
+        "frame_view": gr.Image(
+            label="Frame — click to add points",
+            interactive=False,
+            type="numpy",
+            format="png",
+            elem_id="frame-view",
+            buttons=["fullscreen"],
+            height=460,
+        )
+    }
+    with gr.Row():
+        parts["frame_slider"] = gr.Slider(
+            0,
+            1,
+            value=0,
+            step=1,
+            label="Frame",
+            scale=4,
+            elem_id="frame-slider",
+            interactive=True,
+        )
+        parts["frame_number"] = gr.Number(
+            value=0,
+            precision=0,
+            label="Frame number",
+            scale=1,
+            minimum=0,
+            elem_id="frame-number",
+        )
+    parts["status"] = gr.Markdown("", elem_id="status")
+    return parts
+
+
+def _track_section(engine: Engine) -> dict[str, Any]:
+    parts: dict[str, Any] = {}
+    gr.Markdown("### Track")
+    with gr.Row():
+        parts["direction"] = gr.Radio(
+            [(v, k) for k, v in DIRECTION_LABELS.items()],
+            value="forward",
+            label="Direction",
+            elem_id="direction",
+        )
+        # Text boxes, not numbers: an empty number box is sent as 0, and "empty" means
+        # "the first clicked frame" / "to the end of the video" here.
+        parts["start_frame"] = gr.Textbox(
+            value="",
+            label="Start frame",
+            max_length=12,
+            placeholder="empty: first clicked frame",
+            elem_id="start-frame",
+        )
+        parts["end_frame"] = gr.Textbox(
+            value="",
+            label="End frame",
+            max_length=12,
+            placeholder="empty: to the end",
+            elem_id="end-frame",
+        )
+        with gr.Column(min_width=160):
+            parts["track_btn"] = gr.Button("Track ▶", variant="primary", elem_id="track")
+            parts["cancel_btn"] = gr.Button("Cancel", variant="stop", elem_id="cancel")
+    with gr.Accordion(
+        "Is the fast preview good enough for this video?",
+        open=False,
+        visible=engine.resolution("fast") != engine.resolution("full"),
+    ):
+        gr.Markdown(
+            "Tracks the first frames from your earliest click twice, at full "
+            "quality and as a fast preview, with your objects and clicks, and "
+            "reports how well the masks agree (IoU: 1 = identical) and the speed-up "
+            "on this machine. Your own results are not changed."
+        )
+        with gr.Row():
+            parts["compare_frames"] = gr.Slider(
+                1, 20, value=5, step=1, label="Frames to compare", elem_id="compare-frames"
+            )
+            parts["compare_btn"] = gr.Button(
+                "Compare fast preview with full quality", elem_id="compare"
+            )
+        parts["compare_result"] = gr.Markdown("", elem_id="compare-result")
+    return parts
+
+
+def _results_section() -> dict[str, Any]:
+    parts: dict[str, Any] = {}
+    gr.Markdown("### Results")
+    with gr.Row():
+        with gr.Column(scale=2):
+            parts["video"] = gr.Video(
+                label="Overlay video", interactive=False, elem_id="overlay-video"
+            )
+        with gr.Column(scale=1):
+            parts["opacity"] = gr.Slider(0, 1, value=0.5, step=0.05, label="Mask opacity")
+            parts["contours"] = gr.Checkbox(value=True, label="Contours")
+            parts["labels"] = gr.Checkbox(value=True, label="Object labels")
+            parts["trails"] = gr.Slider(
+                0, 200, value=0, step=1, label="Trajectory trail (frames, 0 = off)"
+            )
+            parts["rerender_btn"] = gr.Button("Update video and downloads", elem_id="rerender")
+            parts["files"] = gr.File(
+                label="Downloads", file_count="multiple", interactive=False, elem_id="downloads"
+            )
+    parts["gallery"] = gr.Gallery(
+        label="Every N-th frame (click one to open it)",
+        columns=8,
+        height=260,
+        object_fit="contain",
+        elem_id="gallery",
+    )
+    return parts
+
+
+def _measurements_section() -> dict[str, Any]:
+    parts: dict[str, Any] = {}
+    gr.Markdown("### Measurements")
+    with gr.Row():
+        parts["pixels_per_unit"] = gr.Textbox(
+            label="Pixels per unit (empty: pixels)",
+            max_length=20,
+            placeholder="e.g. 12.5",
+            elem_id="cal-scale",
+        )
+        parts["unit"] = gr.Textbox(label="Unit", value="mm", max_length=16, elem_id="cal-unit")
+        parts["fps"] = gr.Textbox(
+            label="Frame rate override (empty: the video's)", max_length=20, elem_id="cal-fps"
+        )
+        parts["measure_btn"] = gr.Button("Update measurements", elem_id="measure")
+    parts["summary"] = gr.Dataframe(
+        label="Per-object summary", interactive=False, elem_id="summary", wrap=True
+    )
+    parts["events"] = gr.Dropdown(
+        label="Frames where an object is lost or uncertain (pick one to open it)",
+        choices=[],
+        elem_id="events",
+    )
+    with gr.Row():
+        parts["trajectories"] = gr.Image(
+            label="Trajectories", type="filepath", interactive=False, elem_id="trajectories"
+        )
+        parts["confidence"] = gr.Image(
+            label="Confidence (SAM 2 object score per frame)",
+            type="filepath",
+            interactive=False,
+            elem_id="confidence",
+        )
+    return parts
+
+
+def _project_section() -> dict[str, Any]:
+    gr.Markdown("### Project")
+    with gr.Row():
+        return {
+            "save_project_btn": gr.Button("Save project", elem_id="save-project"),
+            "project_file": gr.File(
+                label="Project file", interactive=False, elem_id="project-file"
+            ),
+            "project_in": gr.File(
+                label="Load a project (.json) onto this video",
+                file_types=[".json"],
+                type="filepath",
+                elem_id="load-project",
+            ),
+        }
+
+
+def _api_inputs() -> dict[str, Any]:
+    with gr.Row(visible=False):
+        return {
+            "api_x": gr.Number(label="x"),
+            "api_y": gr.Number(label="y"),
+            "api_x1": gr.Number(label="x1"),
+            "api_y1": gr.Number(label="y1"),
+            # 0: the active object (a first click creates object 1), so it may be left out.
+            "api_object": gr.Number(label="object_id", precision=0, value=0),
+            "api_positive": gr.Checkbox(label="positive", value=True),
+            "api_btn": gr.Button("api"),
+            "info": gr.JSON(label="info"),
+        }

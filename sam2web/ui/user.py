@@ -1,0 +1,8 @@
+"""The per-user session the page drives, imported here once for the whole page package."""
+
+from __future__ import annotations
+
+from ..quality import QualityAgreement
+from ..user_session import PROMPT_MODES, UserSession
+
+__all__ = ["PROMPT_MODES", "QualityAgreement", "UserSession"]

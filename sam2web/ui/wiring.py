@@ -1,0 +1,273 @@
+"""Which event runs which handler: :func:`build_app` assembles the page, :func:`launch`
+serves it.
+
+Each tab (or API client) gets its own ``UserSession`` in a ``gr.State`` whose
+``delete_callback`` removes its files; the page's ``unload`` event does the same as soon as
+the tab closes. Events that run the model share one queue (``concurrency_id="model"``) so
+a small server is never oversubscribed, while viewing frames stays outside it and answers
+at once. Every endpoint's inputs and outputs keep their order: API clients call them by
+position.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+
+from ..engine import Engine, Housekeeping
+from . import handlers as h
+from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths
+from .handlers import Context
+from .layout import Page, build_layout
+
+log = logging.getLogger(__name__)
+
+
+def build_app(engine: Engine | None = None) -> gr.Blocks:
+    """The page for one engine, its events wired (not launched)."""
+    engine = engine or Engine()
+    settings = engine.settings
+    # delete_cache: Gradio keeps a copy of every file it serves; drop copies older than a
+    # session's lifetime so finished sessions leave nothing behind.
+    ttl = int(settings.session_ttl_s)
+    with CheckedBlocks(
+        title="sam2web", fill_width=True, delete_cache=(max(60, min(ttl, 3600)), ttl)
+    ) as demo:
+        page = build_layout(engine)
+        demo.upload_guard = UploadGuard(page.upload.GRADIO_CACHE, settings.data_dir)
+        ctx = Context(
+            engine=engine,
+            page=page,
+            registry=SessionRegistry(idle_ttl_s=settings.session_ttl_s),
+            guard=demo.upload_guard,
+        )
+        model_queue = {"concurrency_id": "model", "concurrency_limit": settings.concurrency}
+        _wire_video(ctx, model_queue)
+        _wire_objects(ctx, model_queue)
+        _wire_tracking(ctx, model_queue)
+        _wire_project_and_model(ctx, model_queue)
+        demo.unload(ctx.registry.close)
+        demo.load(h.bind(h.show_model, ctx), None, [page.model_status], api_visibility="private")
+        demo.sam2web_registry = ctx.registry  # for tests and housekeeping
+    # Gradio runs the per-tab state factory as a load event of its own, which would also be
+    # listed as an API endpoint that takes and returns nothing.
+    for fn in demo.fns.values():
+        if fn.fn is page.state.value:
+            fn.api_visibility = "private"
+    return demo
+
+
+def _frame_outputs(page: Page) -> list:
+    """What most actions update: the frame shown, the status line and the object list."""
+    return [page.frame_view, page.status, page.active]
+
+
+def _wire_video(ctx: Context, model_queue: dict) -> None:
+    p = ctx.page
+    p.upload.upload(
+        h.bind(h.upload, ctx),
+        [p.state, p.upload],
+        [
+            *[p.state, p.facts, p.frame_view, p.frame_slider, p.frame_number],
+            *[p.status, p.active, p.video, p.files, p.gallery, p.info],
+        ],
+        api_name="upload",
+        preprocess=False,
+        **model_queue,
+    )
+    p.frame_slider.change(
+        h.bind(h.show_frame, ctx),
+        [p.state, p.frame_slider],
+        [p.frame_view, p.status, p.frame_number],
+        api_name="frame",
+        concurrency_limit=None,
+        trigger_mode="always_last",
+        show_progress="hidden",
+    )
+    p.frame_number.submit(
+        h.bind(h.enter_frame_number, ctx),
+        [p.frame_number],
+        [p.frame_slider],
+        api_visibility="private",
+        concurrency_limit=None,
+    )
+    p.frame_view.select(
+        h.bind(h.click_frame, ctx),
+        [p.state, p.frame_slider, p.mode],
+        _frame_outputs(p),
+        api_visibility="private",
+        **model_queue,
+    )
+
+
+def _wire_objects(ctx: Context, model_queue: dict) -> None:
+    p = ctx.page
+    frame_outputs = _frame_outputs(p)
+    p.api_btn.click(
+        h.bind(h.add_point, ctx),
+        [p.state, p.frame_number, p.api_object, p.api_x, p.api_y, p.api_positive],
+        frame_outputs,
+        api_name="add_point",
+        **model_queue,
+    )
+    p.api_btn.click(
+        h.bind(h.add_box, ctx),
+        [p.state, p.frame_number, p.api_object, p.api_x, p.api_y, p.api_x1, p.api_y1],
+        frame_outputs,
+        api_name="add_box",
+        **model_queue,
+    )
+    p.add_btn.click(
+        h.bind(h.add_object, ctx),
+        [p.state, p.name, p.frame_slider],
+        [*frame_outputs, p.name, p.model_status],
+        api_name="add_object",
+        **model_queue,
+    )
+    p.active.input(
+        h.bind(h.select_object, ctx),
+        [p.state, p.active, p.frame_slider],
+        frame_outputs,
+        api_name="select_object",
+        concurrency_limit=None,
+    )
+    p.rename_btn.click(
+        h.bind(h.rename_object, ctx),
+        [p.state, p.name, p.frame_slider],
+        [*frame_outputs, p.name],
+        api_name="rename_object",
+        concurrency_limit=None,
+    )
+    on_frame = [p.state, p.frame_slider]
+    p.remove_btn.click(
+        h.bind(h.remove_object, ctx),
+        on_frame,
+        frame_outputs,
+        api_name="remove_object",
+        **model_queue,
+    )
+    p.undo_btn.click(h.bind(h.undo, ctx), on_frame, frame_outputs, api_name="undo", **model_queue)
+    p.clear_btn.click(
+        h.bind(h.clear_frame, ctx), on_frame, frame_outputs, api_name="clear_frame", **model_queue
+    )
+    p.reset_btn.click(
+        h.bind(h.reset, ctx),
+        on_frame,
+        [*frame_outputs, p.video, p.files, p.gallery],
+        api_name="reset",
+        **model_queue,
+    )
+
+
+def _wire_tracking(ctx: Context, model_queue: dict) -> None:
+    p = ctx.page
+    look = [p.opacity, p.contours, p.labels, p.trails, p.pixels_per_unit, p.unit, p.fps]
+    results = [p.video, p.files, p.gallery, p.summary, p.events, p.trajectories, p.confidence]
+    p.track_btn.click(
+        h.bind(h.track, ctx),
+        [p.state, p.direction, p.start_frame, p.end_frame, p.frame_slider, *look],
+        [*_frame_outputs(p), p.frame_slider, *results],
+        api_name="propagate",
+        **model_queue,
+    )
+    p.cancel_btn.click(
+        h.bind(h.cancel, ctx),
+        [p.state],
+        [p.status],
+        api_name="cancel",
+        concurrency_limit=None,
+        queue=False,
+    )
+    export = h.bind(h.export, ctx)
+    for button, api_name in ((p.rerender_btn, "export"), (p.measure_btn, "measure")):
+        button.click(
+            export,
+            [p.state, p.frame_slider, *look],
+            [p.frame_view, *results],
+            api_name=api_name,
+            **model_queue,
+        )
+    p.events.input(
+        h.bind(h.open_event, ctx),
+        [p.state, p.events],
+        [p.frame_slider],
+        api_visibility="private",
+        concurrency_limit=None,
+    )
+    p.gallery.select(
+        h.bind(h.open_gallery_frame, ctx),
+        [p.state],
+        [p.frame_slider],
+        api_visibility="private",
+        concurrency_limit=None,
+    )
+    p.compare_btn.click(
+        h.bind(h.compare_quality, ctx),
+        [p.state, p.compare_frames],
+        [p.compare_result],
+        api_name="compare_quality",
+        **model_queue,
+    )
+
+
+def _wire_project_and_model(ctx: Context, model_queue: dict) -> None:
+    p = ctx.page
+    p.save_project_btn.click(
+        h.bind(h.save_project, ctx),
+        [p.state, p.pixels_per_unit, p.unit, p.fps],
+        [p.project_file],
+        api_name="save_project",
+        concurrency_limit=None,
+    )
+    p.project_in.upload(
+        h.bind(h.load_project, ctx),
+        [p.state, p.project_in, p.frame_slider],
+        [*_frame_outputs(p), p.pixels_per_unit, p.fps],
+        api_name="load_project",
+        preprocess=False,
+        **model_queue,
+    )
+    p.model.input(
+        h.bind(h.set_model, ctx),
+        [p.state, p.model, p.frame_slider],
+        [*_frame_outputs(p), p.model_status],
+        api_name="set_model",
+        **model_queue,
+    )
+    p.quality.input(
+        h.bind(h.set_quality, ctx),
+        [p.state, p.quality, p.frame_slider],
+        _frame_outputs(p),
+        api_name="set_quality",
+        **model_queue,
+    )
+
+
+def launch(engine: Engine | None = None, **kwargs) -> None:
+    """Start the web app with the engine's settings (host, port, limits)."""
+    engine = engine or Engine()
+    s = engine.settings
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    removed = engine.sweep()
+    if removed:
+        log.info("removed %d stale session folders", removed)
+    demo = build_app(engine)
+    demo.queue(default_concurrency_limit=s.concurrency)
+    housekeeping = Housekeeping(
+        engine, s.sweep_interval_s, demo.sam2web_registry.workspace_ids
+    ).start()
+    demo.sam2web_housekeeping = housekeeping
+    try:
+        demo.launch(
+            server_name=s.host,
+            server_port=s.port,
+            max_file_size=s.max_upload_mb * 1024 * 1024,
+            allowed_paths=served_paths(s.data_dir),
+            **kwargs,
+        )
+    finally:
+        # A blocking launch returns once the server is closed; a non-blocking one (e.g.
+        # prevent_thread_lock, notebooks) leaves the server and its housekeeping running.
+        if not getattr(demo, "is_running", False):
+            housekeeping.stop()

@@ -1,0 +1,163 @@
+"""The page's handlers called directly, without a server: the layout is built inside a
+``gr.Blocks()`` and each handler gets a real UserSession on the test engine."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+gr = pytest.importorskip("gradio")
+
+from sam2web.engine import Engine  # noqa: E402
+from sam2web.settings import Settings  # noqa: E402
+from sam2web.ui import SessionRegistry, UploadGuard  # noqa: E402
+from sam2web.ui import handlers as h  # noqa: E402
+from sam2web.ui.layout import build_layout  # noqa: E402
+from sam2web.ui.user import UserSession  # noqa: E402
+from tests import synth  # noqa: E402
+
+RED = synth.DEFAULT_DISCS[0]
+TRACK = ("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "")  # as the page sends it
+
+
+@pytest.fixture
+def engine(tmp_path, random_checkpoint):
+    settings = dataclasses.replace(
+        Settings.from_env({}),
+        resolution=256,
+        checkpoint=random_checkpoint,
+        offline=True,
+        data_dir=tmp_path / "sessions",
+    )
+    return Engine(settings)
+
+
+@pytest.fixture
+def ctx(engine, tmp_path) -> h.Context:
+    with gr.Blocks():
+        page = build_layout(engine)
+    guard = UploadGuard(tmp_path / "gradio-cache", engine.settings.data_dir)
+    return h.Context(engine=engine, page=page, registry=SessionRegistry(), guard=guard)
+
+
+@pytest.fixture
+def user(engine):
+    user = UserSession(engine)
+    yield user
+    user.close()
+
+
+@pytest.fixture
+def clip(tmp_path) -> Path:
+    return synth.write_video(tmp_path / "discs.mp4", synth.make_frames(8, 120, 160), fps=10)
+
+
+def select(user: UserSession, x: float, y: float) -> gr.SelectData:
+    """The event Gradio sends for a click at (x, y) pixels of the original frame."""
+    k = user.display_scale  # the page shows the frame scaled by this factor
+    return gr.SelectData(None, {"index": [x * k, y * k], "value": None})
+
+
+def test_upload_shows_the_facts_the_first_frame_and_the_slider_range(ctx, user, clip):
+    p = ctx.page
+    out = h.upload(ctx, user, str(clip))
+    assert out[p.state] is user
+    assert "**discs.mp4** — 8 frames, 10 fps, 160×120 px, 0.8 s" in out[p.facts]
+    # The frame is shown enlarged (small videos are easier to click precisely).
+    assert isinstance(out[p.frame_view], np.ndarray) and out[p.frame_view].shape == (720, 960, 3)
+    assert out[p.frame_slider]["maximum"] == 7 and out[p.frame_slider]["value"] == 0
+    assert out[p.frame_slider]["interactive"] is True
+    assert out[p.frame_number]["maximum"] == 7
+    assert out[p.status] == "Loaded. Click on an object to start."
+    assert out[p.info]["num_frames"] == 8 and out[p.info]["fps"] == 10.0
+    assert out[p.video] is None and out[p.gallery] == []
+    assert clip.exists()  # only copies in Gradio's upload cache are removed after reading
+
+
+def test_a_click_adds_object_1_and_shows_its_mask(ctx, user, clip):
+    p = ctx.page
+    h.upload(ctx, user, str(clip))
+    out = h.click_frame(ctx, user, 0, "positive", select(user, RED.x0, RED.y0))
+    assert out[p.status] == (
+        "Positive click added to object 1 at x=40, y=60. 1 object(s); 1 of 8 frames have masks."
+    )
+    assert out[p.active]["choices"] == [("1: object 1", 1)] and out[p.active]["value"] == 1
+    assert out[p.frame_view].shape == (720, 960, 3)
+    assert set(out) == {p.frame_view, p.status, p.active}  # nothing else changes
+
+
+def test_track_yields_progress_then_the_video_downloads_and_table(ctx, user, clip):
+    p = ctx.page
+    h.upload(ctx, user, str(clip))
+    h.add_object(ctx, user, "red disc", 0)
+    h.add_point(ctx, user, 0, 1, RED.x0, RED.y0, True)
+    steps = list(h.track(ctx, user, *TRACK))
+    *during, final = steps
+    assert during and all(step[p.status].startswith("Tracking…") for step in during)
+    assert during[-1][p.frame_slider] == 7  # the last tracked frame is shown
+    assert final[p.status].startswith("Tracked 8 frames in ")
+    assert final[p.status].endswith("1 object(s); 8 of 8 frames have masks.")
+    assert Path(final[p.video]).suffix == ".mp4" and Path(final[p.video]).is_file()
+    names = {Path(f).name for f in final[p.files]}
+    assert {"sam2web_tracks.csv", "sam2web_masks.zip", "sam2web_summary.csv"} <= names
+    tracks = next(f for f in final[p.files] if f.endswith("sam2web_tracks.csv"))
+    with open(tracks, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and {r["object_name"] for r in rows} == {"red disc"}
+    summary = final[p.summary]
+    assert summary["headers"][:3] == ["id", "name", "frames present"]
+    assert "distance (px)" in summary["headers"]  # no scale given: pixels
+    assert [row[:2] for row in summary["value"]] == [[1, "red disc"]]
+    assert len(final[p.gallery]) == 8 and final[p.gallery][3][1] == "frame 3"
+    assert Path(final[p.trajectories]).is_file() and Path(final[p.confidence]).is_file()
+    # Updating the measurements with a scale converts the table to that unit.
+    out = h.export(ctx, user, 2, 0.5, True, True, 0, "2.5", "mm", "")
+    assert "distance (mm)" in out[p.summary]["headers"]
+    assert any(f.endswith("sam2web_tracks_calibrated.csv") for f in out[p.files])
+    assert out[p.frame_view].shape == (720, 960, 3)
+
+
+def test_api_click_with_object_0_creates_object_1_as_the_page_does(ctx, user, clip):
+    p = ctx.page
+    h.upload(ctx, user, str(clip))
+    with pytest.raises(gr.Error) as err:
+        h.add_point(ctx, user, 0, 5, RED.x0, RED.y0, True)
+    assert err.value.message.startswith("Object 5 does not exist yet; add an object first")
+    assert user.objects == []  # the refused click added nothing
+    out = h.add_point(ctx, user, 0, 0, RED.x0, RED.y0, True)
+    assert out[p.active]["choices"] == [("1: object 1", 1)]
+    assert "1 object(s); 1 of 8 frames have masks." in out[p.status]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ctx, u: list(h.track(ctx, u, *TRACK)),
+        lambda ctx, u: h.add_object(ctx, u, "x", 0),
+        lambda ctx, u: h.compare_quality(ctx, u, 3),
+    ],
+    ids=["track", "add_object", "compare_quality"],
+)
+def test_actions_before_an_upload_say_what_to_do_first(ctx, user, call):
+    with pytest.raises(gr.Error) as err:
+        call(ctx, user)
+    assert err.value.message == "Upload a video or image sequence first."
+
+
+def test_user_errors_become_one_sentence(ctx, user, clip):
+    h.upload(ctx, user, str(clip))
+    h.add_object(ctx, user, "disc", 0)
+    with pytest.raises(gr.Error) as err:
+        h.add_point(ctx, user, 0, 1, 500, 10, True)
+    assert "outside the 160x120 image" in err.value.message
+    assert err.value.message.count(". ") == 0 and err.value.message.endswith(".")
+    with pytest.raises(gr.Error) as err:
+        list(h.track(ctx, user, "forward", "two", "", 0, 0.5, True, True, 0, "", "mm", ""))
+    assert err.value.message == "The start frame must be a frame number (0 or more) or empty."
+    with pytest.raises(gr.Error) as err:
+        h.save_project(ctx, user, "-3", "mm", "")
+    assert err.value.message == "The pixels per unit must be a positive number or empty."
