@@ -670,6 +670,8 @@ class SessionResults:
         self.live: LiveExports | None = None
         self.results: Results | None = None
         self.video_style: OverlayStyle | None = None  # of the overlay video on disk
+        self._row_files: dict[str, Path] = {}
+        self._row_key: tuple | None = None  # (results, calibration) they were written for
 
     def start_live(
         self,
@@ -728,6 +730,19 @@ class SessionResults:
                 self.video_style = style
         return self.results
 
+    def row_files(
+        self, calibration: Calibration, first_frame: Callable[[], np.ndarray], out_dir: Path
+    ) -> dict[str, Path]:
+        """The files of :func:`write_row_files` for the current results and
+        ``calibration``, written only when they were not yet (``first_frame()`` gives the
+        frame the trajectory plot is drawn on)."""
+        assert self.results is not None, "no results yet"
+        key = (id(self.results), calibration)
+        if key != self._row_key or not all(p.is_file() for p in self._row_files.values()):
+            self._row_files = write_row_files(self.results, calibration, first_frame(), out_dir)
+            self._row_key = key
+        return dict(self._row_files)
+
     def forget(self) -> None:
         """Drop the results (the files stay until overwritten or the folder goes)."""
         live, self.live = self.live, None
@@ -735,3 +750,4 @@ class SessionResults:
             live.abort()
         self.results = None
         self.video_style = None
+        self._row_key = None

@@ -29,7 +29,7 @@ from . import display, quality
 from .analysis import Calibration, ObjectSummary, confidence_events, summarize
 from .engine import Engine, Workspace
 from .errors import PromptError, SessionClosedError, TrackingError, UserError, as_clause
-from .exports import FILES, LiveExports, SessionResults, write_row_files
+from .exports import FILES, LiveExports, SessionResults
 from .history import prompt_actions
 from .media import FrameFolder
 from .model import get_spec
@@ -619,7 +619,7 @@ class UserSession(VideoSession):
         last run's pass still applies)."""
         results = self._results(video, progress)
         out = self._exports_dir()
-        files = write_row_files(results, self.calibration, self.frame_rgb(0), out)
+        files = self.output.row_files(self.calibration, self._first_frame, out)
         video_path = out / FILES["video"]
         self.exports = Exports(
             video_path if video and video_path.is_file() else None,
@@ -636,7 +636,7 @@ class UserSession(VideoSession):
         current was exported yet."""
         results = self._results(video=False)
         cal = calibration or self.calibration
-        files = write_row_files(results, cal, self.frame_rgb(0), self._exports_dir())
+        files = self.output.row_files(cal, self._first_frame, self._exports_dir())
         files.update(results.files)
         return {key: files[key] for key in SCIENCE_KEYS}
 
@@ -667,6 +667,9 @@ class UserSession(VideoSession):
             video,
             progress,
         )
+
+    def _first_frame(self) -> np.ndarray:
+        return self.frame_rgb(0)
 
     @property
     def results(self) -> Results | None:

@@ -20,6 +20,7 @@ from sam2web.exports import read_npz
 from sam2web.settings import Settings
 from sam2web.user_session import UserSession
 from tests import synth
+from tests.masks import assert_nontrivial
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_FRAMES = 6
@@ -131,6 +132,7 @@ def test_track_writes_every_export_for_each_video(batch, tmp_path):
     assert "error:" not in done.stderr
     # The first video is the project's own: same masks as the session that made it.
     _, _, masks = read_npz(out / "1_a" / "sam2web_masks.npz")
+    assert_nontrivial(list(batch["masks"].reshape(-1, *batch["masks"].shape[-2:])))
     assert np.array_equal(masks, batch["masks"])
     rows = _csv_rows(out / "1_a" / "sam2web_tracks_calibrated.csv")
     assert "centroid_x_mm" in rows[0] and "area_mm2" in rows[0]

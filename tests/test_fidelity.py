@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from sam2web.types import Click
+from tests.masks import assert_nontrivial
 
 # Scenario: two objects, positive and negative clicks on frame 0, a refinement on a later
 # frame, a second propagation. Coordinates are (x, y) pixels of the 160x120 clip.
@@ -113,6 +114,9 @@ def iou(a, b):
 def assert_identical(engine, raw):
     engine_out, engine_clicks = engine
     raw_out, raw_clicks = raw
+    assert_nontrivial(
+        [m for name in ("first", "second") for ms in raw_out[name].values() for m in ms.values()]
+    )
     for key in raw_clicks:
         assert np.array_equal(engine_clicks[key], raw_clicks[key]), f"click mask {key} differs"
     for name in ("first", "second"):

@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,7 @@ from sam2web.project import (
 from sam2web.settings import Settings
 from sam2web.user_session import SCIENCE_FILES, UserSession
 from tests import synth
+from tests.masks import assert_nontrivial, stored_masks
 
 CALIBRATION = Calibration(pixels_per_unit=4.0, unit="mm")
 NUM_FRAMES = 8
@@ -156,6 +158,7 @@ def test_replay_gives_identical_masks_objects_and_history(engine, session_a, cli
             (o.obj_id, o.name, o.color) for o in user_a.objects
         ]
         assert b.store.frames() == a.store.frames() == list(range(NUM_FRAMES))
+        assert_nontrivial(stored_masks(a.store))
         for frame in range(NUM_FRAMES):
             ra, rb = a.store.read(frame), b.store.read(frame)
             assert ra.masks.keys() == rb.masks.keys() == {1, 2}
@@ -401,3 +404,39 @@ def test_model_differences_become_notes(session_a):
     numerics = ProjectModel(**{**dataclasses.asdict(same), "device": "cuda", "bf16": True})
     if (same.device, same.bf16) != ("cuda", True):
         assert "cuda with bfloat16" in model_notes(project, numerics)[0]
+
+
+# ---------------------------------------------------------------------------- format 1 files
+V1 = Path(__file__).parent / "data" / "project_v1"
+
+
+def test_a_project_saved_by_an_earlier_page_replays_to_its_masks(engine):
+    """``data/project_v1`` holds a project file saved by the page before its history was
+    typed, the clip it was made on and the masks that session had tracked. Loading it on
+    that clip reproduces every mask and score exactly."""
+    user = UserSession(engine)
+    try:
+        user.upload(V1 / "discs.zip", source_name="discs.zip")
+        notes = user.load_project(V1 / "sam2web_project.json")
+        # The same weights, saved under another file name (torch stores it inside the file).
+        assert notes == [
+            "The project was made with a different checkpoint file of the same model; masks "
+            "may differ."
+        ]
+        expected = np.load(V1 / "expected_masks.npz")
+        t, k, h, w = (int(v) for v in expected["shape"])
+        masks = np.unpackbits(expected["masks"], axis=-1, count=h * w).reshape(t, k, h, w)
+        assert_nontrivial(list(masks.reshape(-1, h, w).astype(bool)))
+        store = user.tracking.store
+        assert store.frames() == list(range(t))
+        for frame in range(t):
+            result = store.read(frame)
+            for i, obj_id in enumerate((1, 2)):
+                assert np.array_equal(result.masks[obj_id], masks[frame, i].astype(bool))
+                assert result.scores[obj_id] == pytest.approx(expected["scores"][frame, i])
+        assert [o.name for o in user.objects] == ["red disc", "blue disc"]
+        saved = json.loads((V1 / "sam2web_project.json").read_text(encoding="utf-8"))
+        again = json.loads(user.save_project(CALIBRATION).read_text(encoding="utf-8"))
+        assert again["history"] == saved["history"] and again["objects"] == saved["objects"]
+    finally:
+        user.close()

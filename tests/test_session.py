@@ -13,6 +13,7 @@ from sam2web.frames import LazyFrameSource
 from sam2web.tracking import new_inference_state
 from sam2web.types import Box, Click
 from tests import synth
+from tests.masks import assert_nontrivial
 
 
 def test_inference_state_has_the_fields_init_state_makes(clip_mp4, make_session):
@@ -218,6 +219,7 @@ def test_refining_a_released_frame_matches_full_memory(tmp_path, make_session):
         after = {s.result.frame_idx: s.result.masks[obj] for s in session.propagate()}
         outcomes.append((refined, after))
     (ref_a, after_a), (ref_b, after_b) = outcomes
+    assert_nontrivial([ref_a, *after_a.values()])
     assert np.array_equal(ref_a, ref_b)
     assert after_a.keys() == after_b.keys()
     for f in after_a:

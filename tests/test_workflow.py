@@ -220,7 +220,7 @@ def test_fast_preview_keeps_the_clicks_and_measures_its_agreement(engine, tmp_pa
 
 
 def test_mask_iou():
-    from sam2web.user_session import mask_iou
+    from sam2web.quality import mask_iou
 
     a = np.zeros((4, 4), bool)
     b = a.copy()
@@ -267,3 +267,52 @@ def test_close_during_an_export_removes_the_folder_when_it_ends(engine, tmp_path
     go_on.set()
     worker.join(60)
     assert not root.exists() and list((tmp_path / "sessions").iterdir()) == []
+
+
+def _snapshot(user: UserSession) -> tuple:
+    """Everything a refused request could break: every file of the session (by content),
+    the recorded history, the prompts, the objects and the active object."""
+    root = user.workspace.root
+    files = {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+    tracking = user.tracking
+    objects = [(o.obj_id, o.name, o.color) for o in user.objects]
+    return files, list(tracking.history), dict(tracking.prompts), objects, user.active_object
+
+
+def test_refused_requests_leave_the_session_as_it_was(engine, tmp_path):
+    from sam2web.errors import UserError
+
+    user = _tracked_user(engine, tmp_path)
+    try:
+        user.export()
+        before = _snapshot(user)
+        bogus = tmp_path / "holiday.mp4"
+        bogus.write_bytes(b"not a video at all" * 50)
+        refused = {
+            "click outside": lambda: user.click(0, 500, 10),
+            "click without position": lambda: user.click(0, float("nan"), 10),
+            "frame past the end": lambda: user.click(99, 40, 60),
+            "negative frame": lambda: user.undo(-1),
+            "removed object": lambda: user.click(0, 40, 60, obj_id=7),
+            "nothing to undo": lambda: user.undo(2),
+            "unknown direction": lambda: list(user.propagate("sideways")),
+            "tiny box": lambda: user.add_box(0, 10, 10, 11, 11),
+            "unknown click mode": lambda: user.click(0, 40, 60, mode="lasso"),
+            "unknown quality": lambda: user.set_quality("ultra"),
+            "not a video": lambda: user.upload(bogus),
+        }
+        for what, request in refused.items():
+            with pytest.raises(UserError):
+                request()
+            assert _snapshot(user) == before, what
+        assert_nontrivial_masks(user)
+    finally:
+        user.close()
+
+
+def assert_nontrivial_masks(user: UserSession) -> None:
+    from tests.masks import assert_nontrivial, stored_masks
+
+    assert_nontrivial(stored_masks(user.tracking.store))

@@ -10,6 +10,7 @@ import pickle
 import sys
 import types
 
+import numpy as np
 import pytest
 
 from sam2web import zerogpu
@@ -17,6 +18,7 @@ from sam2web.engine import Engine
 from sam2web.settings import Settings
 from sam2web.user_session import UserSession
 from tests import synth
+from tests.masks import assert_nontrivial
 
 
 def test_the_decorator_changes_nothing_without_zerogpu(monkeypatch):
@@ -107,11 +109,14 @@ def test_a_job_in_another_process_tracks_exactly_like_the_session(engine, tmp_pa
         assert pickle.loads(pickle.dumps(outcome)) == outcome
         return outcome
 
-    monkeypatch.setattr("sam2web.user_session.run_tracking_job", run_job)
+    monkeypatch.setattr("sam2web.zerogpu.run_tracking_job", run_job)
     remote = Engine(engine.settings, gpu_jobs=True)
     user = UserSession(remote)
     got = scenario(user)
     assert len(jobs) == 2 and jobs[1].replay_frames() == 6
+    assert_nontrivial(
+        [np.array(m) for run in expected for masks in run.values() for m in masks.values()]
+    )
     assert got == expected
     ops = [action.op for action in user.tracking.history]
     assert ops.count("propagate") == 2 and user.tracking.propagating is False

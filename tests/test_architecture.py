@@ -1,0 +1,171 @@
+"""The shape of the package: layers without import cycles, modules that import alone,
+small functions and classes, and no module reaching into another's private members."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "sam2web"
+
+MAX_FUNCTION_LINES = 80
+MAX_CLASS_LINES = 300
+# Larger on purpose, each for a stated reason.
+LONGER = {
+    # The one owner of SAM2's per-video state: prompts, runs and the memory bounds share its
+    # lock, so splitting it would spread that lock across classes.
+    "sam2web/tracking.py:TrackingSession": 450,
+    # The page's whole per-user API: ~30 short methods that check and delegate.
+    "sam2web/user_session.py:UserSession": 330,
+    # One figure: the frame, every path and its legend are drawn in one pass.
+    "sam2web/analysis.py:plot_trajectories": 110,
+    # The command line's whole grammar, one option per statement.
+    "sam2web/cli.py:build_parser": 100,
+    # Decoding any image sequence: one loop with the checks for each frame.
+    "sam2web/media.py:_ingest_sequence": 95,
+}
+
+
+def _modules() -> dict[str, Path]:
+    return {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in sorted(PACKAGE.rglob("*.py"))
+    }
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """sam2web modules ``name`` imports anywhere (module level, functions, TYPE_CHECKING)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            candidates = [target] + [f"{target}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            candidates = [a.name for a in node.names]
+        else:
+            continue
+        out.update(c for c in candidates if c in _modules())
+    out.discard(name)
+    return out
+
+
+def test_no_import_cycles():
+    graph = {name: _imports(name, path) for name, path in _modules().items()}
+    # A package imports its own submodules on purpose (re-exports); that is not a cycle.
+    for name in graph:
+        graph[name] = {d for d in graph[name] if not d.startswith(name + ".")}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycle = stack[stack.index(dep) :] + [dep]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    # The layers the architecture document describes: the core never reaches the page
+    # (only the command line's ``serve`` starts it).
+    reaching = {n for n, ds in graph.items() for d in ds if d.startswith("sam2web.ui")}
+    assert {n for n in reaching if not n.startswith("sam2web.ui")} == {"sam2web.cli"}
+    assert graph["sam2web.project"] <= {
+        "sam2web",
+        "sam2web.analysis",
+        "sam2web.errors",
+        "sam2web.fileio",
+        "sam2web.history",
+        "sam2web.model",
+        "sam2web.types",
+        "sam2web.results",
+    }
+
+
+def test_each_module_imports_alone_in_a_fresh_interpreter():
+    def load(name: str) -> tuple[str, int, str]:
+        out = subprocess.run(
+            [sys.executable, "-c", f"import {name}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        return name, out.returncode, out.stderr[-2000:]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failures = [r for r in pool.map(load, _modules()) if r[1] != 0]
+    assert not failures, failures
+
+
+def _sized_definitions():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                yield f"{rel}:{node.name}", node, node.end_lineno - node.lineno + 1
+
+
+def test_functions_and_classes_stay_small():
+    too_long = []
+    for key, node, lines in _sized_definitions():
+        limit = MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else MAX_FUNCTION_LINES
+        if lines > LONGER.get(key, limit):
+            too_long.append((key, lines))
+    assert not too_long, too_long
+    # The listed exceptions exist (a stale entry would hide a future long one).
+    keys = {key for key, _, _ in _sized_definitions()}
+    assert set(LONGER) <= keys, set(LONGER) - keys
+
+
+def test_no_module_uses_another_modules_private_members():
+    """``thing._name`` is allowed on self/cls, and on names the same module defines."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        own = {
+            n.name
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        }
+        own |= {
+            t.attr
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.Assign, ast.AnnAssign))
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+            if isinstance(t, ast.Attribute)
+        }
+        own |= {
+            n.target.id
+            for n in ast.walk(tree)
+            if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+        }
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+                continue
+            if node.attr.startswith("__") or node.attr in own:
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            # torch's own oneDNN capability check has no public name.
+            if node.attr == "_is_mkldnn_bf16_supported":
+                continue
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}")
+    assert not found, found
