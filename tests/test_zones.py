@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from sam2web.analysis import Calibration
-from sam2web.calibrate import calibration_from_video, ruler_calibration, ruler_pixels_per_unit
+from sam2web.calibrate import (
+    calibration_from_video,
+    normalize_length_unit,
+    ruler_calibration,
+    ruler_pixels_per_unit,
+)
 from sam2web.errors import PromptError
 from sam2web.maskstore import MaskStore
 from sam2web.types import VideoInfo
@@ -321,3 +326,11 @@ def test_calibration_from_video_pixel_size():
     assert cal.pixels_per_unit == pytest.approx(2.0) and cal.length_unit == "µm"
     plain = calibration_from_video(VideoInfo(5, 100, 80, 2.0, "x.mp4", "video"))
     assert not plain.calibrated
+
+
+def test_length_units_are_normalised():
+    for spelling in ("µm", "μm", "um", "micron", "Micron", "\\u00B5m"):
+        assert normalize_length_unit(spelling) == "µm"
+    assert normalize_length_unit("mm") == "mm" and normalize_length_unit("nm") == "nm"
+    for nothing in ("pixel", "", None, 3, "furlong"):
+        assert normalize_length_unit(nothing) is None
