@@ -1,4 +1,4 @@
-"""Small helpers shared by the analyses of measurement tables (zones, pairs, heatmaps).
+"""Functions shared by the analyses of measurement tables (zones, pairs, heatmaps).
 
 A table is a list of :class:`sam2web.types.Measurement` rows, one per object per frame, as
 :func:`sam2web.exports.measurements` makes it.
