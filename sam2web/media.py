@@ -28,6 +28,28 @@ pixel becomes 0. NaN becomes 0. The range used is reported in ``VideoInfo.notes`
 Channels: gray becomes RGB by repeating the channel; an alpha channel is dropped (noted).
 TIFF layouts accepted, by shape: (H, W), (T, H, W), (H, W, 3|4), (T, H, W, 3|4) and
 (T, C, H, W) with C = 3 colour planes; other layouts are refused with a message.
+
+Microscopy TIFF (OME-TIFF, ImageJ hyperstacks): the axes come from the file's metadata
+(tifffile's ``series[0].axes``, e.g. TCYX, TZCYX, ZYX, CYX).
+
+* Frames run along T when the file has a time axis, else along Z; ``ingest(axis="Z")``
+  makes the slices of a time-lapse the frames. The other of T and Z, when present, is
+  merged into each frame by maximum-intensity projection (noted).
+* Channels: ``ingest(channel=i)`` shows channel i (from 0) as gray, ``channel="name"`` the
+  channel of that name (OME channel names; case is ignored when no name matches
+  exactly), ``channel=COMPOSITE`` an RGB composite of channels 0, 1, 2 as red, green,
+  blue (a third channel left black with two; channels beyond the third left out). High
+  bit depths in a composite are scaled channel by channel, each with the rule above. A
+  file with 3 channels and no choice is shown as that composite; with 2 or more than 3
+  channels and no choice, ingest raises :class:`StackChoiceError`, which carries the
+  channel names and axes for the page to offer.
+* Time and scale: OME ``TimeIncrement`` (with its unit) or ImageJ ``finterval`` give the
+  frame rate (1 / interval, not nominal) when frames run along T; OME ``PhysicalSizeX``
+  with its unit, or ImageJ's X resolution with its ``unit``, give ``VideoInfo.pixel_size``
+  and ``pixel_unit``. Unreadable metadata is ignored.
+
+PIL's guard against decompression bombs stays in force; an image it refuses gets the
+pixel limit's message, with the size read from the file's header.
 """
 
 from __future__ import annotations
@@ -63,6 +85,8 @@ INFO_FILE = "video.json"
 FRAME_DIGITS = 5
 FRAME_EXTENSIONS = {"jpeg": ".jpg", "png": ".png"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+STACK_FRAME_AXES = ("T", "Z")  # axes of a TIFF whose positions can become frames
+COMPOSITE = "composite"  # ingest(channel=COMPOSITE): channels 0, 1, 2 as red, green, blue
 SUPPORTED = "upload an MP4, MOV, AVI, MKV, WEBM, MPG, GIF, a zip of images or a TIFF stack"
 
 JPEG_QUALITY = 95
@@ -179,6 +203,8 @@ def ingest(
     fps: float | None = None,
     progress: Progress | None = None,
     max_output_bytes: int | None = None,
+    channel: int | str | None = None,
+    axis: str | None = None,
 ) -> VideoInfo:
     """Decode ``src`` into frame files in ``dest_dir`` (created here; must not hold files).
 
@@ -188,13 +214,22 @@ def ingest(
     ``progress(done, total)`` is called every few frames; ``total`` is None when unknown.
     ``max_output_bytes`` bounds the bytes of frame files written (None: no bound); going
     beyond it stops decoding with StorageFullError.
-    Raises MediaError, LimitError or StorageFullError with a message fit for the user;
-    nothing is left behind.
+    ``channel`` and ``axis`` choose what a multi-dimensional TIFF shows (see "Microscopy
+    TIFF" in the module doc): ``channel`` a channel index from 0, a channel name, or
+    :data:`COMPOSITE`; ``axis`` "T" or "Z", the axis whose positions become frames. Other
+    kinds of file ignore them.
+    Raises MediaError (:class:`StackChoiceError` when a TIFF needs a choice), LimitError or
+    StorageFullError with a message fit for the user; nothing is left behind.
     """
     src = Path(src)
     dest_dir = Path(dest_dir)
     if frame_format not in FRAME_EXTENSIONS:
         raise ValueError(f"frame_format must be one of {sorted(FRAME_EXTENSIONS)}")
+    if axis not in (None, *STACK_FRAME_AXES):
+        raise ValueError(f"axis must be None or one of {STACK_FRAME_AXES}, got {axis!r}")
+    if isinstance(channel, bool) or not isinstance(channel, (int, str, type(None))):
+        raise TypeError(f"channel must be an int, a str or None, got {type(channel).__name__}")
+    choice = _StackChoice(channel, axis)
     name = src.name if source_name is None else source_name
     if fps is not None and not (math.isfinite(fps) and fps > 0):
         raise MediaError(
@@ -208,7 +243,7 @@ def ingest(
         writer = _FrameWriter(
             dest_dir, frame_format, _Progress(progress), max_bytes=max_output_bytes
         )
-        info = _ingest_into(src, writer, _Limiter(limits, name), name, fps)
+        info = _ingest_into(src, writer, _Limiter(limits, name), name, fps, choice)
         meta = info_to_dict(info)
         meta["frame_format"] = frame_format
         (dest_dir / INFO_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -228,7 +263,12 @@ def ingest(
 
 
 def _ingest_into(
-    src: Path, writer: _FrameWriter, lim: _Limiter, name: str, fps: float | None
+    src: Path,
+    writer: _FrameWriter,
+    lim: _Limiter,
+    name: str,
+    fps: float | None,
+    choice: _StackChoice,
 ) -> VideoInfo:
     try:
         size = src.stat().st_size if src.is_file() else -1
@@ -247,9 +287,9 @@ def _ingest_into(
     with open(src, "rb") as fh:
         head = fh.read(4096)
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return _ingest_zip(src, writer, lim, name, fps)
+        return _ingest_zip(src, writer, lim, name, fps, choice)
     if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
-        return _ingest_tiff(src, writer, lim, name, fps)
+        return _ingest_tiff(src, writer, lim, name, fps, choice)
     if head.startswith(b"GIF8"):
         return _ingest_gif(src, writer, lim, name, fps)
     if head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
@@ -357,11 +397,32 @@ class _Limiter:
 
     def check_pixels(self, width: int, height: int) -> None:
         if width * height > self.limits.max_pixels:
-            raise LimitError(
-                f"{_the_file(self.name)} has frames of {width}x{height} pixels, "
-                f"more than this server's limit of {self.limits.max_pixels:,} "
-                "pixels per frame; scale it down and upload it again."
-            )
+            raise self.too_many_pixels(width, height)
+
+    def too_many_pixels(
+        self, width: int | None, height: int | None, limit: int | None = None
+    ) -> LimitError:
+        """The error for frames of ``width`` x ``height`` pixels (None: size unknown) over
+        ``limit`` pixels (default: the configured limit)."""
+        limit = self.limits.max_pixels if limit is None else limit
+        size = (
+            f"has frames of {width}x{height} pixels, more than"
+            if width and height
+            else "has frames larger than"
+        )
+        return LimitError(
+            f"{_the_file(self.name)} {size} this server's limit of {limit:,} pixels per "
+            "frame; scale it down and upload it again."
+        )
+
+    def decoder_refused(self, data: bytes) -> LimitError:
+        """The error for an image PIL refuses to open as a possible decompression bomb:
+        its size read from the header, the limit the lower of ours and PIL's."""
+        width, height = _unchecked_image_size(data) or (None, None)
+        limit = self.limits.max_pixels
+        if Image.MAX_IMAGE_PIXELS:
+            limit = min(limit, 2 * int(Image.MAX_IMAGE_PIXELS))
+        return self.too_many_pixels(width, height, limit)
 
     def max_image_bytes(self) -> int:
         """Most bytes one packed image may take: an uncompressed 4-channel 16-bit image of
@@ -575,10 +636,8 @@ def _ingest_gif(
                 delays = delays[: writer.count]
     except Image.DecompressionBombError as exc:
         # PIL refuses to open pictures of hundreds of megapixels before we learn the size.
-        raise LimitError(
-            f"{_the_file(name)} has frames larger than this server's limit of "
-            f"{lim.limits.max_pixels:,} pixels per frame; scale it down and upload it again."
-        ) from exc
+        with open(src, "rb") as fh:
+            raise lim.decoder_refused(fh.read(1 << 16)) from exc
     except _DECODE_ERRORS as exc:
         log.info("cannot read GIF %r: %s", name, exc)
         raise MediaError(
@@ -619,6 +678,10 @@ class _Sequence:
 
     count: int
     notes: list[str]
+    fps: float | None = None  # frame rate the file states, if any
+    pixel_size: float | None = None  # pixel width in pixel_unit the file states, if any
+    pixel_unit: str | None = None
+    stretch_per_channel = False  # scale each colour channel with its own range
 
     def read(self, index: int) -> np.ndarray:
         raise NotImplementedError
@@ -686,6 +749,8 @@ def _ingest_sequence(
         progress.total = seq.count
         for i in range(seq.count):
             writer.add(_gray_to_rgb(prepared(i).astype(np.uint8) * 255))
+    elif seq.stretch_per_channel and head.ndim == 3:
+        notes.extend(_stretch_channels(seq, prepared, writer, head))
     else:
         # Two passes: find one scaling range for the whole stack, then convert.
         progress.total = 2 * seq.count
@@ -717,8 +782,58 @@ def _ingest_sequence(
             "The alpha (transparency) channel was dropped; sam2web works on opaque RGB frames."
         )
     notes = seq.final_notes() + notes
-    nominal = fps_override is None
-    return _finish_info(writer, name, kind, SEQUENCE_FPS, fps_override, notes, nominal=nominal)
+    fps, nominal = (seq.fps, False) if seq.fps else (SEQUENCE_FPS, fps_override is None)
+    return _finish_info(
+        writer,
+        name,
+        kind,
+        fps,
+        fps_override,
+        notes,
+        nominal=nominal,
+        pixel_size=seq.pixel_size,
+        pixel_unit=seq.pixel_unit,
+    )
+
+
+_CHANNEL_COLOURS = ("red", "green", "blue")
+
+
+def _stretch_channels(
+    seq: _Sequence, prepared: Callable[[int], np.ndarray], writer: _FrameWriter, head: np.ndarray
+) -> list[str]:
+    """Two passes like the one-range rule, but each of the 3 colour channels gets its own
+    range (for composites of microscope channels, whose brightness differs widely)."""
+    progress = writer.progress
+    progress.total = 2 * seq.count
+    channels = head.shape[2]
+    stride = max(1, math.ceil(seq.count * head.shape[0] * head.shape[1] / STRETCH_SAMPLE))
+    samples: list[list[np.ndarray]] = [[] for _ in range(channels)]
+    offset = 0
+    for i in range(seq.count):
+        flat = prepared(i).reshape(-1, channels)
+        for c in range(channels):
+            samples[c].append(flat[(-offset) % stride :: stride, c].astype(np.float64))
+        offset += flat.shape[0]
+        progress.update(i + 1, final=i + 1 == seq.count)
+    ranges = [_stretch_range(np.concatenate(s)) for s in samples]
+    progress.base = seq.count
+    for i in range(seq.count):
+        img = prepared(i)
+        writer.add(
+            np.stack(
+                [_stretch(img[..., c], lo, hi) for c, (lo, hi, _) in enumerate(ranges)], axis=-1
+            )
+        )
+    depth = _depth_words(head.dtype).capitalize()
+    parts = [
+        f"{how} range {_fmt_range(lo, hi)} ({_CHANNEL_COLOURS[c]})"
+        for c, (lo, hi, how) in enumerate(ranges)
+        if how
+    ]
+    if not parts:
+        return [f"{depth} values are all equal (or not numbers); every pixel was set to 0."]
+    return [f"{depth} values scaled to 8-bit for each channel: {', '.join(parts)} mapped to 0-255."]
 
 
 def _drop_alpha(img: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -800,6 +915,8 @@ def _finish_info(
     notes: list[str],
     *,
     nominal: bool,
+    pixel_size: float | None = None,
+    pixel_unit: str | None = None,
 ) -> VideoInfo:
     assert writer.size is not None
     if fps_override is not None:
@@ -818,19 +935,42 @@ def _finish_info(
         kind=kind,
         fps_is_nominal=nominal,
         notes=tuple(dict.fromkeys(notes)),
+        pixel_size=pixel_size,
+        pixel_unit=pixel_unit,
     )
 
 
-def _decode_image(data: bytes, label: str, lim: _Limiter) -> tuple[np.ndarray, bool]:
+def _unchecked_image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG or GIF header, read without PIL's pixel-count guard
+    (only the header is parsed; nothing is decoded); None when unreadable."""
+    from PIL import GifImagePlugin, JpegImagePlugin, PngImagePlugin
+
+    for factory in (
+        PngImagePlugin.PngImageFile,
+        JpegImagePlugin.JpegImageFile,
+        GifImagePlugin.GifImageFile,
+    ):
+        try:
+            with factory(io.BytesIO(data)) as img:
+                return img.size
+        except _DECODE_ERRORS:
+            continue
+    return None
+
+
+def _decode_image(
+    data: bytes, label: str, lim: _Limiter, choice: _StackChoice | None = None
+) -> tuple[np.ndarray, bool]:
     """One image file's bytes -> (array (H, W) or (H, W, C) in native dtype, rotated?).
 
     TIFF goes through tifffile (16-bit, float, multi-channel); everything else through
-    PIL with EXIF orientation applied."""
+    PIL with EXIF orientation applied. PIL's guard against decompression bombs stays in
+    force; an image it refuses gets the pixel limit's message."""
     if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         import tifffile
 
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            stack = _TiffStack(tif, label, lim)
+            stack = _TiffStack(tif, label, lim, choice or _StackChoice())
             if stack.count != 1:
                 raise MediaError(
                     f"Image '{_display_name(label)}' holds {stack.count} pages; "
@@ -838,7 +978,11 @@ def _decode_image(data: bytes, label: str, lim: _Limiter) -> tuple[np.ndarray, b
                     "stack on its own instead."
                 )
             return stack.read(0), False
-    with Image.open(io.BytesIO(data)) as img:
+    try:
+        opened = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise lim.decoder_refused(data) from None
+    with opened as img:
         lim.check_pixels(*img.size)
         orientation = img.getexif().get(0x0112, 1)
         upright = ImageOps.exif_transpose(img)
@@ -905,9 +1049,15 @@ def _is_hidden_member(filename: str) -> bool:
 
 class _ZipImages(_Sequence):
     def __init__(
-        self, zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], lim: _Limiter, byte_budget: float
+        self,
+        zf: zipfile.ZipFile,
+        members: list[zipfile.ZipInfo],
+        lim: _Limiter,
+        byte_budget: float,
+        choice: _StackChoice | None = None,
     ):
         self.zf = zf
+        self.choice = choice
         self.members = members
         self.lim = lim
         self.count = len(members)
@@ -948,7 +1098,7 @@ class _ZipImages(_Sequence):
                 "made from a plain folder of images."
             )
         try:
-            img, rotated = _decode_image(data, label, self.lim)
+            img, rotated = _decode_image(data, label, self.lim, self.choice)
         except _DECODE_ERRORS as exc:
             log.info("cannot decode zip member %r", label, exc_info=True)
             raise MediaError(
@@ -970,7 +1120,12 @@ class _ZipImages(_Sequence):
 
 
 def _ingest_zip(
-    src: Path, writer: _FrameWriter, lim: _Limiter, name: str, fps_override: float | None
+    src: Path,
+    writer: _FrameWriter,
+    lim: _Limiter,
+    name: str,
+    fps_override: float | None,
+    choice: _StackChoice | None = None,
 ) -> VideoInfo:
     from natsort import natsorted, ns
 
@@ -1025,7 +1180,7 @@ def _ingest_zip(
             )
         images = natsorted(images, key=lambda i: i.filename, alg=ns.PATH | ns.IGNORECASE)
         # Two passes read each member twice at most (high bit depth).
-        seq = _ZipImages(zf, images, lim, byte_budget=2 * allowed)
+        seq = _ZipImages(zf, images, lim, byte_budget=2 * allowed, choice=choice)
         if ignored:
             seq.notes.append(
                 f"{ignored} file{'s' if ignored > 1 else ''} in the zip that "
@@ -1039,6 +1194,45 @@ def _ingest_zip(
 # --- TIFF ---
 
 
+class StackChoiceError(MediaError):
+    """A microscopy TIFF needs a choice ingest cannot make alone: which channel to show, or
+    along which axis frames run. ``str(err)`` is one sentence; the attributes tell a page
+    what to offer: ``axes`` (the file's axes, e.g. "TCYX"), ``channels`` (display names,
+    index = channel number from 0) and ``frame_axes`` (axes frames can run along, from
+    :data:`STACK_FRAME_AXES`)."""
+
+    def __init__(
+        self, message: str, *, axes: str, channels: tuple[str, ...], frame_axes: tuple[str, ...]
+    ):
+        super().__init__(message)
+        self.axes = axes
+        self.channels = channels
+        self.frame_axes = frame_axes
+
+
+@dataclass(frozen=True)
+class _StackChoice:
+    channel: int | str | None = None
+    axis: str | None = None
+
+
+_MAX_PLANES_PER_FRAME = 64  # channels x slices one frame may merge (bounds the page count)
+_TIME_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "ms": 1e-3,
+    "msec": 1e-3,
+    "µs": 1e-6,
+    "us": 1e-6,
+    "min": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+}
+
+
 def _tiff_unreadable(name: str) -> str:
     return (
         f"{_the_file(name)} looks like a TIFF but cannot be read (it may be damaged); "
@@ -1046,30 +1240,45 @@ def _tiff_unreadable(name: str) -> str:
     )
 
 
+def _positive(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
 class _TiffStack(_Sequence):
     """Frames of one TIFF file, laid out as described in the module doc."""
 
-    def __init__(self, tif, label: str, lim: _Limiter):
+    def __init__(self, tif, label: str, lim: _Limiter, choice: _StackChoice | None = None):
         self.tif = tif
         self.name = label
         self.notes = []
+        self.choice = choice or _StackChoice()
         try:
             self._read_layout(tif, label, lim)
         except _DECODE_ERRORS as exc:
             log.info("cannot read the structure of TIFF %r", label, exc_info=True)
             raise MediaError(_tiff_unreadable(label)) from exc
+        try:
+            self._read_metadata(tif)
+        except (*_DECODE_ERRORS, AttributeError):
+            # Metadata only adds time and scale; a file whose pictures read is still used.
+            log.info("ignoring unreadable metadata of TIFF %r", label, exc_info=True)
 
+    # ------------------------------------------------------------------ layout
     def _read_layout(self, tif, label: str, lim: _Limiter) -> None:
         # Counting the pages first walks the whole page chain once; tifffile's own walk
-        # (in ``series``) can otherwise run on forever through a damaged chain. Every frame
-        # takes one page, or three for colour planes.
-        lim.check_frames(math.ceil(len(tif.pages) / 3))
+        # (in ``series``) can otherwise run on forever through a damaged chain.
+        lim.check_frames(math.ceil(len(tif.pages) / _MAX_PLANES_PER_FRAME))
         series = tif.series
         if not series:
             raise MediaError(_tiff_unreadable(label))
         if len(series) == 1:
             pages = list(series[0].pages)
             shape = tuple(series[0].shape)
+            axes = series[0].axes
         else:
             pages = list(tif.pages)
             shapes = {getattr(p, "shape", None) for p in pages}
@@ -1080,43 +1289,219 @@ class _TiffStack(_Sequence):
                     "and height, so save it again that way and upload it."
                 )
             shape = (len(pages), *pages[0].shape)
+            axes = ""
+        self.shape_text = "x".join(map(str, shape))
         if not pages or any(p is None for p in pages):
-            raise MediaError(self._layout_message("x".join(map(str, shape))))
+            raise MediaError(self._layout_message())
         key = pages[0].keyframe if hasattr(pages[0], "keyframe") else pages[0]
         self.page_axes = key.axes
         page_shape = tuple(key.shape)
         if len(page_shape) == 3 and "S" not in self.page_axes:
-            raise MediaError(self._layout_message("x".join(map(str, shape))))
-        if shape[len(shape) - len(page_shape) :] != page_shape:
-            raise MediaError(self._layout_message("x".join(map(str, shape))))
-        lead = [d for d in shape[: len(shape) - len(page_shape)] if d > 1]
+            raise MediaError(self._layout_message())
+        n_lead = len(shape) - len(page_shape)
+        if n_lead < 0 or shape[n_lead:] != page_shape:
+            raise MediaError(self._layout_message())
+        lead_shape = shape[:n_lead]
+        lead_axes = axes[:n_lead] if len(axes) == len(shape) else "Q" * n_lead
+        self.axes = (lead_axes + self.page_axes) if len(axes) != len(shape) else axes
         samples = page_shape[self.page_axes.index("S")] if "S" in self.page_axes else 1
-        if samples not in (1, 3, 4) or len(lead) > 2:
-            raise MediaError(self._layout_message("x".join(map(str, shape))))
-        self.planes = 1  # pages that make one frame: 3 for (T, C=3, H, W)
-        if len(lead) == 2:
-            if samples != 1 or lead[1] != 3:
-                raise MediaError(self._layout_message("x".join(map(str, shape))))
-            self.planes = 3
+        if samples not in (1, 3, 4) or math.prod(lead_shape) != len(pages):
+            raise MediaError(self._layout_message())
+
+        named: dict[str, int] = {}  # "T", "Z", "C" -> position among the leading axes
+        generic: list[int] = []
+        for i, (a, n) in enumerate(zip(lead_axes, lead_shape, strict=True)):
+            if n == 1:
+                continue
+            if a in "TZC" and a not in named:
+                named[a] = i
+            else:
+                generic.append(i)
+        legacy_colour = (
+            not named and len(generic) == 2 and lead_shape[generic[1]] == 3 and samples == 1
+        )
+        if legacy_colour:  # (frames, 3, H, W): three colour planes per frame
+            named["C"] = generic.pop()
+        if len(generic) > 1 or (generic and ("T" in named or "Z" in named)):
+            raise MediaError(self._layout_message())
+        if samples > 1 and "C" in named:
+            raise MediaError(self._layout_message())
         self.pages = pages
-        self.count = lead[0] if lead else 1
-        if self.count * self.planes != len(pages):
-            raise MediaError(self._layout_message("x".join(map(str, shape))))
+        self.lead_shape = lead_shape
+        frame_axes = tuple(a for a in STACK_FRAME_AXES if a in named)
+        self.frame_axes = frame_axes
+
+        # Which axis runs through the frames; the other of T and Z is projected.
+        wanted = self.choice.axis
+        if wanted is not None and wanted not in named and not generic and frame_axes:
+            raise StackChoiceError(
+                f"{_the_file(label)} has no {wanted} axis to take frames from (its axes are "
+                f"{self.axes}); choose {' or '.join(frame_axes)}.",
+                axes=self.axes,
+                channels=(),
+                frame_axes=frame_axes,
+            )
+        if wanted in named:
+            frame_pos = named[wanted]
+        elif generic:
+            frame_pos = generic[0]
+        else:
+            first = next((a for a in STACK_FRAME_AXES if a in named), None)
+            frame_pos = None if first is None else named[first]
+        self.frame_pos = frame_pos
+        self.frame_axis = next((a for a, i in named.items() if i == frame_pos), None)
+        self.project_pos = None
+        for a in STACK_FRAME_AXES:
+            if a in named and named[a] != frame_pos:
+                self.project_pos = named[a]
+                what = "slices" if a == "Z" else "time points"
+                self.notes.append(
+                    f"Each frame is the maximum-intensity projection of the "
+                    f"{lead_shape[named[a]]} {what} along {a}."
+                )
+        self.count = 1 if frame_pos is None else lead_shape[frame_pos]
         lim.check_frames(self.count)
+        self.channel_pos = named.get("C")
+        n_channels = 1 if self.channel_pos is None else lead_shape[self.channel_pos]
+        self.channel_names = self._channel_names(tif, n_channels)
+        self.channels = self._choose_channels(n_channels, samples, legacy_colour)
+        self.stretch_per_channel = len(self.channels) > 1 and not legacy_colour
         plane = [d for a, d in zip(self.page_axes, page_shape, strict=True) if a in "YX"]
         if len(plane) != 2 or 0 in plane:
-            raise MediaError(self._layout_message("x".join(map(str, shape))))
+            raise MediaError(self._layout_message())
         lim.check_pixels(plane[1], plane[0])
 
-    def _layout_message(self, shape: str) -> str:
+    def _layout_message(self) -> str:
         return (
             f"The TIFF '{_display_name(self.name)}' has a layout sam2web cannot use "
-            f"({shape}); save it as one stack of gray frames (frames x height x width) or "
-            "RGB frames (frames x height x width x 3) and upload it again."
+            f"({self.shape_text}); save it as one stack of gray frames (frames x height x "
+            "width) or RGB frames (frames x height x width x 3) and upload it again."
         )
 
+    def _choice_error(self, message: str) -> StackChoiceError:
+        return StackChoiceError(
+            message,
+            axes=self.axes,
+            channels=tuple(self.channel_names),
+            frame_axes=self.frame_axes,
+        )
+
+    def _listed_channels(self) -> str:
+        names = [_display_name(n, 30) for n in self.channel_names[:8]]
+        if len(self.channel_names) > 8:
+            names.append("…")
+        return ", ".join(names)
+
+    def _choose_channels(self, n: int, samples: int, legacy_colour: bool) -> list[int | None]:
+        """Channel indices shown as gray (one) or as red, green, blue (up to three)."""
+        wanted = self.choice.channel
+        the = _the_file(self.name)
+        if n == 1:
+            if wanted in (None, 0, COMPOSITE) or wanted in self.channel_names:
+                return [None if self.channel_pos is None else 0]
+            raise self._choice_error(
+                f"{the} has no channel {_display_name(str(wanted), 30)} (it has one "
+                f"{'colour picture' if samples > 1 else 'channel'} per frame); load it "
+                "without choosing a channel."
+            )
+        if wanted is None:
+            if n == 3:
+                if not legacy_colour:
+                    self.notes.append(
+                        f"The 3 channels ({self._listed_channels()}) are shown as red, "
+                        "green and blue."
+                    )
+                return [0, 1, 2]
+            raise self._choice_error(
+                f"{the} has {n} channels ({self._listed_channels()}); choose the channel to "
+                "track, or the colour composite of the first three, and load it again."
+            )
+        if wanted == COMPOSITE:
+            shown = list(range(min(3, n)))
+            colours = ", ".join(
+                f"{_display_name(self.channel_names[c], 30)} as {_CHANNEL_COLOURS[c]}"
+                for c in shown
+            )
+            self.notes.append(f"Channels are shown as a colour composite: {colours}.")
+            if n > 3:
+                self.notes[-1] = self.notes[-1][:-1] + f"; the other {n - 3} are left out."
+            return shown
+        index = None
+        if isinstance(wanted, int) and 0 <= wanted < n:
+            index = wanted
+        elif isinstance(wanted, str):
+            exact = [i for i, c in enumerate(self.channel_names) if c == wanted]
+            loose = [i for i, c in enumerate(self.channel_names) if c.lower() == wanted.lower()]
+            index = (exact or loose or [None])[0]
+        if index is None:
+            raise self._choice_error(
+                f"{the} has no channel {_display_name(str(wanted), 30)}; choose one of its "
+                f"{n} channels ({self._listed_channels()}) or the colour composite."
+            )
+        self.notes.append(
+            f"Frames show channel {index} ({_display_name(self.channel_names[index], 30)}) of {n}."
+        )
+        return [index]
+
+    def _channel_names(self, tif, n: int) -> list[str]:
+        names = [f"channel {i}" for i in range(n)]
+        if n > 1 and getattr(tif, "is_ome", False):
+            try:
+                found = [
+                    el.get("Name")
+                    for el in self._ome_pixels(tif) or ()
+                    if el.tag.rsplit("}", 1)[-1] == "Channel"
+                ]
+            except (*_DECODE_ERRORS, AttributeError):
+                found = []
+            if len(found) == n:
+                names = [f or names[i] for i, f in enumerate(found)]
+        return names
+
+    # ------------------------------------------------------------------ metadata
+    @staticmethod
+    def _ome_pixels(tif):
+        import xml.etree.ElementTree as ElementTree
+
+        root = ElementTree.fromstring(tif.ome_metadata)
+        for el in root.iter():
+            if el.tag.rsplit("}", 1)[-1] == "Pixels":
+                return el
+        return None
+
+    def _read_metadata(self, tif) -> None:
+        from .calibrate import normalize_length_unit
+
+        interval = size = unit = None
+        if getattr(tif, "is_ome", False) and tif.ome_metadata:
+            pixels = self._ome_pixels(tif)
+            if pixels is not None:
+                step = _positive(pixels.get("TimeIncrement"))
+                scale = _TIME_UNITS.get(pixels.get("TimeIncrementUnit", "s"))
+                interval = step * scale if step and scale else None
+                size = _positive(pixels.get("PhysicalSizeX"))
+                unit = normalize_length_unit(pixels.get("PhysicalSizeXUnit", "µm"))
+        elif getattr(tif, "is_imagej", False):
+            ij = tif.imagej_metadata or {}
+            step = _positive(ij.get("finterval"))
+            scale = _TIME_UNITS.get(str(ij.get("tunit", "s")).strip().lower())
+            interval = step * scale if step and scale else None
+            unit = normalize_length_unit(ij.get("unit"))
+            tag = tif.pages[0].tags.get("XResolution")
+            if tag is not None and unit:
+                num, den = tag.value
+                size = _positive(den / num) if num else None
+        if size and unit:
+            self.pixel_size, self.pixel_unit = float(size), unit
+        if interval and self.frame_axis == "T":
+            self.fps = 1.0 / interval
+            self.notes.append(
+                f"Time stamps use the file's frame interval of {_fmt_num(interval)} seconds."
+            )
+
+    # ------------------------------------------------------------------ pixels
     def label(self, index: int) -> str:
-        return f"{self.name} page {index * self.planes + 1}"
+        return f"{self.name} frame {index + 1}"
 
     def _page(self, j: int) -> np.ndarray:
         try:
@@ -1132,15 +1517,37 @@ class _TiffStack(_Sequence):
             arr = np.moveaxis(arr, 0, -1)
         return arr
 
+    def _plane(self, index: int, channel: int | None) -> np.ndarray:
+        """One channel of frame ``index``, projected along the other of T and Z."""
+        idx = [0] * len(self.lead_shape)
+        if self.frame_pos is not None:
+            idx[self.frame_pos] = index
+        if channel is not None:
+            idx[self.channel_pos] = channel
+        steps = range(self.lead_shape[self.project_pos]) if self.project_pos is not None else [0]
+        planes = []
+        for k in steps:
+            if self.project_pos is not None:
+                idx[self.project_pos] = k
+            planes.append(self._page(int(np.ravel_multi_index(idx, self.lead_shape))))
+        return planes[0] if len(planes) == 1 else np.fmax.reduce(planes)
+
     def read(self, index: int) -> np.ndarray:
-        if self.planes == 1:
-            return self._page(index)
-        start = index * self.planes
-        return np.stack([self._page(start + c) for c in range(self.planes)], axis=-1)
+        planes = [self._plane(index, c) for c in self.channels]
+        if len(planes) == 1:
+            return planes[0]
+        while len(planes) < 3:
+            planes.append(np.zeros_like(planes[0]))
+        return np.stack(planes, axis=-1)
 
 
 def _ingest_tiff(
-    src: Path, writer: _FrameWriter, lim: _Limiter, name: str, fps_override: float | None
+    src: Path,
+    writer: _FrameWriter,
+    lim: _Limiter,
+    name: str,
+    fps_override: float | None,
+    choice: _StackChoice | None = None,
 ) -> VideoInfo:
     import tifffile
 
@@ -1150,5 +1557,5 @@ def _ingest_tiff(
         log.info("cannot open TIFF %r", name, exc_info=True)
         raise MediaError(_tiff_unreadable(name)) from exc
     with tif:
-        stack = _TiffStack(tif, name, lim)
+        stack = _TiffStack(tif, name, lim, choice)
         return _ingest_sequence(stack, writer, lim, name, fps_override, kind="tiff")

@@ -33,6 +33,8 @@ class VideoInfo:
     kind: str  # "video", "images" or "tiff"
     fps_is_nominal: bool = False  # True when no real frame rate was known (sequences)
     notes: tuple[str, ...] = ()  # what ingest did that a user should know (rotation, scaling)
+    pixel_size: float | None = None  # width of one pixel in pixel_unit, when the file states it
+    pixel_unit: str | None = None  # unit of pixel_size, e.g. "µm"
 
     @property
     def duration_s(self) -> float:

@@ -233,7 +233,7 @@ REFUSED_UPLOADS = [
         "contains no images",
     ),
     ("zip-damaged-image", _zip("damaged.zip", _damaged_zip_image), "cannot be read"),
-    ("tiff-two-channels", _two_channel_tiff, "layout sam2web cannot use"),
+    ("tiff-two-channels", _two_channel_tiff, "has 2 channels"),
     (
         "gif-damaged",
         _write("broken.gif", b"GIF89a" + np.random.default_rng(5).bytes(3000)),

@@ -11,7 +11,9 @@ import dataclasses
 import io
 import json
 import re
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,14 @@ import tifffile
 from PIL import Image
 
 from sam2web.errors import LimitError, MediaError
-from sam2web.media import FrameFolder, MediaLimits, frame_filename, ingest
+from sam2web.media import (
+    COMPOSITE,
+    FrameFolder,
+    MediaLimits,
+    StackChoiceError,
+    frame_filename,
+    ingest,
+)
 from sam2web.settings import Settings
 from tests import synth
 from tests.synth import ffmpeg, has_encoder, png_bytes, write_gif, zip_of
@@ -571,12 +580,19 @@ def test_tiff_pages_of_different_sizes(tmp_path, expect_failure):
     assert "different sizes" in expect_failure(src, MediaError)
 
 
-def test_tiff_with_two_channels_is_refused(tmp_path, expect_failure):
+def test_tiff_with_two_channels_asks_which_to_show(tmp_path, expect_failure):
     src = tmp_path / "twochannel.tif"
     data = np.zeros((4, 2, 20, 30), np.uint16)
     tifffile.imwrite(src, data, imagej=True, metadata={"axes": "TCYX"})
+    message = expect_failure(src, StackChoiceError)
+    assert "has 2 channels (channel 0, channel 1)" in message and "composite" in message
+
+
+def test_tiff_with_an_unusable_layout_is_refused(tmp_path, expect_failure):
+    src = tmp_path / "five.tif"
+    tifffile.imwrite(src, np.zeros((4, 5, 6, 20, 30), np.uint8))  # three unnamed axes
     message = expect_failure(src, MediaError)
-    assert "layout" in message and "4x2x20x30" in message
+    assert "layout" in message and "4x5x6x20x30" in message
 
 
 def test_limits_on_videos(tmp_path, frames, expect_failure):
@@ -622,3 +638,159 @@ def test_existing_files_in_destination_are_left_alone(tmp_path, frames):
     with pytest.raises(FileExistsError):
         ingest(src, dest, limits=LIMITS)
     assert (dest / "keep.txt").read_text() == "mine"
+
+
+# --------------------------------------------------------------------------------------
+# Microscopy TIFF: axes, channels, time and scale from metadata
+
+
+def two_channel_stack(frames: np.ndarray) -> np.ndarray:
+    """(12, 2, 120, 160) uint8: channel 0 noise, channel 1 the discs' red plane."""
+    noise = np.random.default_rng(7).integers(0, 256, frames.shape[:3], dtype=np.uint8)
+    return np.stack([noise, frames[..., 0]], axis=1)
+
+
+def write_ome(path: Path, data: np.ndarray, axes: str = "TCYX", **meta) -> Path:
+    metadata = {
+        "axes": axes,
+        "TimeIncrement": 0.5,
+        "TimeIncrementUnit": "s",
+        "PhysicalSizeX": 0.65,
+        "PhysicalSizeXUnit": "µm",
+        "PhysicalSizeY": 0.65,
+        "PhysicalSizeYUnit": "µm",
+        "Channel": {"Name": ["DAPI", "GFP"]},
+        **meta,
+    }
+    tifffile.imwrite(path, data, ome=True, photometric="minisblack", metadata=metadata)
+    return path
+
+
+def test_ome_tiff_chosen_channel_time_and_scale(tmp_path, frames, run_ingest):
+    data = two_channel_stack(frames)
+    src = write_ome(tmp_path / "cells.ome.tif", data)
+    for choice in (1, "GFP", "gfp"):
+        info, folder = run_ingest(src, frame_format="png", channel=choice)
+        out = read_all(folder)
+        assert out.shape == (12, 120, 160, 3)
+        assert np.array_equal(out[..., 1], data[:, 1])
+        assert (info.fps, info.fps_is_nominal) == (2.0, False)
+        assert info.pixel_size == pytest.approx(0.65) and info.pixel_unit == "µm"
+        assert any("channel 1 (GFP)" in n for n in info.notes)
+    info, folder = run_ingest(src, frame_format="png", channel=0)
+    assert np.array_equal(read_all(folder)[..., 2], data[:, 0])
+    info, _ = run_ingest(src, channel=0, fps=5.0)
+    assert (info.fps, info.fps_is_nominal) == (5.0, False)
+
+
+def test_ome_tiff_asks_for_a_channel(tmp_path, frames, expect_failure):
+    src = write_ome(tmp_path / "cells.ome.tif", two_channel_stack(frames))
+    with pytest.raises(StackChoiceError) as caught:
+        ingest(src, tmp_path / "out", limits=LIMITS)
+    err = caught.value
+    assert err.channels == ("DAPI", "GFP") and err.axes == "TCYX" and err.frame_axes == ("T",)
+    assert "has 2 channels (DAPI, GFP)" in str(err)
+    assert not (tmp_path / "out").exists()
+    assert "no channel 2" in expect_failure(src, StackChoiceError, channel=2)
+    assert "no channel RFP" in expect_failure(src, StackChoiceError, channel="RFP")
+    assert "no Z axis" in expect_failure(src, StackChoiceError, channel=0, axis="Z")
+
+
+def test_composite_of_two_channels(tmp_path, frames, run_ingest):
+    data = two_channel_stack(frames)
+    src = write_ome(tmp_path / "cells.ome.tif", data)
+    info, folder = run_ingest(src, frame_format="png", channel=COMPOSITE)
+    out = read_all(folder)
+    assert np.array_equal(out[..., 0], data[:, 0]) and np.array_equal(out[..., 1], data[:, 1])
+    assert not out[..., 2].any()
+    assert any("DAPI as red, GFP as green" in n for n in info.notes)
+
+
+def test_composite_scales_16bit_channels_separately(tmp_path, run_ingest):
+    rng = np.random.default_rng(4)
+    bright = rng.normal(30000, 3000, (4, 30, 40)).clip(0, 65535).astype(np.uint16)
+    dim = rng.normal(300, 30, (4, 30, 40)).clip(0, 65535).astype(np.uint16)
+    src = write_ome(tmp_path / "two.ome.tif", np.stack([bright, dim], axis=1))
+    info, folder = run_ingest(src, frame_format="png", channel=COMPOSITE)
+    out = read_all(folder)
+    assert np.array_equal(out[..., 0], expected_stretch(bright))
+    assert np.array_equal(out[..., 1], expected_stretch(dim))
+    assert any("for each channel" in n for n in info.notes)
+
+
+def test_imagej_hyperstack_time_z_and_channels(tmp_path, run_ingest):
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 256, (3, 4, 2, 24, 32), dtype=np.uint8)  # T, Z, C, Y, X
+    src = tmp_path / "hyper.tif"
+    tifffile.imwrite(
+        src,
+        data,
+        imagej=True,
+        resolution=(1 / 0.25, 1 / 0.25),
+        metadata={"axes": "TZCYX", "finterval": 2.0, "unit": "um"},
+    )
+    info, folder = run_ingest(src, frame_format="png", channel=1)
+    assert info.num_frames == 3 and (info.fps, info.fps_is_nominal) == (0.5, False)
+    assert info.pixel_size == pytest.approx(0.25) and info.pixel_unit == "µm"
+    assert np.array_equal(read_all(folder)[..., 0], data[:, :, 1].max(axis=1))
+    assert any("projection of the 4 slices along Z" in n for n in info.notes)
+    info, folder = run_ingest(src, frame_format="png", channel=0, axis="Z")
+    assert info.num_frames == 4 and info.fps_is_nominal
+    assert np.array_equal(read_all(folder)[..., 0], data[:, :, 0].max(axis=0))
+
+
+def test_z_stack_loads_along_z(tmp_path, run_ingest):
+    data = np.random.default_rng(6).integers(0, 256, (7, 20, 30), dtype=np.uint8)
+    src = tmp_path / "zstack.tif"
+    tifffile.imwrite(
+        src, data, imagej=True, resolution=(2.0, 2.0), metadata={"axes": "ZYX", "unit": "micron"}
+    )
+    info, folder = run_ingest(src, frame_format="png")
+    assert info.num_frames == 7 and info.fps_is_nominal
+    assert info.pixel_size == pytest.approx(0.5) and info.pixel_unit == "µm"
+    assert np.array_equal(read_all(folder)[..., 0], data)
+    ome = write_ome(tmp_path / "z.ome.tif", data, axes="ZYX", Channel={"Name": ["DAPI"]})
+    info, folder = run_ingest(ome, frame_format="png", axis="Z")
+    assert info.num_frames == 7 and info.fps_is_nominal  # TimeIncrement is not a Z step
+    assert np.array_equal(read_all(folder)[..., 0], data)
+
+
+def test_single_multichannel_image(tmp_path, run_ingest):
+    data = np.random.default_rng(8).integers(0, 256, (4, 20, 30), dtype=np.uint8)
+    src = tmp_path / "cyx.tif"
+    tifffile.imwrite(src, data, imagej=True, metadata={"axes": "CYX"})
+    info, folder = run_ingest(src, frame_format="png", channel=2)
+    assert info.num_frames == 1
+    assert np.array_equal(folder.read_rgb(0)[..., 0], data[2])
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A PNG header announcing width x height pixels; only the header is ever read."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(bytes(1000)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_image_over_the_pixel_limit_is_named_by_the_limit(tmp_path, expect_failure):
+    guard = Image.MAX_IMAGE_PIXELS
+    src = tmp_path / "huge.png"
+    src.write_bytes(huge_png(30000, 30000))
+    message = expect_failure(src, LimitError)
+    assert "has frames of 30000x30000 pixels, more than this server's limit" in message
+    assert "damaged" not in message
+    archive = zip_of(tmp_path / "huge.zip", {"f_1.png": huge_png(30000, 30000)})
+    message = expect_failure(archive, LimitError)
+    assert "30000x30000 pixels" in message
+    # A server allowing more than PIL does still gets a size sentence, with PIL's bound.
+    message = expect_failure(src, LimitError, limits=with_limits(max_pixels=10**12))
+    assert f"limit of {2 * guard:,} pixels" in message
+    assert guard == Image.MAX_IMAGE_PIXELS  # the guard itself is untouched

@@ -1,0 +1,302 @@
+"""Identity fixes after tracking, as pure, recordable operations, and gap filling in tables.
+
+A fix is a small frozen dataclass with ``apply(store)`` (rewrites a :class:`MaskStore`),
+``apply_to_rows(rows)`` (the same change on a measurement table) and ``to_json`` /
+:func:`fix_from_json`, so a project can record fixes in its history and replay them.
+
+* :class:`Swap` exchanges the masks and scores of objects a and b on frames
+  ``from_frame <= f < stop`` (``stop`` None: to the end). It is its own inverse.
+* :class:`Merge` folds object ``source`` into ``target`` on those frames: the union of the
+  masks, the larger score, and ``source`` removed there. It cannot be undone from its
+  result (which pixels were whose is lost); undo by replaying the history without it.
+
+:func:`fill_gaps` bridges short absences in a *table* by linear interpolation of the
+centroid; masks are never invented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import PromptError
+from .maskstore import MaskStore
+from .types import Measurement
+
+
+def _check_id(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise PromptError(f"The {what} must be an object number of 1 or more.")
+    return int(value)
+
+
+def _check_frames(from_frame, stop) -> tuple[int, int | None]:
+    if isinstance(from_frame, bool) or not isinstance(from_frame, (int, np.integer)):
+        raise PromptError("The first frame of a fix must be a frame number.")
+    if from_frame < 0:
+        raise PromptError("The first frame of a fix must be 0 or later.")
+    if stop is not None:
+        if isinstance(stop, bool) or not isinstance(stop, (int, np.integer)):
+            raise PromptError("The last frame of a fix must be a frame number.")
+        if stop <= from_frame:
+            raise PromptError("A fix must end after the frame it starts on.")
+        stop = int(stop)
+    return int(from_frame), stop
+
+
+def _absent(row: Measurement) -> Measurement:
+    """The row as :func:`sam2web.exports.measurements` writes it for a frame without a
+    result: not present, score NaN, no geometry."""
+    return dataclasses.replace(
+        row,
+        present=False,
+        score=math.nan,
+        area_px=None,
+        centroid_x=None,
+        centroid_y=None,
+        bbox_x=None,
+        bbox_y=None,
+        bbox_w=None,
+        bbox_h=None,
+    )
+
+
+_GEOMETRY = (
+    "present",
+    "score",
+    "area_px",
+    "centroid_x",
+    "centroid_y",
+    "bbox_x",
+    "bbox_y",
+    "bbox_w",
+    "bbox_h",
+)
+
+
+def _with_geometry(row: Measurement, source: Measurement) -> Measurement:
+    return dataclasses.replace(row, **{k: getattr(source, k) for k in _GEOMETRY})
+
+
+@dataclass(frozen=True)
+class Swap:
+    """Exchange objects ``a`` and ``b`` on frames ``from_frame <= f < stop``."""
+
+    a: int
+    b: int
+    from_frame: int
+    stop: int | None = None
+
+    def __post_init__(self):
+        a = _check_id(self.a, "first object")
+        b = _check_id(self.b, "second object")
+        if a == b:
+            raise PromptError("Choose two different objects to swap.")
+        from_frame, stop = _check_frames(self.from_frame, self.stop)
+        object.__setattr__(self, "a", a)
+        object.__setattr__(self, "b", b)
+        object.__setattr__(self, "from_frame", from_frame)
+        object.__setattr__(self, "stop", stop)
+
+    def covers(self, frame: int) -> bool:
+        return frame >= self.from_frame and (self.stop is None or frame < self.stop)
+
+    def inverse(self) -> Swap:
+        """The fix that undoes this one: the same swap."""
+        return self
+
+    def apply(self, store: MaskStore) -> None:
+        """Rewrite the store's affected frames in place."""
+        for frame in store.frames():
+            if not self.covers(frame):
+                continue
+            result = store.read(frame)
+            if result is None:
+                continue
+            ma, mb = result.masks.get(self.a), result.masks.get(self.b)
+            sa, sb = result.scores.get(self.a), result.scores.get(self.b)
+            new_masks, new_scores, gone = {}, {}, []
+            for obj, mask, score in ((self.a, mb, sb), (self.b, ma, sa)):
+                if mask is None:
+                    gone.append(obj)
+                else:
+                    new_masks[obj] = mask
+                    new_scores[obj] = score
+            # Write before dropping: a crash in between duplicates an entry, never loses one.
+            store.write(frame, new_masks, new_scores)
+            for obj in gone:
+                store.drop(frame, obj)
+
+    def apply_to_rows(self, rows: Iterable[Measurement]) -> list[Measurement]:
+        """The table with a's and b's measurements exchanged on the covered frames (ids and
+        names stay)."""
+        rows = list(rows)
+        index = {(r.frame, r.object_id): r for r in rows}
+        out = []
+        for r in rows:
+            if self.covers(r.frame) and r.object_id in (self.a, self.b):
+                other = index.get((r.frame, self.b if r.object_id == self.a else self.a))
+                out.append(_absent(r) if other is None else _with_geometry(r, other))
+            else:
+                out.append(r)
+        return out
+
+    def to_json(self) -> dict:
+        return {
+            "op": "swap",
+            "a": self.a,
+            "b": self.b,
+            "from_frame": self.from_frame,
+            "stop": self.stop,
+        }
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Fold object ``source`` into ``target`` on frames ``from_frame <= f < stop``."""
+
+    target: int
+    source: int
+    from_frame: int
+    stop: int | None = None
+
+    def __post_init__(self):
+        target = _check_id(self.target, "object to keep")
+        source = _check_id(self.source, "object to merge")
+        if target == source:
+            raise PromptError("Choose two different objects to merge.")
+        from_frame, stop = _check_frames(self.from_frame, self.stop)
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "from_frame", from_frame)
+        object.__setattr__(self, "stop", stop)
+
+    def covers(self, frame: int) -> bool:
+        return frame >= self.from_frame and (self.stop is None or frame < self.stop)
+
+    def apply(self, store: MaskStore) -> None:
+        """Rewrite the store's affected frames in place: target = target | source, score =
+        the larger known one (NaN only when both are unknown), source dropped."""
+        for frame in store.frames():
+            if not self.covers(frame):
+                continue
+            result = store.read(frame)
+            if result is None or self.source not in result.masks:
+                continue
+            mask = result.masks[self.source]
+            score = result.scores[self.source]
+            if self.target in result.masks:
+                mask = mask | result.masks[self.target]
+                score = float(np.fmax(score, result.scores[self.target]))
+            store.write(frame, {self.target: mask}, {self.target: score})
+            store.drop(frame, self.source)
+
+    def apply_to_rows(self, rows: Iterable[Measurement]) -> list[Measurement]:
+        """The table after the merge, without the masks.
+
+        Where only one of the two is present the target takes that row's measurements;
+        where both are, area = the sum, centroid = the area-weighted mean and the box = the
+        union of the boxes, exact when the masks do not overlap (re-measure from the store
+        for exact values); score = the larger. The source becomes absent on those frames.
+        """
+        rows = list(rows)
+        index = {(r.frame, r.object_id): r for r in rows}
+        out = []
+        for r in rows:
+            if not self.covers(r.frame) or r.object_id not in (self.target, self.source):
+                out.append(r)
+            elif r.object_id == self.source:
+                out.append(_absent(r))
+            else:
+                src = index.get((r.frame, self.source))
+                out.append(r if src is None else _merge_rows(r, src))
+        return out
+
+    def to_json(self) -> dict:
+        return {
+            "op": "merge",
+            "target": self.target,
+            "source": self.source,
+            "from_frame": self.from_frame,
+            "stop": self.stop,
+        }
+
+
+def _merge_rows(t: Measurement, s: Measurement) -> Measurement:
+    if not s.present or s.area_px is None:
+        return t
+    if not t.present or t.area_px is None:
+        return _with_geometry(t, s)
+    area = t.area_px + s.area_px
+    x0 = min(t.bbox_x, s.bbox_x)
+    y0 = min(t.bbox_y, s.bbox_y)
+    x1 = max(t.bbox_x + t.bbox_w, s.bbox_x + s.bbox_w)
+    y1 = max(t.bbox_y + t.bbox_h, s.bbox_y + s.bbox_h)
+    return dataclasses.replace(
+        t,
+        score=float(np.fmax(t.score, s.score)),
+        area_px=area,
+        centroid_x=(t.centroid_x * t.area_px + s.centroid_x * s.area_px) / area,
+        centroid_y=(t.centroid_y * t.area_px + s.centroid_y * s.area_px) / area,
+        bbox_x=x0,
+        bbox_y=y0,
+        bbox_w=x1 - x0,
+        bbox_h=y1 - y0,
+    )
+
+
+IdentityFix = Swap | Merge
+
+
+def fix_from_json(data: dict) -> IdentityFix:
+    """The fix described by a ``to_json`` dict; a malformed one raises PromptError."""
+    try:
+        if data["op"] == "swap":
+            return Swap(data["a"], data["b"], data["from_frame"], data.get("stop"))
+        if data["op"] == "merge":
+            return Merge(data["target"], data["source"], data["from_frame"], data.get("stop"))
+    except (KeyError, TypeError):
+        pass
+    raise PromptError("A stored identity fix is not readable; make the fix again.")
+
+
+def fill_gaps(rows: Iterable[Measurement], max_gap: int) -> tuple[list[Measurement], list[bool]]:
+    """Rows with short absences bridged, and which rows were filled in.
+
+    An absence of at most ``max_gap`` consecutive frames between two present frames of the
+    same object gets a centroid on the straight line between them (linear in the frame
+    number). A filled row is present, with score NaN (unknown: nothing was tracked there)
+    and no area or box. Absences at the start or end and longer ones stay. Returns
+    (rows in the input order, interpolated flag per row).
+    """
+    if isinstance(max_gap, bool) or not isinstance(max_gap, (int, np.integer)) or max_gap < 0:
+        raise PromptError("The longest gap to fill must be a whole number of frames, 0 or more.")
+    rows = list(rows)
+    filled: dict[int, Measurement] = {}
+    positions: dict[int, list[int]] = {}
+    for i, r in enumerate(rows):
+        positions.setdefault(r.object_id, []).append(i)
+    for idx in positions.values():
+        idx.sort(key=lambda i: rows[i].frame)
+        anchors = [i for i in idx if rows[i].present and rows[i].centroid_x is not None]
+        for i, j in zip(anchors, anchors[1:], strict=False):
+            a, b = rows[i], rows[j]
+            gap = b.frame - a.frame - 1
+            if not 0 < gap <= max_gap:
+                continue
+            for k in idx:
+                r = rows[k]
+                if a.frame < r.frame < b.frame and not r.present:
+                    w = (r.frame - a.frame) / (b.frame - a.frame)
+                    filled[k] = dataclasses.replace(
+                        _absent(r),
+                        present=True,
+                        centroid_x=a.centroid_x + w * (b.centroid_x - a.centroid_x),
+                        centroid_y=a.centroid_y + w * (b.centroid_y - a.centroid_y),
+                    )
+    out = [filled.get(i, r) for i, r in enumerate(rows)]
+    return out, [i in filled for i in range(len(rows))]

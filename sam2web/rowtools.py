@@ -1,0 +1,65 @@
+"""Functions shared by the analyses of measurement tables (zones, pairs, heatmaps).
+
+A table is a list of :class:`sam2web.types.Measurement` rows, one per object per frame, as
+:func:`sam2web.exports.measurements` makes it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .analysis import Calibration
+from .exports import safe_cell
+from .fileio import write_bytes_atomic
+from .types import Measurement
+
+
+def by_object(rows: Iterable[Measurement]) -> dict[int, list[Measurement]]:
+    """Rows grouped by object id (ids in order of first appearance), each sorted by frame."""
+    grouped: dict[int, list[Measurement]] = {}
+    for r in rows:
+        grouped.setdefault(r.object_id, []).append(r)
+    for series in grouped.values():
+        series.sort(key=lambda r: r.frame)
+    return grouped
+
+
+def has_centroid(row: Measurement) -> bool:
+    """True when the row is present and has a centroid."""
+    return row.present and row.centroid_x is not None and row.centroid_y is not None
+
+
+def frame_seconds(rows: Sequence[Measurement], cal: Calibration) -> float:
+    """Seconds one frame lasts: 1 / the calibration's fps, else read off the rows' time stamps
+    (time_s = frame / fps); 0.0 when no row after frame 0 tells the rate."""
+    if cal.fps is not None:
+        return 1.0 / cal.fps
+    for r in rows:
+        if r.frame > 0 and math.isfinite(r.time_s) and r.time_s > 0:
+            return r.time_s / r.frame
+    return 0.0
+
+
+def general(value: float | None) -> str:
+    """A number for a CSV cell with 8 significant digits; empty for None or NaN."""
+    if value is None or math.isnan(float(value)):
+        return ""
+    return f"{float(value):.8g}"
+
+
+def text(value: str) -> str:
+    """A text cell made inert for spreadsheets (see :func:`sam2web.exports.safe_cell`)."""
+    return safe_cell(str(value))
+
+
+def write_table(path: Path, header: Sequence[str], cells: Iterable[Sequence[object]]) -> Path:
+    """Write a UTF-8 CSV atomically (temporary file, then rename); returns ``path``."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(cells)
+    return write_bytes_atomic(Path(path), buf.getvalue().encode("utf-8"))

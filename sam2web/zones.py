@@ -1,0 +1,607 @@
+"""Named zones of the frame and what each tracked object does in them.
+
+Coordinates follow :mod:`sam2web.types`: (x, y) in pixels of the original frame, x to the
+right, y down, origin at the top-left corner of the top-left pixel; pixel [row, col] covers
+x in [col, col + 1) and y in [row, row + 1), so its centre is (col + 0.5, row + 0.5).
+
+Shapes: :class:`Rect`, :class:`Circle`, :class:`Polygon`, and :class:`Ring` (the part of one
+shape outside another, e.g. an arena's periphery). ``contains(x, y)`` is vectorised over
+arrays; a point on a rectangle's or circle's edge is inside (a point exactly on a polygon's
+edge may fall either way). ``mask(height, width)`` rasterises a zone as the pixels whose
+centre it contains.
+
+Open-field presets (:func:`round_arena_zones`, :func:`rect_arena_zones`) split an arena into
+a centre and a periphery. The centre is the arena shrunk about its middle by
+``centre_fraction`` of its *linear* size: a circle of ``fraction x radius``, or a
+rectangle of ``fraction x`` each side. The default 0.5 makes the centre a quarter of the
+arena's area, the common open-field choice.
+
+Per object and zone, :func:`zone_stats` counts, from a measurement table:
+
+* frames and time inside (time = frames x the duration of one frame, 1 / fps);
+* entries: the number of runs of consecutive inside frames, i.e. transitions from outside
+  or absent into the zone; being inside at the object's first row counts as an entry
+  (as SimBA counts ROI entries from bouts, so a bout that starts on the first frame is one);
+  a frame where the object is absent ends a run, so fill short gaps first
+  (:func:`sam2web.identity.fill_gaps`) when SAM2 loses an object briefly;
+* latency: seconds from the first row of the table to the first inside frame;
+* distance inside: the sum of centroid steps between neighbouring rows both inside;
+* with SAM2's score: time inside counting only frames whose score logit is > 0 (a frame
+  with an unknown score, e.g. a gap-filled one, is left out) and the mean score inside.
+
+Membership is by centroid (default) or, with ``min_overlap``, by the fraction of the
+object's mask that lies in the zone's mask.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+
+from .analysis import Calibration
+from .errors import PromptError
+from .maskstore import MaskStore
+from .rowtools import by_object, frame_seconds, general, has_centroid, text, write_table
+from .types import Measurement
+
+MAX_NAME_CHARS = 40
+
+ZONE_COLUMNS = (
+    "object_id",
+    "object_name",
+    "zone",
+    "membership",
+    "frames",
+    "frames_inside",
+    "fraction_inside",
+    "time_in_zone_s",
+    "time_scored_s",
+    "entries",
+    "latency_s",
+    "distance_inside",
+    "unit",
+    "mean_score_inside",
+)
+
+MaskSource = MaskStore | Iterable[tuple[int, int, np.ndarray]]
+
+
+# ---------------------------------------------------------------------------- shapes
+def _check_name(name) -> str:
+    if not isinstance(name, str) or not name.strip() or not name.strip().isprintable():
+        raise PromptError(
+            f"A zone name must be 1 to {MAX_NAME_CHARS} printable characters, for example centre."
+        )
+    name = name.strip()
+    if len(name) > MAX_NAME_CHARS:
+        raise PromptError(
+            f"A zone name must be 1 to {MAX_NAME_CHARS} printable characters, for example centre."
+        )
+    return name
+
+
+def _number(value, what: str) -> float:
+    if isinstance(value, bool):
+        raise PromptError(f"The {what} must be a number.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise PromptError(f"The {what} must be a number, not {value!r}.") from None
+    if not math.isfinite(number):
+        raise PromptError(f"The {what} must be a finite number.")
+    return number
+
+
+def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    if height <= 0 or width <= 0:
+        raise ValueError(f"mask size must be positive, got {height}x{width}")
+    yy, xx = np.mgrid[0:height, 0:width]
+    return xx + 0.5, yy + 0.5
+
+
+@dataclass(frozen=True)
+class Zone:
+    """Base of the zone shapes; ``name`` identifies the zone in tables."""
+
+    name: str
+
+    def contains(self, x, y) -> np.ndarray:
+        """Boolean array (broadcast shape of ``x`` and ``y``): which points are inside.
+        NaN coordinates are outside."""
+        raise NotImplementedError
+
+    def mask(self, height: int, width: int) -> np.ndarray:
+        """Boolean (height, width) array [row, col]: pixels whose centre is inside."""
+        xx, yy = _pixel_grid(height, width)
+        return self.contains(xx, yy)
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict; :meth:`Zone.from_json` reads it back."""
+        raise NotImplementedError
+
+    @staticmethod
+    def from_json(data: dict) -> Zone:
+        """The zone described by a :meth:`to_json` dict; a malformed one raises PromptError."""
+        if not isinstance(data, dict):
+            raise PromptError("A stored zone is not readable; draw the zone again.")
+        kind = data.get("type")
+        try:
+            if kind == "rect":
+                return Rect(data["name"], data["x0"], data["y0"], data["x1"], data["y1"])
+            if kind == "circle":
+                return Circle(data["name"], data["cx"], data["cy"], data["r"])
+            if kind == "polygon":
+                return Polygon(data["name"], tuple(tuple(v) for v in data["vertices"]))
+            if kind == "ring":
+                return Ring(
+                    data["name"], Zone.from_json(data["outer"]), Zone.from_json(data["inner"])
+                )
+        except (KeyError, TypeError, ValueError):
+            raise PromptError("A stored zone is not readable; draw the zone again.") from None
+        raise PromptError("A stored zone is not readable; draw the zone again.")
+
+
+@dataclass(frozen=True)
+class Rect(Zone):
+    """Axis-aligned rectangle from corner (x0, y0) to corner (x1, y1), edges included;
+    corners may be given in any order."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "name", _check_name(self.name))
+        x0, x1 = sorted(_number(v, "rectangle corner") for v in (self.x0, self.x1))
+        y0, y1 = sorted(_number(v, "rectangle corner") for v in (self.y0, self.y1))
+        if x1 <= x0 or y1 <= y0:
+            raise PromptError(
+                f"The rectangle '{self.name}' has no area; drag from one corner to the "
+                "opposite one."
+            )
+        for attr, value in (("x0", x0), ("y0", y0), ("x1", x1), ("y1", y1)):
+            object.__setattr__(self, attr, value)
+
+    def contains(self, x, y) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        y = np.asarray(y, dtype=float)
+        return (x >= self.x0) & (x <= self.x1) & (y >= self.y0) & (y <= self.y1)
+
+    def to_json(self) -> dict:
+        return {
+            "type": "rect",
+            "name": self.name,
+            "x0": self.x0,
+            "y0": self.y0,
+            "x1": self.x1,
+            "y1": self.y1,
+        }
+
+
+@dataclass(frozen=True)
+class Circle(Zone):
+    """Disc of radius ``r`` around (cx, cy), rim included."""
+
+    cx: float
+    cy: float
+    r: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "name", _check_name(self.name))
+        object.__setattr__(self, "cx", _number(self.cx, "circle centre"))
+        object.__setattr__(self, "cy", _number(self.cy, "circle centre"))
+        r = _number(self.r, "circle radius")
+        if r <= 0:
+            raise PromptError(f"The circle '{self.name}' needs a radius above 0 pixels.")
+        object.__setattr__(self, "r", r)
+
+    def contains(self, x, y) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        y = np.asarray(y, dtype=float)
+        return (x - self.cx) ** 2 + (y - self.cy) ** 2 <= self.r**2
+
+    def to_json(self) -> dict:
+        return {"type": "circle", "name": self.name, "cx": self.cx, "cy": self.cy, "r": self.r}
+
+
+@dataclass(frozen=True)
+class Polygon(Zone):
+    """Simple polygon through ``vertices`` ((x, y) pairs, in order, closed implicitly).
+    Inside by the even-odd rule."""
+
+    vertices: tuple[tuple[float, float], ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "name", _check_name(self.name))
+        try:
+            verts = tuple(
+                (_number(x, "polygon corner"), _number(y, "polygon corner"))
+                for x, y in self.vertices
+            )
+        except (TypeError, ValueError):
+            raise PromptError(
+                f"The polygon '{self.name}' needs corners given as (x, y) points."
+            ) from None
+        if len(set(verts)) < 3 or abs(_signed_area(verts)) < 1e-9:
+            raise PromptError(
+                f"The polygon '{self.name}' has no area; click at least 3 corners that do "
+                "not lie on one line."
+            )
+        object.__setattr__(self, "vertices", verts)
+
+    def contains(self, x, y) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        y = np.asarray(y, dtype=float)
+        x, y = np.broadcast_arrays(x, y)
+        inside = np.zeros(x.shape, dtype=bool)
+        verts = self.vertices
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for (xi, yi), (xj, yj) in zip(verts, verts[1:] + verts[:1], strict=True):
+                crosses = (yi > y) != (yj > y)
+                x_cross = (xj - xi) * (y - yi) / (yj - yi) + xi
+                inside ^= crosses & (x < x_cross)
+        return inside
+
+    def to_json(self) -> dict:
+        return {
+            "type": "polygon",
+            "name": self.name,
+            "vertices": [list(v) for v in self.vertices],
+        }
+
+
+@dataclass(frozen=True)
+class Ring(Zone):
+    """The part of ``outer`` that is not in ``inner`` (e.g. an arena's periphery around its
+    centre): inside ``outer`` and not inside ``inner``, so ``inner``'s edge belongs to
+    ``inner``."""
+
+    outer: Zone
+    inner: Zone
+
+    def __post_init__(self):
+        object.__setattr__(self, "name", _check_name(self.name))
+        for part in (self.outer, self.inner):
+            if not isinstance(part, Zone) or isinstance(part, Ring):
+                raise PromptError(
+                    f"The zone '{self.name}' must be made of a rectangle, circle or polygon."
+                )
+
+    def contains(self, x, y) -> np.ndarray:
+        return self.outer.contains(x, y) & ~self.inner.contains(x, y)
+
+    def to_json(self) -> dict:
+        return {
+            "type": "ring",
+            "name": self.name,
+            "outer": self.outer.to_json(),
+            "inner": self.inner.to_json(),
+        }
+
+
+def _signed_area(verts: Sequence[tuple[float, float]]) -> float:
+    xs = np.array([v[0] for v in verts])
+    ys = np.array([v[1] for v in verts])
+    return 0.5 * float(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1)))
+
+
+def zones_to_json(zones: Iterable[Zone]) -> list[dict]:
+    """JSON-ready list of zones (for the project file)."""
+    return [z.to_json() for z in zones]
+
+
+def zones_from_json(data: Iterable[dict]) -> list[Zone]:
+    """Zones from :func:`zones_to_json`; names must be unique."""
+    zones = [Zone.from_json(d) for d in data]
+    _check_unique(zones)
+    return zones
+
+
+def _check_unique(zones: Sequence[Zone]) -> None:
+    seen: set[str] = set()
+    for z in zones:
+        if z.name in seen:
+            raise PromptError(f"Two zones are named '{z.name}'; give each zone its own name.")
+        seen.add(z.name)
+
+
+# ---------------------------------------------------------------------------- presets
+def _points(points, what: str) -> np.ndarray:
+    try:
+        arr = np.array([(float(x), float(y)) for x, y in points], dtype=float).reshape(-1, 2)
+    except (TypeError, ValueError):
+        raise PromptError(f"The {what} must be clicked points (x, y).") from None
+    if not np.isfinite(arr).all():
+        raise PromptError(f"The {what} must be points inside the frame.")
+    return arr
+
+
+def _check_fraction(fraction) -> float:
+    f = _number(fraction, "centre fraction")
+    if not 0 < f < 1:
+        raise PromptError(
+            "The centre fraction must be between 0 and 1 (0.5 makes the centre half the "
+            "arena's width)."
+        )
+    return f
+
+
+def fit_circle(points: Iterable[tuple[float, float]]) -> tuple[float, float, float]:
+    """Least-squares circle (cx, cy, r) in pixels through clicked rim points (x, y).
+
+    Algebraic (Kåsa) fit: minimises sum (x^2 + y^2 + D x + E y + F)^2, exact for points on a
+    circle. Needs at least 3 distinct points not on one line.
+    """
+    pts = _points(points, "rim points")
+    unique = np.unique(pts, axis=0)
+    if len(unique) < 3:
+        raise PromptError("Click at least 3 different points on the arena's rim to fit a circle.")
+    centre = pts.mean(axis=0)
+    d = pts - centre
+    scale = float(np.abs(d).max())
+    d = d / scale
+    sv = np.linalg.svd(d, compute_uv=False)
+    if sv[-1] < 1e-6 * sv[0]:
+        raise PromptError(
+            "The rim points lie on one line; click points spread around the arena's rim."
+        )
+    a = np.column_stack([d, np.ones(len(d))])
+    b = -(d**2).sum(axis=1)
+    (dd, ee, ff), *_ = np.linalg.lstsq(a, b, rcond=None)
+    cx, cy = -dd / 2, -ee / 2
+    r2 = cx * cx + cy * cy - ff
+    if not r2 > 0:
+        raise PromptError(
+            "No circle fits the rim points; click points spread around the arena's rim."
+        )
+    return (
+        float(cx * scale + centre[0]),
+        float(cy * scale + centre[1]),
+        float(math.sqrt(r2) * scale),
+    )
+
+
+def round_arena_zones(
+    rim_points: Iterable[tuple[float, float]],
+    centre_fraction: float = 0.5,
+    names: tuple[str, str] = ("centre", "periphery"),
+) -> tuple[Circle, Ring]:
+    """Centre and periphery of a round arena fitted to >= 3 clicked rim points.
+
+    The arena is :func:`fit_circle`'s circle of radius R; the centre a circle of radius
+    ``centre_fraction`` x R around the same point (0.5: a quarter of the area); the
+    periphery the rest of the arena.
+    """
+    f = _check_fraction(centre_fraction)
+    cx, cy, r = fit_circle(rim_points)
+    centre = Circle(names[0], cx, cy, f * r)
+    periphery = Ring(names[1], Circle("arena", cx, cy, r), centre)
+    return centre, periphery
+
+
+def rect_arena_zones(
+    corners: Iterable[tuple[float, float]],
+    centre_fraction: float = 0.5,
+    names: tuple[str, str] = ("centre", "periphery"),
+) -> tuple[Rect | Polygon, Ring]:
+    """Centre and periphery of a square or rectangular arena from clicked corners.
+
+    Two opposite corners give an axis-aligned :class:`Rect`; four corners (any order; a
+    tilted or perspective-distorted arena) give a :class:`Polygon`. The centre is the arena
+    scaled by ``centre_fraction`` about the mean of its corners, so each side of a
+    rectangular arena shrinks to that fraction (0.5: a quarter of the area); the periphery
+    is the rest of the arena.
+    """
+    f = _check_fraction(centre_fraction)
+    pts = _points(corners, "arena corners")
+    if len(pts) == 2:
+        arena = Rect("arena", pts[0, 0], pts[0, 1], pts[1, 0], pts[1, 1])
+        mx, my = (arena.x0 + arena.x1) / 2, (arena.y0 + arena.y1) / 2
+        hw, hh = f * (arena.x1 - arena.x0) / 2, f * (arena.y1 - arena.y0) / 2
+        centre: Rect | Polygon = Rect(names[0], mx - hw, my - hh, mx + hw, my + hh)
+        return centre, Ring(names[1], arena, centre)
+    if len(pts) != 4:
+        raise PromptError(
+            f"Click two opposite corners or all four corners of the arena, not {len(pts)} points."
+        )
+    mid = pts.mean(axis=0)
+    order = np.argsort(np.arctan2(pts[:, 1] - mid[1], pts[:, 0] - mid[0]))
+    ring = pts[order]
+    arena_poly = Polygon("arena", tuple(map(tuple, ring)))
+    inner = mid + f * (ring - mid)
+    centre = Polygon(names[0], tuple(map(tuple, inner)))
+    return centre, Ring(names[1], arena_poly, centre)
+
+
+# ---------------------------------------------------------------------------- membership
+@dataclass(frozen=True)
+class ZoneStats:
+    """One object in one zone over the table's frames.
+
+    ``membership`` is "centroid" or "overlap>=F". Times in seconds; ``distance_inside`` in
+    ``unit`` ("px" uncalibrated). ``latency_s`` and ``mean_score_inside`` are None when the
+    object never was inside (or no inside frame has a known score).
+    """
+
+    object_id: int
+    object_name: str
+    zone: str
+    membership: str
+    frames: int
+    frames_inside: int
+    fraction_inside: float
+    time_in_zone_s: float
+    time_scored_s: float
+    entries: int
+    latency_s: float | None
+    distance_inside: float
+    unit: str
+    mean_score_inside: float | None
+
+
+def _overlap_fractions(
+    masks: MaskSource, zones: Sequence[Zone], wanted: set[tuple[int, int]]
+) -> dict[tuple[int, int], np.ndarray]:
+    """{(frame, object id): fraction of the mask's pixels inside each zone (len(zones),)}."""
+    zone_masks: dict[tuple[int, int], np.ndarray] = {}
+
+    def zone_stack(shape: tuple[int, int]) -> np.ndarray:
+        if shape not in zone_masks:
+            zone_masks[shape] = np.stack([z.mask(*shape) for z in zones])
+        return zone_masks[shape]
+
+    def entries() -> Iterator[tuple[int, int, np.ndarray]]:
+        if isinstance(masks, MaskStore):
+            frames = sorted({f for f, _ in wanted})
+            if not frames:
+                return
+            for result in masks.iter_frames(frames[0], frames[-1] + 1):
+                for obj_id, mask in result.masks.items():
+                    yield result.frame_idx, obj_id, mask
+        else:
+            yield from masks
+
+    out: dict[tuple[int, int], np.ndarray] = {}
+    for frame, obj_id, mask in entries():
+        key = (int(frame), int(obj_id))
+        if key not in wanted:
+            continue
+        mask = np.asarray(mask, dtype=bool)
+        area = int(mask.sum())
+        if area == 0:
+            out[key] = np.zeros(len(zones))
+            continue
+        zs = zone_stack(mask.shape)
+        out[key] = (zs & mask).reshape(len(zones), -1).sum(axis=1) / area
+    return out
+
+
+def zone_membership(
+    rows: Iterable[Measurement],
+    zones: Sequence[Zone],
+    *,
+    masks: MaskSource | None = None,
+    min_overlap: float | None = None,
+) -> dict[tuple[int, str], dict[int, bool]]:
+    """{(object id, zone name): {frame: inside}} for every row of the table.
+
+    By centroid (default): the row is present and its centroid (x, y) is in the zone. With
+    ``min_overlap`` (0 < F <= 1): the row is present and at least F of its mask's pixels
+    lie in the zone's :meth:`Zone.mask`; ``masks`` (a MaskStore or (frame, object id,
+    mask) triples) is then required, and a row without a mask there is outside.
+    """
+    rows = list(rows)
+    zones = list(zones)
+    _check_unique(zones)
+    out: dict[tuple[int, str], dict[int, bool]] = {}
+    if min_overlap is None:
+        xs = np.array([r.centroid_x if has_centroid(r) else np.nan for r in rows], dtype=float)
+        ys = np.array([r.centroid_y if has_centroid(r) else np.nan for r in rows], dtype=float)
+        for zone in zones:
+            inside = zone.contains(xs, ys)
+            for r, flag in zip(rows, inside, strict=True):
+                out.setdefault((r.object_id, zone.name), {})[r.frame] = bool(flag)
+        return out
+    threshold = _number(min_overlap, "overlap fraction")
+    if not 0 < threshold <= 1:
+        raise PromptError("The overlap fraction must be above 0 and at most 1, for example 0.5.")
+    if masks is None:
+        raise ValueError("membership by mask overlap needs the masks")
+    wanted = {(r.frame, r.object_id) for r in rows if r.present}
+    fractions = _overlap_fractions(masks, zones, wanted)
+    for r in rows:
+        frac = fractions.get((r.frame, r.object_id)) if r.present else None
+        for k, zone in enumerate(zones):
+            inside = frac is not None and frac[k] >= threshold - 1e-12
+            out.setdefault((r.object_id, zone.name), {})[r.frame] = bool(inside)
+    return out
+
+
+def zone_stats(
+    rows: Iterable[Measurement],
+    zones: Sequence[Zone],
+    cal: Calibration | None = None,
+    *,
+    masks: MaskSource | None = None,
+    min_overlap: float | None = None,
+) -> list[ZoneStats]:
+    """:class:`ZoneStats` per object (in order of first appearance in ``rows``) and zone
+    (in the given order); conventions in the module doc, membership as in
+    :func:`zone_membership`. ``cal`` sets the length unit and may override the frame
+    rate (time of a frame = 1 / fps)."""
+    rows = list(rows)
+    zones = list(zones)
+    cal = cal or Calibration()
+    inside_map = zone_membership(rows, zones, masks=masks, min_overlap=min_overlap)
+    membership = "centroid" if min_overlap is None else f"overlap>={float(min_overlap):g}"
+    dt = frame_seconds(rows, cal)
+    t0 = min((cal.time_of(r) for r in rows), default=0.0)
+    out: list[ZoneStats] = []
+    for obj_id, series in by_object(rows).items():
+        for zone in zones:
+            flags = inside_map[(obj_id, zone.name)]
+            inside = [flags[r.frame] for r in series]
+            entries = 0
+            for i, flag in enumerate(inside):
+                follows = i > 0 and inside[i - 1] and series[i - 1].frame + 1 == series[i].frame
+                if flag and not follows:
+                    entries += 1
+            first = next((r for r, f in zip(series, inside, strict=True) if f), None)
+            distance = sum(
+                math.hypot(b.centroid_x - a.centroid_x, b.centroid_y - a.centroid_y)
+                for (a, fa), (b, fb) in pairwise(zip(series, inside, strict=True))
+                if fa and fb and has_centroid(a) and has_centroid(b)
+            )
+            scores = [r.score for r, f in zip(series, inside, strict=True) if f]
+            known = [s for s in scores if math.isfinite(s)]
+            n_inside = sum(inside)
+            out.append(
+                ZoneStats(
+                    object_id=obj_id,
+                    object_name=series[0].object_name,
+                    zone=zone.name,
+                    membership=membership,
+                    frames=len(series),
+                    frames_inside=n_inside,
+                    fraction_inside=n_inside / len(series) if series else 0.0,
+                    time_in_zone_s=n_inside * dt,
+                    time_scored_s=sum(1 for s in known if s > 0) * dt,
+                    entries=entries,
+                    latency_s=None if first is None else cal.time_of(first) - t0,
+                    distance_inside=cal.to_length(distance),
+                    unit=cal.length_unit,
+                    mean_score_inside=float(np.mean(known)) if known else None,
+                )
+            )
+    return out
+
+
+def write_zone_csv(stats: Iterable[ZoneStats], path: Path) -> Path:
+    """Write zone statistics as UTF-8 CSV with :data:`ZONE_COLUMNS` (empty cell = None);
+    names pass through :func:`sam2web.exports.safe_cell`. Returns ``path``."""
+    cells = (
+        [
+            s.object_id,
+            text(s.object_name),
+            text(s.zone),
+            s.membership,
+            s.frames,
+            s.frames_inside,
+            general(s.fraction_inside),
+            general(s.time_in_zone_s),
+            general(s.time_scored_s),
+            s.entries,
+            general(s.latency_s),
+            general(s.distance_inside),
+            text(s.unit),
+            general(s.mean_score_inside),
+        ]
+        for s in stats
+    )
+    return write_table(path, ZONE_COLUMNS, cells)
