@@ -129,7 +129,7 @@ def _positive_or_none(value, what: str) -> float | None:
 def calibrated_columns(cal: Calibration) -> tuple[str, ...]:
     """Column names of :func:`calibrated_rows` / :func:`write_calibrated_csv`.
 
-    Always the pixel columns of :data:`sam2web.exports.CSV_COLUMNS`; with a length scale
+    Always the pixel columns of :data:`sam2web.results.CSV_COLUMNS`; with a length scale
     also ``centroid_x_<unit>``, ``centroid_y_<unit>`` (same origin as the pixel centroid,
     divided by the scale) and ``area_<unit>2`` (area in unit²), e.g. ``centroid_x_mm``.
     """

@@ -49,7 +49,7 @@ def _check_frames(from_frame, stop) -> tuple[int, int | None]:
 
 
 def _absent(row: Measurement) -> Measurement:
-    """The row as :func:`sam2web.exports.measurements` writes it for a frame without a
+    """The row as :func:`sam2web.results.measurements` writes it for a frame without a
     result: not present, score NaN, no geometry."""
     return dataclasses.replace(
         row,

@@ -4,7 +4,7 @@ Challenge (CTC) result layout.
 A label image is uint16 (H, W), indexed [row, col]: 0 is background, any other value an
 object. An object is drawn on a frame when it is present there: its stored mask is not
 empty and its score does not say absent (score > 0, or unknown), as in
-:func:`sam2web.exports.measurements`. Where masks overlap, the object later in
+:func:`sam2web.results.measurements`. Where masks overlap, the object later in
 ``object_ids`` wins (default: ascending ids, so the larger id wins).
 
 Label TIFF (:func:`write_label_tiff`): one page per frame of the video, ImageJ hyperstack

@@ -66,6 +66,7 @@ import struct
 import subprocess
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -752,30 +753,7 @@ def _ingest_sequence(
     elif seq.stretch_per_channel and head.ndim == 3:
         notes.extend(_stretch_channels(seq, prepared, writer, head))
     else:
-        # Two passes: find one scaling range for the whole stack, then convert.
-        progress.total = 2 * seq.count
-        stride = max(1, math.ceil(seq.count * head.size / STRETCH_SAMPLE))
-        samples = []
-        offset = 0
-        for i in range(seq.count):
-            flat = prepared(i).reshape(-1)
-            samples.append(flat[(-offset) % stride :: stride].astype(np.float64))
-            offset += flat.size
-            progress.update(i + 1, final=i + 1 == seq.count)
-        lo, hi, how = _stretch_range(np.concatenate(samples))
-        if how:
-            notes.append(
-                f"{_depth_words(head.dtype).capitalize()} values scaled to 8-bit: "
-                f"{how} range {_fmt_range(lo, hi)} mapped to 0-255."
-            )
-        else:
-            notes.append(
-                f"{_depth_words(head.dtype).capitalize()} values are all equal "
-                "(or not numbers); every pixel was set to 0."
-            )
-        progress.base = seq.count
-        for i in range(seq.count):
-            writer.add(_gray_to_rgb(_stretch(prepared(i), lo, hi)))
+        notes.append(_stretch_stack(seq, prepared, writer, head))
     writer.finish()
     if alpha_dropped:
         notes.append(
@@ -794,6 +772,31 @@ def _ingest_sequence(
         pixel_size=seq.pixel_size,
         pixel_unit=seq.pixel_unit,
     )
+
+
+def _stretch_stack(
+    seq: _Sequence, prepared: Callable[[int], np.ndarray], writer: _FrameWriter, head: np.ndarray
+) -> str:
+    """Two passes: find one scaling range for the whole stack, then convert; returns the
+    note that says which range was used."""
+    progress = writer.progress
+    progress.total = 2 * seq.count
+    stride = max(1, math.ceil(seq.count * head.size / STRETCH_SAMPLE))
+    samples = []
+    offset = 0
+    for i in range(seq.count):
+        flat = prepared(i).reshape(-1)
+        samples.append(flat[(-offset) % stride :: stride].astype(np.float64))
+        offset += flat.size
+        progress.update(i + 1, final=i + 1 == seq.count)
+    lo, hi, how = _stretch_range(np.concatenate(samples))
+    progress.base = seq.count
+    for i in range(seq.count):
+        writer.add(_gray_to_rgb(_stretch(prepared(i), lo, hi)))
+    depth = _depth_words(head.dtype).capitalize()
+    if how:
+        return f"{depth} values scaled to 8-bit: {how} range {_fmt_range(lo, hi)} mapped to 0-255."
+    return f"{depth} values are all equal (or not numbers); every pixel was set to 0."
 
 
 _CHANNEL_COLOURS = ("red", "green", "blue")
@@ -1331,7 +1334,25 @@ class _TiffStack(_Sequence):
         frame_axes = tuple(a for a in STACK_FRAME_AXES if a in named)
         self.frame_axes = frame_axes
 
-        # Which axis runs through the frames; the other of T and Z is projected.
+        frame_pos = self._choose_frame_axis(label, named, generic, lead_shape)
+        self.count = 1 if frame_pos is None else lead_shape[frame_pos]
+        lim.check_frames(self.count)
+        self.channel_pos = named.get("C")
+        n_channels = 1 if self.channel_pos is None else lead_shape[self.channel_pos]
+        self.channel_names = self._channel_names(tif, n_channels)
+        self.channels = self._choose_channels(n_channels, samples, legacy_colour)
+        self.stretch_per_channel = len(self.channels) > 1 and not legacy_colour
+        plane = [d for a, d in zip(self.page_axes, page_shape, strict=True) if a in "YX"]
+        if len(plane) != 2 or 0 in plane:
+            raise MediaError(self._layout_message())
+        lim.check_pixels(plane[1], plane[0])
+
+    def _choose_frame_axis(
+        self, label: str, named: dict[str, int], generic: list[int], lead_shape: tuple
+    ) -> int | None:
+        """Which leading axis runs through the frames (its position, None for a single
+        frame); the other of T and Z is max-projected (noted)."""
+        frame_axes = self.frame_axes
         wanted = self.choice.axis
         if wanted is not None and wanted not in named and not generic and frame_axes:
             raise StackChoiceError(
@@ -1359,17 +1380,7 @@ class _TiffStack(_Sequence):
                     f"Each frame is the maximum-intensity projection of the "
                     f"{lead_shape[named[a]]} {what} along {a}."
                 )
-        self.count = 1 if frame_pos is None else lead_shape[frame_pos]
-        lim.check_frames(self.count)
-        self.channel_pos = named.get("C")
-        n_channels = 1 if self.channel_pos is None else lead_shape[self.channel_pos]
-        self.channel_names = self._channel_names(tif, n_channels)
-        self.channels = self._choose_channels(n_channels, samples, legacy_colour)
-        self.stretch_per_channel = len(self.channels) > 1 and not legacy_colour
-        plane = [d for a, d in zip(self.page_axes, page_shape, strict=True) if a in "YX"]
-        if len(plane) != 2 or 0 in plane:
-            raise MediaError(self._layout_message())
-        lim.check_pixels(plane[1], plane[0])
+        return frame_pos
 
     def _layout_message(self) -> str:
         return (

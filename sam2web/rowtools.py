@@ -1,7 +1,7 @@
 """Functions shared by the analyses of measurement tables (zones, pairs, heatmaps).
 
 A table is a list of :class:`sam2web.types.Measurement` rows, one per object per frame, as
-:func:`sam2web.exports.measurements` makes it.
+:func:`sam2web.results.measurements` makes it.
 """
 
 from __future__ import annotations

@@ -25,8 +25,6 @@ LONGER = {
     "sam2web/analysis.py:plot_trajectories": 110,
     # The command line's whole grammar, one option per statement.
     "sam2web/cli.py:build_parser": 100,
-    # Decoding any image sequence: one loop with the checks for each frame.
-    "sam2web/media.py:_ingest_sequence": 95,
 }
 
 
