@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import threading
 import zipfile
 from pathlib import Path
@@ -270,7 +271,16 @@ def test_fast_preview_and_its_agreement_check(app, tmp_path):
     assert "Fast preview" in switched[1] and "128 px" in switched[1]
     assert "objects and clicks were kept" in switched[1]
     report = client.predict(3, api_name="/compare_quality")
-    assert "frames 0–2 (3)" in report and "agrees with full quality (256 px)" in report
+    assert "frames 0–2 (3)" in report and "full quality (256 px)" in report
+    # The verdict follows the measured IoU (random weights: any value is possible).
+    mean = float(re.search(r"mask IoU of ([0-9.]+) on average", report).group(1))
+    if mean >= 0.95:
+        assert "agrees closely with full quality" in report or "agrees only roughly" in report
+    elif mean >= 0.8:
+        assert "agrees only roughly with full quality" in report
+    else:
+        assert "differs from full quality (256 px)" in report
+        assert "use full quality (256 px) for this video" in report
     assert "disc &lt;b&gt;A&lt;/b&gt;" in report  # the name is shown, escaped
     tracked = client.predict(
         "forward", "", "", 0, 0.5, True, True, 0, "", "mm", "", api_name="/propagate"

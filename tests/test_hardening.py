@@ -567,12 +567,16 @@ def test_second_click_while_tracking(app, other, user):
     while job.status().code.name in ("STARTING", "JOINING_QUEUE", "IN_QUEUE", "SENDING_DATA"):
         assert time.time() < deadline, "tracking did not start"
         time.sleep(0.05)
-    # The click waits for the model until this user's tracking is done, then applies.
-    answer = user.predict(3, 1, 44, 62, True, api_name="/add_point")
-    assert job.done(), "the click ran while the same user's tracking held the model"
+    # A click of the same user during their own run is refused in one sentence and leaves
+    # nothing behind; the run goes on to its end.
+    with pytest.raises(Exception) as refused:
+        user.predict(3, 1, 44, 62, True, api_name="/add_point")
+    assert_one_clear_sentence(str(refused.value), app)
+    assert "Tracking is running; wait for it to finish or press Cancel first." in str(refused.value)
+    assert not job.done(), "tracking ended before the click was answered"
     assert "Tracked 8 frames" in job.result(timeout=300)[1]
-    assert "Positive click added to disc at x=44, y=62." in answer[1]
-    assert "8 of 8 frames have masks" in answer[1]
+    with pytest.raises(Exception, match="nothing to undo for this object on this frame"):
+        user.predict(3, api_name="/undo")  # the refused click was not recorded
     assert_served(other)
 
 
