@@ -399,6 +399,9 @@ def compile_predictor(
         warm.insert(0, "fp32")
     start = time.perf_counter()
     with torch.inference_mode():
+        # One eager call first fills the encoder's position-encoding cache (a Python dict
+        # the compiled code guards on); compiling before it would compile twice.
+        eager(blank)
         for dtype in warm:
             if dtype == "bf16" and device.type in ("cpu", "cuda"):
                 with torch.autocast(device.type, dtype=torch.bfloat16):
