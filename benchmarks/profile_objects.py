@@ -141,9 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=3, choices=(2, 3))
     parser.add_argument("--bf16", action="store_true", help="run under CPU bf16 autocast")
     parser.add_argument("--ops", action="store_true", help="also print torch.profiler's top ops")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from PIL import Image
 
     from benchmarks.bench_engine import clicks_for, machine_info, make_discs

@@ -46,6 +46,9 @@ _SHOWN_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 PROBE_OVERRIDES = ("auto", "yes", "no")
 
+PROBE_ATTEMPTS = 3
+"""Timed attempts at most before the probe says bf16 is not fast."""
+
 
 # ---------------------------------------------------------------------------- bf16 probe
 
@@ -196,7 +199,9 @@ def bf16_probe(device: torch.device | str, override: str = "auto") -> Bf16Probe:
     and device (thread-safe: concurrent callers wait for one measurement).
 
     ``override`` is SAM2WEB_BF16_PROBE: ``auto`` measures, ``yes``/``no`` answer without
-    measuring (not cached).
+    measuring (not cached). A CPU measurement takes about 0.5 s (up to
+    :data:`PROBE_ATTEMPTS` times that where bf16 does not win at once) with torch's current
+    thread count; a CUDA answer takes no measurement.
     """
     choice = (override or "auto").strip().lower()
     if choice not in PROBE_OVERRIDES:
@@ -257,7 +262,16 @@ def _measure(dev: torch.device) -> Bf16Probe:
             False,
             "the CPU has no native bf16 (no avx512_bf16 or amx_bf16)",
         )
+    # Load from other processes pulls the ratio towards 1 (two threads of small bf16 kernels
+    # on a busy 2-core machine measured 0.8x where one quiet run gives 3-4x), never a CPU
+    # without fast bf16 above the threshold, so a failed attempt is repeated, twice at most.
     fp32_s, bf16_s = time_probe_workload()
+    for _ in range(PROBE_ATTEMPTS - 1):
+        if bf16_decision(native, fp32_s, bf16_s):
+            break
+        again = time_probe_workload()
+        if again[0] / again[1] > fp32_s / bf16_s:
+            fp32_s, bf16_s = again
     fast = bf16_decision(native, fp32_s, bf16_s)
     speedup = fp32_s / bf16_s if bf16_s > 0 else float("inf")
     if fast:
@@ -320,6 +334,11 @@ def available_qualities(device: torch.device | str, settings: Settings) -> list[
     if settings.fast_resolution < settings.resolution:
         keys.append("fast")
     return keys
+
+
+def qualities(device: torch.device | str, settings: Settings) -> list[Quality]:
+    """:func:`available_qualities` with what each means (label, resolution, bf16)."""
+    return [quality(key, device, settings) for key in available_qualities(device, settings)]
 
 
 def default_quality(device: torch.device | str, settings: Settings) -> str:
