@@ -245,11 +245,15 @@ def system_busy_s() -> float:
         return float("nan")
 
 
-def per_frame_summary(times: list[float]) -> dict:
+def per_frame_summary(times: list[float], cpu_times: list[float] | None = None) -> dict:
     """Median and mean seconds per frame, leaving out the first frame propagate yields
-    (the prompted frame, whose output already exists)."""
+    (the prompted frame, whose output already exists), and the mean process CPU seconds per
+    such frame: with one torch thread, the work a frame takes whatever other processes take
+    from the cores (the engine's CPU seconds include its overlay video thread)."""
     steady = times[1:]
+    cpu_steady = (cpu_times or [])[1:]
     return {
+        "cpu_s_per_frame": statistics.fmean(cpu_steady) if cpu_steady else float("nan"),
         "s_per_frame": statistics.median(steady) if steady else float("nan"),
         "s_per_frame_mean": statistics.fmean(steady) if steady else float("nan"),
         "first_yield_s": times[0] if times else float("nan"),
@@ -347,6 +351,7 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
         torch.autocast("cpu", dtype=torch.bfloat16) if mode.bf16 else contextlib.nullcontext()
     )
     times: list[float] = []
+    cpu_times: list[float] = []  # process CPU seconds per frame, all threads
     rss_frames: list[float] = []
     with torch.inference_mode(), autocast:
         t0 = time.perf_counter()
@@ -365,16 +370,17 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
         cpu2, busy2 = time.process_time(), system_busy_s()
         rss_stages["prompts"] = rss_mib()
         video_segments = {}  # as in the notebook: {frame: {obj_id: (1, H, W) bool}}
-        last = t2
+        last, last_cpu = t2, cpu2
         for out_frame_idx, out_obj_ids, out_mask_logits in predictor.propagate_in_video(state):
             video_segments[out_frame_idx] = {
                 out_obj_id: (out_mask_logits[i] > 0.0).cpu().numpy()
                 for i, out_obj_id in enumerate(out_obj_ids)
             }
-            now = time.perf_counter()
+            now, cpu_now = time.perf_counter(), time.process_time()
             times.append(now - last)
+            cpu_times.append(cpu_now - last_cpu)
             rss_frames.append(rss_mib())
-            last = now
+            last, last_cpu = now, cpu_now
         t3 = time.perf_counter()
         cpu3, busy3 = time.process_time(), system_busy_s()
         rss_stages["propagate"] = rss_mib()
@@ -385,6 +391,7 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
         "track_s": t3 - t1,
         "e2e_s": t3 - t0,
         "frame_times": times,
+        "frame_cpu_times": cpu_times,
         # CPU seconds of all threads per wall second while propagating: about the thread
         # count on an idle machine, less when other processes compete for the cores
         "propagate_cpu_per_wall": (cpu3 - cpu2) / (t3 - t2),
@@ -441,6 +448,7 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
     frames_dir, masks_dir, exports_dir = work / "frames", work / "masks", work / "exports"
     exports_dir.mkdir(parents=True)
     times: list[float] = []
+    cpu_times: list[float] = []  # process CPU seconds per frame, all threads
     rss_frames: list[float] = []
 
     t0 = time.perf_counter()
@@ -475,13 +483,14 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
         info.fps,
         pending=session.planned_frames("forward"),
     )
-    last = t2
+    last, last_cpu = t2, cpu2
     for step in session.propagate("forward"):
         live.frame_done(step.result.frame_idx)
-        now = time.perf_counter()
+        now, cpu_now = time.perf_counter(), time.process_time()
         times.append(now - last)
+        cpu_times.append(cpu_now - last_cpu)
         rss_frames.append(rss_mib())
-        last = now
+        last, last_cpu = now, cpu_now
     t3 = time.perf_counter()
     cpu3, busy3 = time.process_time(), system_busy_s()
     rss_stages["propagate"] = rss_mib()
@@ -507,6 +516,7 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
         "track_s": t3 - t1,
         "e2e_s": t5 - t0,
         "frame_times": times,
+        "frame_cpu_times": cpu_times,
         # CPU seconds of all threads per wall second while propagating: about the thread
         # count on an idle machine, less when other processes compete for the cores
         "propagate_cpu_per_wall": (cpu3 - cpu2) / (t3 - t2),
@@ -684,7 +694,7 @@ def run_one(mode_name: str, job_path: Path, as_json: bool) -> int:
         "frames": n,
         "objects": len(obj_ids),
         **timings,
-        **per_frame_summary(timings["frame_times"]),
+        **per_frame_summary(timings["frame_times"], timings.get("frame_cpu_times")),
         "peak_rss_mib": peak,  # whole process: model loading included
         # from the end of model loading to the end of the run (whole process where the
         # kernel cannot reset the count)
@@ -843,10 +853,10 @@ def print_tables(results: list[dict], cpu: str = "") -> str:
     lines = [
         cpu,
         "",
-        "| frames | mode | px | dtype | obj | s/frame (×raw) | raw / mode | track s | e2e s "
-        "| overhead | peak RSS MiB (×raw) | run peak MiB (×raw) | RSS growth MiB | IoU mean "
-        "| IoU min | non-empty |",
-        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| frames | mode | px | dtype | obj | s/frame (×raw) | raw / mode | CPU s/frame "
+        "| raw / mode (CPU s) | track s | e2e s | overhead | peak RSS MiB (×raw) "
+        "| run peak MiB (×raw) | RSS growth MiB | IoU mean | IoU min | non-empty |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     refs = {r["frames"]: r for r in results if r["mode"]["name"] == "raw"}
     for r in results:
@@ -856,17 +866,20 @@ def print_tables(results: list[dict], cpu: str = "") -> str:
             f"{'bf16' if m['bf16'] else 'fp32'} |"
         )
         if "error" in r:
-            lines.append(f"{head} | failed: {r['error']} | | | | | | | | | | |")
+            lines.append(f"{head} | failed: {r['error']} | | | | | | | | | | | | |")
             continue
         ref = refs.get(r["frames"])
         is_ref = ref is r
         if r.get("contended"):
             head = head.replace(f"| {m['name']} |", f"| {m['name']}* |", 1)
         speed = ratio(r, ref, "s_per_frame")
+        cpu_speed = ratio(r, ref, "cpu_s_per_frame")
         lines.append(
             f"{head} {r['objects']} | "
             f"{with_ratio(r['s_per_frame'], speed, 3)} | "
             f"{fmt(1 / speed if speed else None, 2, '×')} | "
+            f"{fmt(r.get('cpu_s_per_frame'), 3)} | "
+            f"{fmt(1 / cpu_speed if cpu_speed else None, 2, '×')} | "
             f"{fmt(r['track_s'], 1)} | {fmt(r['e2e_s'], 1)} | "
             f"{fmt(overhead_pct(r), 1, ' %')} | "
             f"{with_ratio(r['peak_rss_mib'], ratio(r, ref, 'peak_rss_mib'), 0)} | "

@@ -1,5 +1,5 @@
 """What this machine computes fast: a bfloat16 probe, the qualities a device offers, and the
-optional ``torch.compile`` of SAM2's heavy parts.
+optional ``torch.compile`` of SAM2's image encoder.
 
 * :func:`bf16_probe` / :func:`bf16_is_fast`: whether bfloat16 autocast pays off on a device.
   On CUDA the GPU answers (native bf16, no emulation). On a CPU the flags must show native
@@ -356,27 +356,21 @@ def default_quality(device: torch.device | str, settings: Settings) -> str:
 
 # ---------------------------------------------------------------------------- compile
 
-COMPILE_CHOICES = ("off", "auto", "on")
+COMPILE_CHOICES = ("off", "on")
 
 
-def compile_plan(setting: str, device: torch.device | str, probe_override: str = "auto") -> str:
-    """What SAM2WEB_COMPILE means on ``device``: ``"none"``, ``"bf16"`` (compile the image
-    encoder for calls under bf16 autocast only) or ``"all"`` (for every call).
+def compile_plan(setting: str) -> str:
+    """What SAM2WEB_COMPILE asks for: ``"none"`` (``off``) or ``"all"`` (``on``: compile the
+    image encoder for every call). :func:`compile_predictor` also knows ``"bf16"`` (only calls
+    under bf16 autocast), which the benchmarks use.
 
-    ``off``: none. ``on``: all. ``auto``: bf16 on a CPU where :func:`bf16_is_fast` says yes
-    (the one place it was measured to win; see benchmarks/README.md), else none.
+    No compiled variant won on the CPUs measured (see benchmarks/README.md), hence no
+    automatic choice: ``on`` is for trying it elsewhere, e.g. on a GPU.
     """
     choice = (setting or "off").strip().lower()
     if choice not in COMPILE_CHOICES:
-        raise ValueError(f"SAM2WEB_COMPILE must be off, auto or on, got {setting!r}")
-    if choice == "off":
-        return "none"
-    if choice == "on":
-        return "all"
-    import torch
-
-    dev = torch.device(device)
-    return "bf16" if dev.type == "cpu" and bf16_is_fast(dev, probe_override) else "none"
+        raise ValueError(f"SAM2WEB_COMPILE must be off or on, got {setting!r}")
+    return "all" if choice == "on" else "none"
 
 
 def compile_predictor(

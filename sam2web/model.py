@@ -516,17 +516,16 @@ def build_predictor(
     image_size: int = 1024,
     corrections: str = "keep",
     compile: str = "off",
-    bf16_probe: str = "auto",
 ):
     """sam2's ``SAM2VideoPredictor`` for ``spec`` with the weights in ``ckpt_path``, in eval mode.
 
     Built by sam2's own ``build_sam2_video_predictor`` (Meta's post-processing defaults
     included) and loaded strictly; ``ckpt_path=None`` leaves random weights (tests only).
 
-    ``compile`` is SAM2WEB_COMPILE (off, auto, on; see :func:`sam2web.accel.compile_plan`,
-    which ``bf16_probe``, SAM2WEB_BF16_PROBE, informs). Where it compiles, the compile is
-    paid here, once per predictor, and ``predictor.sam2web_compile`` records what was
-    compiled and the seconds it took; ``off`` leaves the predictor exactly as sam2 built it.
+    ``compile`` is SAM2WEB_COMPILE (off or on; see :func:`sam2web.accel.compile_plan`). With
+    ``on`` the compile is paid here, once per predictor, and ``predictor.sam2web_compile``
+    records what was compiled and the seconds it took; ``off`` leaves the predictor exactly
+    as sam2 built it.
     """
     from sam2.build_sam import build_sam2_video_predictor
 
@@ -540,17 +539,17 @@ def build_predictor(
         )
     if state is None:
         log.warning("Built %s with random weights (no checkpoint)", spec.key)
-        return _compiled(predictor, compile, device, bf16_probe)
+        return _compiled(predictor, compile)
     _check_matches(predictor, state, spec)
     predictor.load_state_dict(state, strict=True)
     log.info("Loaded %s from %s on %s at %d px", spec.key, ckpt_path, device, image_size)
-    return _compiled(predictor, compile, device, bf16_probe)
+    return _compiled(predictor, compile)
 
 
-def _compiled(predictor, setting: str, device, bf16_probe: str):
+def _compiled(predictor, setting: str):
     from .accel import compile_plan, compile_predictor
 
-    record = compile_predictor(predictor, compile_plan(setting, device, bf16_probe))
+    record = compile_predictor(predictor, compile_plan(setting))
     if record is not None:
         predictor.sam2web_compile = record
     return predictor
@@ -584,13 +583,12 @@ class ModelCache:
         image_size: int = 1024,
         corrections: str = "keep",
         compile: str = "off",
-        bf16_probe: str = "auto",
     ):
         import torch
 
         device = torch.device(device)
         ident = checkpoint_identity(ckpt_path) if ckpt_path is not None else "random"
-        key = (spec.key, ident, str(device), int(image_size), corrections, compile, bf16_probe)
+        key = (spec.key, ident, str(device), int(image_size), corrections, compile)
         with self._lock:
             slot = self._slots.get(key)
             if slot is None:
@@ -606,7 +604,6 @@ class ModelCache:
                         image_size=image_size,
                         corrections=corrections,
                         compile=compile,
-                        bf16_probe=bf16_probe,
                     )
                 except BaseException:
                     with self._lock:

@@ -74,8 +74,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SAM2WEB_COMPILE",
         "off",
-        "torch.compile of SAM2's heavy parts when a model is loaded: off, auto, on. "
-        "See benchmarks/README.md for what it gains.",
+        "on: torch.compile SAM2's image encoder when a model is loaded (takes minutes, once "
+        "per model and resolution). On the CPUs measured it made frames slower, not faster "
+        "(benchmarks/README.md); off keeps sam2's own model.",
     ),
     Setting(
         "SAM2WEB_DATA_DIR",
@@ -231,7 +232,7 @@ class Settings:
             fast_resolution=as_resolution("SAM2WEB_FAST_RESOLUTION"),
             bf16=choice("SAM2WEB_BF16", ("auto", "0", "1")),
             bf16_probe=choice("SAM2WEB_BF16_PROBE", ("auto", "yes", "no")),
-            compile=choice("SAM2WEB_COMPILE", ("off", "auto", "on")),
+            compile=choice("SAM2WEB_COMPILE", ("off", "on")),
             data_dir=Path(data_dir).expanduser(),
             frame_format=choice("SAM2WEB_FRAME_FORMAT", ("jpeg", "png")),
             max_upload_mb=as_int("SAM2WEB_MAX_UPLOAD_MB", 1),
