@@ -16,10 +16,18 @@ per mode:
   model under CPU bfloat16 autocast (``engine-bf16``, ``raw512-bf16``). Without a number a
   mode uses ``--resolution``.
 
+* ``-compile`` (engine only) compiles the image encoder with ``torch.compile`` as
+  SAM2WEB_COMPILE does (``engine-bf16-compile``: for bf16 calls; ``engine-compile``: for
+  all), at model load, so the compile shows in the load time and not per frame.
+
 For every mode and clip length the parent prints seconds per tracked frame (median over the
 frames after the first one propagate yields, which is the prompted frame), end-to-end
 seconds, peak RSS, RSS growth, the ratios to ``raw`` and the agreement of masks with
-``raw`` (IoU per frame and object). Weights are random (timing does not depend on their
+``raw`` (IoU per frame and object). It also measures the machine's matmul peak (float32
+and bf16, the threads the modes use), counts each frame's FLOPs at every resolution with
+torch's FlopCounterMode (one untimed run of the raw flow per resolution) and prints each
+mode's mean seconds per frame against what those FLOPs take at the peak (bf16 peak for bf16
+modes), and the CPU's model and bf16/AMX flags above every table. Weights are random (timing does not depend on their
 values), so masks are meaningless as segmentations; agreement between modes is still
 meaningful: the same model on the same pixels must give the same masks.
 
@@ -55,7 +63,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RESULT_PREFIX = "BENCH_RESULT "
-MODE_PATTERN = re.compile(r"^(raw|engine)(\d+)?(-bf16)?$")
+MODE_PATTERN = re.compile(r"^(raw|engine)(\d+)?(-bf16)?(-compile)?$")
 MAX_OBJECTS = 3
 MIB = 1024 * 1024
 # A propagation during which other processes kept more than this many cores busy on
@@ -70,6 +78,7 @@ class Mode:
     flow: str  # "raw" or "engine"
     resolution: int  # processing size in pixels (square)
     bf16: bool  # bfloat16 autocast on the CPU
+    compile: bool = False  # the engine with SAM2WEB_COMPILE=on
 
     @property
     def dtype(self) -> str:
@@ -81,13 +90,15 @@ def parse_mode(name: str, default_resolution: int) -> Mode:
     match = MODE_PATTERN.match(name.strip())
     if match is None:
         raise ValueError(
-            f"unknown mode {name!r}: use raw or engine, optionally followed by a resolution "
-            "and -bf16, e.g. engine512 or engine-bf16"
+            f"unknown mode {name!r}: use raw or engine, optionally followed by a resolution, "
+            "-bf16 and (engine only) -compile, e.g. engine512 or engine-bf16-compile"
         )
-    flow, size, bf16 = match.groups()
+    flow, size, bf16, compiled = match.groups()
+    if compiled and flow != "engine":
+        raise ValueError(f"mode {name!r}: -compile applies to the engine only")
     resolution = int(size) if size else default_resolution
     check_resolution(resolution)
-    return Mode(name.strip(), flow, resolution, bool(bf16))
+    return Mode(name.strip(), flow, resolution, bool(bf16), bool(compiled))
 
 
 def check_resolution(resolution: int) -> None:
@@ -234,11 +245,15 @@ def system_busy_s() -> float:
         return float("nan")
 
 
-def per_frame_summary(times: list[float]) -> dict:
+def per_frame_summary(times: list[float], cpu_times: list[float] | None = None) -> dict:
     """Median and mean seconds per frame, leaving out the first frame propagate yields
-    (the prompted frame, whose output already exists)."""
+    (the prompted frame, whose output already exists), and the mean process CPU seconds per
+    such frame: with one torch thread, the work a frame takes whatever other processes take
+    from the cores (the engine's CPU seconds include its overlay video thread)."""
     steady = times[1:]
+    cpu_steady = (cpu_times or [])[1:]
     return {
+        "cpu_s_per_frame": statistics.fmean(cpu_steady) if cpu_steady else float("nan"),
         "s_per_frame": statistics.median(steady) if steady else float("nan"),
         "s_per_frame_mean": statistics.fmean(steady) if steady else float("nan"),
         "first_yield_s": times[0] if times else float("nan"),
@@ -336,6 +351,7 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
         torch.autocast("cpu", dtype=torch.bfloat16) if mode.bf16 else contextlib.nullcontext()
     )
     times: list[float] = []
+    cpu_times: list[float] = []  # process CPU seconds per frame, all threads
     rss_frames: list[float] = []
     with torch.inference_mode(), autocast:
         t0 = time.perf_counter()
@@ -354,16 +370,17 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
         cpu2, busy2 = time.process_time(), system_busy_s()
         rss_stages["prompts"] = rss_mib()
         video_segments = {}  # as in the notebook: {frame: {obj_id: (1, H, W) bool}}
-        last = t2
+        last, last_cpu = t2, cpu2
         for out_frame_idx, out_obj_ids, out_mask_logits in predictor.propagate_in_video(state):
             video_segments[out_frame_idx] = {
                 out_obj_id: (out_mask_logits[i] > 0.0).cpu().numpy()
                 for i, out_obj_id in enumerate(out_obj_ids)
             }
-            now = time.perf_counter()
+            now, cpu_now = time.perf_counter(), time.process_time()
             times.append(now - last)
+            cpu_times.append(cpu_now - last_cpu)
             rss_frames.append(rss_mib())
-            last = now
+            last, last_cpu = now, cpu_now
         t3 = time.perf_counter()
         cpu3, busy3 = time.process_time(), system_busy_s()
         rss_stages["propagate"] = rss_mib()
@@ -374,6 +391,7 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
         "track_s": t3 - t1,
         "e2e_s": t3 - t0,
         "frame_times": times,
+        "frame_cpu_times": cpu_times,
         # CPU seconds of all threads per wall second while propagating: about the thread
         # count on an idle machine, less when other processes compete for the cores
         "propagate_cpu_per_wall": (cpu3 - cpu2) / (t3 - t2),
@@ -396,11 +414,11 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
 
 def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
     """sam2web end to end. Returns (timings, {frame: {obj_id: mask}})."""
-    import torch
 
+    from sam2web.accel import compile_predictor
     from sam2web.exports import write_csv
     from sam2web.media import FrameFolder, ingest
-    from sam2web.model import build_predictor, cpu_supports_bf16, get_spec
+    from sam2web.model import autocast_context, build_predictor, cpu_supports_bf16, get_spec
     from sam2web.render import LiveOverlayVideo, OverlayStyle
     from sam2web.results import measurements
     from sam2web.tracking import TrackingSession
@@ -414,21 +432,24 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
         image_size=mode.resolution,
         corrections="keep",
     )
+    if mode.compile:
+        # Forced here to measure it; SAM2WEB_COMPILE=auto compiles only where it wins.
+        predictor.sam2web_compile = compile_predictor(predictor, "bf16" if mode.bf16 else "all")
     loaded = time.perf_counter()
     rss_loaded, load_peak, peak_reset = after_model_load()
 
-    if mode.bf16:
-        # Forced here to measure it; sam2web's SAM2WEB_BF16=1 turns it on only on CPUs with
-        # native bfloat16 (cpu_supports_bf16()).
-        def autocast():
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-    else:
-        autocast = contextlib.nullcontext
+    # The page's qualities: "full-bf16" is forced here to measure it even where the probe
+    # would not offer it (sam2web.accel.available_qualities); "full" is float32.
+    quality = "full-bf16" if mode.bf16 else "full"
+
+    def autocast():
+        return autocast_context("cpu", quality=quality)
 
     shutil.rmtree(work, ignore_errors=True)
     frames_dir, masks_dir, exports_dir = work / "frames", work / "masks", work / "exports"
     exports_dir.mkdir(parents=True)
     times: list[float] = []
+    cpu_times: list[float] = []  # process CPU seconds per frame, all threads
     rss_frames: list[float] = []
 
     t0 = time.perf_counter()
@@ -463,13 +484,14 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
         info.fps,
         pending=session.planned_frames("forward"),
     )
-    last = t2
+    last, last_cpu = t2, cpu2
     for step in session.propagate("forward"):
         live.frame_done(step.result.frame_idx)
-        now = time.perf_counter()
+        now, cpu_now = time.perf_counter(), time.process_time()
         times.append(now - last)
+        cpu_times.append(cpu_now - last_cpu)
         rss_frames.append(rss_mib())
-        last = now
+        last, last_cpu = now, cpu_now
     t3 = time.perf_counter()
     cpu3, busy3 = time.process_time(), system_busy_s()
     rss_stages["propagate"] = rss_mib()
@@ -484,6 +506,7 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
 
     timings = {
         "load_s": loaded - started,
+        "compile_s": getattr(predictor, "sam2web_compile", {}).get("seconds"),
         "stages": {
             "decode": t1 - t0,
             "prompts": t2 - t1,
@@ -494,6 +517,7 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
         "track_s": t3 - t1,
         "e2e_s": t5 - t0,
         "frame_times": times,
+        "frame_cpu_times": cpu_times,
         # CPU seconds of all threads per wall second while propagating: about the thread
         # count on an idle machine, less when other processes compete for the cores
         "propagate_cpu_per_wall": (cpu3 - cpu2) / (t3 - t2),
@@ -524,15 +548,124 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
     return timings, masks
 
 
+# FlopCounterMode names a module by its class when it is called on its own (sam2 calls the
+# parts, never the predictor's forward), else by its attribute path.
+PART_CLASSES = {
+    "image_encoder": "ImageEncoder",
+    "memory_attention": "MemoryAttention",
+    "sam_mask_decoder": "MaskDecoder",
+    "sam_prompt_encoder": "PromptEncoder",
+    "memory_encoder": "MemoryEncoder",
+}
+
+
+def _is_part(name: str, part: str) -> bool:
+    return name == PART_CLASSES[part] or name.endswith(f".{part}")
+
+
+def count_flops(job: dict, resolution: int) -> dict:
+    """FLOPs of every frame the raw flow tracks at ``resolution`` (torch's FlopCounterMode,
+    float32, an untimed run): per frame, and per part of the model over the frames after
+    the first one propagate yields (the frames timed)."""
+    import numpy as np
+    import torch
+    from sam2.build_sam import build_sam2_video_predictor
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    from sam2web.model import get_spec, hydra_overrides, silence_missing_extension_warning
+
+    silence_missing_extension_warning()
+    predictor = build_sam2_video_predictor(
+        get_spec(job["model"]).config,
+        job["checkpoint"],
+        device="cpu",
+        hydra_overrides_extra=hydra_overrides(resolution, "keep"),
+    )
+
+    def cpu_sdpa(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        # On the CPU, attention runs as this op, which FlopCounterMode does not know.
+        return sdpa_flop_count(query, key, value)
+
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa}
+    counter = FlopCounterMode(display=False, custom_mapping=mapping)
+    per_frame: list[float] = []
+    parts_before: dict[str, int] = {}
+    parts = ("image_encoder", "memory_attention", "sam_mask_decoder", "memory_encoder")
+
+    def part_totals() -> dict[str, int]:
+        counts = counter.get_flop_counts()
+        out = {}
+        for part in parts:
+            out[part] = sum(
+                sum(ops.values()) for name, ops in counts.items() if _is_part(name, part)
+            )
+        out["total"] = int(counter.get_total_flops())
+        return out
+
+    with torch.inference_mode(), counter:
+        state = predictor.init_state(video_path=job["frames_dir"])
+        for obj_id, x, y in job["clicks"]:
+            predictor.add_new_points_or_box(
+                state,
+                frame_idx=0,
+                obj_id=obj_id,
+                points=np.array([[x, y]], dtype=np.float32),
+                labels=np.array([1], np.int32),
+            )
+        last = counter.get_total_flops()
+        for i, _ in enumerate(predictor.propagate_in_video(state)):
+            now = counter.get_total_flops()
+            per_frame.append(float(now - last))
+            last = now
+            if i == 0:
+                parts_before = part_totals()
+        parts_after = part_totals()
+    steady = max(1, len(per_frame) - 1)
+    by_part = {k: (parts_after[k] - parts_before.get(k, 0)) / steady for k in parts_after}
+    by_part["other"] = by_part["total"] - sum(by_part[p] for p in parts)
+    return {"resolution": resolution, "per_frame": per_frame, "steady_by_part": by_part}
+
+
+def measure_peak(seconds: float = 1.0) -> dict:
+    """This machine's matmul throughput in GFLOP/s (float32 and bfloat16, square matrices
+    of 2,048 and 4,096, best of repeated runs for ``seconds`` each), with torch's current
+    thread count: per wall second (``fp32``, ``bf16``) and per process CPU second times the
+    thread count (``fp32_cpu``, ``bf16_cpu``: what the threads do while they run, which
+    other processes on the machine do not lower)."""
+    import torch
+
+    best: dict[str, float] = {}
+    for n in (2048, 4096):
+        gen = torch.Generator().manual_seed(0)
+        a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            x, y = a.to(dtype), b.to(dtype)
+            x @ y  # warm-up
+            deadline = time.perf_counter() + seconds
+            while time.perf_counter() < deadline:
+                t, c = time.perf_counter(), time.process_time()
+                x @ y
+                wall, cpu = time.perf_counter() - t, time.process_time() - c
+                best[name] = max(best.get(name, 0.0), 2 * n**3 / wall / 1e9)
+                per_cpu = 2 * n**3 / max(cpu, 1e-9) / 1e9 * torch.get_num_threads()
+                best[f"{name}_cpu"] = max(best.get(f"{name}_cpu", 0.0), per_cpu)
+    best["threads"] = torch.get_num_threads()
+    return best
+
+
 def run_one(mode_name: str, job_path: Path, as_json: bool) -> int:
     """Child process: run one mode on one prepared clip, save its masks, report."""
     import numpy as np
     import torch
 
     job = json.loads(job_path.read_text())
-    mode = parse_mode(mode_name, job["resolution"])
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
+    if mode_name.startswith("flops"):
+        result = count_flops(job, int(mode_name[len("flops") :]))
+        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        return 0
+    mode = parse_mode(mode_name, job["resolution"])
     job_dir = job_path.parent
     rss_start = rss_mib()
     if mode.flow == "raw":
@@ -566,7 +699,7 @@ def run_one(mode_name: str, job_path: Path, as_json: bool) -> int:
         "frames": n,
         "objects": len(obj_ids),
         **timings,
-        **per_frame_summary(timings["frame_times"]),
+        **per_frame_summary(timings["frame_times"], timings.get("frame_cpu_times")),
         "peak_rss_mib": peak,  # whole process: model loading included
         # from the end of model loading to the end of the run (whole process where the
         # kernel cannot reset the count)
@@ -624,12 +757,13 @@ def prepare_clip(work: Path, args, num_frames: int, checkpoint: Path) -> Path:
     return job_path
 
 
-def run_child(mode: Mode, job_path: Path, timeout_s: float) -> dict:
+def run_child(name: str, job_path: Path, timeout_s: float) -> dict:
+    """Run mode ``name`` (or ``flops<px>``) in a child process; its result dict."""
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
         "--run-one",
-        mode.name,
+        name,
         "--job",
         str(job_path),
         "--json",
@@ -718,13 +852,16 @@ def ratio(r: dict, ref: dict | None, key: str) -> float | None:
     return a / b
 
 
-def print_tables(results: list[dict]) -> str:
-    """Print (and return) the summary and stage tables as Markdown."""
+def print_tables(results: list[dict], cpu: str = "") -> str:
+    """Print (and return) the summary, hardware-limit and stage tables as Markdown, each
+    headed by the CPU line ``cpu``."""
     lines = [
-        "| frames | mode | px | dtype | obj | s/frame (×raw) | track s | e2e s | overhead "
-        "| peak RSS MiB (×raw) | run peak MiB (×raw) | RSS growth MiB | IoU mean | IoU min "
-        "| non-empty |",
-        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        cpu,
+        "",
+        "| frames | mode | px | dtype | obj | s/frame (×raw) | raw / mode | CPU s/frame "
+        "| raw / mode (CPU s) | track s | e2e s | overhead | peak RSS MiB (×raw) "
+        "| run peak MiB (×raw) | RSS growth MiB | IoU mean | IoU min | non-empty |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     refs = {r["frames"]: r for r in results if r["mode"]["name"] == "raw"}
     for r in results:
@@ -734,15 +871,20 @@ def print_tables(results: list[dict]) -> str:
             f"{'bf16' if m['bf16'] else 'fp32'} |"
         )
         if "error" in r:
-            lines.append(f"{head} | failed: {r['error']} | | | | | | | | | |")
+            lines.append(f"{head} | failed: {r['error']} | | | | | | | | | | | | |")
             continue
         ref = refs.get(r["frames"])
         is_ref = ref is r
         if r.get("contended"):
             head = head.replace(f"| {m['name']} |", f"| {m['name']}* |", 1)
+        speed = ratio(r, ref, "s_per_frame")
+        cpu_speed = ratio(r, ref, "cpu_s_per_frame")
         lines.append(
             f"{head} {r['objects']} | "
-            f"{with_ratio(r['s_per_frame'], ratio(r, ref, 's_per_frame'), 3)} | "
+            f"{with_ratio(r['s_per_frame'], speed, 3)} | "
+            f"{fmt(1 / speed if speed else None, 2, '×')} | "
+            f"{fmt(r.get('cpu_s_per_frame'), 3)} | "
+            f"{fmt(1 / cpu_speed if cpu_speed else None, 2, '×')} | "
             f"{fmt(r['track_s'], 1)} | {fmt(r['e2e_s'], 1)} | "
             f"{fmt(overhead_pct(r), 1, ' %')} | "
             f"{with_ratio(r['peak_rss_mib'], ratio(r, ref, 'peak_rss_mib'), 0)} | "
@@ -753,6 +895,37 @@ def print_tables(results: list[dict]) -> str:
             f"{fmt(100 * r['nonempty_fraction'], 0, ' %')} |"
         )
     lines += [
+        "",
+        cpu,
+        "",
+        "| frames | mode | px | dtype | GFLOP/frame | of which encoder / memory attention / "
+        "decoder + memory encoder / rest | mean s/frame | limit s/frame | of the limit "
+        "| CPU s/frame | limit CPU s/frame | of the limit (CPU) |",
+        "|---:|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if "error" in r or "gflop_per_frame" not in r:
+            continue
+        parts = r["gflop_by_part"]
+        split = " / ".join(
+            fmt(v, 1)
+            for v in (
+                parts["image_encoder"],
+                parts["memory_attention"],
+                parts["sam_mask_decoder"] + parts["memory_encoder"],
+                parts["other"],
+            )
+        )
+        lines.append(
+            f"| {r['frames']} | {r['mode']['name']} | {r['mode']['resolution']} | "
+            f"{'bf16' if r['mode']['bf16'] else 'fp32'} | {fmt(r['gflop_per_frame'], 1)} | "
+            f"{split} | {fmt(r['s_per_frame_mean'], 3)} | {fmt(r['limit_s_per_frame'], 3)} | "
+            f"{fmt(100 * r['peak_fraction'], 1, ' %')} | {fmt(r['cpu_s_per_frame'], 3)} | "
+            f"{fmt(r['limit_cpu_s_per_frame'], 3)} | {fmt(100 * r['peak_fraction_cpu'], 1, ' %')} |"
+        )
+    lines += [
+        "",
+        cpu,
         "",
         "| frames | mode | load s | init_state / decode s | prompts s | propagate s | CSV s "
         "| video left after tracking s | e2e s | first yield s | mean s/frame | frame reads | CPU/wall "
@@ -780,6 +953,38 @@ def print_tables(results: list[dict]) -> str:
     return table
 
 
+def limit_fraction(result: dict, flops: dict | None, peak: dict) -> dict:
+    """GFLOP per timed frame (mean over the frames after the first one propagate yields,
+    counted by FlopCounterMode) and the seconds the matmul peak would need for them (bf16
+    peak for bf16 modes, fp32 peak otherwise), as a fraction of the mean seconds per frame:
+    in wall seconds, and in CPU seconds (peak per CPU second against the mode's CPU seconds
+    per frame, the figure a busy machine does not distort)."""
+    if not flops or "error" in flops or len(flops["per_frame"]) < 2:
+        return {}
+    steady = flops["per_frame"][1:]
+    gflop = statistics.fmean(steady) / 1e9
+    dtype = "bf16" if result["mode"]["bf16"] else "fp32"
+    limit_s = gflop / peak[dtype]
+    threads = max(1, int(peak.get("threads", 1)))
+    limit_cpu_s = gflop / peak[f"{dtype}_cpu"] * threads
+    return {
+        "gflop_per_frame": gflop,
+        "gflop_by_part": {k: v / 1e9 for k, v in flops["steady_by_part"].items()},
+        "limit_s_per_frame": limit_s,
+        "peak_fraction": limit_s / result["s_per_frame_mean"],
+        "limit_cpu_s_per_frame": limit_cpu_s,
+        "peak_fraction_cpu": limit_cpu_s / result["cpu_s_per_frame"],
+    }
+
+
+def cpu_line(machine: dict) -> str:
+    return (
+        f"CPU: {machine['cpu']} ({machine.get('cpu_flags', '?')}), "
+        f"{machine.get('usable_cores', machine['cores'])} cores, "
+        f"{machine.get('torch_threads')} torch threads"
+    )
+
+
 def contended(result: dict) -> bool:
     """True when other processes used the CPU while this mode was propagating."""
     return result.get("others_busy_cores", 0.0) > CONTENDED_CORES
@@ -797,7 +1002,7 @@ def measure_mode(mode: Mode, num_frames: int, job_path: Path, args) -> dict:
             f"(load {load_before}, attempt {attempt})"
         )
         started = time.perf_counter()
-        result = run_child(mode, job_path, args.child_timeout)
+        result = run_child(mode.name, job_path, args.child_timeout)
         result.setdefault("mode", asdict(mode))
         result.setdefault("frames", num_frames)
         result["wall_s"] = time.perf_counter() - started
@@ -855,6 +1060,23 @@ def main_parent(args) -> int:
         f"{machine.get('torch_threads')} threads, load {load_start}"
     )
 
+    import torch
+
+    from sam2web.accel import bf16_probe
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    machine["torch_threads"] = torch.get_num_threads()  # as every mode's process runs
+    peak = measure_peak()
+    machine["peak_gflops"] = peak
+    probe = bf16_probe("cpu")
+    machine["bf16_probe"] = probe.describe()
+    machine["bf16_offered"] = probe.fast
+    log(
+        f"matmul peak: {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16 "
+        f"({peak['threads']} threads); bf16 probe: {probe.describe()}"
+    )
+
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="sam2web-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     results: list[dict] = []
@@ -875,10 +1097,18 @@ def main_parent(args) -> int:
             )
             job_path = prepare_clip(work, args, num_frames, checkpoint)
             job = json.loads(job_path.read_text())
+            flops = {}
+            if not args.no_flops:
+                for px in sorted({m.resolution for m in modes}):
+                    log(f"counting FLOPs at {px} px ({num_frames} frames, untimed)")
+                    flops[px] = run_child(f"flops{px}", job_path, args.child_timeout)
+                    if "error" in flops[px]:
+                        log(f"FLOP count failed: {flops[px].get('stderr_tail', '')}")
             by_name: dict[str, dict] = {}
             for mode in modes:
                 result = measure_mode(mode, num_frames, job_path, args)
                 if "error" not in result:
+                    result.update(limit_fraction(result, flops.get(mode.resolution), peak))
                     digest = result.get("frames_digest")
                     if digest is not None and digest != job["frames_digest"]:
                         log(f"warning: {mode.name} ingested frames differ from the shared folder")
@@ -916,7 +1146,15 @@ def main_parent(args) -> int:
         "(random weights), one positive click per object on frame 0"
     )
     print()
-    table = print_tables(results)
+    print(
+        f"Matmul peak here: {peak['fp32']:.0f} GFLOP/s float32, {peak['bf16']:.0f} GFLOP/s "
+        f"bfloat16 per wall second; {peak['fp32_cpu']:.0f} and {peak['bf16_cpu']:.0f} per "
+        f"CPU second of each thread ({peak['threads']} threads, best square matmul of 2048 "
+        "and 4096)"
+    )
+    print(f"bf16 probe: {machine['bf16_probe']}")
+    print()
+    table = print_tables(results, cpu_line(machine))
     if args.out:
         out = {"machine": machine, "args": vars(args), "results": results, "table": table}
         Path(args.out).write_text(json.dumps(out, indent=2, default=str))
@@ -1014,6 +1252,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--child-timeout", type=float, default=3600, help="seconds one mode may run (default 3600)"
+    )
+    parser.add_argument(
+        "--no-flops",
+        action="store_true",
+        help="skip counting FLOPs per frame (an untimed run per resolution) and the "
+        "hardware-limit table",
     )
     parser.add_argument("--out", help="write all results as JSON to this file")
     parser.add_argument("--workdir", help="folder for clips and outputs (default: a temp dir)")

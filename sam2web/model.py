@@ -35,6 +35,8 @@ from .types import Progress
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from .accel import Quality
+
 log = logging.getLogger(__name__)
 
 """``progress(done, total)``: bytes downloaded so far and the file size (None if unknown)."""
@@ -392,19 +394,12 @@ def choose_device(requested: str = "auto") -> torch.device:
 
 @functools.cache
 def cpu_supports_bf16() -> bool:
-    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16
-    autocast is faster than float32."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            flags = set(f.read().split())
-        return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:  # not Linux: ask oneDNN
-        import torch
+    """True when the CPU's flags show native bfloat16 (AVX512-BF16 or AMX; off Linux, oneDNN's
+    own check). Flags alone do not make bf16 fast: :func:`sam2web.accel.bf16_is_fast` also
+    times it."""
+    from .accel import cpu_bf16_flags, cpu_bf16_native
 
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
+    return cpu_bf16_native(cpu_bf16_flags())
 
 
 def _cuda_bf16_native() -> bool:
@@ -416,13 +411,41 @@ def _cuda_bf16_native() -> bool:
         return bool(torch.cuda.is_bf16_supported())
 
 
-def autocast_context(device: torch.device | str, bf16_setting: str = "auto"):
-    """A context manager for model calls: bfloat16 autocast on CUDA for ``auto``/``1``
-    (where the GPU supports bf16), on CPU only for ``1`` on a bf16-capable CPU; otherwise a
-    no-op context."""
+def autocast_context(
+    device: torch.device | str,
+    bf16_setting: str = "auto",
+    *,
+    quality: Quality | str | None = None,
+):
+    """A context manager for model calls.
+
+    Without ``quality``, SAM2WEB_BF16 (``bf16_setting``) decides: bfloat16 autocast on CUDA
+    for ``auto``/``1`` (where the GPU supports bf16), on CPU only for ``1`` on a
+    bf16-capable CPU; otherwise a no-op context.
+
+    A ``quality`` (a :class:`~sam2web.accel.Quality` or its key) decides instead: ``full``
+    runs float32 (no-op context), ``full-bf16`` runs ``torch.autocast(device.type,
+    dtype=torch.bfloat16)`` on CPU or CUDA, ``fast`` follows ``bf16_setting`` as above.
+    """
     import torch
 
+    from .accel import QUALITY_KEYS, Quality
+
     device = torch.device(device)
+    if quality is not None:
+        if isinstance(quality, Quality):
+            bf16 = quality.bf16
+        elif quality in QUALITY_KEYS:
+            bf16 = {"full": False, "full-bf16": True}.get(quality)
+        else:
+            raise ValueError(f"quality must be one of {', '.join(QUALITY_KEYS)}, got {quality!r}")
+        if bf16 is not None:
+            if not bf16:
+                return contextlib.nullcontext()
+            if device.type in ("cpu", "cuda"):
+                return torch.autocast(device.type, dtype=torch.bfloat16)
+            log.warning("bfloat16 autocast is not available on %s; running float32", device)
+            return contextlib.nullcontext()
     setting = (bf16_setting or "auto").strip().lower()
     if device.type == "cuda" and setting in ("auto", "1"):
         if setting == "1" or _cuda_bf16_native():
@@ -492,11 +515,17 @@ def build_predictor(
     device: torch.device | str,
     image_size: int = 1024,
     corrections: str = "keep",
+    compile: str = "off",
 ):
     """sam2's ``SAM2VideoPredictor`` for ``spec`` with the weights in ``ckpt_path``, in eval mode.
 
     Built by sam2's own ``build_sam2_video_predictor`` (Meta's post-processing defaults
     included) and loaded strictly; ``ckpt_path=None`` leaves random weights (tests only).
+
+    ``compile`` is SAM2WEB_COMPILE (off or on; see :func:`sam2web.accel.compile_plan`). With
+    ``on`` the compile is paid here, once per predictor, and ``predictor.sam2web_compile``
+    records what was compiled and the seconds it took; ``off`` leaves the predictor exactly
+    as sam2 built it.
     """
     from sam2.build_sam import build_sam2_video_predictor
 
@@ -510,10 +539,19 @@ def build_predictor(
         )
     if state is None:
         log.warning("Built %s with random weights (no checkpoint)", spec.key)
-        return predictor
+        return _compiled(predictor, compile)
     _check_matches(predictor, state, spec)
     predictor.load_state_dict(state, strict=True)
     log.info("Loaded %s from %s on %s at %d px", spec.key, ckpt_path, device, image_size)
+    return _compiled(predictor, compile)
+
+
+def _compiled(predictor, setting: str):
+    from .accel import compile_plan, compile_predictor
+
+    record = compile_predictor(predictor, compile_plan(setting))
+    if record is not None:
+        predictor.sam2web_compile = record
     return predictor
 
 
@@ -524,8 +562,8 @@ class _Slot:
 
 
 class ModelCache:
-    """One predictor per (model, checkpoint, device, image size, corrections), built on
-    first use. Thread-safe: concurrent requests for the same configuration build it once.
+    """One predictor per (model, checkpoint, device, image size, corrections, compile),
+    built on first use (compiling, where asked, happens then: once per process). Thread-safe: concurrent requests for the same configuration build it once.
 
     At most ``max_models`` predictors are kept; the least recently used is dropped from the
     cache (sessions holding it keep working).
@@ -544,12 +582,13 @@ class ModelCache:
         device: torch.device | str,
         image_size: int = 1024,
         corrections: str = "keep",
+        compile: str = "off",
     ):
         import torch
 
         device = torch.device(device)
         ident = checkpoint_identity(ckpt_path) if ckpt_path is not None else "random"
-        key = (spec.key, ident, str(device), int(image_size), corrections)
+        key = (spec.key, ident, str(device), int(image_size), corrections, compile)
         with self._lock:
             slot = self._slots.get(key)
             if slot is None:
@@ -564,6 +603,7 @@ class ModelCache:
                         device=device,
                         image_size=image_size,
                         corrections=corrections,
+                        compile=compile,
                     )
                 except BaseException:
                     with self._lock:

@@ -65,6 +65,21 @@ SETTINGS: tuple[Setting, ...] = (
         "bfloat16 autocast: auto (on for CUDA), 1 (on; also on CPUs that support it), 0 (off).",
     ),
     Setting(
+        "SAM2WEB_BF16_PROBE",
+        "auto",
+        "Whether the page offers *Full resolution, faster (bfloat16)*: auto (where the GPU "
+        "has native bf16, or the CPU has avx512_bf16/amx_bf16 and a short timed probe at "
+        "start-up finds bf16 at least 1.3x faster than float32), yes (always offer it), "
+        "no (never).",
+    ),
+    Setting(
+        "SAM2WEB_COMPILE",
+        "off",
+        "on: torch.compile SAM2's image encoder when a model is loaded (takes minutes, once "
+        "per model and resolution). On the CPUs measured it made frames slower, not faster "
+        "(benchmarks/README.md); off keeps sam2's own model.",
+    ),
+    Setting(
         "SAM2WEB_DATA_DIR",
         "",
         "Folder that holds one sub-folder per user session (frames, masks, exports). "
@@ -167,6 +182,8 @@ class Settings:
     resolution: int
     fast_resolution: int
     bf16: str
+    bf16_probe: str
+    compile: str
     data_dir: Path
     frame_format: str
     max_upload_mb: int
@@ -232,6 +249,8 @@ class Settings:
             resolution=as_resolution("SAM2WEB_RESOLUTION"),
             fast_resolution=as_resolution("SAM2WEB_FAST_RESOLUTION"),
             bf16=choice("SAM2WEB_BF16", ("auto", "0", "1")),
+            bf16_probe=choice("SAM2WEB_BF16_PROBE", ("auto", "yes", "no")),
+            compile=choice("SAM2WEB_COMPILE", ("off", "on")),
             data_dir=Path(data_dir).expanduser(),
             frame_format=choice("SAM2WEB_FRAME_FORMAT", ("jpeg", "png")),
             max_upload_mb=as_int("SAM2WEB_MAX_UPLOAD_MB", 1),

@@ -1,0 +1,303 @@
+#!/usr/bin/env python
+"""Benchmark: compiler and backend variants of SAM2's two heavy parts, side by side.
+
+Builds the predictor from a random-weight checkpoint, tracks a short synthetic clip with the
+raw video predictor and captures the inputs of the last image-encoder call and the last
+memory-attention call (the memory bank is full by then: 6 earlier frames, the prompted
+frame and the object pointers). Each variant is built and called once (its first call,
+which includes any compile), then all variants of a part run those same inputs in turns,
+``--repeats`` rounds, in this process; the script prints the best and the median seconds
+per call, the ratio of the best to eager in the same dtype and to eager float32, the
+first-call seconds and how far the output is from eager float32 (relative L2 error).
+
+Variants (``--variants``):
+
+* ``eager``: the module as sam2 builds it.
+* ``channels-last``: the image encoder's weights and input in ``torch.channels_last``
+  (only the convolutions care; memory attention has none, so it is skipped there).
+* ``compile``: ``torch.compile`` with inductor, default mode, applied to the module.
+* ``jit-freeze``: ``torch.jit.trace`` then ``torch.jit.freeze`` (oneDNN fusion of the frozen
+  graph).
+* ``mkldnn-bf16``: eager float32 with ``torch.backends.mkldnn.matmul.fp32_precision = "bf16"``
+  (oneDNN rounds float32 matmul inputs to bf16) — float32 rows only.
+
+Each variant runs in float32 and under ``torch.autocast("cpu", dtype=torch.bfloat16)``
+(``--dtypes``). Example::
+
+    python benchmarks/bench_components.py --resolutions 1024,448
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+VARIANTS = ("eager", "channels-last", "compile", "jit-freeze", "mkldnn-bf16")
+
+
+def log(message: str) -> None:
+    print(f"[components] {message}", file=sys.stderr, flush=True)
+
+
+def capture_inputs(predictor, frames_dir: Path) -> dict:
+    """Track the clip with the raw predictor; return the last inputs of both parts."""
+    import torch
+
+    captured: dict = {}
+
+    def enc_hook(module, args, kwargs):
+        captured["image_encoder"] = (tuple(a.clone() for a in args), dict(kwargs))
+
+    def mem_hook(module, args, kwargs):
+        kw = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
+        captured["memory_attention"] = (tuple(args), kw)
+
+    handles = [
+        predictor.image_encoder.register_forward_pre_hook(enc_hook, with_kwargs=True),
+        predictor.memory_attention.register_forward_pre_hook(mem_hook, with_kwargs=True),
+    ]
+    try:
+        with torch.inference_mode():
+            state = predictor.init_state(str(frames_dir))
+            predictor.add_new_points_or_box(
+                state, 0, 1, points=[[80.0, 60.0]], labels=[1], normalize_coords=True
+            )
+            for _ in predictor.propagate_in_video(state):
+                pass
+    finally:
+        for h in handles:
+            h.remove()
+    return captured
+
+
+def outputs_of(out) -> list:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        return [t for v in out.values() for t in outputs_of(v)]
+    if isinstance(out, list | tuple):
+        return [t for v in out for t in outputs_of(v)]
+    return []
+
+
+def rel_error(out, ref) -> float:
+    """Largest relative L2 error over the output tensors."""
+    worst = 0.0
+    for a, b in zip(outputs_of(out), outputs_of(ref), strict=True):
+        a, b = a.float(), b.float()
+        worst = max(worst, float((a - b).norm() / b.norm().clamp_min(1e-12)))
+    return worst
+
+
+def flat_module(part: str, module, args, kwargs):
+    """(module with positional tensor inputs and tuple outputs, its positional inputs)."""
+    import torch
+
+    if part == "image_encoder":
+
+        class Encoder(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = module
+
+            def forward(self, x):
+                out = self.inner(x)
+                return (out["vision_features"], *out["vision_pos_enc"], *out["backbone_fpn"])
+
+        return Encoder(), tuple(args)
+
+    num_ptr = int(kwargs.get("num_obj_ptr_tokens", 0))
+
+    class Memory(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = module
+
+        def forward(self, curr, memory, curr_pos, memory_pos):
+            return self.inner(
+                curr=[curr],
+                memory=memory,
+                curr_pos=[curr_pos],
+                memory_pos=memory_pos,
+                num_obj_ptr_tokens=num_ptr,
+            )
+
+    curr, curr_pos = kwargs["curr"], kwargs["curr_pos"]
+    curr = curr[0] if isinstance(curr, list) else curr
+    curr_pos = curr_pos[0] if isinstance(curr_pos, list) else curr_pos
+    return Memory(), (curr, kwargs["memory"], curr_pos, kwargs["memory_pos"])
+
+
+def make_variant(name: str, part: str, module, inputs: tuple, bf16: bool):
+    """A zero-argument callable running ``module`` (positional ``inputs``) the way ``name``
+    says, or None where the variant does not apply."""
+    import torch
+
+    autocast = (
+        (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    )
+    a = inputs
+    if name == "eager":
+        target = module
+    elif name == "channels-last":
+        if part != "image_encoder":
+            return None
+        target = copy.deepcopy(module).to(memory_format=torch.channels_last)
+        a = tuple(x.contiguous(memory_format=torch.channels_last) for x in inputs)
+    elif name == "compile":
+        target = torch.compile(copy.deepcopy(module), backend="inductor")
+    elif name == "jit-freeze":
+        clone = copy.deepcopy(module).eval()
+        with torch.no_grad(), autocast():
+            target = torch.jit.freeze(torch.jit.trace(clone, inputs, check_trace=False))
+    elif name == "mkldnn-bf16":
+        if bf16:
+            return None
+
+        def run_reduced():
+            before = torch.backends.mkldnn.matmul.fp32_precision
+            torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+            try:
+                with torch.no_grad():
+                    return module(*inputs)
+            finally:
+                torch.backends.mkldnn.matmul.fp32_precision = before
+
+        return run_reduced
+    else:
+        raise ValueError(name)
+
+    def run():
+        with torch.no_grad(), autocast():
+            return target(*a)
+
+    return run
+
+
+def format_row(row: tuple) -> str:
+    if len(row) == 5:
+        return f"| {row[0]} | {row[1]} | {row[2]} | {row[3]} | {row[4]} | | | | | |"
+    res, part, variant, dtype, first, best, median, vs_same, vs_fp32, err = row
+    return (
+        f"| {res} | {part} | {variant} | {dtype} | {first:.1f} | {best:.3f} | {median:.3f} "
+        f"| {vs_same:.2f} | {vs_fp32:.2f} | {err:.1e} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--resolutions", default="1024,448")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--dtypes", default="fp32,bf16")
+    parser.add_argument("--parts", default="image_encoder,memory_attention")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=9, help="clip length used to capture")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from benchmarks.bench_engine import machine_info
+    from sam2web.model import build_predictor, get_spec, write_random_checkpoint
+    from tests import synth
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+    machine = machine_info()
+    work = Path(tempfile.mkdtemp(prefix="sam2web-components-"))
+    ckpt = write_random_checkpoint(work / "random.pt", "sam2.1-tiny", seed=0)
+    frames = synth.make_frames(num_frames=args.frames, height=120, width=160)
+    frames_dir = work / "frames"
+    frames_dir.mkdir()
+    from PIL import Image
+
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(frames_dir / f"{i:05d}.jpg", quality=95)
+
+    rows = []
+    for res in [int(r) for r in args.resolutions.split(",")]:
+        predictor = build_predictor(get_spec("sam2.1-tiny"), ckpt, device="cpu", image_size=res)
+        log(f"{res} px: capturing inputs over {args.frames} frames")
+        captured = capture_inputs(predictor, frames_dir)
+        for part in args.parts.split(","):
+            module, inputs = flat_module(part, getattr(predictor, part), *captured[part])
+            runs: dict[tuple[str, str], dict] = {}
+            for dtype in args.dtypes.split(","):
+                for variant in args.variants.split(","):
+                    key = (variant, dtype)
+                    try:
+                        fn = make_variant(variant, part, module, inputs, dtype == "bf16")
+                        if fn is None:
+                            continue
+                        log(f"{res} px {part} {variant} {dtype}: first call")
+                        t = time.perf_counter()
+                        out = fn()
+                        runs[key] = {"fn": fn, "first": time.perf_counter() - t, "times": []}
+                        runs[key]["out"] = out
+                    except Exception as err:  # a failed variant is a result, not a crash
+                        log("".join(traceback.format_exception_only(err)).strip()[:300])
+                        runs[key] = {"failed": type(err).__name__}
+            # Round robin, so that load from other processes spreads over all variants.
+            for _ in range(args.repeats):
+                for run in runs.values():
+                    if "fn" in run:
+                        t = time.perf_counter()
+                        run["fn"]()
+                        run["times"].append(time.perf_counter() - t)
+            ref = runs[("eager", "fp32")]
+            for (variant, dtype), run in runs.items():
+                if "failed" in run:
+                    rows.append((res, part, variant, dtype, f"failed: {run['failed']}"))
+                    continue
+                best = min(run["times"])
+                same = runs.get(("eager", dtype), {}).get("times")
+                rows.append(
+                    (
+                        res,
+                        part,
+                        variant,
+                        dtype,
+                        run["first"],
+                        best,
+                        statistics.median(run["times"]),
+                        min(same) / best if same else float("nan"),
+                        min(ref["times"]) / best,
+                        rel_error(run["out"], ref["out"]),
+                    )
+                )
+            log("rows so far:\n" + "\n".join(format_row(r) for r in rows))
+        del predictor
+
+    print(
+        f"Machine: {machine['cpu']} ({machine.get('cpu_flags', '?')}), "
+        f"{machine.get('usable_cores', machine['cores'])} cores; torch {machine.get('torch')}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print()
+    print(
+        "| px | part | variant | dtype | first call s | s/call min | s/call median "
+        "| × eager same dtype | × eager fp32 | rel. error to eager fp32 |"
+    )
+    print("|---:|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(format_row(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
