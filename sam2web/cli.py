@@ -131,6 +131,12 @@ def _add_model_options(parser: argparse.ArgumentParser, defaults_from_project: b
         "the full resolution; several times faster on a CPU, approximate",
     )
     group.add_argument(
+        "--bf16",
+        action="store_true",
+        help="full resolution, faster: run the model in bfloat16 where the processor (or "
+        "GPU) computes it natively (masks differ slightly from float32); refused elsewhere",
+    )
+    group.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda", "mps"),
         help="where the model runs (default: SAM2WEB_DEVICE, else auto: CUDA, "
@@ -263,6 +269,10 @@ def make_settings(args: argparse.Namespace, project: Project | None = None) -> S
         changes["resolution"] = settings.fast_resolution
     if args.device is not None:
         changes["device"] = args.device
+    if args.bf16:
+        if args.fast:
+            raise ValueError("use either --fast or --bf16, not both")
+        changes["bf16"] = "1"
     if getattr(args, "host", None):
         changes["host"] = args.host
     if getattr(args, "port", None) is not None:
@@ -404,6 +414,11 @@ def run_track(args: argparse.Namespace) -> int:
         )
 
     engine = Engine(settings)
+    if args.bf16 and "full-bf16" not in [q.key for q in engine.qualities()]:
+        return _usage(
+            "--bf16 is not offered here: this processor does not run bfloat16 faster than "
+            "float32; run without --bf16."
+        )
     spec = get_spec(settings.model)
     print(f"Loading {spec.name} at {settings.resolution} px ...", file=sys.stderr)
     try:

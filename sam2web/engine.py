@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import accel
+from .accel import Quality
 from .errors import CheckpointError, StorageFullError
 from .media import FrameFolder, MediaLimits, ingest
 from .model import (
@@ -200,13 +202,30 @@ class Engine:
             )
         return CheckpointStatus(True, spec.label, f"{spec.label} is ready.", path)
 
+    @property
+    def device(self):
+        """Where this process runs the model (the CPU for clicks on ZeroGPU)."""
+        return "cpu" if self.gpu_jobs else choose_device(self.settings.device)
+
+    def quality(self, key: str = "full") -> Quality:
+        """What a quality key means here (see :mod:`sam2web.accel`), offered or not."""
+        if key not in QUALITIES:
+            raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {key!r}")
+        return accel.quality(key, self.device, self.settings)
+
+    def qualities(self) -> list[Quality]:
+        """The qualities this server offers, best first. The first call may run the short
+        bfloat16 probe (once per process)."""
+        return accel.qualities(self.device, self.settings)
+
+    def default_quality(self) -> str:
+        return accel.default_quality(self.device, self.settings)
+
     def resolution(self, quality: str = "full") -> int:
-        """Processing resolution of a quality: ``full`` is SAM2WEB_RESOLUTION (SAM2's native
-        1024 px by default), ``fast`` is SAM2WEB_FAST_RESOLUTION."""
-        if quality not in QUALITIES:
-            raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
-        s = self.settings
-        return s.resolution if quality == "full" else min(s.fast_resolution, s.resolution)
+        """Processing resolution of a quality: ``full`` and ``full-bf16`` are
+        SAM2WEB_RESOLUTION (SAM2's native 1024 px by default), ``fast`` is
+        SAM2WEB_FAST_RESOLUTION."""
+        return self.quality(quality).resolution
 
     def predictor(
         self,
@@ -226,13 +245,16 @@ class Engine:
                     progress=progress,
                 )
                 self._ckpt_paths[spec.key] = path
-        device = "cpu" if self.gpu_jobs else choose_device(self.settings.device)
+        device = self.device
+        size = resolution or self.settings.resolution
         return self.models.get(
             spec,
             path,
             device,
-            resolution or self.settings.resolution,
+            size,
             corrections=self.settings.corrections,
+            # Compiling takes minutes; only the full-resolution model is worth it.
+            compile=self.settings.compile if size == self.settings.resolution else "off",
         )
 
     def checkpoint_path(self, model_key: str | None = None) -> Path | None:
@@ -249,9 +271,13 @@ class Engine:
         progress: Progress | None = None,
         resolution: int | None = None,
         masks_dir: Path | None = None,
+        quality: str | None = None,
     ) -> TrackingSession:
-        """A tracking session on the workspace's frames; its masks go to ``masks_dir``
-        (default: the workspace's, emptied first)."""
+        """A tracking session on the workspace's frames at ``quality`` (its resolution and
+        precision; ``resolution`` alone keeps SAM2WEB_BF16's precision); its masks go to
+        ``masks_dir`` (default: the workspace's, emptied first)."""
+        if quality is not None:
+            resolution = self.resolution(quality)
         predictor = self.predictor(model_key, progress, resolution)
         folder = FrameFolder(ws.frames_dir)
         if masks_dir is None:
@@ -264,7 +290,7 @@ class Engine:
             folder.info,
             masks_dir,
             full_memory_frames=self.settings.full_memory_frames,
-            autocast=lambda: autocast_context(device, self.settings.bf16),
+            autocast=lambda: autocast_context(device, self.settings.bf16, quality=quality),
         )
 
     def tracking_job(
@@ -302,10 +328,11 @@ class Engine:
         )
 
     def model_record(
-        self, model_key: str | None, resolution: int, device: str | None = None
+        self, model_key: str | None, quality: str, device: str | None = None
     ) -> ProjectModel:
-        """How a session's model is configured and runs, as a project records it.
-        ``device``: where its predictor runs (None: where a new one would)."""
+        """How a session's model is configured and runs at ``quality``, as a project
+        records it. ``device``: where its predictor runs (None: where a new one would)."""
+        resolution = self.resolution(quality)
         import torch
 
         spec = get_spec(model_key or self.settings.model)
@@ -317,7 +344,8 @@ class Engine:
                 torch.device(device) if device is not None else choose_device(self.settings.device)
             )
             device = dev.type
-            bf16 = isinstance(autocast_context(dev, self.settings.bf16), torch.autocast)
+            autocast = autocast_context(dev, self.settings.bf16, quality=quality)
+            bf16 = isinstance(autocast, torch.autocast)
         except CheckpointError:  # the configured device is not available here
             device = None
         return ProjectModel(

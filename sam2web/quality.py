@@ -18,13 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .accel import QUALITY_KEYS, Quality
 from .errors import PromptError, TrackingError
 from .history import Action, prompt_actions
 from .tracking import TrackingSession, replay
 from .types import Progress
 
-# Processing qualities a user can choose: SAM2's own resolution, or a faster approximation.
-QUALITIES = ("full", "fast")
+# Processing qualities a user can choose (what each means: sam2web.accel.quality): SAM2's
+# own float32 at full resolution, full resolution in bfloat16 where the hardware runs it
+# natively, and a faster, smaller preview.
+QUALITIES = QUALITY_KEYS
 
 # Mean and lowest IoU at or above which a quality "agrees closely" with the exact one, and
 # the mean IoU below which it "differs".
@@ -186,21 +189,21 @@ def compare(
 
 def compare_qualities(
     tracking: TrackingSession,
-    start_session: Callable[[int, Path], TrackingSession],
+    start_session: Callable[[str, Path], TrackingSession],
     scratch_root: Path,
-    full_px: int,
-    fast_px: int,
+    reference: Quality,
+    candidate: Quality,
     frames: int = 5,
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
 ) -> QualityAgreement:
-    """The fast preview (``fast_px``) against full quality (``full_px``) on the first
-    ``frames`` frames from ``tracking``'s earliest clicked frame, with its objects and
-    clicks. ``start_session(resolution, masks_dir)`` makes a fresh session on the same
-    video; its masks go to folders under ``scratch_root`` that are removed afterwards."""
-    if fast_px == full_px:
+    """``candidate`` against ``reference`` (the exact quality) on the first ``frames``
+    frames from ``tracking``'s earliest clicked frame, with its objects and clicks.
+    ``start_session(quality_key, masks_dir)`` makes a fresh session on the same video; its
+    masks go to folders under ``scratch_root`` that are removed afterwards."""
+    if (candidate.resolution, candidate.bf16) == (reference.resolution, reference.bf16):
         raise PromptError(
-            "Fast preview and full quality use the same resolution on this server, so "
+            f"{candidate.label} and {reference.label} run the same way on this server, so "
             "there is nothing to compare."
         )
     if not 1 <= int(frames) <= 100:
@@ -208,11 +211,11 @@ def compare_qualities(
     start = tracking.planned_frames("forward")[0]  # checks every object has clicks
     end = min(start + int(frames) - 1, tracking.info.num_frames - 1)
     names = {o.obj_id: o.name for o in tracking.objects.values()}
-    folders = [Path(scratch_root) / "compare-full", Path(scratch_root) / "compare-fast"]
+    folders = [Path(scratch_root) / "compare-reference", Path(scratch_root) / "compare-candidate"]
     try:
         return compare(
-            Side(f"full quality ({full_px} px)", start_session(full_px, folders[0])),
-            Side(f"the fast preview ({fast_px} px)", start_session(fast_px, folders[1])),
+            Side(_side_label(reference), start_session(reference.key, folders[0])),
+            Side(_side_label(candidate), start_session(candidate.key, folders[1])),
             prompt_actions(tracking.history),
             start,
             end,
@@ -223,3 +226,13 @@ def compare_qualities(
     finally:
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _side_label(q: Quality) -> str:
+    """How a sentence names a quality: "full quality (1024 px)", "the fast preview (448 px)",
+    "full resolution in bfloat16 (1024 px)"."""
+    if q.key == "full":
+        return f"full quality ({q.resolution} px)"
+    if q.key == "fast":
+        return f"the fast preview ({q.resolution} px)"
+    return f"full resolution in bfloat16 ({q.resolution} px)"

@@ -203,8 +203,12 @@ class VideoSession(Lifecycle):
     exports: Exports = field(default_factory=Exports)
     output: SessionResults = field(default_factory=SessionResults, repr=False)
     model_key: str | None = None  # None: the server's SAM2WEB_MODEL
-    quality: str = "full"  # "full" (SAM2WEB_RESOLUTION) or "fast" (SAM2WEB_FAST_RESOLUTION)
+    quality: str = ""  # a key of quality.QUALITIES; "" until set: the server's default
     source_sha256: str | None = None  # SHA-256 of the uploaded file's bytes
+
+    def __post_init__(self) -> None:
+        if not self.quality:
+            self.quality = self.engine.default_quality()
 
     # ------------------------------------------------------------------ media
     @property
@@ -256,7 +260,7 @@ class VideoSession(Lifecycle):
             if self.workspace is None:
                 raise PromptError("Upload a video or image sequence first.")
             self.tracking = self.engine.start_session(
-                self.workspace, self.model_key, progress=progress, resolution=self.resolution
+                self.workspace, self.model_key, progress=progress, quality=self.quality
             )
         return self.tracking
 
@@ -277,14 +281,17 @@ class VideoSession(Lifecycle):
         every click are kept: they are given again to the model at the new resolution
         (tracked frames are not; track again). With ``replay_prompts=False`` they are
         dropped instead. Returns True when clicks were replayed."""
-        if quality_key not in quality.QUALITIES:
-            raise PromptError("Choose full quality or fast preview.")
+        offered = {q.key: q for q in self.engine.qualities()}
+        if quality_key not in offered:
+            names = ", ".join(q.label for q in offered.values())
+            raise PromptError(f"This server offers these qualities: {names}; choose one of them.")
         self._require_not_tracking()
         if quality_key == self.quality:
             return False
-        old = self.tracking
+        old, before = self.tracking, self.engine.quality(self.quality)
         self.quality = quality_key
-        if old is None or self.engine.resolution(quality_key) == old.predictor.image_size:
+        new = offered[quality_key]
+        if old is None or (new.resolution, new.bf16) == (before.resolution, before.bf16):
             return False
         actions = prompt_actions(old.history) if replay_prompts else []
         colors = {o.obj_id: o.color for o in old.objects.values()}
@@ -319,29 +326,30 @@ class VideoSession(Lifecycle):
 
     @_writes_files
     def compare_qualities(
-        self, frames: int = 5, progress: Progress | None = None
+        self, frames: int = 5, progress: Progress | None = None, candidate: str = "fast"
     ) -> quality.QualityAgreement:
         """Track the first ``frames`` frames (from the earliest clicked frame) at full
-        quality and as a fast preview, with this session's objects and clicks, and measure
-        how far the masks agree and how much faster the preview ran. Neither run touches
-        the session's own results."""
+        quality and at ``candidate`` (a faster quality this server offers), with this
+        session's objects and clicks, and measure how far the masks agree and how much
+        faster the candidate ran. Neither run touches the session's own results."""
         self.touch()
         tracking = self.ensure_tracking()
         self._require_not_tracking()
+        offered = {q.key: q for q in self.engine.qualities()}
+        if candidate not in offered:
+            raise PromptError("That quality is not offered on this server; pick another one.")
         assert self.workspace is not None
         workspace, model_key = self.workspace, self.model_key
 
-        def scratch(resolution: int, masks_dir: Path) -> TrackingSession:
-            return self.engine.start_session(
-                workspace, model_key, resolution=resolution, masks_dir=masks_dir
-            )
+        def scratch(key: str, masks_dir: Path) -> TrackingSession:
+            return self.engine.start_session(workspace, model_key, quality=key, masks_dir=masks_dir)
 
         return quality.compare_qualities(
             tracking,
             scratch,
             workspace.root,
-            self.engine.resolution("full"),
-            self.engine.resolution("fast"),
+            offered["full"],
+            offered[candidate],
             frames,
             self.cancel_event,
             progress,
@@ -710,9 +718,7 @@ class UserSession(VideoSession):
         actions and tracked frames. On failure the session is left empty."""
         notes = check_source(project, self.info, self.source_sha256, strict=strict_source)
         self._require_not_tracking()
-        for key in quality.QUALITIES:  # a fast-preview project is replayed as one
-            if self.resolution != project.model.resolution == self.engine.resolution(key):
-                self.set_quality(key, replay_prompts=False)
+        self._quality_of(project)
         tracking = self.ensure_tracking()
         notes += model_notes(project, self._model_record())
         self.reset()
@@ -729,7 +735,18 @@ class UserSession(VideoSession):
 
     def _model_record(self):
         device = None if self.tracking is None else str(self.tracking.predictor.device)
-        return self.engine.model_record(self.model, self.resolution, device)
+        return self.engine.model_record(self.model, self.quality, device)
+
+    def _quality_of(self, project: Project) -> None:
+        """Switch to the offered quality a project was made at: the same resolution and
+        precision, else the same resolution (a different precision is noted)."""
+        saved = project.model
+        offered = self.engine.qualities()
+        same = [q for q in offered if q.resolution == saved.resolution]
+        exact = [q for q in same if saved.bf16 is None or q.bf16 == saved.bf16]
+        choice = (exact or same or [None])[0]
+        if choice is not None and choice.key != self.quality:
+            self.set_quality(choice.key, replay_prompts=False)
 
     # ------------------------------------------------------------------ objects
     def _object(self, obj_id) -> TrackedObject:

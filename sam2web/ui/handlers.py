@@ -466,7 +466,7 @@ def set_model(ctx: Context, user: UserSession, model, frame) -> Update:
 
 @friendly
 def set_quality(ctx: Context, user: UserSession, quality, frame, progress=gr.Progress()) -> Update:
-    """Switch between full quality and the fast preview, keeping objects and clicks."""
+    """Switch to another quality this server offers, keeping objects and clicks."""
     if user.folder is None:  # nothing to replay yet
         user.set_quality(quality or "full")
         return view(ctx, user, frame)
@@ -476,21 +476,23 @@ def set_quality(ctx: Context, user: UserSession, quality, frame, progress=gr.Pro
 
     with user.busy():
         replayed = user.set_quality(quality or "full", progress=cb)
-    label = "Full quality" if user.quality == "full" else "Fast preview (approximate)"
-    message = f"{label}: processing at {user.resolution} px."
+    message = views.quality_sentence(user.engine.quality(user.quality))
     if replayed:
         message += " Your objects and clicks were kept; press Track to track again."
     return view(ctx, user, frame, message)
 
 
 @friendly
-def compare_quality(ctx: Context, user: UserSession, frames, progress=gr.Progress()) -> Update:
-    """Track the first frames at both qualities and report how well the masks agree."""
+def compare_quality(
+    ctx: Context, user: UserSession, frames, quality="fast", progress=gr.Progress()
+) -> Update:
+    """Track the first frames at full quality and at ``quality`` and report how well the
+    masks agree."""
     _require_video(user)
 
     def cb(done, total):
         progress((done, total), desc="Tracking at both qualities", unit="steps")
 
     with user.busy():
-        report = user.compare_qualities(int(frames or 5), progress=cb)
+        report = user.compare_qualities(int(frames or 5), progress=cb, candidate=quality or "fast")
     return {ctx.page.compare_result: views.quality_report(report)}

@@ -18,7 +18,7 @@ from ..engine import Engine
 from ..model import MODELS, get_spec
 from ..settings import Settings
 from .user import PROMPT_MODES, UserSession
-from .views import NO_VIDEO, model_line
+from .views import NO_VIDEO, model_line, quality_label
 
 MODE_LABELS = {
     "positive": "Positive point (this is the object)",
@@ -85,6 +85,7 @@ class Page:
     track_btn: gr.Button
     cancel_btn: gr.Button
     compare_frames: gr.Slider
+    compare_candidate: gr.Radio
     compare_btn: gr.Button
     compare_result: gr.Markdown
     # Results
@@ -160,7 +161,7 @@ def build_layout(engine: Engine) -> Page:
 
 
 def _model_row(engine: Engine) -> dict[str, Any]:
-    full_px, fast_px = engine.resolution("full"), engine.resolution("fast")
+    offered = engine.qualities()
     return {
         "model": gr.Dropdown(
             [(spec.label, key) for key, spec in MODELS.items()],
@@ -171,16 +172,13 @@ def _model_row(engine: Engine) -> dict[str, Any]:
             elem_id="model",
         ),
         "quality": gr.Radio(
-            [
-                (f"Full quality ({full_px} px)", "full"),
-                (f"Fast preview ({fast_px} px, approximate)", "fast"),
-            ],
-            value="full",
+            [(quality_label(q), q.key) for q in offered],
+            value=engine.default_quality(),
             label="Quality",
             elem_id="quality",
             scale=1,
-            visible=fast_px != full_px,
-            info="The fast preview tracks several times faster; its masks are close to "
+            visible=len(offered) > 1,
+            info="The faster qualities track several times faster; their masks are close to "
             "full quality's but not the same (compare them below Track).",
         ),
         "model_status": gr.Markdown(model_line(engine), elem_id="model-status"),
@@ -290,14 +288,13 @@ def _track_section(engine: Engine) -> dict[str, Any]:
         with gr.Column(min_width=160):
             parts["track_btn"] = gr.Button("Track ▶", variant="primary", elem_id="track")
             parts["cancel_btn"] = gr.Button("Cancel", variant="stop", elem_id="cancel")
+    faster = [q for q in engine.qualities() if not q.exact]
     with gr.Accordion(
-        "Is the fast preview good enough for this video?",
-        open=False,
-        visible=engine.resolution("fast") != engine.resolution("full"),
+        "Is a faster quality good enough for this video?", open=False, visible=bool(faster)
     ):
         gr.Markdown(
             "Tracks the first frames from your earliest click twice, at full "
-            "quality and as a fast preview, with your objects and clicks, and "
+            "quality and at the faster quality you pick, with your objects and clicks, and "
             "reports how well the masks agree (IoU: 1 = identical) and the speed-up "
             "on this machine. Your own results are not changed."
         )
@@ -305,9 +302,14 @@ def _track_section(engine: Engine) -> dict[str, Any]:
             parts["compare_frames"] = gr.Slider(
                 1, 20, value=5, step=1, label="Frames to compare", elem_id="compare-frames"
             )
-            parts["compare_btn"] = gr.Button(
-                "Compare fast preview with full quality", elem_id="compare"
+            keys = [q.key for q in faster]
+            parts["compare_candidate"] = gr.Radio(
+                [(quality_label(q), q.key) for q in faster],
+                value="fast" if "fast" in keys else (keys[0] if keys else None),
+                label="Faster quality",
+                elem_id="compare-candidate",
             )
+            parts["compare_btn"] = gr.Button("Compare with full quality", elem_id="compare")
         parts["compare_result"] = gr.Markdown("", elem_id="compare-result")
     return parts
 

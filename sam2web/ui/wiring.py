@@ -204,7 +204,7 @@ def _wire_tracking(ctx: Context, model_queue: dict) -> None:
     )
     p.compare_btn.click(
         h.bind(h.compare_quality, ctx),
-        [p.state, p.compare_frames],
+        [p.state, p.compare_frames, p.compare_candidate],
         [p.compare_result],
         api_name="compare_quality",
         **model_queue,
