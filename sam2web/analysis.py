@@ -344,7 +344,7 @@ def load_plot(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def _runs(frames: list[int]) -> list[tuple[int, int]]:
+def frame_runs(frames: list[int]) -> list[tuple[int, int]]:
     """Sorted frame indices grouped into runs of consecutive frames: [(first, last), ...]."""
     runs: list[tuple[int, int]] = []
     for f in frames:
@@ -493,9 +493,9 @@ def plot_confidence(
         kinds = [_classify(s, threshold, margin) for s in scores]
         lost = [int(f) for f, k in zip(frames, kinds, strict=True) if k == LOST]
         uncertain = [int(f) for f, k in zip(frames, kinds, strict=True) if k == UNCERTAIN]
-        for a, b in _runs(lost):
+        for a, b in frame_runs(lost):
             ax.axvspan(a - 0.5, b + 0.5, **lost_style)
-        for a, b in _runs(uncertain):
+        for a, b in frame_runs(uncertain):
             ax.axvspan(a - 0.5, b + 0.5, **unsure_style)
         if lost:
             lost_scores = [s for s, k in zip(scores, kinds, strict=True) if k == LOST]

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .analysis import frame_runs
 from .calibrate import normalize_length_unit
 from .fileio import atomic_output, write_bytes_atomic, write_zip_atomic
 from .maskstore import MaskStore
@@ -169,16 +170,6 @@ class CtcTrack:
     object_id: int
 
 
-def _runs(frames: list[int]) -> list[tuple[int, int]]:
-    runs: list[tuple[int, int]] = []
-    for f in frames:
-        if runs and f == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], f)
-        else:
-            runs.append((f, f))
-    return runs
-
-
 def ctc_tracks(frames_of: dict[int, list[int]]) -> list[CtcTrack]:
     """Tracks (by label) from the sorted frames on which each object id is drawn; labels
     as in the module doc."""
@@ -187,7 +178,7 @@ def ctc_tracks(frames_of: dict[int, list[int]]) -> list[CtcTrack]:
     next_label = max(frames_of) + 1
     pieces = []
     for obj_id in sorted(frames_of):
-        for k, (begin, end) in enumerate(_runs(sorted(frames_of[obj_id]))):
+        for k, (begin, end) in enumerate(frame_runs(sorted(frames_of[obj_id]))):
             pieces.append((begin, obj_id, k, end))
     first: dict[int, list[CtcTrack]] = {}
     tracks = []
