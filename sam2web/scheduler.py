@@ -62,6 +62,7 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
@@ -568,7 +569,8 @@ class _Stream:
         self.kind = kind
         self.batch_key = batch_key
         self.lock = threading.RLock()  # reentrant for the same reason as the scheduler's
-        self.pending: Future | None = None  # the step a caller waits for
+        self.pending: Future | None = None  # the step a caller waits, or waited, for
+        self.waiting = False  # a caller waits for ``pending`` now
         self.closed = False  # no step will be submitted any more
         self.reason: str | None = None  # why it was closed, when not by its caller
         self.close_future: Future | None = None
@@ -602,23 +604,28 @@ class _Stream:
 
     # Caller side.
 
-    def next(self) -> Any:
+    def next(self, timeout: float | None = None) -> Any:
         self.scheduler._refuse_wait_on_worker("next()")
         with self.lock:
             if self.closed:
                 if self.reason is not None:
                     raise UnitCancelled(self.reason)
                 raise StopIteration
-            if self.pending is not None:
+            if self.waiting:
                 raise RuntimeError("another thread is already waiting for this iteration")
-            unit = _Unit(self.step, self.owner, self.kind, Future(), self.batch_key, self)
-            try:
-                future = self.pending = self.scheduler._enqueue(unit)
-            except SchedulerClosed as exc:
-                self.abort(str(exc))
-                raise
+            future = self.pending
+            if future is None:  # else: a step whose wait timed out is still on its way
+                unit = _Unit(self.step, self.owner, self.kind, Future(), self.batch_key, self)
+                try:
+                    future = self.pending = self.scheduler._enqueue(unit)
+                except SchedulerClosed as exc:
+                    self.abort(str(exc))
+                    raise
+            self.waiting = True
         try:
-            value = future.result()
+            value = future.result(timeout)
+        except FutureTimeout:
+            raise  # the step stays pending (see ScheduledIterator.next_within)
         except CancelledError:
             raise UnitCancelled(self.reason or "The iteration was closed.") from None
         except UnitCancelled as exc:
@@ -629,7 +636,8 @@ class _Stream:
             raise
         finally:
             with self.lock:
-                if self.pending is future:
+                self.waiting = False
+                if future.done() and self.pending is future:
                     self.pending = None
         if value is _DONE:
             self.abort(None)
@@ -703,6 +711,13 @@ class ScheduledIterator(Iterator[T], Generic[T]):
 
     def __next__(self) -> T:
         return self._stream.next()
+
+    def next_within(self, timeout: float) -> T:
+        """``next()`` that waits at most ``timeout`` seconds: on timeout it raises the
+        ``TimeoutError`` of :mod:`concurrent.futures` and the step stays queued, so the next
+        call (``next()`` or this) goes on waiting for the same item rather than asking for
+        another; a caller may so report progress while it waits."""
+        return self._stream.next(timeout)
 
     def close(self) -> None:
         """Close the underlying generator on a model thread and wait until it is closed,

@@ -564,3 +564,23 @@ def test_importing_the_scheduler_pulls_in_no_web_or_model_library():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_next_within_times_out_and_goes_on_waiting_for_the_same_item(sched):
+    release = threading.Event()
+
+    def frames():
+        release.wait(5)
+        yield "first"
+        yield "second"
+
+    it = sched.iterate(frames(), "a")
+    with pytest.raises(TimeoutError):
+        it.next_within(0.05)
+    with pytest.raises(TimeoutError):
+        it.next_within(0.05)
+    release.set()
+    assert it.next_within(5) == "first"
+    assert next(it) == "second"
+    with pytest.raises(StopIteration):
+        it.next_within(5)
