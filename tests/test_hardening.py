@@ -561,18 +561,30 @@ def test_two_propagations_at_once_in_one_session(app, other, user):
     assert_served(other)
 
 
-def test_second_click_while_tracking(app, other, user):
-    job = user.submit(*TRACK_ARGS, api_name="/propagate")
+def test_second_click_while_tracking(app, other, tmp_path):
+    """A user's own click while their tracking runs is refused in one sentence (the run
+    would not include it); the run goes on, and the same click works once it ended."""
+    clip = synth.write_video(tmp_path / "run.mp4", synth.make_frames(40, 120, 160), fps=10)
+    client = Client(app.url, verbose=False)
+    before = session_folders(app)
+    client.predict(handle_file(str(clip)), api_name="/upload")
+    (folder,) = session_folders(app) - before
+    client.predict("disc", 0, api_name="/add_object")
+    client.predict(0, 1, 40, 60, True, api_name="/add_point")
+    job = client.submit(*TRACK_ARGS, api_name="/propagate")
+    masks = app.data_dir / folder / "masks"
     deadline = time.time() + 60
-    while job.status().code.name in ("STARTING", "JOINING_QUEUE", "IN_QUEUE", "SENDING_DATA"):
-        assert time.time() < deadline, "tracking did not start"
-        time.sleep(0.05)
-    # The click waits for the model until this user's tracking is done, then applies.
-    answer = user.predict(3, 1, 44, 62, True, api_name="/add_point")
-    assert job.done(), "the click ran while the same user's tracking held the model"
-    assert "Tracked 8 frames" in job.result(timeout=300)[1]
+    while len(list(masks.glob("*.npz"))) < 3:  # frame 0 is clicked; two more are tracked
+        assert time.time() < deadline and not job.done(), "tracking did not start"
+        time.sleep(0.02)
+    with pytest.raises(Exception) as refused:
+        client.predict(3, 1, 44, 62, True, api_name="/add_point")
+    assert "Tracking is running; wait for it to finish or press Cancel first." in str(refused.value)
+    assert not job.done(), "the run ended before the click was answered"
+    assert "Tracked 40 frames" in job.result(timeout=300)[1]
+    answer = client.predict(3, 1, 44, 62, True, api_name="/add_point")
     assert "Positive click added to disc at x=44, y=62." in answer[1]
-    assert "8 of 8 frames have masks" in answer[1]
+    assert "40 of 40 frames have masks" in answer[1]
     assert_served(other)
 
 
