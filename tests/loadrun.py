@@ -92,13 +92,18 @@ class Timing:
             self.seconds[name] = time.perf_counter() - t
 
 
+# Uploads from one process go one at a time, so that each finds its own new folder.
+_UPLOADING = threading.Lock()
+
+
 def upload(client, path: Path, data_dir: Path) -> Path:
     """Upload ``path`` as a new session; returns the session's folder on the server."""
     from gradio_client import handle_file
 
-    before = session_folders(data_dir)
-    client.predict(handle_file(str(path)), api_name="/upload")
-    (folder,) = session_folders(data_dir) - before
+    with _UPLOADING:
+        before = session_folders(data_dir)
+        client.predict(handle_file(str(path)), api_name="/upload")
+        (folder,) = session_folders(data_dir) - before
     return folder
 
 
