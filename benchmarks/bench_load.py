@@ -4,8 +4,8 @@ For each policy (SAM2WEB_SCHEDULER=serial, then fair) this starts ``app.py`` in 
 process with a random-weight SAM2.1-tiny checkpoint (timing does not depend on weight
 values) and runs the same scenario: user i arrives ``--stagger`` x i seconds after the first,
 uploads its own synthetic clip (FRAMES + i frames, its own size), adds one object, clicks
-on it and tracks forward. One more user clicks (and undoes) on a small clip of its own for
-as long as anyone tracks. It reports, side by side:
+on it and tracks forward. One more user clicks and undoes on a small clip of its own, one
+pair every 2 s (or as soon as the previous pair was answered), for as long as anyone tracks. It reports, side by side:
 
 * time to first mask: from a user's arrival to the answer of its first click;
 * click latency while others track: the clicking user's answers, p50 and p95;
@@ -77,14 +77,16 @@ def _clicker(url, clip, data_dir, start: threading.Event, stop: threading.Event,
     loadrun.prompt(client, clip)
     x, y = clip.discs()[0].center(0)
     start.wait()
+    pace_s = 2.0
     while not stop.is_set():
-        t = time.perf_counter()
+        began = t = time.perf_counter()
         client.predict(0, 1, x + 2, y, True, api_name="/add_point")
         out.append(time.perf_counter() - t)
         t = time.perf_counter()
         client.predict(0, api_name="/undo")
         out.append(time.perf_counter() - t)
-        stop.wait(0.2)
+        # A steady pace, so both policies spend about the same model time on clicks.
+        stop.wait(max(0.0, pace_s - (time.perf_counter() - began)))
 
 
 def run_policy(policy: str, args, ckpt: Path, workdir: Path) -> PolicyRun:

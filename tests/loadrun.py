@@ -167,7 +167,8 @@ class FrameWatcher:
             now = time.perf_counter()
             for folder in folders:
                 count = tracked_files(folder)
-                if count != self.samples[folder][-1][1]:
+                # Only new files count: a session closed afterwards loses its folder.
+                if count > self.samples[folder][-1][1]:
                     self.samples[folder].append((now, count))
 
     def count_at(self, folder: Path, t: float) -> int:
