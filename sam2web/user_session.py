@@ -50,7 +50,7 @@ from .project import (
 )
 from .render import OverlayStyle
 from .results import Results
-from .scheduler import Scheduler, Snapshot, UnitKind
+from .scheduler import Scheduler, Snapshot, UnitCancelled, UnitKind
 from .tracking import PropagationStep, TrackingSession, check_point, replay
 from .types import Box, Click, Progress, TrackedObject, VideoInfo, WaitCallback
 from .zerogpu import propagate_in_job
@@ -211,7 +211,8 @@ class Lifecycle:
     ) -> Iterator:
         """``steps`` with each item computed as one unit on the shared model, which is given
         back between items; while an item waits, ``on_wait()`` runs about every ``wait_s``
-        seconds (in the caller's thread, never holding the model)."""
+        seconds (in the caller's thread, never holding the model). Once this session is
+        closed the iteration ends quietly, as a cancelled one does."""
         with self._scheduler(tracking).iterate(steps, self.owner, kind) as shared:
             while True:
                 try:
@@ -222,6 +223,10 @@ class Lifecycle:
                     continue
                 except StopIteration:
                     return
+                except UnitCancelled:
+                    if self.closed:
+                        return
+                    raise
                 yield item
 
     def replay_on_model(
