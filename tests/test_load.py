@@ -29,7 +29,7 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client  # noqa: E402
 
 RESOLUTION = 128
-LONG = 48  # frames of the long clips: ~0.1 s a frame at 128 px on 2 idle cores
+LONG = 40  # frames of the long clips: ~0.1 s a frame at 128 px on 2 idle cores
 
 
 @pytest.fixture(scope="module")
