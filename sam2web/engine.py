@@ -4,7 +4,9 @@ One :class:`Engine` serves every user of a server (or one notebook). Each user g
 :class:`Workspace` — a folder named by the server (a random hex id, never anything the
 user typed) holding the decoded frames, the mask store and exports — and a
 :class:`~sam2web.tracking.TrackingSession` on a model shared read-only with everyone using
-the same configuration.
+the same configuration. The model work of every session on one device runs through that
+device's :class:`~sam2web.scheduler.Scheduler` (``engine.schedulers``: made on first use,
+closed by :meth:`Engine.close`), in small units, so no session holds the model for long.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from .model import (
 )
 from .project import ProjectModel
 from .quality import QUALITIES
+from .scheduler import Scheduler, SchedulerClosed, Snapshot
 from .settings import Settings
 from .tracking import TrackingSession
 from .types import Progress, VideoInfo
@@ -82,6 +85,55 @@ class CheckpointStatus:
     path: Path | None = None
 
 
+class DeviceSchedulers:
+    """One :class:`~sam2web.scheduler.Scheduler` per device, shared by every session of an
+    engine: made on first use with SAM2WEB_CONCURRENCY workers and the SAM2WEB_SCHEDULER
+    policy, all closed by :meth:`close`. Thread-safe."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._by_device: dict[str, Scheduler] = {}
+        self._closed = False
+
+    def get(self, device: str) -> Scheduler:
+        """The scheduler of ``device`` (e.g. ``cpu``, ``cuda:0``); raises SchedulerClosed
+        after :meth:`close`."""
+        with self._lock:
+            if self._closed:
+                raise SchedulerClosed()
+            scheduler = self._by_device.get(device)
+            if scheduler is None:
+                scheduler = self._by_device[device] = Scheduler(
+                    self.settings.concurrency, self.settings.scheduler, name=f"model-{device}"
+                )
+            return scheduler
+
+    def standing(self, owner: Hashable, device: str) -> Snapshot | None:
+        """Where ``owner`` stands with the model of ``device`` (None before any model work
+        ran there)."""
+        with self._lock:
+            scheduler = self._by_device.get(device)
+        return None if scheduler is None else scheduler.snapshot(owner)
+
+    def cancel_owner(self, owner: Hashable) -> None:
+        """Drop every queued unit of ``owner`` and close its iterations, on every device."""
+        with self._lock:
+            schedulers = list(self._by_device.values())
+        for scheduler in schedulers:
+            scheduler.cancel_owner(owner)
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop every scheduler (queued work is dropped; running units finish) and refuse
+        model work from now on; True when every model thread stopped within ``timeout``."""
+        with self._lock:
+            self._closed = True
+            schedulers, self._by_device = list(self._by_device.values()), {}
+        deadline = time.monotonic() + timeout
+        stopped = [s.close(max(0.0, deadline - time.monotonic())) for s in schedulers]
+        return all(stopped)
+
+
 class Engine:
     def __init__(self, settings: Settings | None = None, gpu_jobs: bool | None = None):
         self.settings = settings or Settings.from_env()
@@ -91,9 +143,14 @@ class Engine:
         self.gpu_jobs = zerogpu_enabled() if gpu_jobs is None else gpu_jobs
         self._ckpt_lock = threading.Lock()
         self._ckpt_paths: dict[str, Path] = {}
+        self.schedulers = DeviceSchedulers(self.settings)
 
     def __deepcopy__(self, memo):
         return self  # process-wide: models and locks are shared, never copied
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop the model schedulers (see :meth:`DeviceSchedulers.close`)."""
+        return self.schedulers.close(timeout)
 
     # ------------------------------------------------------------------ workspaces
     @property
@@ -327,31 +384,6 @@ class Engine:
             end_frame=end_frame,
         )
 
-    def model_record(
-        self, model_key: str | None, quality: str, device: str | None = None
-    ) -> ProjectModel:
-        """How a session's model is configured and runs at ``quality``, as a project
-        records it. ``device``: where its predictor runs (None: where a new one would)."""
-        resolution = self.resolution(quality)
-        import torch
-
-        spec = get_spec(model_key or self.settings.model)
-        path = self.checkpoint_path(spec.key) or self.checkpoint_status(spec.key).path
-        identity = checkpoint_identity(path) if path is not None and path.is_file() else None
-        bf16 = None
-        try:
-            dev = (
-                torch.device(device) if device is not None else choose_device(self.settings.device)
-            )
-            device = dev.type
-            autocast = autocast_context(dev, self.settings.bf16, quality=quality)
-            bf16 = isinstance(autocast, torch.autocast)
-        except CheckpointError:  # the configured device is not available here
-            device = None
-        return ProjectModel(
-            spec.key, spec.label, identity, resolution, self.settings.corrections, bf16, device
-        )
-
     @property
     def approximate(self) -> bool:
         """True when the processing resolution is not SAM2's native 1024 px."""
@@ -421,3 +453,27 @@ class Housekeeping:
                 self.run_once()
             except Exception:  # keep sweeping later; one bad pass must not end the thread
                 log.exception("housekeeping pass failed")
+
+
+def model_record(
+    engine: Engine, model_key: str | None, quality: str, device: str | None = None
+) -> ProjectModel:
+    """How a session's model is configured and runs at ``quality``, as a project
+    records it. ``device``: where its predictor runs (None: where a new one would)."""
+    resolution = engine.resolution(quality)
+    import torch
+
+    spec = get_spec(model_key or engine.settings.model)
+    path = engine.checkpoint_path(spec.key) or engine.checkpoint_status(spec.key).path
+    identity = checkpoint_identity(path) if path is not None and path.is_file() else None
+    bf16 = None
+    try:
+        dev = torch.device(device) if device is not None else choose_device(engine.settings.device)
+        device = dev.type
+        autocast = autocast_context(dev, engine.settings.bf16, quality=quality)
+        bf16 = isinstance(autocast, torch.autocast)
+    except CheckpointError:  # the configured device is not available here
+        device = None
+    return ProjectModel(
+        spec.key, spec.label, identity, resolution, engine.settings.corrections, bf16, device
+    )

@@ -24,6 +24,9 @@ from .history import Action, prompt_actions
 from .tracking import TrackingSession, replay
 from .types import Progress
 
+# Runs an iterator of steps and yields what it yields (see compare()).
+Drive = Callable[[Iterator], Iterator]
+
 # Processing qualities a user can choose (what each means: sam2web.accel.quality): SAM2's
 # own float32 at full resolution, full resolution in bfloat16 where the hardware runs it
 # natively, and a faster, smaller preview.
@@ -140,11 +143,15 @@ def _track(
     for action in actions:
         replay(side.session, action)
         yield -1, {}, 0.0
-    last = time.perf_counter()
-    for step in side.session.propagate("forward", start, end, cancel):
-        now = time.perf_counter()
-        yield step.result.frame_idx, dict(step.result.masks), now - last
-        last = now
+    steps = side.session.propagate("forward", start, end, cancel)
+    while True:
+        # Timed here, around the frame's own work: a caller may resume this generator
+        # after waiting for the shared model, and that wait is not the model's speed.
+        began = time.perf_counter()
+        step = next(steps, None)
+        if step is None:
+            return
+        yield step.result.frame_idx, dict(step.result.masks), time.perf_counter() - began
 
 
 def compare(
@@ -156,17 +163,20 @@ def compare(
     names: dict[int, str],
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
+    drive: Drive = iter,
 ) -> QualityAgreement:
     """Track frames ``start``..``end`` forward on both sides after replaying ``actions``
     (the user's objects and clicks), and measure agreement and speed. The candidate runs
-    first, so the reference's frames are already decoded when it is timed."""
+    first, so the reference's frames are already decoded when it is timed. ``drive(steps)``
+    runs a side's steps, one replayed action or tracked frame each (e.g. one unit each on
+    a shared model); by default in the calling thread."""
     count = end - start + 1
     total = 2 * (len(actions) + count)
     done = 0
     masks: dict[str, dict[int, dict[int, np.ndarray]]] = {"candidate": {}, "reference": {}}
     seconds: dict[str, list[float]] = {"candidate": [], "reference": []}
     for key, side in (("candidate", candidate), ("reference", reference)):
-        for frame, frame_masks, took in _track(side, actions, start, end, cancel):
+        for frame, frame_masks, took in drive(_track(side, actions, start, end, cancel)):
             if frame >= 0:
                 masks[key][frame] = frame_masks
                 seconds[key].append(took)
@@ -196,11 +206,13 @@ def compare_qualities(
     frames: int = 5,
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
+    drive: Drive = iter,
 ) -> QualityAgreement:
     """``candidate`` against ``reference`` (the exact quality) on the first ``frames``
     frames from ``tracking``'s earliest clicked frame, with its objects and clicks.
     ``start_session(quality_key, masks_dir)`` makes a fresh session on the same video; its
-    masks go to folders under ``scratch_root`` that are removed afterwards."""
+    masks go to folders under ``scratch_root`` that are removed afterwards. ``drive`` runs
+    each side's steps (see :func:`compare`)."""
     if (candidate.resolution, candidate.bf16) == (reference.resolution, reference.bf16):
         raise PromptError(
             f"{candidate.label} and {reference.label} run the same way on this server, so "
@@ -222,6 +234,7 @@ def compare_qualities(
             names,
             cancel,
             progress,
+            drive,
         )
     finally:
         for folder in folders:

@@ -135,7 +135,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SAM2WEB_CONCURRENCY",
         "1",
-        "How many model-heavy events (clicks, propagation) run at once across all users.",
+        "How many units of model work (one click, one tracked frame) run at once across all "
+        "users. 1 suits a CPU, where one unit already uses every core; a GPU may take more.",
+    ),
+    Setting(
+        "SAM2WEB_SCHEDULER",
+        "fair",
+        "How users share the model. fair: clicks first, then one tracked frame per tracking "
+        "user in turn, so a click waits at most for the frame in progress. serial: model work "
+        "runs in arrival order and a tracking run holds the model until its last frame (the "
+        "behaviour of earlier versions, kept for comparison).",
     ),
     Setting(
         "SAM2WEB_SESSION_TTL_S",
@@ -196,6 +205,7 @@ class Settings:
     host: str
     port: int
     concurrency: int
+    scheduler: str  # fair | serial
     session_ttl_s: float
     sweep_interval_s: float
     max_disk_mb: int  # 0: no limit
@@ -263,6 +273,7 @@ class Settings:
             host=get("SAM2WEB_HOST"),
             port=as_int("SAM2WEB_PORT", 1),
             concurrency=as_int("SAM2WEB_CONCURRENCY", 1),
+            scheduler=choice("SAM2WEB_SCHEDULER", ("fair", "serial")),
             session_ttl_s=as_float("SAM2WEB_SESSION_TTL_S"),
             sweep_interval_s=as_float("SAM2WEB_SWEEP_INTERVAL_S"),
             max_disk_mb=as_int("SAM2WEB_MAX_DISK_MB", 0),

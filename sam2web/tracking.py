@@ -369,6 +369,10 @@ class TrackingSession:
         finally:
             self.propagating = False
 
+    def replay_run(self, action: Propagate) -> Iterator[PropagationStep]:
+        """Track a recorded run's passes again, frame for frame, as one new recorded run."""
+        return self._track(list(action.passes))
+
     def planned_frames(
         self,
         direction: str = "forward",
@@ -559,7 +563,7 @@ def replay(
     """Apply one recorded action to a tracking session again. A tracking run tracks its
     passes again, frame for frame (``on_frame()`` after each), and stays one action."""
     if isinstance(action, Propagate):
-        for _ in tracking._track(list(action.passes)):
+        for _ in tracking.replay_run(action):
             if on_frame is not None:
                 on_frame()
     elif isinstance(action, AddObject):

@@ -14,6 +14,8 @@ import numpy as np
 
 # A progress callback: ``progress(done, total)``; total is None when unknown.
 Progress = Callable[[int, "int | None"], None]
+# Called now and then while work waits for its turn on the shared model (e.g. to say so).
+WaitCallback = Callable[[], None]
 
 
 def xy_to_rowcol(x: float, y: float) -> tuple[int, int]:

@@ -7,7 +7,10 @@ method checks its input, holds the session where needed, and delegates: to
 them, :mod:`sam2web.exports` for files, :mod:`sam2web.quality` for comparisons,
 :mod:`sam2web.project` for project files and :mod:`sam2web.zerogpu` for GPU jobs.
 :class:`Lifecycle` is the part that keeps files safe while the session is used from several
-threads and closed at any moment. Every method takes and returns plain values, so the page
+threads and closed at any moment, and that runs the session's model work on the shared model:
+each click, undo or object change is one unit of the engine's
+:class:`~sam2web.scheduler.Scheduler`, each tracked frame another, so users take turns on the
+model while their uploads, frames and exports never wait for anyone else. Every method takes and returns plain values, so the page
 (``sam2web.ui``) only wires widgets to these methods, and tests drive them directly.
 """
 
@@ -19,7 +22,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +31,10 @@ import numpy as np
 
 from . import display, quality
 from .analysis import Calibration, ObjectSummary, confidence_events, summarize
-from .engine import Engine, Workspace
+from .engine import Engine, Workspace, model_record
 from .errors import PromptError, SessionClosedError, TrackingError, UserError, as_clause
 from .exports import FILES, LiveExports, SessionResults
-from .history import prompt_actions
+from .history import Action, Propagate, prompt_actions
 from .media import FrameFolder
 from .model import get_spec
 from .project import (
@@ -46,8 +50,9 @@ from .project import (
 )
 from .render import OverlayStyle
 from .results import Results
+from .scheduler import Scheduler, Snapshot, UnitCancelled, UnitKind
 from .tracking import PropagationStep, TrackingSession, check_point, replay
-from .types import Box, Click, Progress, TrackedObject, VideoInfo
+from .types import Box, Click, Progress, TrackedObject, VideoInfo, WaitCallback
 from .zerogpu import propagate_in_job
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,8 @@ PROMPT_MODES = ("positive", "negative", "box")
 # Analysis outputs of :meth:`UserSession.export_science`, by key (names in exports.FILES).
 SCIENCE_KEYS = ("summary", "calibrated", "trajectories", "confidence", "npz", "coco")
 SCIENCE_FILES = {key: FILES[key] for key in SCIENCE_KEYS}
+
+TRACKING_RUNS = "Tracking is running; wait for it to finish or press Cancel first."
 
 
 @dataclass
@@ -111,6 +118,8 @@ class Lifecycle:
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _writers: int = 0  # methods writing into the folder right now (see _writes_files)
     _busy: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # This session's key in the model schedulers (see sam2web.scheduler).
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __deepcopy__(self, memo):
         # A user session is owned, never duplicated: Gradio deep-copies the value a state
@@ -182,6 +191,64 @@ class Lifecycle:
 
     def stop_model_work(self) -> None:
         """No model step may run after this returns (see :meth:`close`)."""
+        self.engine.schedulers.cancel_owner(self.owner)
+
+    # ------------------------------------------------------------------ the shared model
+    def on_model(self, tracking: TrackingSession, fn, kind: UnitKind = UnitKind.INTERACTIVE):
+        """Run ``fn`` (model work on ``tracking``) as one unit on the shared model and return
+        its value. Refused in one sentence while this session tracks."""
+        if tracking.propagating:
+            raise TrackingError(TRACKING_RUNS)
+        return self._scheduler(tracking).run(fn, self.owner, kind)
+
+    def model_steps(
+        self,
+        tracking: TrackingSession,
+        steps: Iterator,
+        kind: UnitKind = UnitKind.TRACKING,
+        on_wait: WaitCallback | None = None,
+        wait_s: float = 1.0,
+    ) -> Iterator:
+        """``steps`` with each item computed as one unit on the shared model, which is given
+        back between items; while an item waits, ``on_wait()`` runs about every ``wait_s``
+        seconds (in the caller's thread, never holding the model). Once this session is
+        closed the iteration ends quietly, as a cancelled one does."""
+        with self._scheduler(tracking).iterate(steps, self.owner, kind) as shared:
+            while True:
+                try:
+                    item = shared.next_within(wait_s)
+                except TimeoutError:
+                    if on_wait is not None:
+                        on_wait()
+                    continue
+                except StopIteration:
+                    return
+                except UnitCancelled:
+                    if self.closed:
+                        return
+                    raise
+                yield item
+
+    def replay_on_model(
+        self, tracking: TrackingSession, action: Action, on_frame: Callable[[], None] | None = None
+    ) -> None:
+        """Apply a recorded action again on the shared model: a tracking run one unit per
+        frame (``on_frame()`` after each), anything else as one unit."""
+        if isinstance(action, Propagate):
+            for _ in self.model_steps(tracking, tracking.replay_run(action)):
+                if on_frame is not None:
+                    on_frame()
+        else:
+            self.on_model(tracking, lambda: replay(tracking, action))
+
+    def model_standing(self, tracking: TrackingSession | None) -> Snapshot | None:
+        """Where this session stands with the shared model (None before it was used)."""
+        if tracking is None:
+            return None
+        return self.engine.schedulers.standing(self.owner, str(tracking.predictor.device))
+
+    def _scheduler(self, tracking: TrackingSession) -> Scheduler:
+        return self.engine.schedulers.get(str(tracking.predictor.device))
 
     def drop_workspace(self) -> None:
         """Forget the video and remove the workspace folder."""
@@ -353,18 +420,34 @@ class VideoSession(Lifecycle):
             frames,
             self.cancel_event,
             progress,
+            drive=lambda steps: self.model_steps(tracking, steps, UnitKind.BACKGROUND),
         )
 
     def _replay_all(self, tracking: TrackingSession, actions, progress: Progress | None) -> None:
         try:
             for done, action in enumerate(actions, start=1):
-                replay(tracking, action)
+                self.replay_on_model(tracking, action)
                 if progress is not None:
                     progress(done, len(actions))
         except BaseException:
             tracking.reset()
             self.active_object = None
             raise
+
+    def _model_record(self):
+        device = None if self.tracking is None else str(self.tracking.predictor.device)
+        return model_record(self.engine, self.model, self.quality, device)
+
+    def _quality_of(self, project: Project) -> None:
+        """Switch to the offered quality a project was made at: the same resolution and
+        precision, else the same resolution (a different precision is noted)."""
+        saved = project.model
+        offered = self.engine.qualities()
+        same = [q for q in offered if q.resolution == saved.resolution]
+        exact = [q for q in same if saved.bf16 is None or q.bf16 == saved.bf16]
+        choice = (exact or same or [None])[0]
+        if choice is not None and choice.key != self.quality:
+            self.set_quality(choice.key, replay_prompts=False)
 
     # ------------------------------------------------------------------ display
     @property
@@ -394,6 +477,7 @@ class VideoSession(Lifecycle):
 
     # ------------------------------------------------------------------ lifecycle
     def stop_model_work(self) -> None:
+        super().stop_model_work()
         if self.tracking is not None:
             self.tracking.close()
 
@@ -431,7 +515,7 @@ class VideoSession(Lifecycle):
 
     def _require_not_tracking(self) -> None:
         if self.tracking is not None and self.tracking.propagating:
-            raise TrackingError("Tracking is running; wait for it to finish or press Cancel first.")
+            raise TrackingError(TRACKING_RUNS)
 
     def _forget_results(self) -> None:
         self.output.forget()
@@ -459,7 +543,8 @@ class UserSession(VideoSession):
 
     def add_object(self, name: str | None = None) -> TrackedObject:
         self.touch()
-        obj = self.ensure_tracking().add_object(_clean_name(name))
+        tracking = self.ensure_tracking()
+        obj = self.on_model(tracking, lambda: tracking.add_object(_clean_name(name)))
         self.active_object = obj.obj_id
         return obj
 
@@ -475,7 +560,8 @@ class UserSession(VideoSession):
 
     def remove_object(self, obj_id: int) -> None:
         self._object(obj_id)
-        self.ensure_tracking().remove_object(int(obj_id))
+        tracking = self.ensure_tracking()
+        self.on_model(tracking, lambda: tracking.remove_object(int(obj_id)))
         if self.active_object == obj_id:
             remaining = self.objects
             self.active_object = remaining[-1].obj_id if remaining else None
@@ -506,10 +592,12 @@ class UserSession(VideoSession):
                 self.pending_corner = display.PendingCorner(frame_idx, x, y, obj.obj_id)
                 return f"First corner of the box for {obj.name} set; click the opposite corner."
             self.pending_corner = None
-            tracking.set_box(frame_idx, obj.obj_id, Box(corner.x, corner.y, x, y))
+            box = Box(corner.x, corner.y, x, y)
+            self.on_model(tracking, lambda: tracking.set_box(frame_idx, obj.obj_id, box))
             return f"Box set for {obj.name} on frame {frame_idx}."
         self.pending_corner = None
-        tracking.add_click(frame_idx, obj.obj_id, Click(x, y, mode == "positive"))
+        click = Click(x, y, mode == "positive")
+        self.on_model(tracking, lambda: tracking.add_click(frame_idx, obj.obj_id, click))
         kind = "Positive" if mode == "positive" else "Negative"
         return f"{kind} click added to {obj.name} at x={x:.0f}, y={y:.0f}."
 
@@ -526,26 +614,31 @@ class UserSession(VideoSession):
         frame_idx = self.check_frame(frame_idx)
         x0, y0, x1, y1 = _position("box", x0, y0, x1, y1)
         obj = self._object_for_click(obj_id)
-        self.ensure_tracking().set_box(frame_idx, obj.obj_id, Box(x0, y0, x1, y1))
+        tracking = self.ensure_tracking()
+        box = Box(x0, y0, x1, y1)
+        self.on_model(tracking, lambda: tracking.set_box(frame_idx, obj.obj_id, box))
 
     def undo(self, frame_idx: int, obj_id: int | None = None) -> None:
         frame_idx = self.check_frame(frame_idx)
         obj = self._object(obj_id if obj_id is not None else self.active_object)
         self.pending_corner = None
-        self.ensure_tracking().undo(frame_idx, obj.obj_id)
+        tracking = self.ensure_tracking()
+        self.on_model(tracking, lambda: tracking.undo(frame_idx, obj.obj_id))
 
     def clear_frame(self, frame_idx: int, obj_id: int | None = None) -> None:
         frame_idx = self.check_frame(frame_idx)
         obj = self._object(obj_id if obj_id is not None else self.active_object)
         self.pending_corner = None
-        self.ensure_tracking().clear_frame(frame_idx, obj.obj_id)
+        tracking = self.ensure_tracking()
+        self.on_model(tracking, lambda: tracking.clear_frame(frame_idx, obj.obj_id))
 
     @_writes_files
     def reset(self) -> None:
         self.touch()
         self._forget_results()
-        if self.tracking is not None:
-            self.tracking.reset()
+        tracking = self.tracking
+        if tracking is not None:
+            self.on_model(tracking, tracking.reset)
         self.active_object = None
         if self.workspace is not None:
             for p in self.workspace.exports_dir.iterdir():
@@ -557,8 +650,11 @@ class UserSession(VideoSession):
         direction: str = "forward",
         start_frame: int | None = None,
         end_frame: int | None = None,
+        on_wait: WaitCallback | None = None,
     ) -> Iterator[PropagationStep]:
-        """Track all objects; yields each frame's step. Cancel with :meth:`cancel`."""
+        """Track all objects; yields each frame's step. Cancel with :meth:`cancel`. Each
+        frame is one unit on the shared model; ``on_wait()`` runs about once a second while
+        the next frame waits for it."""
         self.touch()
         tracking = self.ensure_tracking()
         self._require_not_tracking()  # before replacing the running one's cancel flag
@@ -584,34 +680,9 @@ class UserSession(VideoSession):
             )
             steps = propagate_in_job(job, tracking, self.cancel_event)
         else:
-            steps = tracking.propagate(direction, start_frame, end_frame, self.cancel_event)
-        yield from self._follow_run(steps, live)
-
-    def _follow_run(
-        self, steps: Iterator[PropagationStep], live: LiveExports
-    ) -> Iterator[PropagationStep]:
-        started = time.perf_counter()
-        run = self.last_run = TrackingRun()
-        total = None
-        try:
-            for step in steps:
-                live.frame_done(step.result.frame_idx)
-                run.frames, total = step.done, step.total
-                run.seconds = time.perf_counter() - started
-                self.touch()
-                yield step
-        except BaseException:
-            self._forget_results()
-            raise
-        finally:
-            run.cancelled = self.cancel_event.is_set()
-            log.info(
-                "tracking %s after %d of %s frames in %.1f s",
-                "cancelled" if run.cancelled else "ended",
-                run.frames,
-                "?" if total is None else total,
-                time.perf_counter() - started,
-            )
+            run = tracking.propagate(direction, start_frame, end_frame, self.cancel_event)
+            steps = self.model_steps(tracking, run, on_wait=on_wait)
+        yield from _follow_run(self, steps, live)
 
     def cancel(self) -> bool:
         """Ask a running propagation to stop after the current frame."""
@@ -723,7 +794,7 @@ class UserSession(VideoSession):
         notes += model_notes(project, self._model_record())
         self.reset()
         try:
-            replay_project(tracking, project, progress)
+            replay_project(tracking, project, progress, apply=self.replay_on_model)
         except BaseException:
             self.reset()
             raise
@@ -732,21 +803,6 @@ class UserSession(VideoSession):
             "replayed a project of %d steps on %s", len(project.history), self.info.source_name
         )
         return notes
-
-    def _model_record(self):
-        device = None if self.tracking is None else str(self.tracking.predictor.device)
-        return self.engine.model_record(self.model, self.quality, device)
-
-    def _quality_of(self, project: Project) -> None:
-        """Switch to the offered quality a project was made at: the same resolution and
-        precision, else the same resolution (a different precision is noted)."""
-        saved = project.model
-        offered = self.engine.qualities()
-        same = [q for q in offered if q.resolution == saved.resolution]
-        exact = [q for q in same if saved.bf16 is None or q.bf16 == saved.bf16]
-        choice = (exact or same or [None])[0]
-        if choice is not None and choice.key != self.quality:
-            self.set_quality(choice.key, replay_prompts=False)
 
     # ------------------------------------------------------------------ objects
     def _object(self, obj_id) -> TrackedObject:
@@ -773,12 +829,44 @@ class UserSession(VideoSession):
         return obj
 
 
+def _follow_run(
+    user: UserSession, steps: Iterator[PropagationStep], live: LiveExports
+) -> Iterator[PropagationStep]:
+    """Pass a run's steps on, feeding the pass beside tracking and the run's summary."""
+    started = time.perf_counter()
+    run = user.last_run = TrackingRun()
+    total = None
+    try:
+        for step in steps:
+            live.frame_done(step.result.frame_idx)
+            run.frames, total = step.done, step.total
+            run.seconds = time.perf_counter() - started
+            user.touch()
+            yield step
+    except BaseException:
+        user._forget_results()
+        raise
+    finally:
+        run.cancelled = user.cancel_event.is_set()
+        log.info(
+            "tracking %s after %d of %s frames in %.1f s",
+            "cancelled" if run.cancelled else "ended",
+            run.frames,
+            "?" if total is None else total,
+            time.perf_counter() - started,
+        )
+
+
 def replay_project(
-    tracking: TrackingSession, project: Project, progress: Progress | None = None
+    tracking: TrackingSession,
+    project: Project,
+    progress: Progress | None = None,
+    apply: Callable[[TrackingSession, Action, Callable[[], None]], None] = replay,
 ) -> None:
     """Replay every action of ``project`` on ``tracking`` (which is empty), then give
     objects their saved names and colours. ``progress(done, total)`` counts actions and
-    tracked frames; an action that cannot be replayed raises ProjectError naming it."""
+    tracked frames; an action that cannot be replayed raises ProjectError naming it.
+    ``apply(tracking, action, on_frame)`` applies one action (default: :func:`replay`)."""
     total, done = project.replay_steps(), 0
 
     def advance() -> None:
@@ -791,7 +879,7 @@ def replay_project(
         progress(0, total)
     for i, action in enumerate(project.history):
         try:
-            replay(tracking, action, on_frame=advance)  # a tracking run: per frame
+            apply(tracking, action, advance)  # a tracking run: per frame
         except UserError as err:
             raise ProjectError(
                 f"Step {i + 1} of the project ({action.op.replace('_', ' ')}) cannot be "

@@ -125,3 +125,21 @@ def make_session(tmp_path, predictor_cache):
         )
 
     return make
+
+
+@pytest.fixture
+def engine(tmp_path, random_checkpoint):
+    """An Engine on the random checkpoint at the test resolution, with its own data folder."""
+    import dataclasses
+
+    from sam2web.engine import Engine
+    from sam2web.settings import Settings
+
+    settings = dataclasses.replace(
+        Settings.from_env({}),
+        resolution=TEST_RESOLUTION,
+        checkpoint=random_checkpoint,
+        offline=True,
+        data_dir=tmp_path / "sessions",
+    )
+    return Engine(settings)

@@ -11,6 +11,7 @@ import csv
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,55 @@ def test_track_two_discs_in_the_browser(app, page, tmp_path):
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / shot.name)
+
+
+def test_a_second_user_is_served_in_the_browser_while_a_long_run_tracks(app, page, tmp_path):
+    """One user tracks a long clip at full quality (through gradio_client); a second user,
+    in the browser, sees their upload and first mask within seconds, long before that run
+    ends, and while both track, the page says the model is shared."""
+    from gradio_client import Client, handle_file
+
+    from tests.appserver import session_folders, wait_until
+
+    long_frames = 40
+    discs = tuple(
+        synth.Disc(d.x0, d.y0, d.vx / 5, d.vy / 5, d.radius, d.color) for d in synth.DEFAULT_DISCS
+    )
+    long_clip = synth.write_video(
+        tmp_path / "long.mp4", synth.make_frames(long_frames, 120, 160, discs=discs), fps=10
+    )
+    short_clip = synth.write_video(
+        tmp_path / "short.mp4", synth.make_frames(16, 120, 160, discs=discs), fps=10
+    )
+    runner = Client(app.url, verbose=False)
+    before = session_folders(app.data_dir)
+    runner.predict(handle_file(str(long_clip)), api_name="/upload")
+    (folder,) = session_folders(app.data_dir) - before
+    runner.predict("long run", 0, api_name="/add_object")
+    runner.predict(0, 1, discs[0].x0, discs[0].y0, True, api_name="/add_point")
+    page.goto(app.url)
+    job = runner.submit(
+        "forward", "", "", 0, 0.5, True, True, 0, "", "mm", "", api_name="/propagate"
+    )
+    assert wait_until(lambda: len(list((folder / "masks").glob("*.npz"))) >= 3, 60, 0.02)
+
+    t0 = time.perf_counter()
+    page.locator("#upload input[type=file]").set_input_files(str(short_clip))
+    wait_status(page, "Loaded", timeout=30_000)
+    uploaded = time.perf_counter() - t0
+    add_object_and_click(page, "second user", discs[0])
+    first_mask = time.perf_counter() - t0
+    running = not job.done()
+    page.locator("#track").click()
+    wait_status(page, "The model is shared with 1 other user tracking", timeout=30_000)
+    shared = not job.done()
+    wait_status(page, "Tracked 16 frames", timeout=120_000)
+    status = job.result(timeout=300)[1]
+    print(
+        f"\n[browser] upload shown {uploaded:.1f} s, first mask {first_mask:.1f} s after "
+        f"choosing the file, while the other user's {long_frames}-frame run went on"
+    )
+    assert running, "the second user's upload and first mask waited for the whole run"
+    assert uploaded < 15 and first_mask < 30
+    assert shared
+    assert f"Tracked {long_frames} frames" in status

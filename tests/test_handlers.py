@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,6 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
-from sam2web.engine import Engine  # noqa: E402
-from sam2web.settings import Settings  # noqa: E402
 from sam2web.ui import SessionRegistry, UploadGuard  # noqa: E402
 from sam2web.ui import handlers as h  # noqa: E402
 from sam2web.ui.layout import build_layout  # noqa: E402
@@ -22,18 +19,6 @@ from tests import synth  # noqa: E402
 
 RED = synth.DEFAULT_DISCS[0]
 TRACK = ("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "")  # as the page sends it
-
-
-@pytest.fixture
-def engine(tmp_path, random_checkpoint):
-    settings = dataclasses.replace(
-        Settings.from_env({}),
-        resolution=256,
-        checkpoint=random_checkpoint,
-        offline=True,
-        data_dir=tmp_path / "sessions",
-    )
-    return Engine(settings)
 
 
 @pytest.fixture

@@ -561,22 +561,32 @@ def test_two_propagations_at_once_in_one_session(app, other, user):
     assert_served(other)
 
 
-def test_second_click_while_tracking(app, other, user):
-    job = user.submit(*TRACK_ARGS, api_name="/propagate")
+def test_second_click_while_tracking(app, other, tmp_path):
+    """A user's own click while their tracking runs is refused in one sentence (the run
+    would not include it); the run goes on, and the same click works once it ended."""
+    clip = synth.write_video(tmp_path / "run.mp4", synth.make_frames(20, 120, 160), fps=10)
+    client = Client(app.url, verbose=False)
+    before = session_folders(app)
+    client.predict(handle_file(str(clip)), api_name="/upload")
+    (folder,) = session_folders(app) - before
+    client.predict("disc", 0, api_name="/add_object")
+    client.predict(0, 1, 40, 60, True, api_name="/add_point")
+    job = client.submit(*TRACK_ARGS, api_name="/propagate")
+    masks = app.data_dir / folder / "masks"
     deadline = time.time() + 60
-    while job.status().code.name in ("STARTING", "JOINING_QUEUE", "IN_QUEUE", "SENDING_DATA"):
-        assert time.time() < deadline, "tracking did not start"
-        time.sleep(0.05)
-    # A click of the same user during their own run is refused in one sentence and leaves
-    # nothing behind; the run goes on to its end.
+    while len(list(masks.glob("*.npz"))) < 3:  # frame 0 is clicked; two more are tracked
+        assert time.time() < deadline and not job.done(), "tracking did not start"
+        time.sleep(0.02)
     with pytest.raises(Exception) as refused:
-        user.predict(3, 1, 44, 62, True, api_name="/add_point")
+        client.predict(3, 1, 44, 62, True, api_name="/add_point")
     assert_one_clear_sentence(str(refused.value), app)
     assert "Tracking is running; wait for it to finish or press Cancel first." in str(refused.value)
-    assert not job.done(), "tracking ended before the click was answered"
-    assert "Tracked 8 frames" in job.result(timeout=300)[1]
+    assert not job.done(), "the run ended before the click was answered"
+    assert "Tracked 20 frames" in job.result(timeout=300)[1]
     with pytest.raises(Exception, match="nothing to undo for this object on this frame"):
-        user.predict(3, api_name="/undo")  # the refused click was not recorded
+        client.predict(3, api_name="/undo")  # the refused click was not recorded
+    answer = client.predict(3, 1, 44, 62, True, api_name="/add_point")
+    assert answer[1] == "1 object(s); 20 of 20 frames have masks."
     assert_served(other)
 
 

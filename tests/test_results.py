@@ -11,27 +11,13 @@ import sys
 import numpy as np
 import pytest
 
-from sam2web.engine import Engine
 from sam2web.exports import read_coco_rle, read_npz, write_coco_rle, write_masks_zip, write_npz
 from sam2web.maskstore import MaskStore
-from sam2web.settings import Settings
 from sam2web.user_session import UserSession
 from tests import synth
 from tests.masks import assert_nontrivial, stored_masks
 
 FRAMES = 6
-
-
-@pytest.fixture
-def engine(tmp_path, random_checkpoint):
-    settings = dataclasses.replace(
-        Settings.from_env({}),
-        resolution=256,
-        checkpoint=random_checkpoint,
-        offline=True,
-        data_dir=tmp_path / "sessions",
-    )
-    return Engine(settings)
 
 
 @pytest.fixture

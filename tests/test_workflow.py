@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from types import SimpleNamespace
 
@@ -10,23 +9,9 @@ import numpy as np
 import pytest
 
 from sam2web.display import display_scale
-from sam2web.engine import Engine
 from sam2web.errors import MediaError, SessionClosedError, TrackingError
-from sam2web.settings import Settings
 from sam2web.user_session import UserSession
 from tests import synth
-
-
-@pytest.fixture
-def engine(tmp_path, random_checkpoint):
-    settings = dataclasses.replace(
-        Settings.from_env({}),
-        resolution=256,
-        checkpoint=random_checkpoint,
-        offline=True,
-        data_dir=tmp_path / "sessions",
-    )
-    return Engine(settings)
 
 
 def test_close_removes_every_file_of_the_session(engine, tmp_path):

@@ -314,25 +314,35 @@ def _results(ctx: Context, user: UserSession, progress) -> Update:
 def _tracking_views(
     ctx: Context, user: UserSession, direction, start, end, shown: int, progress
 ) -> Generator[Update, None, int]:
-    """Propagate, reporting progress per frame and showing a tracked frame about once a
-    second (and the last one). Returns the frame shown last."""
+    """Propagate, reporting progress per frame (and while the next frame waits for the
+    shared model) and showing a tracked frame about once a second (and the last one).
+    Returns the frame shown last."""
     p = ctx.page
+    direction = direction or "forward"
+    total = len(user.ensure_tracking().planned_frames(direction, start, end))
     t0 = time.perf_counter()
     last_view = 0.0
-    for step in user.propagate(direction or "forward", start, end):
-        elapsed = time.perf_counter() - t0
-        eta = elapsed / step.done * (step.total - step.done)
-        progress(
-            (step.done, step.total),
-            desc=f"Tracking frame {step.result.frame_idx} — about {eta:.0f} s left",
-            unit="frames",
-        )
+    at = {"frame": shown if start is None else start, "done": 0}
+
+    def report() -> str | None:
+        """Update the progress bar; the sentence when others track too, else None."""
+        done = at["done"]
+        plain = (time.perf_counter() - t0) / done * (total - done) if done else None
+        standing = user.model_standing(user.tracking)
+        desc = views.tracking_progress(standing, at["frame"], done, total, plain)
+        progress((done, total), desc=desc, unit="frames")
+        return desc if standing is not None and standing.other_tracking_owners else None
+
+    for step in user.propagate(direction, start, end, on_wait=report):
+        at["frame"], at["done"] = step.result.frame_idx, step.done
+        shared = report()
         if time.perf_counter() - last_view > 1.0 or step.done == step.total:
             last_view = time.perf_counter()
             shown = step.result.frame_idx
+            message = f"{shared}." if shared else f"Tracking… {step.done}/{step.total} frames"
             yield {
                 p.frame_view: user.view_frame(shown),
-                p.status: views.status(user, f"Tracking… {step.done}/{step.total} frames"),
+                p.status: views.status(user, message),
                 p.frame_slider: shown,
             }
     return shown

@@ -15,6 +15,7 @@ from ..accel import Quality
 from ..analysis import Calibration
 from ..engine import Engine
 from ..render import OverlayStyle
+from ..scheduler import Snapshot
 from .user import QualityAgreement, UserSession
 
 NO_VIDEO = "*No video loaded.*"
@@ -140,6 +141,35 @@ def status(user: UserSession, message: str = "") -> str:
             f"{len(user.objects)} object(s); {tracked} of {user.info.num_frames} frames have masks."
         )
     return " ".join(parts)
+
+
+def duration(seconds: float) -> str:
+    """A rough duration for a sentence: "about 40 s", "about 6 min"."""
+    if seconds < 90:
+        return f"about {max(0, round(seconds))} s"
+    return f"about {round(seconds / 60)} min"
+
+
+def tracking_progress(
+    standing: Snapshot | None, frame: int, done: int, total: int, plain_eta_s: float | None
+) -> str:
+    """One sentence on a tracking run's progress: where the user stands with the shared
+    model when others track too (an ETA that counts the sharing), else the plain ETA.
+    ``frame`` is the frame tracked last; ``done`` of ``total`` frames are tracked."""
+    others = 0 if standing is None else standing.other_tracking_owners
+    if others == 0:
+        if plain_eta_s is None:
+            return f"Tracking frame {frame}"
+        return f"Tracking frame {frame} — {duration(plain_eta_s)} left"
+    eta = standing.eta_s(total - done)
+    if eta is None:
+        eta = plain_eta_s
+    users = "1 other user" if others == 1 else f"{others} other users"
+    verb = "starts" if done == 0 else "continues"
+    left = "" if eta is None else f", {duration(eta)} left"
+    return (
+        f"The model is shared with {users} tracking; yours {verb} at frame {done} of {total}{left}"
+    )
 
 
 def _fmt(value) -> str:

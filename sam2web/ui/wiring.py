@@ -3,10 +3,14 @@ serves it.
 
 Each tab (or API client) gets its own ``UserSession`` in a ``gr.State`` whose
 ``delete_callback`` removes its files; the page's ``unload`` event does the same as soon as
-the tab closes. Events that run the model share one queue (``concurrency_id="model"``) so
-a small server is never oversubscribed, while viewing frames stays outside it and answers
-at once. Every endpoint's inputs and outputs keep their order: API clients call them by
-position.
+the tab closes. Only model compute is shared between users, and the engine's scheduler
+shares it in small units (one click, one tracked frame), so events that use the model need no
+shared queue slot of their own: clicks and object changes run as they come, and long runs
+(tracking, comparisons, replays) in up to ``RUN_EVENTS`` at once. Work on files (decoding
+uploads, exports, measurements, project files) never waits for the model and has its own
+small group, ``concurrency_id="files"``, so it cannot starve the model either; viewing
+frames answers at once. Every endpoint's inputs and outputs keep their order: API clients
+call them by position.
 """
 
 from __future__ import annotations
@@ -22,6 +26,17 @@ from .handlers import Context
 from .layout import Page, build_layout
 
 log = logging.getLogger(__name__)
+
+# Events of all users at once that work on files (decode, render, encode, write).
+FILE_EVENTS = 4
+# Long model events (a tracking run with its exports, a comparison, a replay) of all users
+# at once; each waits for its turn on the model per frame, so this bounds threads, not the
+# model.
+RUN_EVENTS = 16
+# A click or an object change: one unit on the model, where it waits for its turn.
+PROMPT = {"concurrency_limit": None}
+RUNS = {"concurrency_id": "runs", "concurrency_limit": RUN_EVENTS}
+FILES = {"concurrency_id": "files", "concurrency_limit": FILE_EVENTS}
 
 
 def build_app(engine: Engine | None = None) -> gr.Blocks:
@@ -42,11 +57,10 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             registry=SessionRegistry(idle_ttl_s=settings.session_ttl_s),
             guard=demo.upload_guard,
         )
-        model_queue = {"concurrency_id": "model", "concurrency_limit": settings.concurrency}
-        _wire_video(ctx, model_queue)
-        _wire_objects(ctx, model_queue)
-        _wire_tracking(ctx, model_queue)
-        _wire_project_and_model(ctx, model_queue)
+        _wire_video(ctx)
+        _wire_objects(ctx)
+        _wire_tracking(ctx)
+        _wire_project_and_model(ctx)
         demo.unload(ctx.registry.close)
         demo.load(h.bind(h.show_model, ctx), None, [page.model_status], api_visibility="private")
         demo.sam2web_registry = ctx.registry  # for tests and housekeeping
@@ -63,7 +77,7 @@ def _frame_outputs(page: Page) -> list:
     return [page.frame_view, page.status, page.active]
 
 
-def _wire_video(ctx: Context, model_queue: dict) -> None:
+def _wire_video(ctx: Context) -> None:
     p = ctx.page
     p.upload.upload(
         h.bind(h.upload, ctx),
@@ -74,7 +88,7 @@ def _wire_video(ctx: Context, model_queue: dict) -> None:
         ],
         api_name="upload",
         preprocess=False,
-        **model_queue,
+        **FILES,
     )
     p.frame_slider.change(
         h.bind(h.show_frame, ctx),
@@ -97,11 +111,11 @@ def _wire_video(ctx: Context, model_queue: dict) -> None:
         [p.state, p.frame_slider, p.mode],
         _frame_outputs(p),
         api_visibility="private",
-        **model_queue,
+        **PROMPT,
     )
 
 
-def _wire_objects(ctx: Context, model_queue: dict) -> None:
+def _wire_objects(ctx: Context) -> None:
     p = ctx.page
     frame_outputs = _frame_outputs(p)
     p.api_btn.click(
@@ -109,21 +123,21 @@ def _wire_objects(ctx: Context, model_queue: dict) -> None:
         [p.state, p.frame_number, p.api_object, p.api_x, p.api_y, p.api_positive],
         frame_outputs,
         api_name="add_point",
-        **model_queue,
+        **PROMPT,
     )
     p.api_btn.click(
         h.bind(h.add_box, ctx),
         [p.state, p.frame_number, p.api_object, p.api_x, p.api_y, p.api_x1, p.api_y1],
         frame_outputs,
         api_name="add_box",
-        **model_queue,
+        **PROMPT,
     )
     p.add_btn.click(
         h.bind(h.add_object, ctx),
         [p.state, p.name, p.frame_slider],
         [*frame_outputs, p.name, p.model_status],
         api_name="add_object",
-        **model_queue,
+        **PROMPT,
     )
     p.active.input(
         h.bind(h.select_object, ctx),
@@ -145,22 +159,22 @@ def _wire_objects(ctx: Context, model_queue: dict) -> None:
         on_frame,
         frame_outputs,
         api_name="remove_object",
-        **model_queue,
+        **PROMPT,
     )
-    p.undo_btn.click(h.bind(h.undo, ctx), on_frame, frame_outputs, api_name="undo", **model_queue)
+    p.undo_btn.click(h.bind(h.undo, ctx), on_frame, frame_outputs, api_name="undo", **PROMPT)
     p.clear_btn.click(
-        h.bind(h.clear_frame, ctx), on_frame, frame_outputs, api_name="clear_frame", **model_queue
+        h.bind(h.clear_frame, ctx), on_frame, frame_outputs, api_name="clear_frame", **PROMPT
     )
     p.reset_btn.click(
         h.bind(h.reset, ctx),
         on_frame,
         [*frame_outputs, p.video, p.files, p.gallery],
         api_name="reset",
-        **model_queue,
+        **PROMPT,
     )
 
 
-def _wire_tracking(ctx: Context, model_queue: dict) -> None:
+def _wire_tracking(ctx: Context) -> None:
     p = ctx.page
     look = [p.opacity, p.contours, p.labels, p.trails, p.pixels_per_unit, p.unit, p.fps]
     results = [p.video, p.files, p.gallery, p.summary, p.events, p.trajectories, p.confidence]
@@ -169,7 +183,7 @@ def _wire_tracking(ctx: Context, model_queue: dict) -> None:
         [p.state, p.direction, p.start_frame, p.end_frame, p.frame_slider, *look],
         [*_frame_outputs(p), p.frame_slider, *results],
         api_name="propagate",
-        **model_queue,
+        **RUNS,
     )
     p.cancel_btn.click(
         h.bind(h.cancel, ctx),
@@ -186,7 +200,7 @@ def _wire_tracking(ctx: Context, model_queue: dict) -> None:
             [p.state, p.frame_slider, *look],
             [p.frame_view, *results],
             api_name=api_name,
-            **model_queue,
+            **FILES,
         )
     p.events.input(
         h.bind(h.open_event, ctx),
@@ -207,18 +221,18 @@ def _wire_tracking(ctx: Context, model_queue: dict) -> None:
         [p.state, p.compare_frames, p.compare_candidate],
         [p.compare_result],
         api_name="compare_quality",
-        **model_queue,
+        **RUNS,
     )
 
 
-def _wire_project_and_model(ctx: Context, model_queue: dict) -> None:
+def _wire_project_and_model(ctx: Context) -> None:
     p = ctx.page
     p.save_project_btn.click(
         h.bind(h.save_project, ctx),
         [p.state, p.pixels_per_unit, p.unit, p.fps],
         [p.project_file],
         api_name="save_project",
-        concurrency_limit=None,
+        **FILES,
     )
     p.project_in.upload(
         h.bind(h.load_project, ctx),
@@ -226,21 +240,21 @@ def _wire_project_and_model(ctx: Context, model_queue: dict) -> None:
         [*_frame_outputs(p), p.pixels_per_unit, p.fps],
         api_name="load_project",
         preprocess=False,
-        **model_queue,
+        **RUNS,
     )
     p.model.input(
         h.bind(h.set_model, ctx),
         [p.state, p.model, p.frame_slider],
         [*_frame_outputs(p), p.model_status],
         api_name="set_model",
-        **model_queue,
+        **PROMPT,
     )
     p.quality.input(
         h.bind(h.set_quality, ctx),
         [p.state, p.quality, p.frame_slider],
         _frame_outputs(p),
         api_name="set_quality",
-        **model_queue,
+        **RUNS,
     )
 
 
@@ -253,7 +267,7 @@ def launch(engine: Engine | None = None, **kwargs) -> None:
     if removed:
         log.info("removed %d stale session folders", removed)
     demo = build_app(engine)
-    demo.queue(default_concurrency_limit=s.concurrency)
+    demo.queue(default_concurrency_limit=FILE_EVENTS)
     housekeeping = Housekeeping(
         engine, s.sweep_interval_s, demo.sam2web_registry.workspace_ids
     ).start()
@@ -271,3 +285,4 @@ def launch(engine: Engine | None = None, **kwargs) -> None:
         # prevent_thread_lock, notebooks) leaves the server and its housekeeping running.
         if not getattr(demo, "is_running", False):
             housekeeping.stop()
+            engine.close()
