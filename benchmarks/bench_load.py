@@ -111,7 +111,8 @@ def run_policy(policy: str, args, ckpt: Path, workdir: Path) -> PolicyRun:
             args=(server.url, clicker_clip, server.data_dir, start, stop, clicks),
             daemon=True,
         )
-        clicker.start()
+        if not args.no_clicker:
+            clicker.start()
         with loadrun.FrameWatcher() as watcher:
             t0 = time.perf_counter()
             users = [
@@ -133,7 +134,8 @@ def run_policy(policy: str, args, ckpt: Path, workdir: Path) -> PolicyRun:
             for thread in users:
                 thread.join(900)
             stop.set()
-            clicker.join(60)
+            if clicker.is_alive():
+                clicker.join(60)
     finally:
         start.set()
         stop.set()
@@ -154,8 +156,16 @@ def run_policy(policy: str, args, ckpt: Path, workdir: Path) -> PolicyRun:
     return result
 
 
-def table(runs: list[PolicyRun]) -> str:
+def _clicks(latencies: list[float]) -> str:
     from tests.loadrun import percentile
+
+    if not latencies:
+        return "— (no clicking user)"
+    p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+    return f"{p50:.2f} / {p95:.2f} ({len(latencies)} clicks)"
+
+
+def table(runs: list[PolicyRun]) -> str:
 
     lines = [
         "| policy | time to first mask per user, s | click p50 / p95 while others track, s "
@@ -173,8 +183,7 @@ def table(runs: list[PolicyRun]) -> str:
         )
         lines.append(
             f"| {run.policy} | {' / '.join(f'{s:.1f}' for s in run.first_mask_s)} | "
-            f"{percentile(run.clicks_s, 0.5):.2f} / {percentile(run.clicks_s, 0.95):.2f} "
-            f"({len(run.clicks_s)} clicks) | {run.throughput:.2f} | {shares} |"
+            f"{_clicks(run.clicks_s)} | {run.throughput:.2f} | {shares} |"
         )
     return "\n".join(lines)
 
@@ -195,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--policies", default="serial,fair", help="comma-separated (default serial,fair)"
     )
+    parser.add_argument(
+        "--no-clicker",
+        action="store_true",
+        help="leave the clicking user out: throughput then compares tracking alone (under "
+        "serial the clicker's clicks wait for whole runs, so fewer of them take model time)",
+    )
     args = parser.parse_args(argv)
 
     from benchmarks.bench_engine import machine_info
@@ -209,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info()
     print(
         f"\n{args.sessions} users tracking {args.frames}..{args.frames + args.sessions - 1} "
-        f"frames each (one object, forward), arriving {args.stagger:g} s apart, plus one "
-        f"user clicking; {args.resolution} px, SAM2WEB_CONCURRENCY={args.concurrency}. "
+        f"frames each (one object, forward), arriving {args.stagger:g} s apart"
+        f"{'' if args.no_clicker else ', plus one user clicking'}; {args.resolution} px, SAM2WEB_CONCURRENCY={args.concurrency}. "
         f"CPU: {info['cpu']} ({info.get('usable_cores', info['cores'])} usable cores; "
         f"flags: {info.get('cpu_flags', 'unknown')}), torch {info.get('torch')}.\n"
     )
