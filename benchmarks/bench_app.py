@@ -90,10 +90,14 @@ def main(argv: list[str] | None = None) -> int:
             reader = imageio_ffmpeg.read_frames(result[4])
             meta = next(reader)
             decoded = sum(1 for _ in reader)
+            from benchmarks.bench_engine import machine_info
+
+            cpu = machine_info()
             print(
                 f"\nApp from upload to overlay video: {args.frames} frames "
                 f"{args.width}x{args.height}, {args.objects} object(s), "
-                f"{args.resolution} px, {os.cpu_count()} CPU(s); app start {started:.1f} s"
+                f"{args.resolution} px; CPU: {cpu['cpu']} ({os.cpu_count()} CPU(s); flags: "
+                f"{cpu.get('cpu_flags', 'unknown')}); app start {started:.1f} s"
             )
             print("| step | seconds |\n|---|---:|")
             for name, seconds in times.items():

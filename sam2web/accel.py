@@ -356,7 +356,7 @@ def default_quality(device: torch.device | str, settings: Settings) -> str:
 
 # ---------------------------------------------------------------------------- compile
 
-COMPILE_CHOICES = ("off", "on")
+COMPILE_CHOICES = ("off", "on", "vos")
 
 
 def compile_plan(setting: str) -> str:
@@ -369,7 +369,8 @@ def compile_plan(setting: str) -> str:
     """
     choice = (setting or "off").strip().lower()
     if choice not in COMPILE_CHOICES:
-        raise ValueError(f"SAM2WEB_COMPILE must be off or on, got {setting!r}")
+        raise ValueError(f"SAM2WEB_COMPILE must be off, on or vos, got {setting!r}")
+    # "vos" is SAM 2.1's own compiled predictor, built by sam2 (see build_predictor).
     return "all" if choice == "on" else "none"
 
 

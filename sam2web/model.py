@@ -530,12 +530,19 @@ def build_predictor(
     from sam2.build_sam import build_sam2_video_predictor
 
     overrides = hydra_overrides(image_size, corrections)
+    vos = compile == "vos" and torch_device_type(device) == "cuda"
+    if compile == "vos" and not vos:
+        log.info("SAM2WEB_COMPILE=vos ignored: SAM 2.1's fast path is for CUDA devices")
     # Read the weights first: a bad file fails fast, before the model is built.
     state = load_state_dict(ckpt_path) if ckpt_path is not None else None
     silence_missing_extension_warning()
     with _BUILD_LOCK:
         predictor = build_sam2_video_predictor(
-            spec.config, ckpt_path=None, device=device, hydra_overrides_extra=overrides
+            spec.config,
+            ckpt_path=None,
+            device=device,
+            hydra_overrides_extra=overrides,
+            vos_optimized=vos,
         )
     if state is None:
         log.warning("Built %s with random weights (no checkpoint)", spec.key)
@@ -544,6 +551,12 @@ def build_predictor(
     predictor.load_state_dict(state, strict=True)
     log.info("Loaded %s from %s on %s at %d px", spec.key, ckpt_path, device, image_size)
     return _compiled(predictor, compile)
+
+
+def torch_device_type(device) -> str:
+    import torch
+
+    return torch.device(device).type
 
 
 def _compiled(predictor, setting: str):

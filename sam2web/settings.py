@@ -77,7 +77,9 @@ SETTINGS: tuple[Setting, ...] = (
         "off",
         "on: torch.compile SAM2's image encoder when a model is loaded (takes minutes, once "
         "per model and resolution). On the CPUs measured it made frames slower, not faster "
-        "(benchmarks/README.md); off keeps sam2's own model.",
+        "(benchmarks/README.md); off keeps sam2's own model. vos: on CUDA only, SAM 2.1's "
+        "own fast path (vos_optimized); each new number of clicks on a frame may compile "
+        "again, which delays that click; ignored on other devices.",
     ),
     Setting(
         "SAM2WEB_DATA_DIR",
@@ -260,7 +262,7 @@ class Settings:
             fast_resolution=as_resolution("SAM2WEB_FAST_RESOLUTION"),
             bf16=choice("SAM2WEB_BF16", ("auto", "0", "1")),
             bf16_probe=choice("SAM2WEB_BF16_PROBE", ("auto", "yes", "no")),
-            compile=choice("SAM2WEB_COMPILE", ("off", "on")),
+            compile=choice("SAM2WEB_COMPILE", ("off", "on", "vos")),
             data_dir=Path(data_dir).expanduser(),
             frame_format=choice("SAM2WEB_FRAME_FORMAT", ("jpeg", "png")),
             max_upload_mb=as_int("SAM2WEB_MAX_UPLOAD_MB", 1),

@@ -367,3 +367,21 @@ def test_compile_on_is_paid_when_the_predictor_is_built(monkeypatch, random_chec
     assert len(compiled) == 1 and cache.builds == 1
     plain = cache.get(get_spec("sam2.1-tiny"), random_checkpoint, "cpu", 128)
     assert plain is not predictor and not hasattr(plain, "sam2web_compile")
+
+
+def test_sam2s_own_fast_path_is_for_cuda_only(monkeypatch, random_checkpoint):
+    """SAM2WEB_COMPILE=vos asks sam2 for SAM 2.1's compiled predictor; on the CPU it is
+    ignored and the predictor is the plain one, with nothing compiled."""
+    from sam2.sam2_video_predictor import SAM2VideoPredictor, SAM2VideoPredictorVOS
+
+    from sam2web.model import ModelCache, get_spec
+
+    assert settings(compile="vos").compile == "vos"
+    assert accel.compile_plan("vos") == "none"
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compiled.append(fn) or fn)
+    predictor = ModelCache().get(
+        get_spec("sam2.1-tiny"), random_checkpoint, "cpu", 128, compile="vos"
+    )
+    assert type(predictor) is SAM2VideoPredictor
+    assert not isinstance(predictor, SAM2VideoPredictorVOS) and not compiled
