@@ -238,10 +238,7 @@ def _measure(dev: torch.device) -> Bf16Probe:
 
     if dev.type == "cuda":
         name = torch.cuda.get_device_name(dev)
-        try:
-            native = bool(torch.cuda.is_bf16_supported(including_emulation=False))
-        except TypeError:  # older torch: no emulation to exclude
-            native = bool(torch.cuda.is_bf16_supported())
+        native = cuda_bf16_native()
         reason = "the GPU computes bf16 natively" if native else "the GPU has no native bf16"
         return Bf16Probe(str(dev), name, (), native, None, None, native, reason)
     if dev.type != "cpu":
@@ -300,6 +297,31 @@ class Quality:
     exact: bool  # SAM2's own float32 arithmetic at SAM2WEB_RESOLUTION
 
 
+def cuda_bf16_native() -> bool:
+    """True when the CUDA GPU computes bfloat16 natively (not emulated)."""
+    import torch
+
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # older torch: no emulation to exclude
+        return bool(torch.cuda.is_bf16_supported())
+
+
+def setting_wants_bf16(device: torch.device | str, bf16_setting: str = "auto") -> bool:
+    """Whether SAM2WEB_BF16 alone turns bfloat16 autocast on for ``device``: on CUDA for
+    ``auto`` (where the GPU has native bf16) and ``1``; on a CPU only for ``1`` where its
+    flags show native bf16; never elsewhere or for ``0``."""
+    import torch
+
+    dev = torch.device(device)
+    setting = (bf16_setting or "auto").strip().lower()
+    if dev.type == "cuda" and setting in ("auto", "1"):
+        return setting == "1" or cuda_bf16_native()
+    if dev.type == "cpu" and setting == "1":
+        return cpu_bf16_native(cpu_bf16_flags())
+    return False
+
+
 def quality(key: str, device: torch.device | str, settings: Settings) -> Quality:
     """What quality ``key`` means on ``device`` under ``settings`` (offered or not).
 
@@ -313,12 +335,8 @@ def quality(key: str, device: torch.device | str, settings: Settings) -> Quality
     if key == "full-bf16":
         return Quality(key, "Full resolution, faster (bfloat16)", settings.resolution, True, False)
     if key == "fast":
-        from .model import autocast_context
-
         px = min(settings.fast_resolution, settings.resolution)
-        import torch
-
-        bf16 = isinstance(autocast_context(device, settings.bf16), torch.autocast)
+        bf16 = setting_wants_bf16(device, settings.bf16)
         return Quality(key, f"Fast preview ({px} px, approximate)", px, bf16, False)
     raise ValueError(f"quality must be one of {', '.join(QUALITY_KEYS)}, got {key!r}")
 

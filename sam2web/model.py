@@ -402,15 +402,6 @@ def cpu_supports_bf16() -> bool:
     return cpu_bf16_native(cpu_bf16_flags())
 
 
-def _cuda_bf16_native() -> bool:
-    import torch
-
-    try:
-        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    except TypeError:  # older torch: no emulation to exclude
-        return bool(torch.cuda.is_bf16_supported())
-
-
 def autocast_context(
     device: torch.device | str,
     bf16_setting: str = "auto",
@@ -429,7 +420,7 @@ def autocast_context(
     """
     import torch
 
-    from .accel import QUALITY_KEYS, Quality
+    from .accel import QUALITY_KEYS, Quality, setting_wants_bf16
 
     device = torch.device(device)
     if quality is not None:
@@ -446,13 +437,9 @@ def autocast_context(
                 return torch.autocast(device.type, dtype=torch.bfloat16)
             log.warning("bfloat16 autocast is not available on %s; running float32", device)
             return contextlib.nullcontext()
-    setting = (bf16_setting or "auto").strip().lower()
-    if device.type == "cuda" and setting in ("auto", "1"):
-        if setting == "1" or _cuda_bf16_native():
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-    elif device.type == "cpu" and setting == "1":
-        if cpu_supports_bf16():
-            return torch.autocast("cpu", dtype=torch.bfloat16)
+    if setting_wants_bf16(device, bf16_setting):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if device.type == "cpu" and (bf16_setting or "").strip() == "1":
         log.info("SAM2WEB_BF16=1 ignored: this CPU has no native bfloat16 support")
     return contextlib.nullcontext()
 
