@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import PromptError
 from .maskstore import MaskStore
+from .results import CSV_COLUMNS
 from .types import Measurement
 
 
@@ -65,17 +66,8 @@ def _absent(row: Measurement) -> Measurement:
     )
 
 
-_GEOMETRY = (
-    "present",
-    "score",
-    "area_px",
-    "centroid_x",
-    "centroid_y",
-    "bbox_x",
-    "bbox_y",
-    "bbox_w",
-    "bbox_h",
-)
+# What a row says about the object on its frame (everything after frame, time, id, name).
+_GEOMETRY = CSV_COLUMNS[CSV_COLUMNS.index("present") :]
 
 
 def _with_geometry(row: Measurement, source: Measurement) -> Measurement:
