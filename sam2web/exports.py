@@ -36,7 +36,7 @@ from .analysis import (
     summarize,
 )
 from .fileio import write_bytes_atomic
-from .maskstore import MaskStore
+from .maskstore import MaskStore, label_image
 from .render import LiveOverlayVideo, OverlayStyle, render_overlay_video
 from .results import CSV_COLUMNS, MeasurementSink, Results, walk
 from .types import FrameResult, Measurement, Progress, TrackedObject, VideoInfo
@@ -230,7 +230,7 @@ class MasksZipSink:
         )
 
     def add(self, frame_idx: int, result: FrameResult | None) -> None:
-        labels = label_image(result, self.order, self.info.height, self.info.width)
+        labels = label_image(result, self.info.height, self.info.width, self.order)
         image = Image.fromarray(labels if self.sixteen_bit else labels.astype(np.uint8))
         buf = io.BytesIO()
         image.save(buf, format="PNG", optimize=False, compress_level=6)
@@ -245,20 +245,6 @@ class MasksZipSink:
     def abort(self) -> None:
         self._zip.close()
         self._file.discard()
-
-
-def label_image(
-    result: FrameResult | None, order: list[int], height: int, width: int
-) -> np.ndarray:
-    """uint16 (H, W) image: pixel value = object id, 0 = background; objects drawn in
-    ``order`` (a later one wins where masks overlap)."""
-    labels = np.zeros((height, width), dtype=np.uint16)
-    if result is not None:
-        for obj_id in order:
-            mask = result.masks.get(obj_id)
-            if mask is not None:
-                labels[mask] = obj_id
-    return labels
 
 
 def write_masks_zip(

@@ -26,7 +26,6 @@ order of their first frame (then object id).
 from __future__ import annotations
 
 import io
-import math
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ import numpy as np
 from .analysis import frame_runs
 from .calibrate import normalize_length_unit
 from .fileio import atomic_output, write_bytes_atomic, write_zip_atomic
-from .maskstore import MaskStore
+from .maskstore import MaskStore, label_image
 from .types import FrameResult, VideoInfo
 
 Progress = Callable[[int, "int | None"], None]
@@ -60,19 +59,7 @@ def draw_labels(
 ) -> np.ndarray:
     """uint16 (H, W) label image of the objects present in one frame's result (module doc);
     all zero for None."""
-    labels = np.zeros((height, width), dtype=np.uint16)
-    if result is None:
-        return labels
-    order = sorted(result.masks) if object_ids is None else object_ids
-    for obj_id in order:
-        mask = result.masks.get(obj_id)
-        score = result.scores.get(obj_id, math.nan)
-        if mask is None or score <= 0.0:
-            continue
-        if not 0 < obj_id <= MAX_LABEL:
-            raise ValueError(f"object id {obj_id} does not fit a 16-bit label image")
-        labels[mask] = obj_id
-    return labels
+    return label_image(result, height, width, object_ids, present_only=True)
 
 
 # ---------------------------------------------------------------------------- label TIFF

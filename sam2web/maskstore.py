@@ -28,6 +28,31 @@ from .types import FrameResult
 _FRAME_FILE = re.compile(r"^f(\d{6,})\.npz$")
 
 
+def label_image(
+    result: FrameResult | None,
+    height: int,
+    width: int,
+    order: list[int] | None = None,
+    present_only: bool = False,
+) -> np.ndarray:
+    """uint16 (H, W) image of one frame's result: pixel value = object id, 0 = background.
+
+    Objects are drawn in ``order`` (default: ascending ids), so where masks overlap the later
+    one wins; ids without a mask are skipped, and with ``present_only`` so are objects whose
+    score says absent (<= 0). None gives an all-zero image."""
+    labels = np.zeros((height, width), dtype=np.uint16)
+    if result is None:
+        return labels
+    for obj_id in sorted(result.masks) if order is None else order:
+        mask = result.masks.get(obj_id)
+        if mask is None or (present_only and result.scores.get(obj_id, np.nan) <= 0.0):
+            continue
+        if not 0 < obj_id < 65536:
+            raise ValueError(f"object id {obj_id} does not fit a 16-bit label image")
+        labels[mask] = obj_id
+    return labels
+
+
 def _pack(mask: np.ndarray) -> np.ndarray:
     return np.packbits(np.asarray(mask, dtype=bool).reshape(-1))
 
@@ -238,16 +263,9 @@ class MaskStore:
         object later in the list wins. None draws every stored object in ascending id order
         (so the larger id wins). A frame without results gives an all-zero image.
         """
-        frame_idx = self._check_frame(frame_idx)
-        labels = np.zeros((self.height, self.width), dtype=np.uint16)
-        packed, _ = self._load_packed(frame_idx)
-        order = sorted(packed) if obj_order is None else [int(i) for i in obj_order]
-        for obj_id in order:
-            if obj_id in packed:
-                if not 0 < obj_id < 65536:
-                    raise ValueError(f"object id {obj_id} does not fit a 16-bit label image")
-                labels[self._unpack(packed[obj_id])] = obj_id
-        return labels
+        result = self.read(frame_idx)
+        order = None if obj_order is None else [int(i) for i in obj_order]
+        return label_image(result, self.height, self.width, order)
 
     def nbytes_on_disk(self) -> int:
         """Bytes used by the stored frame files."""
