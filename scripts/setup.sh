@@ -15,7 +15,7 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 
 reqs=(requirements.txt)
-[[ $DEV == 1 ]] && reqs+=(requirements-dev.txt)
+[[ $DEV == 1 ]] && reqs+=(requirements-ray.txt requirements-dev.txt)
 stamp="$VENV/.sam2web-installed-$(cat "${reqs[@]}" scripts/setup.sh | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
   # torch first: sam2 1.1.0 is a source distribution whose build imports torch, and
