@@ -292,12 +292,7 @@ def track_on_ray(
     ray = require_ray()
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(
-            address=options.address,
-            include_dashboard=False,
-            log_to_driver=options.verbose,
-            logging_level=logging.INFO if options.verbose else logging.WARNING,
-        )
+        _connect(ray, options)
     batch = None
     try:
         sizing = plan_workers(options, ray.cluster_resources(), len(jobs), settings.device)
@@ -313,6 +308,28 @@ def track_on_ray(
             batch.stop()
         if started_here:
             ray.shutdown()
+
+
+def _connect(ray, options: RayOptions) -> None:
+    """Start Ray here, or join the cluster at ``options.address``."""
+    extra = {}
+    host = (options.address or "").removeprefix("ray://").rsplit(":", 1)[0]
+    if host in ("127.0.0.1", "localhost"):  # a cluster on this machine's loopback address
+        extra["_node_ip_address"] = "127.0.0.1"
+    try:
+        ray.init(
+            address=options.address,
+            include_dashboard=False,
+            log_to_driver=options.verbose,
+            logging_level=logging.INFO if options.verbose else logging.WARNING,
+            **extra,
+        )
+    except (ConnectionError, TimeoutError) as err:
+        log.debug("connecting to Ray failed", exc_info=True)
+        raise UserError(
+            f"Could not join the Ray cluster at {options.address} ({_first_line(err)}); check "
+            "that 'ray start --head' runs there and the address is right."
+        ) from None
 
 
 def _run(ray, batch: _Batch, queue: deque, out: Path, write_outputs, report) -> list:
