@@ -2,8 +2,11 @@
 
 ``track`` is for batches: make a project once in the web app (click the objects, track,
 save the project), then run the same clicks and tracking runs on every video of an
-experiment recorded with the same camera set-up. Each video gets its own output folder with
-everything the page exports plus the analysis files.
+experiment recorded with the same camera set-up (fitted to each video's length and frame
+size by :mod:`sam2web.batch`). Each video gets its own output folder with everything the
+page exports plus the analysis files, and ``batch_summary.csv`` lists them all. With
+``--ray`` the videos are tracked on a Ray cluster (:mod:`sam2web.cluster`) by the same
+per-video step, :func:`track_video`.
 
 Exit status: 0 when every video succeeded, 1 when any failed (each failure is one line
 ``error: <video>: <sentence>`` on stderr; the other videos still run), 2 for a wrong

@@ -13,6 +13,7 @@ it, and :func:`require_ray` says how to install it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import logging
@@ -261,7 +262,8 @@ class _Batch:
 
     def stop(self) -> None:
         for ref in self.inflight:
-            self.ray.cancel(ref)
+            with contextlib.suppress(Exception):  # finished meanwhile, or its worker is gone
+                self.ray.cancel(ref)
         for worker in self.workers:
             if worker is not None:
                 self.ray.kill(worker, no_restart=True)
