@@ -46,6 +46,7 @@ POLL_S = 0.25  # how often the driver redraws the bar while waiting
 TRACK_PHASES = ("track", "run")  # the phases that count frames in the batch's bar
 DEFAULT_CPUS_PER_WORKER = 4
 REPLACE_TIMEOUT_S = 600.0  # for a replacement worker to load the model
+CLOSE_TIMEOUT_S = 30.0  # for the workers to remove their scratch folders
 
 INSTALL_HINT = (
     "Ray is not installed; install it with 'pip install -r requirements-ray.txt' to use "
@@ -261,6 +262,12 @@ class _Batch:
         self.bar.refresh()
 
     def stop(self) -> None:
+        """End the workers: at the end of a batch each first removes its scratch folder;
+        when interrupted, the running videos are cancelled and the workers killed."""
+        live = [w for w in self.workers if w is not None]
+        if not self.inflight:
+            with contextlib.suppress(Exception):
+                self.ray.get([w.close.remote() for w in live], timeout=CLOSE_TIMEOUT_S)
         for ref in self.inflight:
             with contextlib.suppress(Exception):  # finished meanwhile, or its worker is gone
                 self.ray.cancel(ref)

@@ -61,8 +61,15 @@ def start_head(
     num_cpus: int, temp_dir: Path, log_path: Path, auth: dict
 ) -> tuple[subprocess.Popen, int]:
     port = free_port()
+    scratch = temp_dir / "tmp"  # the workers' temporary files, removed with the cluster
+    scratch.mkdir()
     env = dict(
-        os.environ, **auth, PYTHONPATH=str(ROOT), TQDM_DISABLE="1", RAY_USAGE_STATS_ENABLED="0"
+        os.environ,
+        **auth,
+        PYTHONPATH=str(ROOT),
+        TQDM_DISABLE="1",
+        RAY_USAGE_STATS_ENABLED="0",
+        TMPDIR=str(scratch),
     )
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the cluster
     head = subprocess.Popen(

@@ -187,6 +187,18 @@ def test_without_ray_the_option_says_how_to_install_it(batch, tmp_path, monkeypa
     assert main([*args, "--out", str(tmp_path / "o"), "--ray"]) == 2
     assert capsys.readouterr().err.strip() == f"error: {INSTALL_HINT}"
     assert not (tmp_path / "o").exists()
+    # Everything else works without Ray: the modules import and the command line parses.
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "import sam2web.cluster, sam2web.cli\n"
+        "from sam2web.cli import build_parser\n"
+        "args = build_parser().parse_args(['track', 'a.mp4', '--project', 'p', '--out', 'o'])\n"
+        "assert args.ray is None and not sam2web.cluster.ray_installed()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_worker_sizing():
