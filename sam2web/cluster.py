@@ -176,25 +176,28 @@ class Sizing:
 
 def plan_workers(options: RayOptions, resources: dict, videos: int, device: str) -> Sizing:
     """How many workers and what each takes, from the options and the cluster's
-    resources: one per GPU by default, else one per ``DEFAULT_CPUS_PER_WORKER`` cores."""
+    resources: one per GPU by default, else one per ``DEFAULT_CPUS_PER_WORKER`` cores (all
+    of a smaller cluster's); ``--workers`` alone shares the cores among that many. Refuses
+    workers that cannot all run at once (they would wait for resources forever)."""
     cpus, gpus = float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
     per_gpu = options.gpus_per_worker
     if per_gpu is None:
         per_gpu = 1.0 if gpus >= 1 and device in ("auto", "cuda") else 0.0
     per_cpu = options.cpus_per_worker
     if per_cpu is None:
-        share = cpus / max(1, int(gpus / per_gpu)) if per_gpu else cpus
-        per_cpu = float(max(1, min(DEFAULT_CPUS_PER_WORKER, int(share))))
-    if per_cpu > cpus or per_gpu > gpus:
-        raise UserError(
-            f"The cluster has {cpus:g} CPU cores and {gpus:g} GPUs, fewer than one worker "
-            f"takes ({per_cpu:g} cores, {per_gpu:g} GPUs); lower --cpus-per-worker or "
-            "--gpus-per-worker."
-        )
+        count = options.workers or (int(gpus / per_gpu) if per_gpu else 1)
+        per_cpu = float(max(1, min(DEFAULT_CPUS_PER_WORKER, int(cpus / max(1, count)))))
     workers = options.workers
     if not workers:
         workers = int(gpus / per_gpu) if per_gpu else int(cpus / per_cpu)
-    return Sizing(max(1, min(workers, videos)), per_cpu, per_gpu)
+    workers = max(1, min(workers, videos))
+    if workers * per_cpu > cpus or workers * per_gpu > gpus:
+        raise UserError(
+            f"The cluster has {cpus:g} CPU cores and {gpus:g} GPUs, fewer than {workers} "
+            f"worker{'s' if workers != 1 else ''} of {per_cpu:g} cores and {per_gpu:g} GPUs "
+            "take; lower --workers, --cpus-per-worker or --gpus-per-worker."
+        )
+    return Sizing(workers, per_cpu, per_gpu)
 
 
 # ---------------------------------------------------------------------------- driver

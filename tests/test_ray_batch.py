@@ -215,5 +215,9 @@ def test_worker_sizing():
     assert plan_workers(options, {"CPU": 16}, videos=2, device="auto").workers == 2
     half = dataclasses.replace(options, gpus_per_worker=0.5, workers=None)
     assert plan_workers(half, {"CPU": 8, "GPU": 1}, videos=9, device="auto").workers == 2
-    with pytest.raises(UserError, match="fewer than one worker"):
+    shared = plan_workers(dataclasses.replace(options, workers=2), {"CPU": 2}, 5, "cpu")
+    assert (shared.workers, shared.cpus) == (2, 1.0)
+    with pytest.raises(UserError, match="fewer than 1 worker of 8 cores"):
         plan_workers(dataclasses.replace(options, cpus_per_worker=8), {"CPU": 2}, 1, "cpu")
+    with pytest.raises(UserError, match="fewer than 3 workers of 1 cores"):
+        plan_workers(dataclasses.replace(options, workers=3), {"CPU": 2}, 5, "cpu")
