@@ -2,8 +2,11 @@
 
 ``track`` is for batches: make a project once in the web app (click the objects, track,
 save the project), then run the same clicks and tracking runs on every video of an
-experiment recorded with the same camera set-up. Each video gets its own output folder with
-everything the page exports plus the analysis files.
+experiment recorded with the same camera set-up (fitted to each video's length and frame
+size by :mod:`sam2web.batch`). Each video gets its own output folder with everything the
+page exports plus the analysis files, and ``batch_summary.csv`` lists them all. With
+``--ray`` the videos are tracked on a Ray cluster (:mod:`sam2web.cluster`) by the same
+per-video step, :func:`track_video`.
 
 Exit status: 0 when every video succeeded, 1 when any failed (each failure is one line
 ``error: <video>: <sentence>`` on stderr; the other videos still run), 2 for a wrong
@@ -13,24 +16,38 @@ command line or an unusable project file.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import functools
 import logging
 import os
 import re
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .analysis import Calibration
+from .analysis import Calibration, summarize
+from .batch import (
+    DEFAULT_DIRECTION,
+    SUMMARY_FILENAME,
+    Job,
+    Tracked,
+    VideoRecord,
+    check_video_file,
+    failure_message,
+    fit_project,
+    run_note,
+    sam2_progress_hidden,
+    write_summary,
+)
+from .cluster import INSTALL_HINT, ray_installed
 from .engine import Engine
 from .errors import UserError
 from .model import MODELS, get_spec
 from .project import PROJECT_FILENAME, Project, load_project
 from .settings import Settings
+from .tracking import DIRECTIONS
 from .user_session import SCIENCE_FILES, UserSession
 
 log = logging.getLogger("sam2web.cli")
@@ -40,6 +57,9 @@ PAGE_FILES = ("sam2web_overlay.mp4", "sam2web_tracks.csv", "sam2web_masks.zip")
 OUTPUT_FILES = (*PAGE_FILES, *SCIENCE_FILES.values(), PROJECT_FILENAME)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+LOCAL_RAY = "local"  # --ray without an address: start a Ray on this machine
+RAY_ADDRESS = re.compile(r"auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}")
 
 TRACK_EPILOG = f"""\
 example:
@@ -52,11 +72,21 @@ example:
     {", ".join(list(SCIENCE_FILES.values())[3:])}
     {PROJECT_FILENAME} (the project as replayed on that video)
 
-  Every video must have the project video's frame count and frame size; the clicks are
-  replayed at the same frames and pixel positions. The model, processing resolution and
-  corrections mode default to the project's (SAM2WEB_* variables and the options below
-  override them). Other settings come from SAM2WEB_* environment variables as for the web
-  app, e.g. SAM2WEB_CHECKPOINT, SAM2WEB_OFFLINE, SAM2WEB_DATA_DIR.
+  and results/batch_summary.csv, one row per video (frames, size, status, seconds,
+  frames each object is present).
+
+  The prompts are replayed at the same frame numbers on every video long enough for
+  them, and each recorded tracking run that reached the project video's end runs to
+  each video's own end. A video whose frames are a scaled copy of the project's (same
+  aspect ratio) gets its clicks and boxes scaled; another shape is refused. A project
+  saved before any tracking run is tracked in --direction. The model, processing
+  resolution and corrections mode default to the project's (SAM2WEB_* variables and the
+  options below override them). Other settings come from SAM2WEB_* environment
+  variables as for the web app, e.g. SAM2WEB_CHECKPOINT, SAM2WEB_OFFLINE.
+
+  On a Ray cluster (pip install -r requirements-ray.txt):
+  python -m sam2web track day1/*.mp4 --project P.json --out results --ray head:6379
+  (--ray alone starts Ray on this machine; outputs are the same as without --ray)
 """
 
 SERVE_EPILOG = """\
@@ -144,6 +174,73 @@ def _add_model_options(parser: argparse.ArgumentParser, defaults_from_project: b
     )
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def _add_ray_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "cluster", "Track the videos on a Ray cluster (pip install -r requirements-ray.txt)."
+    )
+    group.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL_RAY,
+        metavar="ADDRESS",
+        help="run on Ray: alone, start Ray on this machine; with the head's address "
+        "(host:port, ray://host:port or auto), join that cluster",
+    )
+    group.add_argument(
+        "--workers",
+        type=_count,
+        metavar="N",
+        help="tracker processes, each loading the model once (default: one per GPU, "
+        "else one per --cpus-per-worker cores)",
+    )
+    group.add_argument(
+        "--gpus-per-worker",
+        type=_positive,
+        metavar="G",
+        help="GPUs each worker takes, may be a fraction (default: 1 on a cluster with "
+        "GPUs, else 0)",
+    )
+    group.add_argument(
+        "--cpus-per-worker",
+        type=_positive,
+        metavar="C",
+        help="CPU cores each worker takes (default: 4, or all when fewer)",
+    )
+    group.add_argument(
+        "--retries",
+        type=_count,
+        default=2,
+        metavar="N",
+        help="times a video is tried again when its worker dies (default: 2)",
+    )
+
+
+def _add_calibration_options(track: argparse.ArgumentParser) -> None:
+    cal = track.add_argument_group("calibration", "Default: the calibration saved in the project.")
+    cal.add_argument(
+        "--pixels-per-unit",
+        type=_positive,
+        metavar="X",
+        help="length scale: X pixels of the original frame make one unit; "
+        "lengths, areas and speeds are then reported in that unit",
+    )
+    cal.add_argument(
+        "--unit",
+        metavar="UNIT",
+        help="unit of --pixels-per-unit, e.g. mm or µm (default: the project's)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sam2web",
@@ -170,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="VIDEO",
         help="videos or image sequences (MP4, MOV, AVI, MKV, WEBM, GIF, zip of "
-        "images, TIFF stack) with the project video's frame count and size",
+        "images, TIFF stack) from the project's camera set-up: long enough for its "
+        "prompts, frames of the same aspect ratio",
     )
     track.add_argument(
         "--project",
@@ -198,19 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of the file's own (image sequences default to 1); "
         "frames are never dropped or repeated",
     )
-    cal = track.add_argument_group("calibration", "Default: the calibration saved in the project.")
-    cal.add_argument(
-        "--pixels-per-unit",
-        type=_positive,
-        metavar="X",
-        help="length scale: X pixels of the original frame make one unit; "
-        "lengths, areas and speeds are then reported in that unit",
+    track.add_argument(
+        "--direction",
+        choices=DIRECTIONS,
+        default=DEFAULT_DIRECTION,
+        help="how to track a project saved before any tracking run, from its first "
+        f"prompted frame (default: {DEFAULT_DIRECTION}); a recorded run is replayed as it was",
     )
-    cal.add_argument(
-        "--unit",
-        metavar="UNIT",
-        help="unit of --pixels-per-unit, e.g. mm or µm (default: the project's)",
-    )
+    _add_ray_options(track)
+    _add_calibration_options(track)
     _add_model_options(track, defaults_from_project=True)
     track.add_argument(
         "-v",
@@ -299,23 +393,6 @@ def output_folder_name(position: int, video: Path, count: int) -> str:
     return f"{position:0{len(str(count))}d}_{stem}"
 
 
-@contextlib.contextmanager
-def _sam2_progress_hidden() -> Iterator[None]:
-    """sam2 draws a tqdm bar of its own for every propagation pass; the command line shows
-    one bar per video instead, so sam2's bars are switched off while it runs."""
-    try:
-        import sam2.sam2_video_predictor as predictor_module
-    except ImportError:  # pragma: no cover - sam2 is a dependency
-        yield
-        return
-    original = predictor_module.tqdm
-    predictor_module.tqdm = functools.partial(original, disable=True)
-    try:
-        yield
-    finally:
-        predictor_module.tqdm = original
-
-
 class _Bar:
     """One tqdm bar per video, reused across its phases (decode, track, video)."""
 
@@ -354,27 +431,41 @@ def track_video(
     video_out: bool = True,
     fps: float | None = None,
     label: str | None = None,
-) -> list[str]:
-    """Replay ``project`` on one video and write every export into ``folder``.
+    direction: str = DEFAULT_DIRECTION,
+    source_name: str | None = None,
+    bar=None,
+) -> Tracked:
+    """Replay ``project`` on one video and write every export into ``folder``: the one
+    per-video step, the same here and on a cluster's workers.
 
-    Returns notes (e.g. another model than the project's). Raises UserError subclasses
-    with one sentence when the video cannot be used. The session's workspace is always
-    removed."""
-    if not video.is_file():
-        raise UserError("The file does not exist; check the path.")
+    The project is fitted to the video first (:func:`sam2web.batch.fit_project`: its own
+    length, prompts scaled to its size); a project without a tracking run is tracked in
+    ``direction``. ``source_name`` is the name the results record (default: the file's);
+    ``bar`` takes the progress (``phase(name, unit)`` and ``close(keep)``, default a tqdm
+    bar labelled ``label``). Raises UserError subclasses with one sentence when the video
+    cannot be used. The session's workspace is always removed."""
+    check_video_file(video)
+    name = source_name or video.name
     user = UserSession(engine)
-    bar = _Bar(label or video.name)
+    bar = bar or _Bar(label or name)
     try:
-        user.upload(video, source_name=video.name, fps=fps, progress=bar.phase("decode"))
-        notes = user.apply_project(
-            project, progress=bar.phase("track", unit="step"), strict_source=False
+        user.upload(video, source_name=name, fps=fps, progress=bar.phase("decode"))
+        plan = fit_project(project, user.info, user.source_sha256, direction)
+        notes = plan.notes + user.apply_project(
+            plan.project, progress=bar.phase("track", unit="step"), strict_source=False
         )
+        if plan.direction is not None:
+            notes.append(_track_unrecorded(user, plan.direction, bar.phase("run")))
         exports = user.export(video=video_out, progress=bar.phase("video") if video_out else None)
         science = user.export_science(calibration)
         project_file = user.save_project(calibration)
+        present = {
+            s.object_id: s.frames_present
+            for s in summarize(user.results.rows, user.objects, calibration)
+        }
         folder.mkdir(parents=True, exist_ok=True)
-        for name in OUTPUT_FILES:
-            (folder / name).unlink(missing_ok=True)
+        for old in OUTPUT_FILES:
+            (folder / old).unlink(missing_ok=True)
         for path in [*exports.files(), *science.values(), project_file]:
             shutil.move(path, folder / path.name)
     except BaseException:
@@ -382,19 +473,56 @@ def track_video(
         raise
     else:
         bar.close()
-        return notes
+        info = user.info
+        return Tracked(notes, info.num_frames, info.width, info.height, present)
     finally:
         user.close()
 
 
-def run_track(args: argparse.Namespace) -> int:
+def _track_unrecorded(user: UserSession, direction: str, progress) -> str:
+    """Track a project that was saved before any tracking run; returns the note saying so."""
+    assert user.tracking is not None
+    prompted = user.tracking.prompted_frames()
+    for step in user.propagate(direction):
+        progress(step.done, step.total)
+    return run_note(direction, min(prompted, default=0))
+
+
+def write_outputs(folder: Path, files: dict[str, bytes]) -> None:
+    """Write one video's output files (as a worker sent them back) into ``folder``,
+    replacing the files of an earlier run as :func:`track_video` does."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in OUTPUT_FILES:
+        (folder / old).unlink(missing_ok=True)
+    for name, data in files.items():
+        (folder / Path(name).name).write_bytes(data)
+
+
+def _check_track_args(args: argparse.Namespace) -> str | None:
+    """The usage error in the track options, if any."""
     if args.unit is not None and args.pixels_per_unit is None:
-        return _usage("--unit needs --pixels-per-unit (the number of pixels in one unit).")
+        return "--unit needs --pixels-per-unit (the number of pixels in one unit)."
     if args.checkpoint is not None and not args.checkpoint.expanduser().is_file():
-        return _usage(
+        return (
             f"The checkpoint {args.checkpoint} is not a file; give the path of a "
             "downloaded .pt checkpoint."
         )
+    if args.ray is not None and not ray_installed():
+        return INSTALL_HINT
+    if args.ray is None and (args.workers or args.gpus_per_worker or args.cpus_per_worker):
+        return "--workers, --gpus-per-worker and --cpus-per-worker need --ray."
+    if args.ray not in (None, LOCAL_RAY) and not RAY_ADDRESS.fullmatch(args.ray):
+        return (
+            f"--ray {args.ray!r} is not a cluster address; give host:port, ray://host:port "
+            "or auto, or put --ray after the videos to start a local Ray."
+        )
+    return None
+
+
+def run_track(args: argparse.Namespace) -> int:
+    problem = _check_track_args(args)
+    if problem:
+        return _usage(problem)
     try:
         project = load_project(args.project)
         if args.pixels_per_unit is not None and not (args.unit or project.calibration.calibrated):
@@ -412,59 +540,108 @@ def run_track(args: argparse.Namespace) -> int:
             f"The project {args.project.name} has no objects; add and track objects "
             "in the web app, then save the project again."
         )
+    out = args.out.expanduser()
+    count = len(args.videos)
+    jobs = [
+        Job(n, video, output_folder_name(n, video, count), f"[{n}/{count}] {video.name}")
+        for n, video in enumerate(args.videos, start=1)
+    ]
+    options = dict(
+        project=project,
+        calibration=calibration,
+        video_out=not args.no_video,
+        fps=args.fps,
+        direction=args.direction,
+    )
+    if args.ray is not None:
+        records = _track_on_ray(args, settings, jobs, out, options)
+    else:
+        records = _track_here(args, settings, jobs, out, options)
+    if records is None:
+        return EXIT_FAILED
+    write_summary(out / SUMMARY_FILENAME, records, project.objects)
+    failed = sum(r.status != "tracked" for r in records)
+    print(
+        f"{count - failed} of {count} video{'s' if count != 1 else ''} tracked; results in {out}",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if failed else EXIT_OK
 
+
+def _track_here(args, settings, jobs: list[Job], out: Path, options: dict) -> list | None:
+    """The batch in this process, one video after another."""
     engine = Engine(settings)
     if args.bf16 and "full-bf16" not in [q.key for q in engine.qualities()]:
-        return _usage(
-            "--bf16 is not offered here: this processor does not run bfloat16 faster than "
-            "float32; run without --bf16."
+        print(
+            "error: --bf16 is not offered here: this processor does not run bfloat16 faster "
+            "than float32; run without --bf16.",
+            file=sys.stderr,
         )
+        return None
     spec = get_spec(settings.model)
     print(f"Loading {spec.name} at {settings.resolution} px ...", file=sys.stderr)
     try:
         engine.predictor()
     except UserError as err:
         print(f"error: {err.message}", file=sys.stderr)
-        return EXIT_FAILED
-
-    out = args.out.expanduser()
-    count = len(args.videos)
-    failed = 0
-    with _sam2_progress_hidden():
-        for n, video in enumerate(args.videos, start=1):
-            folder = out / output_folder_name(n, video, count)
+        return None
+    records = []
+    with sam2_progress_hidden():
+        for job in jobs:
+            started = time.perf_counter()
             try:
-                notes = track_video(
-                    engine,
-                    video,
-                    project,
-                    calibration,
-                    folder,
-                    video_out=not args.no_video,
-                    fps=args.fps,
-                    label=f"[{n}/{count}] {video.name}",
+                tracked = track_video(
+                    engine, job.video, folder=out / job.folder, label=job.label, **options
                 )
-            except UserError as err:
-                failed += 1
-                print(f"error: {video}: {err.message}", file=sys.stderr)
-                continue
-            except Exception as err:  # a bug or a library failure: one line, detail in the log
-                failed += 1
-                log.debug("tracking %s failed", video, exc_info=True)
-                print(
-                    f"error: {video}: unexpected failure ({type(err).__name__}: {err}); "
-                    "run again with --verbose for details.",
-                    file=sys.stderr,
-                )
-                continue
-            for note in notes:
-                print(f"note: {video}: {note}", file=sys.stderr)
-            print(f"{video} -> {folder}")
-    print(
-        f"{count - failed} of {count} video{'s' if count != 1 else ''} tracked; results in {out}",
-        file=sys.stderr,
+            except Exception as err:  # one line each; the other videos still run
+                log.debug("tracking %s failed", job.video, exc_info=True)
+                tracked = failure_message(err)
+            records.append(report(job, out, tracked, time.perf_counter() - started))
+    return records
+
+
+def report(job: Job, out: Path, outcome: Tracked | str, seconds: float, write=print) -> VideoRecord:
+    """Print one video's lines (its notes and where its results are, or its error) and
+    return its summary row; ``outcome`` is what tracking gave or the failure's sentence."""
+    if isinstance(outcome, str):
+        write(f"error: {job.video}: {outcome}", file=sys.stderr)
+        return VideoRecord(job.position, str(job.video), job.folder, "failed", seconds, outcome)
+    for note in outcome.notes:
+        write(f"note: {job.video}: {note}", file=sys.stderr)
+    write(f"{job.video} -> {out / job.folder}")
+    return VideoRecord(
+        job.position,
+        str(job.video),
+        job.folder,
+        "tracked",
+        seconds,
+        " ".join(outcome.notes),
+        outcome.frames,
+        outcome.width,
+        outcome.height,
+        outcome.present,
     )
-    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _track_on_ray(args, settings, jobs: list[Job], out: Path, options: dict) -> list | None:
+    """The batch on a Ray cluster (sam2web.cluster); the files come back here."""
+    from .cluster import RayOptions, track_on_ray  # imports Ray only when it runs
+
+    ray_options = RayOptions(
+        address=None if args.ray == LOCAL_RAY else args.ray,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        cpus_per_worker=args.cpus_per_worker,
+        retries=args.retries,
+        verbose=args.verbose,
+    )
+    try:
+        return track_on_ray(
+            jobs, settings, ray_options, track_video, options, out, write_outputs, report
+        )
+    except UserError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return None
 
 
 # ---------------------------------------------------------------------------- serve

@@ -126,7 +126,7 @@ def test_track_writes_every_export_for_each_video(batch, tmp_path):
         tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["1_a", "2_b_clip"]
+    assert sorted(p.name for p in out.iterdir()) == ["1_a", "2_b_clip", "batch_summary.csv"]
     _check_folder(out / "1_a", batch["a"], overlay=True)
     _check_folder(out / "2_b_clip", batch["b"], overlay=True)
     assert "error:" not in done.stderr
@@ -164,7 +164,13 @@ def test_a_bad_file_fails_alone(batch, tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: {bogus}: ")
     assert "Traceback" not in done.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["1_a", "3_b_clip"]
+    assert sorted(p.name for p in out.iterdir()) == ["1_a", "3_b_clip", "batch_summary.csv"]
+    rows = _csv_rows(out / "batch_summary.csv")
+    assert [(r["video"], r["status"]) for r in rows] == [
+        (str(batch["a"]), "tracked"),
+        (str(bogus), "failed"),
+        (str(batch["b"]), "tracked"),
+    ]
     _check_folder(out / "1_a", batch["a"], overlay=False)
     _check_folder(out / "3_b_clip", batch["b"], overlay=False)
 
@@ -186,6 +192,12 @@ def test_help_documents_the_commands(capsys):
         "--resolution",
         "--fast",
         "--device",
+        "--direction",
+        "--ray",
+        "--workers",
+        "--gpus-per-worker",
+        "--cpus-per-worker",
+        "--retries",
         "example:",
     ):
         assert option in text
