@@ -117,6 +117,7 @@ def _engine(tmp_path, checkpoint, address: str = "", fallback: str = "local") ->
         data_dir=tmp_path / "sessions",
         ray_address=address,
         ray_fallback=fallback,
+        bf16_probe="no",
     )
     return Engine(settings)
 
@@ -175,6 +176,26 @@ def test_without_ray_installed_it_says_how_to_install_it(
     assert len(list(user.propagate("forward", end_frame=2))) == 3
     (note,) = user.last_run.notes
     assert "(pip install -r requirements-ray.txt)" in note and note.count("; ") == 1
+
+
+def test_the_page_shows_the_sentence_while_tracking_and_after(tmp_path, random_checkpoint, clip):
+    gr = pytest.importorskip("gradio")
+    from sam2web.ui import SessionRegistry, UploadGuard
+    from sam2web.ui import handlers as h
+    from sam2web.ui.layout import build_layout
+
+    address = f"127.0.0.1:{_free_port()}"
+    engine = _engine(tmp_path, random_checkpoint, address)
+    with gr.Blocks():
+        page = build_layout(engine)
+    guard = UploadGuard(tmp_path / "gradio-cache", engine.settings.data_dir)
+    ctx = h.Context(engine=engine, page=page, registry=SessionRegistry(), guard=guard)
+    user = _prompted(engine, clip)
+    sentence = f"The Ray cluster at {address} cannot be reached; tracking runs on this server"
+    *during, final = h.track(ctx, user, "forward", "", "2", 0, 0.5, True, True, 0, "", "mm", "")
+    assert during and all(sentence in step[page.status] for step in during)
+    assert final[page.status].startswith("Tracked 3 frames in ") and sentence in final[page.status]
+    user.close()
 
 
 # ------------------------------------------------------------------ on the cluster
