@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from sam2web.user_session import UserSession  # noqa: E402
 from tests import synth  # noqa: E402
 from tests.masks import assert_nontrivial, stored_masks  # noqa: E402
 
-RAY = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "ray"
+ROOT = Path(__file__).resolve().parents[1]
+RAY = Path(sys.executable).with_name("ray")  # installed with ray, beside this Python
 FRAMES = 6
 
 
@@ -176,6 +178,17 @@ def test_without_ray_installed_it_says_how_to_install_it(
     assert len(list(user.propagate("forward", end_frame=2))) == 3
     (note,) = user.last_run.notes
     assert "(pip install -r requirements-ray.txt)" in note and note.count("; ") == 1
+
+
+def test_ray_is_imported_only_when_a_run_asks_for_the_cluster():
+    check = (
+        "import sys, sam2web.remote, sam2web.user_session, sam2web.engine\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
 
 
 def test_the_page_shows_the_sentence_while_tracking_and_after(tmp_path, random_checkpoint, clip):
