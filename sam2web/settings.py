@@ -167,6 +167,20 @@ SETTINGS: tuple[Setting, ...] = (
         "upload that would go beyond it is refused (checked before and while decoding); "
         "0 = no limit.",
     ),
+    Setting(
+        "SAM2WEB_RAY_ADDRESS",
+        "",
+        "Address (host:port of the head) of a Ray cluster that runs the web app's tracking "
+        "runs; clicks stay in this process. Empty: track in this process. Needs "
+        "requirements-ray.txt and sam2web's dependencies on the cluster's nodes.",
+    ),
+    Setting(
+        "SAM2WEB_RAY_FALLBACK",
+        "local",
+        "What tracking does when SAM2WEB_RAY_ADDRESS is set but the cluster cannot be "
+        "reached (or Ray is not installed). local: track in this process and say so; "
+        "refuse: refuse the run in one sentence.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -211,6 +225,8 @@ class Settings:
     session_ttl_s: float
     sweep_interval_s: float
     max_disk_mb: int  # 0: no limit
+    ray_address: str  # empty: track in this process
+    ray_fallback: str  # local | refuse
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -279,6 +295,8 @@ class Settings:
             session_ttl_s=as_float("SAM2WEB_SESSION_TTL_S"),
             sweep_interval_s=as_float("SAM2WEB_SWEEP_INTERVAL_S"),
             max_disk_mb=as_int("SAM2WEB_MAX_DISK_MB", 0),
+            ray_address=get("SAM2WEB_RAY_ADDRESS"),
+            ray_fallback=choice("SAM2WEB_RAY_FALLBACK", ("local", "refuse")),
         )
 
 

@@ -5,7 +5,8 @@
 method checks its input, holds the session where needed, and delegates: to
 :mod:`sam2web.tracking` for the model, :mod:`sam2web.display` for frames as the page shows
 them, :mod:`sam2web.exports` for files, :mod:`sam2web.quality` for comparisons,
-:mod:`sam2web.project` for project files and :mod:`sam2web.zerogpu` for GPU jobs.
+:mod:`sam2web.project` for project files, :mod:`sam2web.zerogpu` for GPU jobs and
+:mod:`sam2web.remote` for tracking on a Ray cluster.
 :class:`Lifecycle` is the part that keeps files safe while the session is used from several
 threads and closed at any moment, and that runs the session's model work on the shared model:
 each click, undo or object change is one unit of the engine's
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import display, quality
+from . import display, quality, remote
 from .analysis import Calibration, ObjectSummary, confidence_events, summarize
 from .engine import Engine, Workspace, model_record
 from .errors import PromptError, SessionClosedError, TrackingError, UserError, as_clause
@@ -53,7 +54,7 @@ from .results import Results
 from .scheduler import Scheduler, Snapshot, UnitCancelled, UnitKind
 from .tracking import PropagationStep, TrackingSession, check_point, replay
 from .types import Box, Click, Progress, TrackedObject, VideoInfo, WaitCallback
-from .zerogpu import propagate_in_job
+from .zerogpu import TrackingJob, propagate_in_job
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class TrackingRun:
     frames: int = 0
     seconds: float = 0.0
     cancelled: bool = False
+    notes: list[str] = field(default_factory=list)  # sentences for the page (the cluster)
 
 
 def _writes_files(method):
@@ -272,6 +274,12 @@ class VideoSession(Lifecycle):
     model_key: str | None = None  # None: the server's SAM2WEB_MODEL
     quality: str = ""  # a key of quality.QUALITIES; "" until set: the server's default
     source_sha256: str | None = None  # SHA-256 of the uploaded file's bytes
+    # The frames in the Ray cluster's object store: (frames folder, connection, object).
+    remote_frames: tuple | None = field(default=None, repr=False)
+    # True after a run on the cluster: this process's SAM2 state lacks that run's frames.
+    remote_state_stale: bool = False
+    # Abandon the run on the cluster now (see remote.propagate_remote); empty otherwise.
+    remote_stops: list = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if not self.quality:
@@ -478,6 +486,8 @@ class VideoSession(Lifecycle):
     # ------------------------------------------------------------------ lifecycle
     def stop_model_work(self) -> None:
         super().stop_model_work()
+        for stop in list(self.remote_stops):
+            stop()
         if self.tracking is not None:
             self.tracking.close()
 
@@ -487,6 +497,8 @@ class VideoSession(Lifecycle):
         self.source_sha256 = None
         self.folder = None
         self.active_object = None
+        self.remote_frames = None  # lets the cluster free its copy of the frames
+        self.remote_state_stale = False
         super().drop_workspace()
 
     # ------------------------------------------------------------------ checks
@@ -659,6 +671,8 @@ class UserSession(VideoSession):
         tracking = self.ensure_tracking()
         self._require_not_tracking()  # before replacing the running one's cancel flag
         planned = tracking.planned_frames(direction, start_frame, end_frame)
+        notes: list[str] = []  # where the run went, for the page
+        cluster, tracking = _where_to_track(self, tracking, notes)
         self.cancel_event = threading.Event()
         self._forget_results()
         assert self.workspace is not None
@@ -674,15 +688,9 @@ class UserSession(VideoSession):
             planned,
             len(tracking.history) + 1,
         )
-        if self.engine.gpu_jobs:
-            job = self.engine.tracking_job(
-                self.workspace, tracking, self.model_key, direction, start_frame, end_frame
-            )
-            steps = propagate_in_job(job, tracking, self.cancel_event)
-        else:
-            run = tracking.propagate(direction, start_frame, end_frame, self.cancel_event)
-            steps = self.model_steps(tracking, run, on_wait=on_wait)
-        yield from _follow_run(self, steps, live)
+        plan = (direction, start_frame, end_frame)
+        steps = _run_steps(self, tracking, cluster, plan, notes, on_wait)
+        yield from _follow_run(self, steps, live, notes)
 
     def cancel(self) -> bool:
         """Ask a running propagation to stop after the current frame."""
@@ -829,12 +837,106 @@ class UserSession(VideoSession):
         return obj
 
 
-def _follow_run(
-    user: UserSession, steps: Iterator[PropagationStep], live: LiveExports
+def _run_steps(
+    user: UserSession,
+    tracking: TrackingSession,
+    cluster: remote.Cluster | None,
+    plan: tuple[str, int | None, int | None],
+    notes: list[str],
+    on_wait: WaitCallback | None,
 ) -> Iterator[PropagationStep]:
-    """Pass a run's steps on, feeding the pass beside tracking and the run's summary."""
+    """The steps of a run (``plan``: direction, start and end frame): on the shared model
+    here, as a job on ZeroGPU, or on the Ray cluster ``cluster``."""
+    if user.engine.gpu_jobs or cluster is not None:
+        assert user.workspace is not None
+        job = user.engine.tracking_job(user.workspace, tracking, user.model_key, *plan)
+        if cluster is None:
+            return propagate_in_job(job, tracking, user.cancel_event)
+        return _remote_steps(user, cluster, job, tracking, notes)
+    run = tracking.propagate(*plan, cancel=user.cancel_event)
+    return user.model_steps(tracking, run, on_wait=on_wait)
+
+
+def _where_to_track(
+    user: UserSession, tracking: TrackingSession, notes: list[str]
+) -> tuple[remote.Cluster | None, TrackingSession]:
+    """The Ray cluster a run goes to (None: here) and the session it tracks; a run here
+    after runs on the cluster first rebuilds this process's state (see _rebuild_here)."""
+    cluster = _cluster_for_run(user, notes)
+    if cluster is None and user.remote_state_stale and not user.engine.gpu_jobs:
+        tracking = _rebuild_here(user, tracking)
+    return cluster, tracking
+
+
+def _cluster_for_run(user: UserSession, notes: list[str]) -> remote.Cluster | None:
+    """The Ray cluster this run goes to (SAM2WEB_RAY_ADDRESS), or None to track here;
+    when it cannot be used, one sentence in ``notes`` (or, with
+    SAM2WEB_RAY_FALLBACK=refuse, a refusal)."""
+    settings = user.engine.settings
+    if not settings.ray_address or user.engine.gpu_jobs:
+        return None
+    try:
+        return remote.connect(settings.ray_address)
+    except remote.ClusterUnavailable as reason:
+        log.warning("tracking here: %s", reason)
+        if settings.ray_fallback == "refuse":
+            raise remote.refuse(reason) from None
+        notes.append(remote.unavailable_sentence(reason, "local"))
+        return None
+
+
+def _remote_steps(
+    user: UserSession,
+    cluster: remote.Cluster,
+    job: TrackingJob,
+    tracking: TrackingSession,
+    notes: list[str],
+) -> Iterator[PropagationStep]:
+    """``job`` on the cluster, with the session's frames put in its object store once."""
+    assert user.workspace is not None
+    frames_dir = user.workspace.frames_dir
+
+    def frames():
+        key = (str(frames_dir), cluster.generation)
+        if user.remote_frames is None or user.remote_frames[:2] != key:
+            user.remote_frames = (*key, cluster.put_frames(frames_dir))
+        return user.remote_frames[2]
+
+    user.remote_state_stale = True
+    job = remote.remote_job(job, user.engine.settings.device)
+    return remote.propagate_remote(
+        cluster, job, frames, tracking, user.cancel_event, notes, user.remote_stops
+    )
+
+
+def _rebuild_here(user: UserSession, tracking: TrackingSession) -> TrackingSession:
+    """After runs on the cluster, this process's SAM2 state lacks their frames: the
+    history is replayed into a fresh session on the same store (rewriting each frame
+    with the same masks), so tracking here continues exactly."""
+    assert user.workspace is not None
+    fresh = user.engine.start_session(
+        user.workspace, user.model_key, quality=user.quality, masks_dir=tracking.store.root
+    )
+    for action in tracking.history:
+        user.replay_on_model(fresh, action)
+    for obj in tracking.objects.values():
+        if obj.obj_id in fresh.objects:
+            fresh.objects[obj.obj_id].name = obj.name
+            fresh.objects[obj.obj_id].color = obj.color
+    user.tracking, user.remote_state_stale = fresh, False
+    return fresh
+
+
+def _follow_run(
+    user: UserSession,
+    steps: Iterator[PropagationStep],
+    live: LiveExports,
+    notes: list[str] | None = None,
+) -> Iterator[PropagationStep]:
+    """Pass a run's steps on, feeding the pass beside tracking and the run's summary
+    (``notes``: sentences about where the run went, filled in as it goes)."""
     started = time.perf_counter()
-    run = user.last_run = TrackingRun()
+    run = user.last_run = TrackingRun(notes=[] if notes is None else notes)
     total = None
     try:
         for step in steps:

@@ -118,9 +118,36 @@ class _FileFlag:
 _worker_models = None
 
 
-def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
+def rebuild_session(
+    job: TrackingJob, predictor, frames_dir: Path, masks_dir: Path
+) -> tuple[TrackingSession, int]:
+    """A tracking session on ``predictor`` for the frames in ``frames_dir`` with the job's
+    history replayed (masks written to ``masks_dir``) and its objects' names and colours;
+    returns it with the number of frames the replay tracked again."""
     from .media import FrameFolder
-    from .model import ModelCache, autocast_context, get_spec
+    from .model import autocast_context
+
+    folder = FrameFolder(Path(frames_dir))
+    session = TrackingSession(
+        predictor,
+        folder.frame_paths(),
+        folder.info,
+        Path(masks_dir),
+        full_memory_frames=job.full_memory_frames,
+        autocast=lambda: autocast_context(predictor.device, job.bf16),
+    )
+    replayed = []
+    for action in job.history:
+        replay(session, action, on_frame=lambda: replayed.append(1))
+    for obj_id, name, color in job.objects:
+        obj = session.objects.get(obj_id)
+        if obj is not None:
+            obj.name, obj.color = name, tuple(color)
+    return session, len(replayed)
+
+
+def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
+    from .model import ModelCache, get_spec
 
     global _worker_models
     if _worker_models is None:
@@ -132,25 +159,10 @@ def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
         job.resolution,
         corrections=job.corrections,
     )
-    folder = FrameFolder(Path(job.frames_dir))
-    session = TrackingSession(
-        predictor,
-        folder.frame_paths(),
-        folder.info,
-        Path(job.masks_dir),
-        full_memory_frames=job.full_memory_frames,
-        autocast=lambda: autocast_context(predictor.device, job.bf16),
-    )
     # The store is not cleared: replaying rewrites each stored frame with the same masks
     # (atomically), so the web process never sees a frame vanish while the job runs.
+    session, replayed = rebuild_session(job, predictor, Path(job.frames_dir), Path(job.masks_dir))
     control = Path(job.control_dir)
-    replayed = []
-    for action in job.history:
-        replay(session, action, on_frame=lambda: replayed.append(1))
-    for obj_id, name, color in job.objects:
-        obj = session.objects.get(obj_id)
-        if obj is not None:
-            obj.name, obj.color = name, tuple(color)
     cancel = _FileFlag(control / CANCEL_FILE)
     started = time.perf_counter()
     done = 0
@@ -164,7 +176,7 @@ def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
         frames=done,
         seconds=time.perf_counter() - started,
         cancelled=cancel.is_set(),
-        replayed_frames=len(replayed),
+        replayed_frames=replayed,
     )
 
 

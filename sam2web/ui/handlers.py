@@ -340,6 +340,8 @@ def _tracking_views(
             last_view = time.perf_counter()
             shown = step.result.frame_idx
             message = f"{shared}." if shared else f"Tracking… {step.done}/{step.total} frames"
+            if user.last_run.notes:  # where the run goes (the Ray cluster), in a sentence
+                message = f"{message}. {' '.join(user.last_run.notes)}"
             yield {
                 p.frame_view: user.view_frame(shown),
                 p.status: views.status(user, message),
@@ -386,8 +388,9 @@ def track(
         run = user.last_run
         verb = "Cancelled after" if run.cancelled else "Tracked"
         results = _results(ctx, user, progress)
+        message = " ".join([f"{verb} {run.frames} frames in {run.seconds:.1f} s.", *run.notes])
         yield {
-            **view(ctx, user, shown, f"{verb} {run.frames} frames in {run.seconds:.1f} s."),
+            **view(ctx, user, shown, message),
             ctx.page.frame_slider: shown,
             **results,
         }

@@ -1,0 +1,289 @@
+"""Tracking runs of the web app on a Ray cluster (SAM2WEB_RAY_ADDRESS).
+
+The module starts its own one-node cluster on 127.0.0.1 (a ``ray start --head --block``
+process group, with its own port and temp folder) and stops exactly that group; the last
+test kills it mid-run to check that a cluster going away keeps what was tracked."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytest.importorskip("ray")
+
+from sam2web import remote  # noqa: E402
+from sam2web.engine import Engine  # noqa: E402
+from sam2web.errors import TrackingError  # noqa: E402
+from sam2web.settings import Settings  # noqa: E402
+from sam2web.user_session import UserSession  # noqa: E402
+from tests import synth  # noqa: E402
+from tests.masks import assert_nontrivial, stored_masks  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RAY = Path(sys.executable).with_name("ray")  # installed with ray, beside this Python
+FRAMES = 6
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return False
+
+
+@dataclasses.dataclass
+class Head:
+    address: str
+    process: subprocess.Popen
+
+    def kill(self) -> None:
+        """Kill this cluster's processes, nothing else: the head's process group and the
+        workers its raylet started (each in a session of its own)."""
+        try:
+            started = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            started = []
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        for process in started:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAY_AUTH_MODE", "disabled")  # a throwaway local cluster
+    port = _free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    log = (temp / "head.log").open("wb")
+    command = [
+        str(RAY),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=2",
+        "--object-store-memory=100000000",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={temp}",
+    ]
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    started = Head(f"127.0.0.1:{port}", process)
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(port):
+            assert process.poll() is None, (temp / "head.log").read_text()
+            assert time.monotonic() < deadline, "the Ray head did not start within 60 s"
+            time.sleep(0.2)
+        yield started
+    finally:
+        remote.connect(started.address).lost() if _answers(port) else None
+        with contextlib.suppress(Exception):
+            import ray
+
+            ray.shutdown()
+        started.kill()
+        log.close()
+        patch.undo()
+
+
+def _engine(tmp_path, checkpoint, address: str = "", fallback: str = "local") -> Engine:
+    settings = dataclasses.replace(
+        Settings.from_env({}),
+        resolution=128,
+        device="cpu",
+        checkpoint=checkpoint,
+        offline=True,
+        data_dir=tmp_path / "sessions",
+        ray_address=address,
+        ray_fallback=fallback,
+        bf16_probe="no",
+    )
+    return Engine(settings)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("clip")
+    return synth.write_video(folder / "c.mp4", synth.make_frames(FRAMES, 120, 160), fps=8)
+
+
+def _prompted(engine: Engine, clip: Path) -> UserSession:
+    user = UserSession(engine)
+    user.upload(clip)
+    user.add_object("a")
+    user.click(0, 40, 60)
+    user.add_object("b")
+    user.click(0, 120, 40)
+    return user
+
+
+def _masks(user: UserSession) -> dict:
+    store = user.tracking.store
+    return {f: {k: v.tolist() for k, v in store.read(f).masks.items()} for f in store.frames()}
+
+
+def _two_runs(user: UserSession) -> list[list[int]]:
+    first = [s.done for s in user.propagate("forward")]
+    user.click(3, 60, 90, "negative", obj_id=1)  # a correction on a tracked frame
+    second = [s.done for s in user.propagate("both", start_frame=3)]
+    return [first, second]
+
+
+# ------------------------------------------------------------------ without a cluster
+def test_an_unreachable_cluster_tracks_here_and_says_so(tmp_path, random_checkpoint, clip):
+    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    user = _prompted(_engine(tmp_path, random_checkpoint, address), clip)
+    steps = list(user.propagate("forward", end_frame=2))
+    assert [s.done for s in steps] == [1, 2, 3]
+    assert user.last_run.notes == [
+        f"The Ray cluster at {address} cannot be reached; tracking runs on this server instead."
+    ]
+    assert_nontrivial(stored_masks(user.tracking.store))
+
+    refusing = _prompted(_engine(tmp_path / "r", random_checkpoint, address, "refuse"), clip)
+    with pytest.raises(TrackingError, match="tracks only there; try again later"):
+        list(refusing.propagate("forward"))
+    assert refusing.tracking.store.frames() == [0]  # the clicked frame only
+    assert "propagate" not in [a.op for a in refusing.tracking.history]
+
+
+def test_without_ray_installed_it_says_how_to_install_it(
+    tmp_path, random_checkpoint, clip, monkeypatch
+):
+    monkeypatch.setattr(remote, "ray_installed", lambda: False)
+    user = _prompted(_engine(tmp_path, random_checkpoint, "127.0.0.1:1"), clip)
+    assert len(list(user.propagate("forward", end_frame=2))) == 3
+    (note,) = user.last_run.notes
+    assert "(pip install -r requirements-ray.txt)" in note and note.count("; ") == 1
+
+
+def test_ray_is_imported_only_when_a_run_asks_for_the_cluster():
+    check = (
+        "import sys, sam2web.remote, sam2web.user_session, sam2web.engine\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_the_page_shows_the_sentence_while_tracking_and_after(tmp_path, random_checkpoint, clip):
+    gr = pytest.importorskip("gradio")
+    from sam2web.ui import SessionRegistry, UploadGuard
+    from sam2web.ui import handlers as h
+    from sam2web.ui.layout import build_layout
+
+    address = f"127.0.0.1:{_free_port()}"
+    engine = _engine(tmp_path, random_checkpoint, address)
+    with gr.Blocks():
+        page = build_layout(engine)
+    guard = UploadGuard(tmp_path / "gradio-cache", engine.settings.data_dir)
+    ctx = h.Context(engine=engine, page=page, registry=SessionRegistry(), guard=guard)
+    user = _prompted(engine, clip)
+    sentence = f"The Ray cluster at {address} cannot be reached; tracking runs on this server"
+    *during, final = h.track(ctx, user, "forward", "", "2", 0, 0.5, True, True, 0, "", "mm", "")
+    assert during and all(sentence in step[page.status] for step in during)
+    assert final[page.status].startswith("Tracked 3 frames in ") and sentence in final[page.status]
+    user.close()
+
+
+# ------------------------------------------------------------------ on the cluster
+def test_a_run_on_the_cluster_gives_the_masks_of_a_local_run(
+    tmp_path, random_checkpoint, clip, head
+):
+    local = _prompted(_engine(tmp_path / "local", random_checkpoint), clip)
+    expected_steps = _two_runs(local)
+    expected = _masks(local)
+    assert_nontrivial(stored_masks(local.tracking.store))
+
+    user = _prompted(_engine(tmp_path / "remote", random_checkpoint, head.address), clip)
+    assert _two_runs(user) == expected_steps  # progress reaches the caller frame by frame
+    assert user.last_run.notes == [] and not user.tracking.propagating
+    cluster = remote.connect(head.address)
+    import ray
+
+    (worker,) = cluster.workers().values()  # one worker, kept loaded between the two runs
+    assert ray.get(worker.pid.remote()) != os.getpid()
+    assert _masks(user) == expected
+    ops = [a.op for a in user.tracking.history]
+    assert ops == [a.op for a in local.tracking.history] and ops.count("propagate") == 2
+    exports = user.export()  # the overlay video and tables read the cluster's masks
+    assert exports.video.exists() and exports.csv.exists()
+    assert cluster.held_jobs() == []
+
+
+def test_cancel_stops_the_worker_within_a_frame(tmp_path, random_checkpoint, clip, head):
+    user = _prompted(_engine(tmp_path, random_checkpoint, head.address), clip)
+    seen = []
+    for step in user.propagate("forward"):
+        seen.append(step.done)
+        user.cancel()
+    tracked = user.tracking.history[-1].passes[0].frames
+    assert user.last_run.cancelled and seen == list(range(1, tracked + 1)) and tracked < FRAMES
+    assert user.tracking.store.frames() == list(range(tracked))
+    cluster = remote.connect(head.address)
+    import ray
+
+    (worker,) = cluster.workers().values()
+    assert ray.get(worker.frames_after_cancel.remote())[-1] <= 1
+    assert cluster.held_jobs() == []
+
+
+def test_closing_the_session_frees_the_worker(tmp_path, random_checkpoint, clip, head):
+    user = _prompted(_engine(tmp_path, random_checkpoint, head.address), clip)
+    run = user.propagate("forward")
+    next(run)
+    cluster = remote.connect(head.address)
+    assert len(cluster.held_jobs(timeout_s=0)) == 1
+    user.close()  # the tab closed; nobody follows the run any more
+    assert cluster.held_jobs() == []
+    run.close()
+
+
+def test_a_cluster_gone_mid_run_keeps_the_tracked_frames(tmp_path, random_checkpoint, clip, head):
+    """Last in the module: it kills the cluster."""
+    user = _prompted(_engine(tmp_path, random_checkpoint, head.address), clip)
+    seen = []
+    for step in user.propagate("forward"):
+        seen.append(step.done)
+        if step.done == 2:
+            head.kill()
+    kept = len(seen)  # the frames received before the cluster went away
+    assert 2 <= kept <= 1 + remote.QUEUE_FRAMES and seen == list(range(1, kept + 1))
+    (note,) = user.last_run.notes
+    assert note.startswith("The Ray cluster went away during tracking;") and note.count(";") == 1
+    assert f"the {kept} frames tracked before are kept" in note
+    assert user.tracking.store.frames() == list(range(kept))
+    assert_nontrivial(stored_masks(user.tracking.store))
+    assert user.tracking.history[-1].passes[0].frames == kept and not user.tracking.propagating
+    exports = user.export()
+    assert exports.csv.exists()
+    # Tracking again runs here: the session's state is rebuilt from its history first.
+    again = [s.done for s in user.propagate("forward", end_frame=kept)]
+    assert again == list(range(1, kept + 2))
+    assert "cannot be reached" in user.last_run.notes[0]
+    assert user.tracking.store.frames() == list(range(kept + 1))
