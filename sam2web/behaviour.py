@@ -336,6 +336,25 @@ class BehaviourState:
         self.draft.clear()
         return "Zone " + " and ".join(f"'{z.name}'" for z in zones) + " added."
 
+    def clear_zones(self) -> None:
+        self.setup = dataclasses.replace(self.setup, zones=())
+        self.draft.clear()
+
+    def replace_zones(self, zones: Sequence[Zone]) -> None:
+        self.setup = dataclasses.replace(self.setup, zones=tuple(zones))
+
+    def set_options(
+        self, by_overlap: bool, fraction, pair_within: float | None, on_video: bool
+    ) -> None:
+        """Membership by mask overlap (at least ``fraction`` of the mask) or by centroid,
+        the pair distance, and whether the overlay video shows the zones."""
+        self.setup = dataclasses.replace(
+            self.setup,
+            min_overlap=_number(fraction, "overlap fraction", "0.5") if by_overlap else None,
+            pair_within=pair_within,
+        )
+        self.on_video = bool(on_video)
+
     def ruler(self, distance, unit: str) -> Ruler:
         """The ruler from the last two ruler clicks, ``distance`` ``unit`` long."""
         if self.draft.target != "ruler" or len(self.draft.points) != 2:

@@ -172,3 +172,38 @@ def test_label_stacks_through_the_session(engine, tmp_path):
         track = zf.read("res_track.txt").decode()
     assert names == [f"mask{t:03d}.tif" for t in range(T)] + ["res_track.txt"]
     assert track.splitlines() == [f"1 0 {T - 1} 0", f"2 0 {T - 1} 0"]
+
+
+def test_the_page_draws_zones_and_a_ruler_and_shows_the_zone_table(engine, tmp_path):
+    gr = pytest.importorskip("gradio")
+    from sam2web.ui import SessionRegistry, UploadGuard
+    from sam2web.ui import handlers as h
+    from sam2web.ui import zones_handlers as zh
+    from sam2web.ui.layout import build_layout
+
+    with gr.Blocks():
+        page = build_layout(engine)
+    guard = UploadGuard(tmp_path / "cache", engine.settings.data_dir)
+    ctx = h.Context(engine=engine, page=page, registry=SessionRegistry(), guard=guard)
+    user = _session(engine, tmp_path)
+    z, k = page.zones, user.display_scale
+
+    def click(x, y, target, name=""):
+        evt = gr.SelectData(None, {"index": [x * k, y * k], "value": None})
+        assert h.click_frame(ctx, user, 0, "positive", evt, target) == gr.skip()
+        return zh.zone_click(ctx, user, 0, target, name, 0.5, evt)
+
+    click(BOX.x0, BOX.y0, "rectangle", "box")
+    out = click(BOX.x1, BOX.y1, "rectangle", "box")
+    assert out[z.zone_list]["choices"] == ["box"] and "box&#x27; added" in out[page.status]
+    click(10, 110, "ruler")
+    click(60, 110, "ruler")
+    scaled = zh.set_ruler(ctx, user, "5", "mm", 0)  # 50 px = 5 mm
+    assert scaled[page.pixels_per_unit] == "10" and scaled[page.unit] == "mm"
+    shown = zh.analyse(ctx, user, "centroid", 0.5, "", False, "10", "mm", "")
+    table = shown[z.zone_table]["data"]
+    # The mover: 5 frames inside, one entry, first in at frame 3, 40 px = 4 mm inside.
+    assert table[0][1:6] == ["box", 0.5, 1, 0.3, 4.0]
+    assert any(f.endswith("zones.csv") for f in shown[z.files])
+    with pytest.raises(gr.Error, match="JSON list"):
+        zh.set_zones(ctx, user, "{not json", 0)

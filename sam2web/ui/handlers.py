@@ -170,10 +170,13 @@ def click_frame(
     frame,
     mode,
     evt: gr.SelectData,
+    target="objects",
     progress=gr.Progress(),
 ) -> Update:
     """A click on the frame image: a point or a box corner for the active object (the
-    first click creates object 1)."""
+    first click creates object 1); while the click draws a zone or the ruler, nothing."""
+    if target and target != "objects":
+        return gr.skip()
     _require_video(user)
     if not evt.index or len(evt.index) != 2:
         raise gr.Error("Click inside the image.")

@@ -24,6 +24,7 @@ from . import handlers as h
 from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths
 from .handlers import Context
 from .layout import Page, build_layout
+from .zones_handlers import wire_zones
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,9 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         )
         _wire_video(ctx)
         _wire_objects(ctx)
-        _wire_tracking(ctx)
-        _wire_project_and_model(ctx)
+        results_events = _wire_tracking(ctx)
+        loaded = _wire_project_and_model(ctx)
+        wire_zones(ctx, results_events, loaded)
         demo.unload(ctx.registry.close)
         demo.load(h.bind(h.show_model, ctx), None, [page.model_status], api_visibility="private")
         demo.sam2web_registry = ctx.registry  # for tests and housekeeping
@@ -108,7 +110,7 @@ def _wire_video(ctx: Context) -> None:
     )
     p.frame_view.select(
         h.bind(h.click_frame, ctx),
-        [p.state, p.frame_slider, p.mode],
+        [p.state, p.frame_slider, p.mode, p.zones.target],
         _frame_outputs(p),
         api_visibility="private",
         **PROMPT,
@@ -174,17 +176,19 @@ def _wire_objects(ctx: Context) -> None:
     )
 
 
-def _wire_tracking(ctx: Context) -> None:
+def _wire_tracking(ctx: Context) -> list:
+    """Returns the events that write results (tracking, exports)."""
     p = ctx.page
     look = [p.opacity, p.contours, p.labels, p.trails, p.pixels_per_unit, p.unit, p.fps]
     results = [p.video, p.files, p.gallery, p.summary, p.events, p.trajectories, p.confidence]
-    p.track_btn.click(
+    tracked = p.track_btn.click(
         h.bind(h.track, ctx),
         [p.state, p.direction, p.start_frame, p.end_frame, p.frame_slider, *look],
         [*_frame_outputs(p), p.frame_slider, *results],
         api_name="propagate",
         **RUNS,
     )
+    events = [tracked]
     p.cancel_btn.click(
         h.bind(h.cancel, ctx),
         [p.state],
@@ -195,13 +199,14 @@ def _wire_tracking(ctx: Context) -> None:
     )
     export = h.bind(h.export, ctx)
     for button, api_name in ((p.rerender_btn, "export"), (p.measure_btn, "measure")):
-        button.click(
+        exported = button.click(
             export,
             [p.state, p.frame_slider, *look],
             [p.frame_view, *results],
             api_name=api_name,
             **FILES,
         )
+        events.append(exported)
     p.events.input(
         h.bind(h.open_event, ctx),
         [p.state, p.events],
@@ -223,9 +228,11 @@ def _wire_tracking(ctx: Context) -> None:
         api_name="compare_quality",
         **RUNS,
     )
+    return events
 
 
-def _wire_project_and_model(ctx: Context) -> None:
+def _wire_project_and_model(ctx: Context):
+    """Returns the event of a project loaded."""
     p = ctx.page
     p.save_project_btn.click(
         h.bind(h.save_project, ctx),
@@ -234,7 +241,7 @@ def _wire_project_and_model(ctx: Context) -> None:
         api_name="save_project",
         **FILES,
     )
-    p.project_in.upload(
+    loaded = p.project_in.upload(
         h.bind(h.load_project, ctx),
         [p.state, p.project_in, p.frame_slider],
         [*_frame_outputs(p), p.pixels_per_unit, p.fps],
@@ -256,6 +263,7 @@ def _wire_project_and_model(ctx: Context) -> None:
         api_name="set_quality",
         **RUNS,
     )
+    return loaded
 
 
 def launch(engine: Engine | None = None, **kwargs) -> None:
