@@ -368,6 +368,17 @@ class BehaviourState:
 
 # ---------------------------------------------------------------------------- outputs
 @dataclass(frozen=True)
+class ExtraOutputs:
+    """Outputs of a batch run beyond the standard ones: the zone, pair and heatmap files
+    (always when the project has zones), the label stacks, and a pair distance that
+    replaces the project's."""
+
+    behaviour: bool = False
+    label_stacks: bool = False
+    pair_within: float | None = None
+
+
+@dataclass(frozen=True)
 class BehaviourOutputs:
     """What :func:`write_behaviour` computed and wrote."""
 

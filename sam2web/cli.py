@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from . import __version__
 from .analysis import Calibration
+from .behaviour import ExtraOutputs
 from .engine import Engine
 from .errors import UserError
 from .model import MODELS, get_spec
@@ -87,6 +89,16 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not (value > 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}")
     return value
 
 
@@ -210,6 +222,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--unit",
         metavar="UNIT",
         help="unit of --pixels-per-unit, e.g. mm or µm (default: the project's)",
+    )
+    extra = track.add_argument_group(
+        "zones and label stacks", "Written whenever the project has zones."
+    )
+    extra.add_argument(
+        "--behaviour",
+        action="store_true",
+        help="also without zones: pair distances, nearest neighbours, occupancy heatmaps",
+    )
+    extra.add_argument(
+        "--pair-distance",
+        type=_non_negative,
+        metavar="D",
+        help="pairs closer than D (calibrated unit, else pixels) count as together "
+        "(default: the project's)",
+    )
+    extra.add_argument(
+        "--label-stacks",
+        action="store_true",
+        help="write labels.tif (uint16 TIFF stack) and labels_ctc.zip (Cell Tracking Challenge)",
     )
     _add_model_options(track, defaults_from_project=True)
     track.add_argument(
@@ -354,6 +386,7 @@ def track_video(
     video_out: bool = True,
     fps: float | None = None,
     label: str | None = None,
+    extras: ExtraOutputs | None = None,
 ) -> list[str]:
     """Replay ``project`` on one video and write every export into ``folder``.
 
@@ -371,11 +404,12 @@ def track_video(
         )
         exports = user.export(video=video_out, progress=bar.phase("video") if video_out else None)
         science = user.export_science(calibration)
+        extra_files = user.export_extras(extras or ExtraOutputs(), calibration)
         project_file = user.save_project(calibration)
         folder.mkdir(parents=True, exist_ok=True)
         for name in OUTPUT_FILES:
             (folder / name).unlink(missing_ok=True)
-        for path in [*exports.files(), *science.values(), project_file]:
+        for path in [*exports.files(), *science.values(), *extra_files, project_file]:
             shutil.move(path, folder / path.name)
     except BaseException:
         bar.close(keep=False)  # the error line says what happened
@@ -443,6 +477,7 @@ def run_track(args: argparse.Namespace) -> int:
                     video_out=not args.no_video,
                     fps=args.fps,
                     label=f"[{n}/{count}] {video.name}",
+                    extras=ExtraOutputs(args.behaviour, args.label_stacks, args.pair_distance),
                 )
             except UserError as err:
                 failed += 1

@@ -36,6 +36,7 @@ from .behaviour import (
     BehaviourOutputs,
     BehaviourSetup,
     BehaviourState,
+    ExtraOutputs,
     draw_setup,
     write_behaviour,
     write_label_stacks,
@@ -812,6 +813,19 @@ class UserSession(PromptSession):
         return write_label_stacks(
             tracking.store, self.info, self.calibration, self._exports_dir(), ids
         )
+
+    def export_extras(self, extras: ExtraOutputs, calibration: Calibration) -> list[Path]:
+        """The files of ``extras`` with ``calibration`` (the batch command's hook)."""
+        self.calibration = calibration
+        b = self.behaviour
+        if extras.pair_within is not None:
+            b.setup = dataclasses.replace(b.setup, pair_within=extras.pair_within)
+        files: list[Path] = []
+        if extras.behaviour or b.setup.zones:
+            files += self.export_behaviour().files.values()
+        if extras.label_stacks:
+            files += self.export_label_stacks().values()
+        return files
 
     def _first_frame(self) -> np.ndarray:
         return self.frame_rgb(0)

@@ -207,3 +207,41 @@ def test_the_page_draws_zones_and_a_ruler_and_shows_the_zone_table(engine, tmp_p
     assert any(f.endswith("zones.csv") for f in shown[z.files])
     with pytest.raises(gr.Error, match="JSON list"):
         zh.set_zones(ctx, user, "{not json", 0)
+
+
+def test_the_cli_writes_the_zone_table_of_a_project_with_zones(
+    engine, tmp_path, monkeypatch, random_checkpoint
+):
+    from sam2web import cli
+
+    user = _session(engine, tmp_path)
+    user.behaviour.setup = BehaviourSetup(zones=(BOX,))
+    project = tmp_path / "p.json"
+    project.write_bytes(user.save_project().read_bytes())
+    user.close()
+    for key, value in {
+        "SAM2WEB_CHECKPOINT": str(random_checkpoint),
+        "SAM2WEB_RESOLUTION": str(engine.settings.resolution),
+        "SAM2WEB_OFFLINE": "1",
+        "SAM2WEB_DATA_DIR": str(tmp_path / "cli-data"),
+    }.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "out"
+    args = ["track", str(tmp_path / "discs.zip"), "--project", str(project), "--out", str(out)]
+    assert cli.main([*args, "--no-video", "--fps", "10", "--label-stacks"]) == 0
+    (folder,) = out.iterdir()
+    assert {"zones.csv", "labels.tif", "labels_ctc.zip", "heatmap_object1.png"} <= {
+        p.name for p in folder.iterdir()
+    }
+    # The zone table agrees with the centroids of the run's own per-frame table.
+    rows = _csv(folder / "sam2web_tracks.csv")
+    table = _csv(folder / "zones.csv")
+    assert [(r["object_id"], r["zone"]) for r in table] == [("1", "box"), ("2", "box")]
+    for r in table:
+        mine = [x for x in rows if x["object_id"] == r["object_id"] and x["centroid_x"]]
+        inside = [
+            x for x in mine
+            if BOX.contains(float(x["centroid_x"]), float(x["centroid_y"]))
+        ]  # fmt: skip
+        assert int(r["frames_inside"]) == len(inside)
+        assert int(r["frames"]) == sum(x["object_id"] == r["object_id"] for x in rows)
