@@ -225,7 +225,7 @@ def draw_zones(
         cv2.drawContours(out, contours, -1, ZONE_COLOR, thick)
         ys, xs = np.nonzero(outline)
         if names and len(xs):
-            spot = (int(xs.min()) + 3, int(ys.min()) + int(14 * _font_scale(w, h)) + 3)
+            spot = (int(xs.min()) + 3, int(ys.max()) - 4)  # bottom left, inside the zone
             cv2.putText(
                 out, zone.name, spot, cv2.FONT_HERSHEY_SIMPLEX, _font_scale(w, h), ZONE_COLOR,
                 thick, cv2.LINE_AA,

@@ -58,11 +58,11 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             registry=SessionRegistry(idle_ttl_s=settings.session_ttl_s),
             guard=demo.upload_guard,
         )
-        _wire_video(ctx)
+        clicked = _wire_video(ctx)
         _wire_objects(ctx)
         results_events = _wire_tracking(ctx)
         loaded = _wire_project_and_model(ctx)
-        wire_zones(ctx, results_events, loaded)
+        wire_zones(ctx, results_events, loaded, clicked)
         demo.unload(ctx.registry.close)
         demo.load(h.bind(h.show_model, ctx), None, [page.model_status], api_visibility="private")
         demo.sam2web_registry = ctx.registry  # for tests and housekeeping
@@ -79,7 +79,8 @@ def _frame_outputs(page: Page) -> list:
     return [page.frame_view, page.status, page.active]
 
 
-def _wire_video(ctx: Context) -> None:
+def _wire_video(ctx: Context):
+    """Returns the event of a click on the frame."""
     p = ctx.page
     p.upload.upload(
         h.bind(h.upload, ctx),
@@ -108,9 +109,10 @@ def _wire_video(ctx: Context) -> None:
         api_visibility="private",
         concurrency_limit=None,
     )
-    p.frame_view.select(
+    drawing = [p.zones.target, p.zones.zone_name, p.zones.centre_fraction]
+    return p.frame_view.select(
         h.bind(h.click_frame, ctx),
-        [p.state, p.frame_slider, p.mode, p.zones.target],
+        [p.state, p.frame_slider, p.mode, *drawing],
         _frame_outputs(p),
         api_visibility="private",
         **PROMPT,

@@ -43,19 +43,9 @@ def _require_video(user: UserSession) -> None:
 
 
 # ------------------------------------------------------------------ drawing
-@friendly
-def zone_click(
-    ctx: Context, user: UserSession, frame, target, zone_name, centre_fraction, evt: gr.SelectData
-) -> Update:
-    """A click on the frame towards a zone or the ruler (object prompts go elsewhere)."""
-    if not target or target == "objects":
-        return gr.skip()
-    _require_video(user)
-    if not evt.index or len(evt.index) != 2:
-        raise gr.Error("Click inside the image.")
-    x, y = user.to_original(float(evt.index[0]), float(evt.index[1]))
-    message = user.behaviour.click(target, x, y, zone_name or "", float(centre_fraction))
-    return _frame_view(ctx, user, frame, message)
+def show_zones(ctx: Context, user: UserSession) -> Update:
+    """The zone list, after a click on the frame may have added a zone."""
+    return {ctx.page.zones.zone_list: _zone_names(user)}
 
 
 @friendly
@@ -208,18 +198,14 @@ PRIVATE = {"api_visibility": "private", "concurrency_limit": None}
 FILES = {"concurrency_id": "files", "concurrency_limit": 4}
 
 
-def wire_zones(ctx: Context, results_events: list, loaded) -> None:
-    """Connect the section's events; ``results_events`` (tracking, export) and ``loaded``
-    (a project loaded) are followed by the outputs and controls they change."""
+def wire_zones(ctx: Context, results_events: list, loaded, clicked) -> None:
+    """Connect the section's events; ``results_events`` (tracking, export), ``loaded`` (a
+    project loaded) and ``clicked`` (a click on the frame, which draws zones while the
+    click target says so) are followed by the outputs and controls they change."""
     p, z = ctx.page, ctx.page.zones
     shown = [p.frame_view, p.status, p.active, z.zone_list]
     outputs = [z.zone_table, z.pair_table, z.heatmaps, z.files]
-    p.frame_view.select(
-        bind(zone_click, ctx),
-        [p.state, p.frame_slider, z.target, z.zone_name, z.centre_fraction],
-        shown,
-        **PRIVATE,
-    )
+    clicked.then(bind(show_zones, ctx), [p.state], [z.zone_list], **PRIVATE)
     z.close_btn.click(
         bind(close_shape, ctx),
         [p.state, z.zone_name, z.centre_fraction, p.frame_slider],

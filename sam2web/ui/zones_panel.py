@@ -64,7 +64,10 @@ def build_zones_panel() -> ZonesPanel:
     )
     with gr.Row():
         parts["zone_name"] = gr.Textbox(
-            label="Zone name", placeholder="e.g. left corner", max_length=40, elem_id="zone-name"
+            label="Label of the next zone",
+            placeholder="e.g. left corner",
+            max_length=40,
+            elem_id="zone-name",
         )
         parts["centre_fraction"] = gr.Slider(
             0.1, 0.9, value=0.5, step=0.05, label="Arena centre: share of the arena's size"
