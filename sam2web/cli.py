@@ -156,6 +156,30 @@ def _add_model_options(parser: argparse.ArgumentParser, defaults_from_project: b
     )
 
 
+def _add_extra_options(track: argparse.ArgumentParser) -> None:
+    extra = track.add_argument_group(
+        "zones and label stacks",
+        "A project with zones always gets the zone table, pair tables and heatmaps.",
+    )
+    extra.add_argument(
+        "--behaviour",
+        action="store_true",
+        help="also without zones: pair distances, nearest neighbours, occupancy heatmaps",
+    )
+    extra.add_argument(
+        "--pair-distance",
+        type=_non_negative,
+        metavar="D",
+        help="pairs closer than D (calibrated unit, else pixels) count as together "
+        "(default: the project's)",
+    )
+    extra.add_argument(
+        "--label-stacks",
+        action="store_true",
+        help="write labels.tif (uint16 TIFF stack) and labels_ctc.zip (Cell Tracking Challenge)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sam2web",
@@ -223,26 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="UNIT",
         help="unit of --pixels-per-unit, e.g. mm or µm (default: the project's)",
     )
-    extra = track.add_argument_group(
-        "zones and label stacks", "Written whenever the project has zones."
-    )
-    extra.add_argument(
-        "--behaviour",
-        action="store_true",
-        help="also without zones: pair distances, nearest neighbours, occupancy heatmaps",
-    )
-    extra.add_argument(
-        "--pair-distance",
-        type=_non_negative,
-        metavar="D",
-        help="pairs closer than D (calibrated unit, else pixels) count as together "
-        "(default: the project's)",
-    )
-    extra.add_argument(
-        "--label-stacks",
-        action="store_true",
-        help="write labels.tif (uint16 TIFF stack) and labels_ctc.zip (Cell Tracking Challenge)",
-    )
+    _add_extra_options(track)
     _add_model_options(track, defaults_from_project=True)
     track.add_argument(
         "-v",
