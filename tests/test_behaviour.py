@@ -109,6 +109,9 @@ def test_membership_by_overlap_and_the_ruler_scale(engine, tmp_path):
     assert mover.distance_inside == pytest.approx(20 / 4.0) and mover.unit == "mm"
     image = user.view_frame(0)
     assert image.shape[:2] == (H * user.display_scale, W * user.display_scale)
+    assert user.video_style.zones == ()  # the overlay video shows zones only when asked
+    user.behaviour.on_video = True
+    assert user.video_style.zones == (BOX,)
 
 
 def test_zones_drawn_by_clicks():
@@ -245,3 +248,18 @@ def test_the_cli_writes_the_zone_table_of_a_project_with_zones(
         ]  # fmt: skip
         assert int(r["frames_inside"]) == len(inside)
         assert int(r["frames"]) == sum(x["object_id"] == r["object_id"] for x in rows)
+
+
+def test_zones_on_the_overlay_video_are_outlined_where_they_are():
+    from sam2web.render import ZONE_COLOR, OverlayStyle, draw_zones
+
+    frame = np.zeros((H, W, 3), np.uint8)
+    drawn = draw_zones(frame, [BOX], names=False)
+    yellow = np.all(drawn == ZONE_COLOR, axis=2)
+    assert_nontrivial([yellow])
+    rows, cols = np.nonzero(yellow)
+    # The outline runs along the zone's pixels [50, 90) x [20, 100) and nowhere else.
+    assert (cols.min(), cols.max(), rows.min(), rows.max()) == (50, 89, 20, 99)
+    assert not yellow[60, 70]  # inside, away from the edge
+    state = BehaviourState(BehaviourSetup(zones=(BOX,)))
+    assert OverlayStyle(zones=state.setup.zones) != OverlayStyle()  # a new video is drawn
