@@ -129,6 +129,6 @@ def build_zones_panel() -> ZonesPanel:
             label="Label stacks", file_count="multiple", interactive=False, elem_id="stacks"
         )
     with gr.Row(visible=False):
-        parts["api_zones"] = gr.Textbox(label="zones_json")
+        parts["api_zones"] = gr.Textbox(label="zones_json", max_length=100_000)
         parts["api_btn"] = gr.Button("zones api")
     return ZonesPanel(**parts)
