@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import re
 import shutil
@@ -42,6 +43,7 @@ from .batch import (
     write_summary,
 )
 from .cluster import INSTALL_HINT, ray_installed
+from .behaviour import ExtraOutputs
 from .engine import Engine
 from .errors import UserError
 from .model import MODELS, get_spec
@@ -117,6 +119,16 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not (value > 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}")
     return value
 
 
@@ -241,6 +253,30 @@ def _add_calibration_options(track: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_extra_options(track: argparse.ArgumentParser) -> None:
+    extra = track.add_argument_group(
+        "zones and label stacks",
+        "A project with zones always gets the zone table, pair tables and heatmaps.",
+    )
+    extra.add_argument(
+        "--behaviour",
+        action="store_true",
+        help="also without zones: pair distances, nearest neighbours, occupancy heatmaps",
+    )
+    extra.add_argument(
+        "--pair-distance",
+        type=_non_negative,
+        metavar="D",
+        help="pairs closer than D (calibrated unit, else pixels) count as together "
+        "(default: the project's)",
+    )
+    extra.add_argument(
+        "--label-stacks",
+        action="store_true",
+        help="write labels.tif (uint16 TIFF stack) and labels_ctc.zip (Cell Tracking Challenge)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sam2web",
@@ -305,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_ray_options(track)
     _add_calibration_options(track)
+    _add_extra_options(track)
     _add_model_options(track, defaults_from_project=True)
     track.add_argument(
         "-v",
@@ -434,6 +471,7 @@ def track_video(
     direction: str = DEFAULT_DIRECTION,
     source_name: str | None = None,
     bar=None,
+    extras: ExtraOutputs | None = None,
 ) -> Tracked:
     """Replay ``project`` on one video and write every export into ``folder``: the one
     per-video step, the same here and on a cluster's workers.
@@ -458,6 +496,7 @@ def track_video(
             notes.append(_track_unrecorded(user, plan.direction, bar.phase("run")))
         exports = user.export(video=video_out, progress=bar.phase("video") if video_out else None)
         science = user.export_science(calibration)
+        extra_files = user.export_extras(extras or ExtraOutputs(), calibration)
         project_file = user.save_project(calibration)
         present = {
             s.object_id: s.frames_present
@@ -466,7 +505,7 @@ def track_video(
         folder.mkdir(parents=True, exist_ok=True)
         for old in OUTPUT_FILES:
             (folder / old).unlink(missing_ok=True)
-        for path in [*exports.files(), *science.values(), project_file]:
+        for path in [*exports.files(), *science.values(), *extra_files, project_file]:
             shutil.move(path, folder / path.name)
     except BaseException:
         bar.close(keep=False)  # the error line says what happened
@@ -552,6 +591,7 @@ def run_track(args: argparse.Namespace) -> int:
         video_out=not args.no_video,
         fps=args.fps,
         direction=args.direction,
+        extras=ExtraOutputs(args.behaviour, args.label_stacks, args.pair_distance),
     )
     if args.ray is not None:
         records = _track_on_ray(args, settings, jobs, out, options)

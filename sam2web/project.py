@@ -8,7 +8,7 @@ reads, checks and writes the file; replaying it is the user session's job
 :func:`sam2web.tracking.replay`): on the same video with the same model, device and
 numerics the masks come out identical.
 
-Format, version 1::
+Format, version 1 (version 2 adds the optional top-level keys below)::
 
     {
       "format": "sam2web-project",
@@ -29,6 +29,12 @@ Format, version 1::
         {"op": "propagate", "passes": [{"start": 0, "reverse": false, "frames": 300}]}
       ]
     }
+
+Version 2 adds, when the session has them: ``zones`` (a list of shapes as in
+:func:`sam2web.zones.zones_to_json`), ``zone_membership`` ({"by": "overlap", "fraction": F};
+absent: by centroid), ``pair_distance`` (a number, the calibrated unit) and ``ruler``
+({x0, y0, x1, y1, distance, unit}); see :class:`sam2web.behaviour.BehaviourSetup`. A file
+without them is written as version 1, and version 1 files load unchanged.
 
 History operations (:mod:`sam2web.history`, one dataclass each) and their fields: ``add_object`` {obj, name}; ``rename_object`` {obj,
 name}; ``remove_object`` {obj}; ``click`` {frame, obj, x, y, positive}; ``box`` {frame, obj,
@@ -64,8 +70,11 @@ from .types import TrackedObject, VideoInfo
 log = logging.getLogger(__name__)
 
 FORMAT = "sam2web-project"
-VERSION = 1
+VERSION = 2  # the newest format read; a file is written as version 1 when it can be
 PROJECT_FILENAME = "sam2web_project.json"
+# Optional top-level keys of version 2 (zones and behaviour settings, checked by
+# :meth:`sam2web.behaviour.BehaviourSetup.from_project`).
+BEHAVIOUR_KEYS = ("zones", "zone_membership", "pair_distance", "ruler")
 
 MAX_PROJECT_BYTES = 20 * 1024 * 1024
 MAX_HISTORY = 100_000  # steps; a long manual session has a few thousand
@@ -122,12 +131,14 @@ class Project:
     sam2web_version: str = __version__
     sam2_version: str | None = None
     created: str = field(default_factory=lambda: _now())
+    behaviour: dict = field(default_factory=dict)  # BEHAVIOUR_KEYS present, as JSON
 
     def to_dict(self) -> dict:
         cal = self.calibration
+        extra = {k: self.behaviour[k] for k in BEHAVIOUR_KEYS if k in self.behaviour}
         return {
             "format": FORMAT,
-            "version": VERSION,
+            "version": 2 if extra else 1,
             "sam2web_version": self.sam2web_version,
             "sam2_version": self.sam2_version,
             "created": self.created,
@@ -158,6 +169,7 @@ class Project:
                 {"id": o.obj_id, "name": o.name, "color": list(o.color)} for o in self.objects
             ],
             "history": [to_json(action) for action in self.history],
+            **extra,
         }
 
     def replay_steps(self) -> int:
@@ -194,9 +206,11 @@ def build_project(
     calibration: Calibration | None,
     objects: list[TrackedObject],
     history: list[Action],
+    behaviour: dict | None = None,
 ) -> dict:
     """A project as a JSON-ready dict (see the module docstring), from a session's video
-    facts, model record, objects and history (empty before any object was added)."""
+    facts, model record, objects and history (empty before any object was added), and
+    its zones and behaviour settings."""
     if len(history) > MAX_HISTORY:
         raise ProjectError(
             f"This session has {len(history):,} steps, more than a project file can hold "
@@ -217,6 +231,7 @@ def build_project(
         objects=[TrackedObject(o.obj_id, o.name, tuple(o.color)) for o in objects],
         history=list(history),
         sam2_version=sam2_version(),
+        behaviour=dict(behaviour or {}),
     )
     return project.to_dict()
 
@@ -412,7 +427,20 @@ def parse_project(data: Any, name: str = PROJECT_FILENAME) -> Project:
         sam2web_version=c.as_str(c.get(data, "sam2web_version", "the file"), "'sam2web_version'"),
         sam2_version=c.opt_str(c.get(data, "sam2_version", "the file"), "'sam2_version'"),
         created=c.as_str(c.get(data, "created", "the file"), "'created'"),
+        behaviour=_parse_behaviour(c, data),
     )
+
+
+def _parse_behaviour(c: _Checker, data: dict) -> dict:
+    """The optional keys of format version 2, as JSON; their content is checked where the
+    zones are made (:meth:`sam2web.behaviour.BehaviourSetup.from_project`)."""
+    extra = {k: data[k] for k in BEHAVIOUR_KEYS if k in data}
+    if not isinstance(extra.get("zones", []), list):
+        raise c.fail("'zones' is not a list")
+    for key in ("zone_membership", "ruler"):
+        if extra.get(key) is not None:
+            c.obj(extra[key], f"'{key}'")
+    return extra
 
 
 def _parse_source(c: _Checker, d: dict) -> ProjectSource:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -60,12 +61,24 @@ def color_for(obj_id: int) -> RGB:
     return TAB10[(int(obj_id) - 1) % len(TAB10)]
 
 
+ZONE_COLOR = (255, 220, 0)
+
+
+class Outlined(Protocol):
+    """A named region of the frame (a :class:`sam2web.zones.Zone`)."""
+
+    name: str
+
+    def mask(self, height: int, width: int) -> np.ndarray: ...
+
+
 @dataclass
 class OverlayStyle:
     opacity: float = 0.5  # weight of the object colour inside a mask, 0..1
     contours: bool = True  # outline each mask in its colour
     labels: bool = True  # object name above each mask
     trails: int = 0  # centroid trail length in frames (0 = off)
+    zones: tuple[Outlined, ...] = ()  # zones outlined and named on every frame of the video
 
 
 # ---------------------------------------------------------------------- sizes
@@ -189,6 +202,34 @@ def draw_overlay(
 
     if style.labels and drawn:
         out = _draw_labels(out, [(obj, mask) for obj, mask, _ in drawn])
+    return out
+
+
+def _font_scale(width: int, height: int) -> float:
+    return max(0.35, min(width, height) / 600)
+
+
+def draw_zones(
+    frame: np.ndarray, zones: Iterable[Outlined], scale: float = 1.0, names: bool = True
+) -> np.ndarray:
+    """``frame`` (uint8 RGB, shown at ``scale`` times the original size) with each zone's
+    outline and name drawn on it; returns a new array."""
+    out = np.ascontiguousarray(frame.copy())
+    h, w = out.shape[:2]
+    thick = max(1, round(min(h, w) / 300))
+    for zone in zones:
+        outline = zone.mask(max(1, round(h / scale)), max(1, round(w / scale))).astype(np.uint8)
+        if outline.shape != (h, w):
+            outline = cv2.resize(outline, (w, h), interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(outline, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, ZONE_COLOR, thick)
+        ys, xs = np.nonzero(outline)
+        if names and len(xs):
+            spot = (int(xs.min()) + 3, int(ys.max()) - 4)  # bottom left, inside the zone
+            cv2.putText(
+                out, zone.name, spot, cv2.FONT_HERSHEY_SIMPLEX, _font_scale(w, h), ZONE_COLOR,
+                thick, cv2.LINE_AA,
+            )  # fmt: skip
     return out
 
 
@@ -457,7 +498,8 @@ def render_overlay_video(
                     if c is not None:
                         points.append((frame_idx, c))
                     trails[obj_id] = [p for _, p in points]
-            writer.write(draw_overlay(rgb, masks, objects, style, trails) if masks else rgb)
+            drawn = draw_overlay(rgb, masks, objects, style, trails) if masks else rgb
+            writer.write(draw_zones(drawn, style.zones) if style.zones else drawn)
             if progress is not None:
                 progress(done, total)
         if writer is None:

@@ -18,6 +18,7 @@ model while their uploads, frames and exports never wait for anyone else. Every 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -32,6 +33,15 @@ import numpy as np
 
 from . import display, quality, remote
 from .analysis import Calibration, ObjectSummary, confidence_events, summarize
+from .behaviour import (
+    BehaviourOutputs,
+    BehaviourSetup,
+    BehaviourState,
+    ExtraOutputs,
+    draw_setup,
+    write_behaviour,
+    write_label_stacks,
+)
 from .engine import Engine, Workspace, model_record
 from .errors import PromptError, SessionClosedError, TrackingError, UserError, as_clause
 from .exports import FILES, LiveExports, SessionResults
@@ -541,9 +551,9 @@ class VideoSession(Lifecycle):
 
 
 @dataclass
-class UserSession(VideoSession):
-    """One user of the app: objects and prompts, tracking runs, results and projects, on
-    top of the video and model configuration of :class:`VideoSession`."""
+class PromptSession(VideoSession):
+    """Objects and prompts, on top of the video and model configuration of
+    :class:`VideoSession` (object lookups are :class:`UserSession`'s)."""
 
     last_run: TrackingRun = field(default_factory=TrackingRun)
     calibration: Calibration = field(default_factory=Calibration)
@@ -656,6 +666,15 @@ class UserSession(VideoSession):
             for p in self.workspace.exports_dir.iterdir():
                 p.unlink(missing_ok=True)
 
+
+@dataclass
+class UserSession(PromptSession):
+    """One user of the app: objects and prompts, tracking runs, results, zones and
+    projects. ``behaviour`` holds the zones, ruler and pair settings
+    (:mod:`sam2web.behaviour`)."""
+
+    behaviour: BehaviourState = field(default_factory=BehaviourState)
+
     # ------------------------------------------------------------------ tracking
     def propagate(
         self,
@@ -683,7 +702,7 @@ class UserSession(VideoSession):
             tracking.store,
             tracking.objects.values(),
             self.info,
-            self.style,
+            self.video_style,
             self.workspace.exports_dir,
             planned,
             len(tracking.history) + 1,
@@ -748,12 +767,73 @@ class UserSession(VideoSession):
             tracking.store,
             tracking.objects.values(),
             self.info,
-            self.style,
+            self.video_style,
             self._exports_dir(),
             len(tracking.history),
             video,
             progress,
         )
+
+    # ------------------------------------------------------------------ zones and pairs
+    @property
+    def video_style(self) -> OverlayStyle:
+        """The overlay video's look: :attr:`style`, with the zones when asked for."""
+        zones = self.behaviour.setup.zones if self.behaviour.on_video else ()
+        return dataclasses.replace(self.style, zones=zones)
+
+    def view_frame(self, frame_idx: int) -> np.ndarray:
+        """The frame as the page shows it, with the zones, ruler and a shape being drawn."""
+        image = super().view_frame(frame_idx)
+        b = self.behaviour
+        return draw_setup(image, b.setup, self.display_scale, b.draft)
+
+    def set_ruler(self, distance, unit: str) -> Calibration:
+        """Calibrate lengths with the ruler just drawn (``distance`` ``unit`` long); keeps
+        the frame rate override."""
+        self.touch()
+        ruler = self.behaviour.ruler(distance, unit)
+        self.calibration = ruler.calibration(self.calibration.fps)
+        return self.calibration
+
+    @_writes_files
+    def export_behaviour(self) -> BehaviourOutputs:
+        """Write the zone, pair and occupancy tables and heatmaps (:func:`write_behaviour`)
+        from the current measurements with this session's calibration."""
+        results = self._results(video=False)
+        tracking = self._tracked()
+        return write_behaviour(
+            results.rows,
+            results.object_names(),
+            self.info,
+            self.calibration,
+            self.behaviour.setup,
+            self._first_frame(),
+            self._exports_dir(),
+            masks=tracking.store,
+        )
+
+    @_writes_files
+    def export_label_stacks(self) -> dict[str, Path]:
+        """The masks as a uint16 label TIFF stack and a Cell Tracking Challenge zip."""
+        self._results(video=False)
+        tracking = self._tracked()
+        ids = [o.obj_id for o in tracking.objects.values()]
+        return write_label_stacks(
+            tracking.store, self.info, self.calibration, self._exports_dir(), ids
+        )
+
+    def export_extras(self, extras: ExtraOutputs, calibration: Calibration) -> list[Path]:
+        """The files of ``extras`` with ``calibration`` (the batch command's hook)."""
+        self.calibration = calibration
+        b = self.behaviour
+        if extras.pair_within is not None:
+            b.setup = dataclasses.replace(b.setup, pair_within=extras.pair_within)
+        files: list[Path] = []
+        if extras.behaviour or b.setup.zones:
+            files += self.export_behaviour().files.values()
+        if extras.label_stacks:
+            files += self.export_label_stacks().values()
+        return files
 
     def _first_frame(self) -> np.ndarray:
         return self.frame_rgb(0)
@@ -777,6 +857,7 @@ class UserSession(VideoSession):
             calibration,
             self.objects,
             [] if tracking is None else list(tracking.history),
+            self.behaviour.setup.to_json(),
         )
         return save_project(data, self._exports_dir() / PROJECT_FILENAME)
 
@@ -796,6 +877,7 @@ class UserSession(VideoSession):
         reset, then every action is replayed in order; ``progress(done, total)`` counts
         actions and tracked frames. On failure the session is left empty."""
         notes = check_source(project, self.info, self.source_sha256, strict=strict_source)
+        setup = BehaviourSetup.from_project(project)
         self._require_not_tracking()
         self._quality_of(project)
         tracking = self.ensure_tracking()
@@ -807,6 +889,7 @@ class UserSession(VideoSession):
             self.reset()
             raise
         self.active_object = project.objects[-1].obj_id if project.objects else None
+        self.behaviour = BehaviourState(setup)
         log.info(
             "replayed a project of %d steps on %s", len(project.history), self.info.source_name
         )

@@ -111,6 +111,8 @@ def test_whole_scenario_through_the_api(app, tmp_path):
     # Every listed endpoint is an action of the page.
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/upload", "/propagate", "/set_quality", "/compare_quality"} <= endpoints
+    zones = {"/set_zones", "/ruler", "/set_ruler", "/close_shape", "/behaviour", "/label_stacks"}
+    assert zones <= endpoints
     assert "/new_user" not in endpoints
 
 

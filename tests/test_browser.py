@@ -65,6 +65,7 @@ def click_image_pixel(page, selector: str, x: float, y: float, frame_width: int)
     """
     img = page.locator(f"{selector} img").first
     img.wait_for(state="visible")
+    img.scroll_into_view_if_needed()
     geom = img.evaluate("""el => {
         const r = el.getBoundingClientRect();
         return {left: r.left, top: r.top, width: r.width, height: r.height,
@@ -207,3 +208,53 @@ def test_a_second_user_is_served_in_the_browser_while_a_long_run_tracks(app, pag
     assert uploaded < 15 and first_mask < 30
     assert shared
     assert f"Tracked {long_frames} frames" in status
+
+
+def test_draw_a_zone_and_a_ruler_then_see_the_zone_table(app, page, tmp_path):
+    frames = synth.make_frames(num_frames=8, height=120, width=160)
+    clip = synth.write_video(tmp_path / "zones.mp4", frames, fps=8)
+    page.goto(app.url)
+    page.locator("#upload input[type=file]").set_input_files(str(clip))
+    wait_status(page, "Loaded")
+    add_object_and_click(page, "red disc", synth.DEFAULT_DISCS[0])
+
+    # A rectangle zone over the left half: two corner clicks on the frame.
+    page.locator("#click-target").get_by_text("Rectangle zone").click()
+    page.locator("#zone-name textarea, #zone-name input").first.fill("left half")
+    click_image_pixel(page, "#frame-view", 2, 2, 160)
+    wait_status(page, "1 point clicked")
+    click_image_pixel(page, "#frame-view", 80, 118, 160)
+    wait_status(page, "added")
+    # A ruler: two clicks 100 px apart, 50 mm long -> 2 pixels per mm.
+    page.locator("#click-target").get_by_text("Ruler").click()
+    click_image_pixel(page, "#frame-view", 20, 100, 160)
+    wait_status(page, "first end set")
+    click_image_pixel(page, "#frame-view", 120, 100, 160)
+    wait_status(page, "Ruler drawn")
+    page.locator("#ruler-distance textarea, #ruler-distance input").first.fill("50")
+    page.locator("#set-ruler").click()
+    wait_status(page, "pixels per mm")
+    scale = page.locator("#cal-scale textarea, #cal-scale input").first.input_value()
+    assert float(scale) == pytest.approx(2.0, abs=0.01)  # clicks land within a shown pixel
+
+    page.locator("#track").click()
+    wait_status(page, "Tracked 8 frames", timeout=300_000)
+    page.wait_for_function(
+        "() => (document.querySelector('#zone-table') || {}).textContent?.includes('left half')",
+        timeout=120_000,
+    )
+    table = page.locator("#zone-table").inner_text()
+    assert "red disc" in table and "mm" in table
+    page.locator("#heatmaps").scroll_into_view_if_needed()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#heatmaps img');"
+        " return i && i.complete && i.naturalWidth >= 160; }"
+    )
+    page.locator("#frame-view").scroll_into_view_if_needed()
+    shot = tmp_path / "zones.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+    keep = os.environ.get("SAM2WEB_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / shot.name)

@@ -170,16 +170,22 @@ def click_frame(
     frame,
     mode,
     evt: gr.SelectData,
+    target="objects",
+    zone_name="",
+    centre_fraction=0.5,
     progress=gr.Progress(),
 ) -> Update:
     """A click on the frame image: a point or a box corner for the active object (the
-    first click creates object 1)."""
+    first click creates object 1), or a point of a zone or the ruler being drawn."""
     _require_video(user)
     if not evt.index or len(evt.index) != 2:
         raise gr.Error("Click inside the image.")
     # Gradio reports the click in pixels of the displayed image.
     x, y = user.to_original(float(evt.index[0]), float(evt.index[1]))
-    message = user.click(frame, x, y, mode or "positive")
+    if target and target != "objects":
+        message = user.behaviour.click(target, x, y, zone_name or "", float(centre_fraction))
+    else:
+        message = user.click(frame, x, y, mode or "positive")
     return view(ctx, user, frame, message)
 
 

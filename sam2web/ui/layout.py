@@ -19,6 +19,7 @@ from ..model import MODELS, get_spec
 from ..settings import Settings
 from .user import PROMPT_MODES, UserSession
 from .views import NO_VIDEO, model_line, quality_label
+from .zones_panel import ZonesPanel, build_zones_panel
 
 MODE_LABELS = {
     "positive": "Positive point (this is the object)",
@@ -119,6 +120,7 @@ class Page:
     api_positive: gr.Checkbox
     api_btn: gr.Button
     info: gr.JSON  # the uploaded video's facts, for API clients
+    zones: ZonesPanel  # zones, ruler, pairs, heatmaps, label stacks (.zones_panel)
 
 
 def user_factory(engine: Engine) -> Callable[[], UserSession]:
@@ -154,6 +156,7 @@ def build_layout(engine: Engine) -> Page:
     parts.update(_track_section(engine))
     parts.update(_results_section())
     parts.update(_measurements_section())
+    parts["zones"] = build_zones_panel()
     parts.update(_project_section())
     parts.update(_api_inputs())
     gr.Markdown(f"<small>sam2web {__version__}</small>")

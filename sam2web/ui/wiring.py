@@ -24,6 +24,7 @@ from . import handlers as h
 from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths
 from .handlers import Context
 from .layout import Page, build_layout
+from .zones_handlers import wire_zones
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,11 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             registry=SessionRegistry(idle_ttl_s=settings.session_ttl_s),
             guard=demo.upload_guard,
         )
-        _wire_video(ctx)
+        clicked = _wire_video(ctx)
         _wire_objects(ctx)
-        _wire_tracking(ctx)
-        _wire_project_and_model(ctx)
+        results_events = _wire_tracking(ctx)
+        loaded = _wire_project_and_model(ctx)
+        wire_zones(ctx, results_events, loaded, clicked)
         demo.unload(ctx.registry.close)
         demo.load(h.bind(h.show_model, ctx), None, [page.model_status], api_visibility="private")
         demo.sam2web_registry = ctx.registry  # for tests and housekeeping
@@ -77,7 +79,8 @@ def _frame_outputs(page: Page) -> list:
     return [page.frame_view, page.status, page.active]
 
 
-def _wire_video(ctx: Context) -> None:
+def _wire_video(ctx: Context):
+    """Returns the event of a click on the frame."""
     p = ctx.page
     p.upload.upload(
         h.bind(h.upload, ctx),
@@ -106,9 +109,10 @@ def _wire_video(ctx: Context) -> None:
         api_visibility="private",
         concurrency_limit=None,
     )
-    p.frame_view.select(
+    drawing = [p.zones.target, p.zones.zone_name, p.zones.centre_fraction]
+    return p.frame_view.select(
         h.bind(h.click_frame, ctx),
-        [p.state, p.frame_slider, p.mode],
+        [p.state, p.frame_slider, p.mode, *drawing],
         _frame_outputs(p),
         api_visibility="private",
         **PROMPT,
@@ -174,17 +178,19 @@ def _wire_objects(ctx: Context) -> None:
     )
 
 
-def _wire_tracking(ctx: Context) -> None:
+def _wire_tracking(ctx: Context) -> list:
+    """Returns the events that write results (tracking, exports)."""
     p = ctx.page
     look = [p.opacity, p.contours, p.labels, p.trails, p.pixels_per_unit, p.unit, p.fps]
     results = [p.video, p.files, p.gallery, p.summary, p.events, p.trajectories, p.confidence]
-    p.track_btn.click(
+    tracked = p.track_btn.click(
         h.bind(h.track, ctx),
         [p.state, p.direction, p.start_frame, p.end_frame, p.frame_slider, *look],
         [*_frame_outputs(p), p.frame_slider, *results],
         api_name="propagate",
         **RUNS,
     )
+    events = [tracked]
     p.cancel_btn.click(
         h.bind(h.cancel, ctx),
         [p.state],
@@ -195,13 +201,14 @@ def _wire_tracking(ctx: Context) -> None:
     )
     export = h.bind(h.export, ctx)
     for button, api_name in ((p.rerender_btn, "export"), (p.measure_btn, "measure")):
-        button.click(
+        exported = button.click(
             export,
             [p.state, p.frame_slider, *look],
             [p.frame_view, *results],
             api_name=api_name,
             **FILES,
         )
+        events.append(exported)
     p.events.input(
         h.bind(h.open_event, ctx),
         [p.state, p.events],
@@ -223,9 +230,11 @@ def _wire_tracking(ctx: Context) -> None:
         api_name="compare_quality",
         **RUNS,
     )
+    return events
 
 
-def _wire_project_and_model(ctx: Context) -> None:
+def _wire_project_and_model(ctx: Context):
+    """Returns the event of a project loaded."""
     p = ctx.page
     p.save_project_btn.click(
         h.bind(h.save_project, ctx),
@@ -234,7 +243,7 @@ def _wire_project_and_model(ctx: Context) -> None:
         api_name="save_project",
         **FILES,
     )
-    p.project_in.upload(
+    loaded = p.project_in.upload(
         h.bind(h.load_project, ctx),
         [p.state, p.project_in, p.frame_slider],
         [*_frame_outputs(p), p.pixels_per_unit, p.fps],
@@ -256,6 +265,7 @@ def _wire_project_and_model(ctx: Context) -> None:
         api_name="set_quality",
         **RUNS,
     )
+    return loaded
 
 
 def launch(engine: Engine | None = None, **kwargs) -> None:
