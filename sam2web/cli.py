@@ -42,8 +42,8 @@ from .batch import (
     sam2_progress_hidden,
     write_summary,
 )
-from .cluster import INSTALL_HINT, ray_installed
 from .behaviour import ExtraOutputs
+from .cluster import INSTALL_HINT, ray_installed
 from .engine import Engine
 from .errors import UserError
 from .model import MODELS, get_spec
