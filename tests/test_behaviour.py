@@ -232,7 +232,7 @@ def test_the_cli_writes_the_zone_table_of_a_project_with_zones(
     out = tmp_path / "out"
     args = ["track", str(tmp_path / "discs.zip"), "--project", str(project), "--out", str(out)]
     assert cli.main([*args, "--no-video", "--fps", "10", "--label-stacks"]) == 0
-    (folder,) = out.iterdir()
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]  # beside batch_summary.csv
     assert {"zones.csv", "labels.tif", "labels_ctc.zip", "heatmap_object1.png"} <= {
         p.name for p in folder.iterdir()
     }
