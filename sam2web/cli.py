@@ -53,7 +53,8 @@ example:
     {PROJECT_FILENAME} (the project as replayed on that video)
 
   Every video must have the project video's frame count and frame size; the clicks are
-  replayed at the same frames and pixel positions. The model, processing resolution and
+  replayed at the same frames and pixel positions, and so are mask prompts, identity
+  fixes (swaps, merges) and gap filling. The model, processing resolution and
   corrections mode default to the project's (SAM2WEB_* variables and the options below
   override them). Other settings come from SAM2WEB_* environment variables as for the web
   app, e.g. SAM2WEB_CHECKPOINT, SAM2WEB_OFFLINE, SAM2WEB_DATA_DIR.
@@ -88,6 +89,30 @@ def _positive(text: str) -> float:
     if not (value > 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
     return value
+
+
+def _frames(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of frames") from None
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError("give 0 to 1000 frames")
+    return value
+
+
+def _channel(text: str | None) -> int | str | None:
+    """A --channel value: a number is a channel index, anything else a name."""
+    if text is None:
+        return None
+    return int(text) if text.isdigit() else text
+
+
+def _stack_choice(args: argparse.Namespace) -> tuple[int | str | None, str | None] | None:
+    """--channel and --axis as ingest takes them; None when neither is given."""
+    if args.channel is None and args.axis is None:
+        return None
+    return _channel(args.channel), args.axis
 
 
 def _port(text: str) -> int:
@@ -141,6 +166,33 @@ def _add_model_options(parser: argparse.ArgumentParser, defaults_from_project: b
         choices=("auto", "cpu", "cuda", "mps"),
         help="where the model runs (default: SAM2WEB_DEVICE, else auto: CUDA, "
         "then Apple MPS, then CPU)",
+    )
+
+
+def _add_correction_options(track: argparse.ArgumentParser) -> None:
+    """The options about what is tracked: the stack choice of a microscopy TIFF and gap
+    filling."""
+    stack = track.add_argument_group(
+        "microscopy TIFF", "Default: the channel and axis saved in the project."
+    )
+    stack.add_argument(
+        "--channel",
+        metavar="C",
+        help="channel of a multi-channel TIFF to track: its number from 0, its name, or "
+        "'composite' (all channels blended)",
+    )
+    stack.add_argument(
+        "--axis",
+        choices=("T", "Z"),
+        help="axis of a TIFF volume whose positions become frames",
+    )
+    track.add_argument(
+        "--fill-gaps",
+        type=_frames,
+        metavar="N",
+        help="bridge absences of at most N frames in the per-frame CSV by linear "
+        "interpolation of the centroid, marked in an 'interpolated' column "
+        "(0: off; default: the project's setting)",
     )
 
 
@@ -198,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of the file's own (image sequences default to 1); "
         "frames are never dropped or repeated",
     )
+    _add_correction_options(track)
     cal = track.add_argument_group("calibration", "Default: the calibration saved in the project.")
     cal.add_argument(
         "--pixels-per-unit",
@@ -354,8 +407,13 @@ def track_video(
     video_out: bool = True,
     fps: float | None = None,
     label: str | None = None,
+    stack_choice: tuple[int | str | None, str | None] | None = None,
+    fill_gaps: int | None = None,
 ) -> list[str]:
     """Replay ``project`` on one video and write every export into ``folder``.
+
+    ``stack_choice`` is the (channel, axis) a microscopy TIFF is read with (default: the
+    project's); ``fill_gaps`` replaces the project's gap filling (None: keep it).
 
     Returns notes (e.g. another model than the project's). Raises UserError subclasses
     with one sentence when the video cannot be used. The session's workspace is always
@@ -365,10 +423,20 @@ def track_video(
     user = UserSession(engine)
     bar = _Bar(label or video.name)
     try:
-        user.upload(video, source_name=video.name, fps=fps, progress=bar.phase("decode"))
+        channel, axis = stack_choice or (project.source.channel, project.source.axis)
+        user.upload(
+            video,
+            source_name=video.name,
+            fps=fps,
+            progress=bar.phase("decode"),
+            channel=channel,
+            axis=axis,
+        )
         notes = user.apply_project(
             project, progress=bar.phase("track", unit="step"), strict_source=False
         )
+        if fill_gaps is not None:
+            user.fill_gaps(fill_gaps)
         exports = user.export(video=video_out, progress=bar.phase("video") if video_out else None)
         science = user.export_science(calibration)
         project_file = user.save_project(calibration)
@@ -443,6 +511,8 @@ def run_track(args: argparse.Namespace) -> int:
                     video_out=not args.no_video,
                     fps=args.fps,
                     label=f"[{n}/{count}] {video.name}",
+                    stack_choice=_stack_choice(args),
+                    fill_gaps=args.fill_gaps,
                 )
             except UserError as err:
                 failed += 1

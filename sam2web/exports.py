@@ -36,6 +36,7 @@ from .analysis import (
     summarize,
 )
 from .fileio import write_bytes_atomic
+from .identity import fill_gaps
 from .maskstore import MaskStore, label_image
 from .render import LiveOverlayVideo, OverlayStyle, render_overlay_video
 from .results import CSV_COLUMNS, MeasurementSink, Results, walk
@@ -78,8 +79,11 @@ def _int(value) -> str:
     return "" if value is None else str(int(value))
 
 
-def write_csv(rows: Iterable[Measurement], path: Path) -> Path:
-    """Write measurements as UTF-8 CSV with the columns of :data:`CSV_COLUMNS`.
+def write_csv(
+    rows: Iterable[Measurement], path: Path, interpolated: list[bool] | None = None
+) -> Path:
+    """Write measurements as UTF-8 CSV with the columns of :data:`CSV_COLUMNS`, and a last
+    column ``interpolated`` (1 or 0 per row) when ``interpolated`` is given.
 
     Empty cells stand for "no value" (absent object, unknown score). ``present`` is 1 or 0;
     time_s has 6 decimals, centroids 3, scores 4. Object names pass through
@@ -87,8 +91,9 @@ def write_csv(rows: Iterable[Measurement], path: Path) -> Path:
     """
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for r in rows:
+    writer.writerow(CSV_COLUMNS if interpolated is None else (*CSV_COLUMNS, "interpolated"))
+    for i, r in enumerate(rows):
+        extra = [] if interpolated is None else [1 if interpolated[i] else 0]
         writer.writerow(
             [
                 r.frame,
@@ -104,6 +109,7 @@ def write_csv(rows: Iterable[Measurement], path: Path) -> Path:
                 _int(r.bbox_y),
                 _int(r.bbox_w),
                 _int(r.bbox_h),
+                *extra,
             ]
         )
     return write_bytes_atomic(Path(path), buf.getvalue().encode("utf-8"))
@@ -547,14 +553,25 @@ class ExportRun:
 
 
 def write_row_files(
-    results: Results, calibration: Calibration, first_frame: np.ndarray, out_dir: Path
+    results: Results,
+    calibration: Calibration,
+    first_frame: np.ndarray,
+    out_dir: Path,
+    max_gap: int = 0,
 ) -> dict[str, Path]:
     """Write the files derived from the measurements alone (:data:`ROW_FILES`): the
     per-frame CSV, the calibrated CSV, the per-object summary and the trajectory and
-    confidence plots. Returns {key: path}; the masks are not read."""
+    confidence plots. Returns {key: path}; the masks are not read. With ``max_gap`` > 0
+    the per-frame CSV bridges absences of up to that many frames
+    (:func:`sam2web.identity.fill_gaps`) and marks those rows in an ``interpolated``
+    column; the other files keep the tracked rows."""
     out = {key: Path(out_dir) / FILES[key] for key in ROW_FILES}
     rows, objects = results.rows, results.objects
-    write_csv(rows, out["csv"])
+    if max_gap > 0:
+        filled, flags = fill_gaps(rows, max_gap)
+        write_csv(filled, out["csv"], interpolated=flags)
+    else:
+        write_csv(rows, out["csv"])
     write_calibrated_csv(rows, calibration, out["calibrated"])
     write_summary_csv(summarize(rows, objects, calibration), out["summary"])
     plot_trajectories(first_frame, rows, objects, out["trajectories"])
@@ -717,15 +734,21 @@ class SessionResults:
         return self.results
 
     def row_files(
-        self, calibration: Calibration, first_frame: Callable[[], np.ndarray], out_dir: Path
+        self,
+        calibration: Calibration,
+        first_frame: Callable[[], np.ndarray],
+        out_dir: Path,
+        max_gap: int = 0,
     ) -> dict[str, Path]:
-        """The files of :func:`write_row_files` for the current results and
-        ``calibration``, written only when they were not yet (``first_frame()`` gives the
+        """The files of :func:`write_row_files` for the current results, ``calibration``
+        and ``max_gap``, written only when they were not yet (``first_frame()`` gives the
         frame the trajectory plot is drawn on)."""
         assert self.results is not None, "no results yet"
-        key = (id(self.results), calibration)
+        key = (id(self.results), calibration, max_gap)
         if key != self._row_key or not all(p.is_file() for p in self._row_files.values()):
-            self._row_files = write_row_files(self.results, calibration, first_frame(), out_dir)
+            self._row_files = write_row_files(
+                self.results, calibration, first_frame(), out_dir, max_gap
+            )
             self._row_key = key
         return dict(self._row_files)
 

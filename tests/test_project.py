@@ -261,7 +261,7 @@ def _mutations():
         data["history"][i] = {**data["history"][i], **changes}
 
     yield "wrong format", lambda d: d.update(format="something-else"), "not a sam2web project"
-    yield "newer version", lambda d: d.update(version=2), "newer sam2web"
+    yield "newer version", lambda d: d.update(version=3), "newer sam2web"
     yield "bad version", lambda d: d.update(version="1"), "format version"
     yield "no history", lambda d: d.pop("history"), "has no 'history'"
     yield "no source", lambda d: d.pop("source"), "has no 'source'"

@@ -21,6 +21,7 @@ import gradio as gr
 
 from ..engine import Engine, Housekeeping
 from . import handlers as h
+from . import masks_events
 from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths
 from .handlers import Context
 from .layout import Page, build_layout
@@ -57,7 +58,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             registry=SessionRegistry(idle_ttl_s=settings.session_ttl_s),
             guard=demo.upload_guard,
         )
-        _wire_video(ctx)
+        uploaded = _wire_video(ctx)
+        masks_events.wire(ctx, uploaded)
         _wire_objects(ctx)
         _wire_tracking(ctx)
         _wire_project_and_model(ctx)
@@ -77,9 +79,10 @@ def _frame_outputs(page: Page) -> list:
     return [page.frame_view, page.status, page.active]
 
 
-def _wire_video(ctx: Context) -> None:
+def _wire_video(ctx: Context):
+    """Wire the upload and the frame controls; returns the upload's event."""
     p = ctx.page
-    p.upload.upload(
+    uploaded = p.upload.upload(
         h.bind(h.upload, ctx),
         [p.state, p.upload],
         [
@@ -113,6 +116,7 @@ def _wire_video(ctx: Context) -> None:
         api_visibility="private",
         **PROMPT,
     )
+    return uploaded
 
 
 def _wire_objects(ctx: Context) -> None:
