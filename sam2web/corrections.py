@@ -3,10 +3,11 @@
 What the page, the API and the CLI do with masks instead of clicks, on a
 :class:`~sam2web.tracking.TrackingSession`:
 
-* :func:`start_from_labels`: every label of a label image (:mod:`sam2web.labels`) becomes an
-  object, named after its label, prompted with its mask on one frame (SAM 2's mask prompt,
-  recorded as :class:`~sam2web.history.AddMask`). The image is read and checked in full
-  before anything changes, so a refused image changes nothing.
+* :func:`read_labels` and :func:`start_from_labels`: every label of a label image
+  (:mod:`sam2web.labels`) becomes an object, named after its label, prompted with its mask
+  on one frame (SAM 2's mask prompt, recorded as :class:`~sam2web.history.AddMask`). The
+  image is read and checked in full before anything changes, so a refused image changes
+  nothing.
 * :func:`brush_mask`: the layer a user painted on (brush adds, eraser removes) as a mask of
   the original frame size, ready for :meth:`TrackingSession.add_mask`.
 * :func:`fix_action`: the history action of a swap or merge from a frame on, checked.
@@ -25,29 +26,34 @@ from .errors import PromptError
 from .history import MergeObjects, SwapObjects
 from .labels import read_label_image
 from .tracking import TrackingSession, check_frame
-from .types import TrackedObject
+from .types import TrackedObject, VideoInfo
 
 FIX_KINDS = ("swap", "merge")
 
 
-def start_from_labels(
-    tracking: TrackingSession,
+def read_labels(
+    info: VideoInfo,
     source: bytes | Path,
     frame_idx: int,
     *,
     max_labels: int,
     name: str | None = None,
-) -> list[TrackedObject]:
-    """Add one object per label of ``source`` (a label image's bytes or a server-side
-    path), each prompted with its mask on ``frame_idx``; returns the new objects in label
-    order. Raises a one-sentence UserError (and changes nothing) for a frame the video
+) -> dict[int, np.ndarray]:
+    """{label: mask} of a label image (its bytes or a server-side path) for ``frame_idx``
+    of the video ``info`` describes. Raises a one-sentence UserError for a frame the video
     lacks, an unreadable image, one of another size, with no label or with more than
-    ``max_labels``."""
-    check_frame(tracking.info, frame_idx)
-    info = tracking.info
-    labels = read_label_image(
+    ``max_labels``; nothing else happens, so a refused image changes nothing."""
+    check_frame(info, frame_idx)
+    return read_label_image(
         source, size=(info.width, info.height), max_labels=max_labels, name=name
     )
+
+
+def start_from_labels(
+    tracking: TrackingSession, labels: dict[int, np.ndarray], frame_idx: int
+) -> list[TrackedObject]:
+    """Add one object per label (named after it), each prompted with its mask on
+    ``frame_idx`` (see :func:`read_labels`); returns the new objects in label order."""
     added = []
     for label, mask in labels.items():
         obj = tracking.add_object(f"label {label}")

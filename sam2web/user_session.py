@@ -607,13 +607,12 @@ class MasksAndFixes:
         ``frame_idx`` (see :func:`sam2web.corrections.start_from_labels`)."""
         self.touch()
         frame_idx = self.check_frame(frame_idx)
+        labels = corrections.read_labels(
+            self.info, source, frame_idx, max_labels=self.engine.settings.max_labels, name=name
+        )
         tracking = self.ensure_tracking()
-        limit = self.engine.settings.max_labels
         added = self.on_model(
-            tracking,
-            lambda: corrections.start_from_labels(
-                tracking, source, frame_idx, max_labels=limit, name=name
-            ),
+            tracking, lambda: corrections.start_from_labels(tracking, labels, frame_idx)
         )
         self.pending_corner = None
         self.active_object = added[-1].obj_id
