@@ -38,6 +38,13 @@ x0, y0, x1, y1}; ``undo`` {frame, obj}; ``clear`` {frame, obj}; ``propagate`` {p
 order of ``add_object`` steps (removed ids are not reused). ``model.bf16`` and
 ``model.device`` say how the model actually ran (bfloat16 autocast on or off, "cpu",
 "cuda" or "mps"); ``checkpoint_identity`` is :func:`sam2web.model.checkpoint_identity`.
+
+Version 2 adds, and a file is written as version 2 only when it uses one of them: the
+operations ``mask`` {frame, obj, rle} (a mask prompt; ``rle`` is the ``counts`` string of a
+compressed COCO run-length encoding of the frame's size, checked here before any decoder
+sees it), ``swap`` {a, b, frame}, ``merge`` {target, source, frame}, ``undo_fix`` {} and
+``fill_gaps`` {frames}; and ``source.channel`` / ``source.axis``, the choice a
+multi-channel or volume TIFF was opened with. Version 1 files load unchanged.
 """
 
 from __future__ import annotations
