@@ -50,6 +50,7 @@ multi-channel or volume TIFF was opened with. Version 1 files load unchanged.
 from __future__ import annotations
 
 import hashlib
+import html
 import importlib.metadata
 import json
 import logging
@@ -689,6 +690,20 @@ def check_source(project: Project, info, sha256: str | None, strict: bool = True
             f"{info.fps:g}; time stamps follow this video."
         )
     return notes
+
+
+def stack_notes(project: Project, stack_choice: tuple) -> list[str]:
+    """A note when the loaded file was opened with another channel or axis than the
+    project's (the replay still runs: the frames have the project's count and size)."""
+    saved = (project.source.channel, project.source.axis)
+    if saved == (None, None) or tuple(stack_choice) == saved:
+        return []
+    channel = "the file's own" if saved[0] is None else str(saved[0])
+    axis = "the file's own" if saved[1] is None else saved[1]
+    return [
+        f"The project was made on channel {html.escape(channel)} along axis {axis}; the "
+        "loaded file was opened otherwise, so its clicks land on other pixels."
+    ]
 
 
 def _clip(frames: int, width: int, height: int) -> str:

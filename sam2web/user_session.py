@@ -49,6 +49,7 @@ from .project import (
     load_project,
     model_notes,
     save_project,
+    stack_notes,
 )
 from .render import OverlayStyle
 from .results import Results
@@ -935,6 +936,7 @@ class UserSession(MasksAndFixes, VideoSession):
         self._quality_of(project)
         tracking = self.ensure_tracking()
         notes += model_notes(project, self._model_record())
+        notes += stack_notes(project, self.stack_choice)
         self.reset()
         try:
             replay_project(tracking, project, progress, apply=self.replay_on_model)

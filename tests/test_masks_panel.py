@@ -157,3 +157,30 @@ def test_project_with_a_stack_choice_replays_on_the_command_line(engine, tmp_pat
     assert project.source.channel == 0
     track_video(engine, src, project, Calibration(), tmp_path / "out", video_out=False)
     assert (tmp_path / "out" / "sam2web_tracks.csv").read_bytes() == csv_bytes
+    # --fill-gaps adds the marked column (nothing is lost in two frames, so all 0).
+    track_video(
+        engine, src, project, Calibration(), tmp_path / "gaps", video_out=False, fill_gaps=1
+    )
+    filled = (tmp_path / "gaps" / "sam2web_tracks.csv").read_text().splitlines()
+    assert [line.rsplit(",", 1)[0] for line in filled] == csv_bytes.decode().splitlines()
+    assert [line.rsplit(",", 1)[1] for line in filled] == ["interpolated", "0", "0"]
+    # Opened with another channel, the replay says so.
+    other = UserSession(engine)
+    try:
+        other.upload(src, source_name="cells.tif", channel=1)
+        notes = other.apply_project(project)
+        assert any("made on channel 0" in n for n in notes)
+    finally:
+        other.close()
+
+
+def test_the_command_line_takes_a_channel_an_axis_and_gap_filling():
+    from sam2web.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["track", "a.tif", "--project", "p.json", "--out", "o"]
+        + ["--channel", "1", "--axis", "Z", "--fill-gaps", "2"]
+    )
+    assert (args.channel, args.axis, args.fill_gaps) == ("1", "Z", 2)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["track", "a.tif", "--project", "p", "--out", "o", "--axis", "Q"])
