@@ -115,8 +115,14 @@ def write_csv(
     return write_bytes_atomic(Path(path), buf.getvalue().encode("utf-8"))
 
 
-def write_calibrated_csv(rows: Iterable[Measurement], cal: Calibration, path: Path) -> Path:
-    """Write :func:`calibrated_rows` as UTF-8 CSV (header = :func:`calibrated_columns`).
+def write_calibrated_csv(
+    rows: Iterable[Measurement],
+    cal: Calibration,
+    path: Path,
+    interpolated: list[bool] | None = None,
+) -> Path:
+    """Write :func:`calibrated_rows` as UTF-8 CSV (header = :func:`calibrated_columns`,
+    and ``interpolated`` last when given, as in :func:`write_csv`).
 
     Empty cells mean "no value"; ``present`` is 1/0; pixel columns use the formatting of
     :func:`sam2web.exports.write_csv`; calibrated columns keep 8 significant digits.
@@ -125,8 +131,8 @@ def write_calibrated_csv(rows: Iterable[Measurement], cal: Calibration, path: Pa
     pixel_digits = {"time_s": 6, "score": 4, "centroid_x": 3, "centroid_y": 3}
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in calibrated_rows(rows, cal):
+    writer.writerow(columns if interpolated is None else [*columns, "interpolated"])
+    for i, row in enumerate(calibrated_rows(rows, cal)):
         cells = []
         for name in columns:
             value = row[name]
@@ -140,6 +146,8 @@ def write_calibrated_csv(rows: Iterable[Measurement], cal: Calibration, path: Pa
                 cells.append("" if value is None else str(int(value)))
             else:
                 cells.append(_general(value))
+        if interpolated is not None:
+            cells.append(1 if interpolated[i] else 0)
         writer.writerow(cells)
     return write_bytes_atomic(Path(path), buf.getvalue().encode("utf-8"))
 
@@ -562,17 +570,18 @@ def write_row_files(
     """Write the files derived from the measurements alone (:data:`ROW_FILES`): the
     per-frame CSV, the calibrated CSV, the per-object summary and the trajectory and
     confidence plots. Returns {key: path}; the masks are not read. With ``max_gap`` > 0
-    the per-frame CSV bridges absences of up to that many frames
-    (:func:`sam2web.identity.fill_gaps`) and marks those rows in an ``interpolated``
-    column; the other files keep the tracked rows."""
+    the per-frame CSVs (pixels and calibrated) bridge absences of up to that many frames
+    (:func:`sam2web.identity.fill_gaps`) and mark those rows in an ``interpolated``
+    column; the summary and plots keep the tracked rows."""
     out = {key: Path(out_dir) / FILES[key] for key in ROW_FILES}
     rows, objects = results.rows, results.objects
     if max_gap > 0:
         filled, flags = fill_gaps(rows, max_gap)
         write_csv(filled, out["csv"], interpolated=flags)
+        write_calibrated_csv(filled, calibration, out["calibrated"], interpolated=flags)
     else:
         write_csv(rows, out["csv"])
-    write_calibrated_csv(rows, calibration, out["calibrated"])
+        write_calibrated_csv(rows, calibration, out["calibrated"])
     write_summary_csv(summarize(rows, objects, calibration), out["summary"])
     plot_trajectories(first_frame, rows, objects, out["trajectories"])
     plot_confidence(rows, objects, out["confidence"])

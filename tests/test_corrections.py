@@ -295,8 +295,14 @@ def test_gap_filling_interpolates_a_linear_path_and_marks_the_rows(tmp_path):
         assert rows[f]["present"] == "1" and rows[f]["area_px"] == rows[f]["score"] == ""
     for f in (7, 8, 9):  # longer than 2 frames: left alone
         assert rows[f]["present"] == "0" and rows[f]["centroid_x"] == ""
+    cal = Calibration(pixels_per_unit=2.0, unit="mm")
+    out = write_row_files(results, cal, first, tmp_path / "mm", max_gap=2)
+    rows = list(csv.DictReader(io.StringIO(out["calibrated"].read_text())))
+    assert [int(r["interpolated"]) for r in rows] == [int(f in (3, 4)) for f in range(12)]
+    assert float(rows[4]["centroid_x_mm"]) == (10.0 + 3.0 * 4) / 2
     plain = write_row_files(results, Calibration(), first, tmp_path / "plain")
     assert "interpolated" not in plain["csv"].read_text().splitlines()[0]
+    assert "interpolated" not in plain["calibrated"].read_text().splitlines()[0]
 
 
 # ---------------------------------------------------------------------- mask prompts
