@@ -190,7 +190,7 @@ def _add_correction_options(track: argparse.ArgumentParser) -> None:
         "--fill-gaps",
         type=_frames,
         metavar="N",
-        help="bridge absences of at most N frames in the per-frame CSV by linear "
+        help="bridge absences of at most N frames in the per-frame CSVs by linear "
         "interpolation of the centroid, marked in an 'interpolated' column "
         "(0: off; default: the project's setting)",
     )

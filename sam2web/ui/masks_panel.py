@@ -104,7 +104,7 @@ def _labels_and_brush() -> dict:
         transforms=(),
         brush=gr.Brush(colors=["#ff3030"], color_mode="fixed", default_size=12),
         eraser=gr.Eraser(default_size=12),
-        layers=False,
+        layers=gr.LayerOptions(allow_additional_layers=False),  # one layer: the mask
         elem_id="brush",
     )
     with gr.Row():
