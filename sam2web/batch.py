@@ -24,10 +24,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .errors import UserError
 from .exports import safe_cell
 from .fileio import atomic_output
-from .history import AddClick, ClearFrame, Pass, Propagate, SetBox, Undo
+from .history import (
+    AddClick,
+    AddMask,
+    ClearFrame,
+    Pass,
+    Propagate,
+    SetBox,
+    Undo,
+    decode_mask,
+    encode_mask,
+)
 from .project import Project, ProjectError, ProjectSource
 from .tracking import DIRECTIONS
 from .types import TrackedObject, VideoInfo
@@ -39,7 +51,7 @@ DEFAULT_DIRECTION = "both"
 # (a codec rounds odd sizes to even ones, e.g. 333x201 -> 666x402 or 332x200).
 ASPECT_TOLERANCE = 0.01
 
-_FRAMED = (AddClick, SetBox, Undo, ClearFrame)
+_FRAMED = (AddClick, SetBox, AddMask, Undo, ClearFrame)
 
 
 @dataclass(frozen=True)
@@ -150,7 +162,7 @@ def fit_project(
     if not same_size:
         notes.append(
             f"Its frames are {info.width}x{info.height} pixels, the project's "
-            f"{src.width}x{src.height}; the clicks and boxes are scaled by {sx:.4g}."
+            f"{src.width}x{src.height}; the clicks, boxes and mask prompts are scaled by {sx:.4g}."
         )
     elif src.sha256 and sha256 and src.sha256 != sha256:
         notes.append(
@@ -164,14 +176,12 @@ def fit_project(
         )
     history = [_fit_action(a, src, info, sx, sy) for a in project.history]
     has_run = any(isinstance(a, Propagate) for a in history)
-    source = ProjectSource(
-        name=src.name,
+    source = dataclasses.replace(
+        src,
         sha256=None,  # this video's identity is recorded when its own project is saved
         num_frames=info.num_frames,
         width=info.width,
         height=info.height,
-        fps=src.fps,
-        kind=src.kind,
     )
     fitted = dataclasses.replace(project, source=source, history=history)
     return VideoPlan(fitted, notes, None if has_run else direction)
@@ -213,11 +223,23 @@ def _fit_action(action, src: ProjectSource, info: VideoInfo, sx: float, sy: floa
             x1=_fit(action.x1, sx, info.width),
             y1=_fit(action.y1, sy, info.height),
         )
+    if isinstance(action, AddMask) and (info.width, info.height) != (src.width, src.height):
+        mask = decode_mask(action.rle, src.height, src.width)
+        return dataclasses.replace(action, rle=encode_mask(_resize_nearest(mask, info)))
     if isinstance(action, Propagate):
         return Propagate(
             tuple(_fit_pass(p, src.num_frames, info.num_frames) for p in action.passes)
         )
     return action
+
+
+def _resize_nearest(mask: np.ndarray, info: VideoInfo) -> np.ndarray:
+    """A mask scaled to the video's frame size, each pixel taking its nearest source
+    pixel (a mask is never blurred into values between 0 and 1)."""
+    h, w = mask.shape
+    rows = np.minimum(((np.arange(info.height) + 0.5) * h / info.height).astype(int), h - 1)
+    cols = np.minimum(((np.arange(info.width) + 0.5) * w / info.width).astype(int), w - 1)
+    return mask[rows[:, None], cols[None, :]]
 
 
 def _fit(value: float, scale: float, size: int) -> float:

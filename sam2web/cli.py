@@ -132,6 +132,30 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _frames(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of frames") from None
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError("give 0 to 1000 frames")
+    return value
+
+
+def _channel(text: str | None) -> int | str | None:
+    """A --channel value: a number is a channel index, anything else a name."""
+    if text is None:
+        return None
+    return int(text) if text.isdigit() else text
+
+
+def _stack_choice(args: argparse.Namespace) -> tuple[int | str | None, str | None] | None:
+    """--channel and --axis as ingest takes them; None when neither is given."""
+    if args.channel is None and args.axis is None:
+        return None
+    return _channel(args.channel), args.axis
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -277,6 +301,33 @@ def _add_extra_options(track: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_correction_options(track: argparse.ArgumentParser) -> None:
+    """The options about what is tracked: the stack choice of a microscopy TIFF and gap
+    filling."""
+    stack = track.add_argument_group(
+        "microscopy TIFF", "Default: the channel and axis saved in the project."
+    )
+    stack.add_argument(
+        "--channel",
+        metavar="C",
+        help="channel of a multi-channel TIFF to track: its number from 0, its name, or "
+        "'composite' (all channels blended)",
+    )
+    stack.add_argument(
+        "--axis",
+        choices=("T", "Z"),
+        help="axis of a TIFF volume whose positions become frames",
+    )
+    track.add_argument(
+        "--fill-gaps",
+        type=_frames,
+        metavar="N",
+        help="bridge absences of at most N frames in the per-frame CSVs by linear "
+        "interpolation of the centroid, marked in an 'interpolated' column "
+        "(0: off; default: the project's setting)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sam2web",
@@ -339,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how to track a project saved before any tracking run, from its first "
         f"prompted frame (default: {DEFAULT_DIRECTION}); a recorded run is replayed as it was",
     )
+    _add_correction_options(track)
     _add_ray_options(track)
     _add_calibration_options(track)
     _add_extra_options(track)
@@ -472,6 +524,8 @@ def track_video(
     source_name: str | None = None,
     bar=None,
     extras: ExtraOutputs | None = None,
+    stack_choice: tuple[int | str | None, str | None] | None = None,
+    fill_gaps: int | None = None,
 ) -> Tracked:
     """Replay ``project`` on one video and write every export into ``folder``: the one
     per-video step, the same here and on a cluster's workers.
@@ -480,20 +534,32 @@ def track_video(
     length, prompts scaled to its size); a project without a tracking run is tracked in
     ``direction``. ``source_name`` is the name the results record (default: the file's);
     ``bar`` takes the progress (``phase(name, unit)`` and ``close(keep)``, default a tqdm
-    bar labelled ``label``). Raises UserError subclasses with one sentence when the video
+    bar labelled ``label``). ``stack_choice`` is the (channel, axis) a microscopy TIFF is
+    read with (default: the project's); ``fill_gaps`` replaces the project's gap filling
+    (None: keep it). Raises UserError subclasses with one sentence when the video
     cannot be used. The session's workspace is always removed."""
     check_video_file(video)
     name = source_name or video.name
     user = UserSession(engine)
     bar = bar or _Bar(label or name)
     try:
-        user.upload(video, source_name=name, fps=fps, progress=bar.phase("decode"))
+        channel, axis = stack_choice or (project.source.channel, project.source.axis)
+        user.upload(
+            video,
+            source_name=name,
+            fps=fps,
+            progress=bar.phase("decode"),
+            channel=channel,
+            axis=axis,
+        )
         plan = fit_project(project, user.info, user.source_sha256, direction)
         notes = plan.notes + user.apply_project(
             plan.project, progress=bar.phase("track", unit="step"), strict_source=False
         )
         if plan.direction is not None:
             notes.append(_track_unrecorded(user, plan.direction, bar.phase("run")))
+        if fill_gaps is not None:
+            user.fill_gaps(fill_gaps)
         exports = user.export(video=video_out, progress=bar.phase("video") if video_out else None)
         science = user.export_science(calibration)
         extra_files = user.export_extras(extras or ExtraOutputs(), calibration)
@@ -592,6 +658,8 @@ def run_track(args: argparse.Namespace) -> int:
         fps=args.fps,
         direction=args.direction,
         extras=ExtraOutputs(args.behaviour, args.label_stacks, args.pair_distance),
+        stack_choice=_stack_choice(args),
+        fill_gaps=args.fill_gaps,
     )
     if args.ray is not None:
         records = _track_on_ray(args, settings, jobs, out, options)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .identity import fixed_view
 from .render import OverlayStyle, draw_overlay, draw_prompts, gallery_indices, recent_centroids
 from .tracking import TrackingSession
 from .types import VideoInfo
@@ -62,12 +63,13 @@ def render_frame(
     frame = read_rgb(frame_idx)
     objects = tracking.objects if tracking is not None else {}
     if tracking is not None:
-        result = tracking.store.read(int(frame_idx))
+        store = fixed_view(tracking.store, tracking.history)
+        result = store.read(int(frame_idx))
         if result is not None:
             masks = {k: v for k, v in result.masks.items() if k in objects}
             trails = None
             if style.trails > 0:
-                trails = recent_centroids(tracking.store, int(frame_idx), style.trails, objects)
+                trails = recent_centroids(store, int(frame_idx), style.trails, objects)
             frame = draw_overlay(frame, masks, objects, style, trails)
     if scale != 1.0:
         h, w = frame.shape[:2]

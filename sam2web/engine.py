@@ -182,8 +182,11 @@ class Engine:
         source_name: str | None = None,
         fps: float | None = None,
         progress: Progress | None = None,
+        channel: int | str | None = None,
+        axis: str | None = None,
     ) -> VideoInfo:
-        """Decode an upload into the workspace's frame folder (replacing any earlier one).
+        """Decode an upload into the workspace's frame folder (replacing any earlier one);
+        ``channel`` and ``axis`` as for :func:`sam2web.media.ingest`.
 
         Refused with StorageFullError when the session folders and the upload together
         would go beyond SAM2WEB_MAX_DISK_MB, or when the decoded frames do."""
@@ -199,6 +202,8 @@ class Engine:
             fps=fps,
             progress=progress,
             max_output_bytes=budget,
+            channel=channel,
+            axis=axis,
         )
 
     def disk_budget(self, upload: Path) -> int | None:

@@ -36,6 +36,7 @@ from .analysis import (
     summarize,
 )
 from .fileio import write_bytes_atomic
+from .identity import fill_gaps
 from .maskstore import MaskStore, label_image
 from .render import LiveOverlayVideo, OverlayStyle, render_overlay_video
 from .results import CSV_COLUMNS, MeasurementSink, Results, walk
@@ -78,8 +79,11 @@ def _int(value) -> str:
     return "" if value is None else str(int(value))
 
 
-def write_csv(rows: Iterable[Measurement], path: Path) -> Path:
-    """Write measurements as UTF-8 CSV with the columns of :data:`CSV_COLUMNS`.
+def write_csv(
+    rows: Iterable[Measurement], path: Path, interpolated: list[bool] | None = None
+) -> Path:
+    """Write measurements as UTF-8 CSV with the columns of :data:`CSV_COLUMNS`, and a last
+    column ``interpolated`` (1 or 0 per row) when ``interpolated`` is given.
 
     Empty cells stand for "no value" (absent object, unknown score). ``present`` is 1 or 0;
     time_s has 6 decimals, centroids 3, scores 4. Object names pass through
@@ -87,8 +91,9 @@ def write_csv(rows: Iterable[Measurement], path: Path) -> Path:
     """
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for r in rows:
+    writer.writerow(CSV_COLUMNS if interpolated is None else (*CSV_COLUMNS, "interpolated"))
+    for i, r in enumerate(rows):
+        extra = [] if interpolated is None else [1 if interpolated[i] else 0]
         writer.writerow(
             [
                 r.frame,
@@ -104,13 +109,20 @@ def write_csv(rows: Iterable[Measurement], path: Path) -> Path:
                 _int(r.bbox_y),
                 _int(r.bbox_w),
                 _int(r.bbox_h),
+                *extra,
             ]
         )
     return write_bytes_atomic(Path(path), buf.getvalue().encode("utf-8"))
 
 
-def write_calibrated_csv(rows: Iterable[Measurement], cal: Calibration, path: Path) -> Path:
-    """Write :func:`calibrated_rows` as UTF-8 CSV (header = :func:`calibrated_columns`).
+def write_calibrated_csv(
+    rows: Iterable[Measurement],
+    cal: Calibration,
+    path: Path,
+    interpolated: list[bool] | None = None,
+) -> Path:
+    """Write :func:`calibrated_rows` as UTF-8 CSV (header = :func:`calibrated_columns`,
+    and ``interpolated`` last when given, as in :func:`write_csv`).
 
     Empty cells mean "no value"; ``present`` is 1/0; pixel columns use the formatting of
     :func:`sam2web.exports.write_csv`; calibrated columns keep 8 significant digits.
@@ -119,8 +131,8 @@ def write_calibrated_csv(rows: Iterable[Measurement], cal: Calibration, path: Pa
     pixel_digits = {"time_s": 6, "score": 4, "centroid_x": 3, "centroid_y": 3}
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in calibrated_rows(rows, cal):
+    writer.writerow(columns if interpolated is None else [*columns, "interpolated"])
+    for i, row in enumerate(calibrated_rows(rows, cal)):
         cells = []
         for name in columns:
             value = row[name]
@@ -134,6 +146,8 @@ def write_calibrated_csv(rows: Iterable[Measurement], cal: Calibration, path: Pa
                 cells.append("" if value is None else str(int(value)))
             else:
                 cells.append(_general(value))
+        if interpolated is not None:
+            cells.append(1 if interpolated[i] else 0)
         writer.writerow(cells)
     return write_bytes_atomic(Path(path), buf.getvalue().encode("utf-8"))
 
@@ -547,15 +561,27 @@ class ExportRun:
 
 
 def write_row_files(
-    results: Results, calibration: Calibration, first_frame: np.ndarray, out_dir: Path
+    results: Results,
+    calibration: Calibration,
+    first_frame: np.ndarray,
+    out_dir: Path,
+    max_gap: int = 0,
 ) -> dict[str, Path]:
     """Write the files derived from the measurements alone (:data:`ROW_FILES`): the
     per-frame CSV, the calibrated CSV, the per-object summary and the trajectory and
-    confidence plots. Returns {key: path}; the masks are not read."""
+    confidence plots. Returns {key: path}; the masks are not read. With ``max_gap`` > 0
+    the per-frame CSVs (pixels and calibrated) bridge absences of up to that many frames
+    (:func:`sam2web.identity.fill_gaps`) and mark those rows in an ``interpolated``
+    column; the summary and plots keep the tracked rows."""
     out = {key: Path(out_dir) / FILES[key] for key in ROW_FILES}
     rows, objects = results.rows, results.objects
-    write_csv(rows, out["csv"])
-    write_calibrated_csv(rows, calibration, out["calibrated"])
+    if max_gap > 0:
+        filled, flags = fill_gaps(rows, max_gap)
+        write_csv(filled, out["csv"], interpolated=flags)
+        write_calibrated_csv(filled, calibration, out["calibrated"], interpolated=flags)
+    else:
+        write_csv(rows, out["csv"])
+        write_calibrated_csv(rows, calibration, out["calibrated"])
     write_summary_csv(summarize(rows, objects, calibration), out["summary"])
     plot_trajectories(first_frame, rows, objects, out["trajectories"])
     plot_confidence(rows, objects, out["confidence"])
@@ -717,15 +743,21 @@ class SessionResults:
         return self.results
 
     def row_files(
-        self, calibration: Calibration, first_frame: Callable[[], np.ndarray], out_dir: Path
+        self,
+        calibration: Calibration,
+        first_frame: Callable[[], np.ndarray],
+        out_dir: Path,
+        max_gap: int = 0,
     ) -> dict[str, Path]:
-        """The files of :func:`write_row_files` for the current results and
-        ``calibration``, written only when they were not yet (``first_frame()`` gives the
+        """The files of :func:`write_row_files` for the current results, ``calibration``
+        and ``max_gap``, written only when they were not yet (``first_frame()`` gives the
         frame the trajectory plot is drawn on)."""
         assert self.results is not None, "no results yet"
-        key = (id(self.results), calibration)
+        key = (id(self.results), calibration, max_gap)
         if key != self._row_key or not all(p.is_file() for p in self._row_files.values()):
-            self._row_files = write_row_files(self.results, calibration, first_frame(), out_dir)
+            self._row_files = write_row_files(
+                self.results, calibration, first_frame(), out_dir, max_gap
+            )
             self._row_key = key
         return dict(self._row_files)
 

@@ -10,7 +10,14 @@ from 0, and object ids are handed out from 1 in the order of :class:`AddObject` 
 (removed ids are not reused).
 
 :func:`to_json` and :func:`from_json` are the one place where actions meet their JSON form,
-``{"op": <name>, ...fields}``, which is format version 1 of project files.
+``{"op": <name>, ...fields}``: version 1 of project files has the actions up to
+:class:`Propagate`; version 2 adds mask prompts (:class:`AddMask`) and the identity fixes
+(:class:`SwapObjects`, :class:`MergeObjects`, :class:`UndoFix`, :class:`FillGaps`).
+
+Identity fixes change no model state: the tracked masks stay as SAM 2 made them and the
+fixes in force (:func:`identity_fixes`) are applied when masks are read for the page and
+the exports (:mod:`sam2web.identity`), so undoing one restores the earlier outputs exactly
+and a later tracking run stays consistent with them.
 """
 
 from __future__ import annotations
@@ -77,6 +84,52 @@ class ClearFrame:
 
 
 @dataclass(frozen=True)
+class AddMask:
+    """A mask prompt: the object's mask on the frame, as the ``counts`` string of a
+    compressed COCO run-length encoding (:func:`encode_mask`) of the frame's size."""
+
+    frame: int
+    obj: int
+    rle: str
+    op: ClassVar[str] = "mask"
+
+
+@dataclass(frozen=True)
+class SwapObjects:
+    """Exchange objects ``a`` and ``b`` from ``frame`` on (an identity fix)."""
+
+    a: int
+    b: int
+    frame: int
+    op: ClassVar[str] = "swap"
+
+
+@dataclass(frozen=True)
+class MergeObjects:
+    """Fold object ``source`` into ``target`` from ``frame`` on (an identity fix)."""
+
+    target: int
+    source: int
+    frame: int
+    op: ClassVar[str] = "merge"
+
+
+@dataclass(frozen=True)
+class UndoFix:
+    """Take back the last identity fix still in force."""
+
+    op: ClassVar[str] = "undo_fix"
+
+
+@dataclass(frozen=True)
+class FillGaps:
+    """Bridge absences of at most ``frames`` frames in the tables (0: off)."""
+
+    frames: int
+    op: ClassVar[str] = "fill_gaps"
+
+
+@dataclass(frozen=True)
 class Pass:
     """One propagation pass: ``frames`` frames tracked from ``start``, backwards when
     ``reverse``."""
@@ -98,7 +151,21 @@ class Propagate:
         return sum(p.frames for p in self.passes)
 
 
-Action = AddObject | RenameObject | RemoveObject | AddClick | SetBox | Undo | ClearFrame | Propagate
+Action = (
+    AddObject
+    | RenameObject
+    | RemoveObject
+    | AddClick
+    | SetBox
+    | Undo
+    | ClearFrame
+    | Propagate
+    | AddMask
+    | SwapObjects
+    | MergeObjects
+    | UndoFix
+    | FillGaps
+)
 
 KINDS: dict[str, type] = {
     cls.op: cls
@@ -111,8 +178,18 @@ KINDS: dict[str, type] = {
         Undo,
         ClearFrame,
         Propagate,
+        AddMask,
+        SwapObjects,
+        MergeObjects,
+        UndoFix,
+        FillGaps,
     )
 }
+
+# Operations a version 1 project file holds; any other makes a file version 2.
+VERSION_1_OPS = frozenset(
+    ("add_object", "rename_object", "remove_object", "click", "box", "undo", "clear", "propagate")
+)
 
 # Actions that define objects and prompts, as opposed to tracking runs.
 PROMPT_KINDS = tuple(cls for cls in KINDS.values() if cls is not Propagate)
@@ -149,3 +226,74 @@ def prompt_actions(history: list[Action]) -> list[Action]:
 def tracked_frames(history: list[Action]) -> int:
     """Frames the tracking runs of a history tracked (what a replay tracks again)."""
     return sum(a.frames for a in history if isinstance(a, Propagate))
+
+
+def identity_fixes(history: list[Action]) -> list[SwapObjects | MergeObjects]:
+    """The identity fixes in force after ``history``, in the order they were made (each
+    :class:`UndoFix` takes back the last one still in force)."""
+    fixes: list[SwapObjects | MergeObjects] = []
+    for a in history:
+        if isinstance(a, (SwapObjects, MergeObjects)):
+            fixes.append(a)
+        elif isinstance(a, UndoFix) and fixes:
+            fixes.pop()
+    return fixes
+
+
+def gap_limit(history: list[Action]) -> int:
+    """The longest absence (frames) the tables bridge after ``history``; 0: none."""
+    limit = 0
+    for a in history:
+        if isinstance(a, FillGaps):
+            limit = a.frames
+    return limit
+
+
+def encode_mask(mask) -> str:
+    """A boolean (H, W) mask as the ``counts`` string of a compressed COCO RLE."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+    return rle["counts"].decode("ascii")
+
+
+def rle_counts(rle: str) -> list[int]:
+    """The run lengths of an :func:`encode_mask` string (background first); ValueError when
+    it is not one."""
+    counts: list[int] = []
+    value, shift = 0, 0
+    for ch in rle:
+        c = ord(ch) - 48
+        if not 0 <= c < 64:
+            raise ValueError("not a run-length string")
+        value |= (c & 0x1F) << shift
+        shift += 5
+        if c & 0x20:
+            if shift > 60:
+                raise ValueError("not a run-length string")
+            continue
+        if c & 0x10:
+            value |= -1 << shift
+        if len(counts) > 2:
+            value += counts[-2]
+        if value < 0:
+            raise ValueError("not a run-length string")
+        counts.append(value)
+        value, shift = 0, 0
+    if shift:
+        raise ValueError("not a run-length string")
+    return counts
+
+
+def decode_mask(rle: str, height: int, width: int):
+    """The boolean (H, W) mask an :func:`encode_mask` string of that size describes;
+    ValueError when it does not describe one (checked here, not by a C decoder)."""
+    import numpy as np
+
+    counts = rle_counts(rle)
+    if sum(counts) != height * width:
+        raise ValueError("not a mask of this size")
+    values = np.arange(len(counts)) % 2 == 1
+    flat = np.repeat(values, counts)
+    return np.ascontiguousarray(flat.reshape(width, height).T)

@@ -12,6 +12,11 @@ A fix is a small frozen dataclass with ``apply(store)`` (rewrites a :class:`Mask
 
 :func:`fill_gaps` bridges short absences in a *table* by linear interpolation of the
 centroid; masks are never invented.
+
+:class:`FixedStore` is how recorded fixes reach every output: a read-only view of a
+session's store that applies the fixes in force (:func:`sam2web.history.identity_fixes`) to
+each frame as it is read, so the stored masks stay as tracked and undoing a fix restores
+the earlier outputs exactly. :func:`fixed_view` gives the view a session's history calls for.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import PromptError
-from .maskstore import MaskStore
+from .history import Action, MergeObjects, SwapObjects, identity_fixes
+from .maskstore import MaskStore, label_image
 from .results import CSV_COLUMNS
-from .types import Measurement
+from .types import FrameResult, Measurement
 
 
 def _check_id(value, what: str) -> int:
@@ -123,6 +129,19 @@ class Swap:
             for obj in gone:
                 store.drop(frame, obj)
 
+    def apply_to_result(self, result: FrameResult) -> FrameResult:
+        """One frame's masks and scores with the fix applied (a new record)."""
+        if not self.covers(result.frame_idx):
+            return result
+        masks, scores = dict(result.masks), dict(result.scores)
+        for obj, other in ((self.a, self.b), (self.b, self.a)):
+            masks.pop(obj, None)
+            scores.pop(obj, None)
+            if other in result.masks:
+                masks[obj] = result.masks[other]
+                scores[obj] = result.scores[other]
+        return FrameResult(result.frame_idx, dict(sorted(masks.items())), scores)
+
     def apply_to_rows(self, rows: Iterable[Measurement]) -> list[Measurement]:
         """The table with a's and b's measurements exchanged on the covered frames (ids and
         names stay)."""
@@ -186,6 +205,19 @@ class Merge:
                 score = float(np.fmax(score, result.scores[self.target]))
             store.write(frame, {self.target: mask}, {self.target: score})
             store.drop(frame, self.source)
+
+    def apply_to_result(self, result: FrameResult) -> FrameResult:
+        """One frame's masks and scores with the merge applied (a new record)."""
+        if not self.covers(result.frame_idx) or self.source not in result.masks:
+            return result
+        masks, scores = dict(result.masks), dict(result.scores)
+        mask, score = masks.pop(self.source), scores.pop(self.source)
+        if self.target in masks:
+            mask = mask | masks[self.target]
+            score = float(np.fmax(score, scores[self.target]))
+        masks[self.target] = mask
+        scores[self.target] = score
+        return FrameResult(result.frame_idx, dict(sorted(masks.items())), scores)
 
     def apply_to_rows(self, rows: Iterable[Measurement]) -> list[Measurement]:
         """The table after the merge, without the masks.
@@ -254,6 +286,64 @@ def fix_from_json(data: dict) -> IdentityFix:
     except (KeyError, TypeError):
         pass
     raise PromptError("A stored identity fix is not readable; make the fix again.")
+
+
+def fix_of(action: SwapObjects | MergeObjects) -> IdentityFix:
+    """The fix a recorded history action makes: from its frame to the end."""
+    if isinstance(action, SwapObjects):
+        return Swap(action.a, action.b, action.frame)
+    return Merge(action.target, action.source, action.frame)
+
+
+class FixedStore:
+    """A read-only view of a :class:`MaskStore` with identity fixes applied, in order, to
+    every frame read. It offers the reading half of the store's interface (``read``,
+    ``mask``, ``score``, ``frames``, ``iter_frames``, ``label_image``), so exports, the
+    overlay video and the page read it in place of the store."""
+
+    def __init__(self, store: MaskStore, fixes: Iterable[IdentityFix]):
+        self.store = store
+        self.fixes = tuple(fixes)
+        self.height, self.width = store.height, store.width
+
+    def read(self, frame_idx: int) -> FrameResult | None:
+        result = self.store.read(frame_idx)
+        if result is None:
+            return None
+        for fix in self.fixes:
+            result = fix.apply_to_result(result)
+        return result
+
+    def mask(self, frame_idx: int, obj_id: int) -> np.ndarray | None:
+        result = self.read(frame_idx)
+        return None if result is None else result.masks.get(obj_id)
+
+    def score(self, frame_idx: int, obj_id: int) -> float | None:
+        result = self.read(frame_idx)
+        return None if result is None else result.scores.get(obj_id)
+
+    def frames(self) -> list[int]:
+        return self.store.frames()
+
+    def iter_frames(self, start: int = 0, stop: int | None = None):
+        for frame_idx in self.frames():
+            if frame_idx >= start and (stop is None or frame_idx < stop):
+                result = self.read(frame_idx)
+                if result is not None:
+                    yield result
+
+    def label_image(self, frame_idx: int, obj_order: list[int] | None = None) -> np.ndarray:
+        order = None if obj_order is None else [int(i) for i in obj_order]
+        return label_image(self.read(frame_idx), self.height, self.width, order)
+
+
+def fixed_view(store: MaskStore, history: list[Action]) -> MaskStore | FixedStore:
+    """What to read a session's masks from: the store itself when no identity fix is in
+    force, else a :class:`FixedStore` applying them."""
+    fixes = identity_fixes(history)
+    if not fixes:
+        return store
+    return FixedStore(store, [fix_of(a) for a in fixes])
 
 
 def fill_gaps(rows: Iterable[Measurement], max_gap: int) -> tuple[list[Measurement], list[bool]]:

@@ -30,11 +30,6 @@ Format, version 1 (version 2 adds the optional top-level keys below)::
       ]
     }
 
-Version 2 adds, when the session has them: ``zones`` (a list of shapes as in
-:func:`sam2web.zones.zones_to_json`), ``zone_membership`` ({"by": "overlap", "fraction": F};
-absent: by centroid), ``pair_distance`` (a number, the calibrated unit) and ``ruler``
-({x0, y0, x1, y1, distance, unit}); see :class:`sam2web.behaviour.BehaviourSetup`. A file
-without them is written as version 1, and version 1 files load unchanged.
 
 History operations (:mod:`sam2web.history`, one dataclass each) and their fields: ``add_object`` {obj, name}; ``rename_object`` {obj,
 name}; ``remove_object`` {obj}; ``click`` {frame, obj, x, y, positive}; ``box`` {frame, obj,
@@ -44,11 +39,23 @@ x0, y0, x1, y1}; ``undo`` {frame, obj}; ``clear`` {frame, obj}; ``propagate`` {p
 order of ``add_object`` steps (removed ids are not reused). ``model.bf16`` and
 ``model.device`` say how the model actually ran (bfloat16 autocast on or off, "cpu",
 "cuda" or "mps"); ``checkpoint_identity`` is :func:`sam2web.model.checkpoint_identity`.
+
+Version 2 adds, and a file is written as version 2 only when it uses one of them: the
+operations ``mask`` {frame, obj, rle} (a mask prompt; ``rle`` is the ``counts`` string of a
+compressed COCO run-length encoding of the frame's size, checked here before any decoder
+sees it), ``swap`` {a, b, frame}, ``merge`` {target, source, frame}, ``undo_fix`` {} and
+``fill_gaps`` {frames}; and ``source.channel`` / ``source.axis``, the choice a
+multi-channel or volume TIFF was opened with; and the top-level keys ``zones`` (a list of
+shapes as in :func:`sam2web.zones.zones_to_json`), ``zone_membership`` ({"by": "overlap",
+"fraction": F}; absent: by centroid), ``pair_distance`` (a number, the calibrated unit) and
+``ruler`` ({x0, y0, x1, y1, distance, unit}); see :class:`sam2web.behaviour.BehaviourSetup`.
+Version 1 files load unchanged.
 """
 
 from __future__ import annotations
 
 import hashlib
+import html
 import importlib.metadata
 import json
 import logging
@@ -63,7 +70,19 @@ from . import __version__
 from .analysis import Calibration
 from .errors import UserError, as_clause
 from .fileio import atomic_output
-from .history import KINDS, Action, AddObject, Propagate, RemoveObject, from_json, to_json
+from .history import (
+    KINDS,
+    VERSION_1_OPS,
+    Action,
+    AddObject,
+    MergeObjects,
+    Propagate,
+    RemoveObject,
+    SwapObjects,
+    decode_mask,
+    from_json,
+    to_json,
+)
 from .model import get_spec
 from .types import TrackedObject, VideoInfo
 
@@ -104,6 +123,9 @@ class ProjectSource:
     height: int
     fps: float
     kind: str
+    # What a multi-channel or volume TIFF showed (media.ingest's choice); None: no choice.
+    channel: int | str | None = None
+    axis: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,21 +158,25 @@ class Project:
     def to_dict(self) -> dict:
         cal = self.calibration
         extra = {k: self.behaviour[k] for k in BEHAVIOUR_KEYS if k in self.behaviour}
+        source = {
+            "name": self.source.name,
+            "sha256": self.source.sha256,
+            "num_frames": self.source.num_frames,
+            "width": self.source.width,
+            "height": self.source.height,
+            "fps": self.source.fps,
+            "kind": self.source.kind,
+        }
+        if self.source.channel is not None or self.source.axis is not None:
+            source["channel"] = self.source.channel
+            source["axis"] = self.source.axis
         return {
             "format": FORMAT,
-            "version": 2 if extra else 1,
+            "version": self.version(),
             "sam2web_version": self.sam2web_version,
             "sam2_version": self.sam2_version,
             "created": self.created,
-            "source": {
-                "name": self.source.name,
-                "sha256": self.source.sha256,
-                "num_frames": self.source.num_frames,
-                "width": self.source.width,
-                "height": self.source.height,
-                "fps": self.source.fps,
-                "kind": self.source.kind,
-            },
+            "source": source,
             "model": {
                 "key": self.model.key,
                 "label": self.model.label,
@@ -171,6 +197,15 @@ class Project:
             "history": [to_json(action) for action in self.history],
             **extra,
         }
+
+    def version(self) -> int:
+        """The oldest format version that holds this project: 1 unless it uses a mask
+        prompt, an identity fix, a stack choice or zones (version 2)."""
+        if self.source.channel is not None or self.source.axis is not None:
+            return 2
+        if any(k in self.behaviour for k in BEHAVIOUR_KEYS):
+            return 2
+        return 1 if all(a.op in VERSION_1_OPS for a in self.history) else 2
 
     def replay_steps(self) -> int:
         """Units of work a replay reports: one per action, one per tracked frame."""
@@ -207,10 +242,12 @@ def build_project(
     objects: list[TrackedObject],
     history: list[Action],
     behaviour: dict | None = None,
+    stack_choice: tuple[int | str | None, str | None] = (None, None),
 ) -> dict:
     """A project as a JSON-ready dict (see the module docstring), from a session's video
-    facts, model record, objects and history (empty before any object was added), and
-    its zones and behaviour settings."""
+    facts, model record, objects and history (empty before any object was added), its
+    zones and behaviour settings; ``stack_choice`` is the (channel, axis) a microscopy TIFF
+    was read with."""
     if len(history) > MAX_HISTORY:
         raise ProjectError(
             f"This session has {len(history):,} steps, more than a project file can hold "
@@ -225,6 +262,8 @@ def build_project(
             height=info.height,
             fps=float(info.fps),
             kind=info.kind,
+            channel=stack_choice[0],
+            axis=stack_choice[1],
         ),
         model=model,
         calibration=calibration or Calibration(),
@@ -455,7 +494,25 @@ def _parse_source(c: _Checker, d: dict) -> ProjectSource:
         height=c.as_int(get("height"), "the source height", 1, MAX_SIDE),
         fps=c.as_num(get("fps"), "the source frame rate", 1e-6, 1e6),
         kind=c.as_str(get("kind"), "the source kind"),
+        channel=_parse_channel(c, d.get("channel")),
+        axis=_parse_axis(c, d.get("axis")),
     )
+
+
+def _parse_channel(c: _Checker, value: Any) -> int | str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return c.as_int(value, "the source channel", 0, 10_000)
+    return c.name_text(value, "the source channel")
+
+
+def _parse_axis(c: _Checker, value: Any) -> str | None:
+    if value is None:
+        return None
+    if value not in ("T", "Z"):
+        raise c.fail("the source axis is not T or Z")
+    return value
 
 
 def _parse_model(c: _Checker, d: dict) -> ProjectModel:
@@ -556,6 +613,8 @@ def _parse_step(c: _Checker, item: Any, i: int, source: ProjectSource) -> dict:
         }
     if op in ("undo", "clear"):
         return {"op": op, "frame": frame(), "obj": obj()}
+    if op != "propagate":
+        return _parse_v2_step(c, d, op, where, source)
     passes_raw = get("passes")
     if not isinstance(passes_raw, list) or len(passes_raw) > MAX_PASSES:
         raise c.fail(f"'passes' of {where} is not a list of at most {MAX_PASSES} passes")
@@ -568,6 +627,41 @@ def _parse_step(c: _Checker, item: Any, i: int, source: ProjectSource) -> dict:
         frames = c.as_int(c.get(p, "frames", where), f"the frame count of {where}", 0, room)
         passes.append({"start": start, "reverse": reverse, "frames": frames})
     return {"op": op, "passes": passes}
+
+
+def _parse_v2_step(c: _Checker, d: dict, op: str, where: str, source: ProjectSource) -> dict:
+    """A step of the operations version 2 added: mask prompts and identity fixes."""
+
+    def ident(key):
+        return c.as_int(c.get(d, key, where), f"'{key}' of {where}", 1, MAX_HISTORY)
+
+    def frame():
+        return c.as_int(c.get(d, "frame", where), f"the frame of {where}", 0, source.num_frames - 1)
+
+    if op == "mask":
+        rle = c.as_str(c.get(d, "rle", where), f"the mask of {where}", MAX_PROJECT_BYTES)
+        try:
+            decode_mask(rle, source.height, source.width)
+        except ValueError:
+            raise c.fail(f"the mask of {where} is not a mask of the video's size") from None
+        return {"op": op, "frame": frame(), "obj": ident("obj"), "rle": rle}
+    if op == "swap":
+        return {"op": op, "a": ident("a"), "b": ident("b"), "frame": frame()}
+    if op == "merge":
+        return {"op": op, "target": ident("target"), "source": ident("source"), "frame": frame()}
+    if op == "fill_gaps":
+        return {"op": op, "frames": c.as_int(c.get(d, "frames", where), where, 0, 1000)}
+    return {"op": op}  # undo_fix
+
+
+def _action_objects(action: Action) -> tuple[int, ...]:
+    """The object ids a history step refers to (none for tracking runs and settings)."""
+    if isinstance(action, SwapObjects):
+        return (action.a, action.b)
+    if isinstance(action, MergeObjects):
+        return (action.target, action.source)
+    obj = getattr(action, "obj", None)
+    return () if obj is None else (obj,)
 
 
 def _check_object_ids(c: _Checker, history: list[Action], objects: list[TrackedObject]) -> None:
@@ -583,9 +677,10 @@ def _check_object_ids(c: _Checker, history: list[Action], objects: list[TrackedO
                 raise c.fail(f"history step {i + 1} adds object {action.obj}, expected {next_id}")
             live.add(action.obj)
             next_id += 1
-        elif action.obj not in live:
+        elif any(obj not in live for obj in _action_objects(action)):
+            obj = next(obj for obj in _action_objects(action) if obj not in live)
             raise c.fail(
-                f"history step {i + 1} ({action.op}) refers to object {action.obj}, which does "
+                f"history step {i + 1} ({action.op}) refers to object {obj}, which does "
                 "not exist at that point"
             )
         elif isinstance(action, RemoveObject):
@@ -624,6 +719,20 @@ def check_source(project: Project, info, sha256: str | None, strict: bool = True
             f"{info.fps:g}; time stamps follow this video."
         )
     return notes
+
+
+def stack_notes(project: Project, stack_choice: tuple) -> list[str]:
+    """A note when the loaded file was opened with another channel or axis than the
+    project's (the replay still runs: the frames have the project's count and size)."""
+    saved = (project.source.channel, project.source.axis)
+    if saved == (None, None) or tuple(stack_choice) == saved:
+        return []
+    channel = "the file's own" if saved[0] is None else str(saved[0])
+    axis = "the file's own" if saved[1] is None else saved[1]
+    return [
+        f"The project was made on channel {html.escape(channel)} along axis {axis}; the "
+        "loaded file was opened otherwise, so its clicks land on other pixels."
+    ]
 
 
 def _clip(frames: int, width: int, height: int) -> str:

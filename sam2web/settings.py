@@ -107,6 +107,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest allowed ratio of unpacked to packed size for zip uploads (zip-bomb guard).",
     ),
     Setting(
+        "SAM2WEB_MAX_LABELS",
+        "100",
+        "Most objects one label image may start (each label becomes an object prompted "
+        "with its mask).",
+    ),
+    Setting(
         "SAM2WEB_CORRECTIONS",
         "keep",
         "keep: a click on an already-tracked frame becomes a prompted frame and survives "
@@ -216,6 +222,7 @@ class Settings:
     max_duration_s: float
     max_pixels: int
     max_zip_ratio: float
+    max_labels: int
     corrections: str
     full_memory_frames: int
     host: str
@@ -286,6 +293,7 @@ class Settings:
             max_duration_s=as_float("SAM2WEB_MAX_DURATION_S"),
             max_pixels=as_int("SAM2WEB_MAX_PIXELS", 1),
             max_zip_ratio=as_float("SAM2WEB_MAX_ZIP_RATIO"),
+            max_labels=as_int("SAM2WEB_MAX_LABELS", 1),
             corrections=choice("SAM2WEB_CORRECTIONS", ("keep", "upstream")),
             full_memory_frames=as_int("SAM2WEB_FULL_MEMORY_FRAMES", 0),
             host=get("SAM2WEB_HOST"),

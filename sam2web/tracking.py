@@ -33,14 +33,22 @@ from .frames import LazyFrameSource
 from .history import (
     Action,
     AddClick,
+    AddMask,
     AddObject,
     ClearFrame,
+    FillGaps,
+    MergeObjects,
     Pass,
     Propagate,
     RemoveObject,
     RenameObject,
     SetBox,
+    SwapObjects,
     Undo,
+    UndoFix,
+    decode_mask,
+    encode_mask,
+    identity_fixes,
 )
 from .maskstore import MaskStore
 from .render import color_for
@@ -194,8 +202,29 @@ class TrackingSession:
             self.history.append(SetBox(int(frame_idx), obj_id, box.x0, box.y0, box.x1, box.y1))
             return result
 
+    def add_mask(self, frame_idx: int, obj_id: int, mask: np.ndarray) -> FrameResult:
+        """Prompt the object with a mask on this frame (sam2's ``add_new_mask``); it
+        replaces the object's clicks and box there, and later clicks refine it."""
+        check_frame(self.info, frame_idx)
+        self._object(obj_id)
+        mask = check_mask(self.info, mask)
+        with self._lock:
+            self._require_idle()
+            old = self.prompts.get((frame_idx, obj_id))
+            self.prompts[(frame_idx, obj_id)] = FramePrompts([], None, mask)
+            try:
+                result = self._send_prompts(frame_idx, obj_id)
+            except Exception:
+                self.prompts.pop((frame_idx, obj_id))
+                if old is not None:
+                    self.prompts[(frame_idx, obj_id)] = old
+                raise
+            self.history.append(AddMask(int(frame_idx), obj_id, encode_mask(mask)))
+            return result
+
     def undo(self, frame_idx: int, obj_id: int) -> FrameResult:
-        """Remove the object's last prompt on this frame (last click, else the box)."""
+        """Remove the object's last prompt on this frame (last click, else the box, else
+        the mask)."""
         check_frame(self.info, frame_idx)
         self._object(obj_id)
         with self._lock:
@@ -205,8 +234,10 @@ class TrackingSession:
                 raise PromptError("There is nothing to undo for this object on this frame.")
             if prompts.clicks:
                 prompts.clicks.pop()
-            else:
+            elif prompts.box is not None:
                 prompts.box = None
+            else:
+                prompts.mask = None
             self.history.append(Undo(int(frame_idx), obj_id))
             return self._replay(frame_idx, obj_id)
 
@@ -264,6 +295,8 @@ class TrackingSession:
                 self.store.write(frame_idx, {obj_id: mask}, {obj_id: score})
             return self._current(frame_idx)
         steps: list[FramePrompts] = []
+        if prompts.mask is not None:
+            steps.append(FramePrompts([], None, prompts.mask))
         if prompts.box is not None:
             steps.append(FramePrompts([], prompts.box))
         for i in range(1, len(prompts.clicks) + 1):
@@ -279,24 +312,8 @@ class TrackingSession:
 
     def _send(self, frame_idx: int, obj_id: int, prompts: FramePrompts) -> FrameResult:
         self._retrack_if_released(frame_idx, obj_id)
-        points = labels = None
-        if prompts.clicks:
-            points = np.array([[c.x, c.y] for c in prompts.clicks], dtype=np.float32)
-            labels = np.array([1 if c.positive else 0 for c in prompts.clicks], dtype=np.int32)
-        box = None
-        if prompts.box is not None:
-            b = prompts.box
-            box = np.array([b.x0, b.y0, b.x1, b.y1], dtype=np.float32)
         with self._autocast():
-            _, obj_ids, logits = self.predictor.add_new_points_or_box(
-                self.state,
-                frame_idx,
-                obj_id,
-                points=points,
-                labels=labels,
-                box=box,
-                clear_old_points=True,
-            )
+            obj_ids, logits = send_prompts(self.predictor, self.state, frame_idx, obj_id, prompts)
         idx = list(obj_ids).index(obj_id)
         mask = (logits[idx, 0] > 0.0).cpu().numpy()
         score = object_score(self.state, frame_idx, obj_id, temp=True)
@@ -556,6 +573,77 @@ def check_point(info: VideoInfo, x, y) -> None:
         )
 
 
+def send_prompts(predictor, state: dict, frame_idx: int, obj_id: int, prompts: FramePrompts):
+    """Give sam2 the object's prompts on a frame, as Meta's tutorial does: a mask alone
+    through ``add_new_mask``; clicks and box through ``add_new_points_or_box`` with
+    ``clear_old_points=True``. Returns sam2's (object ids, mask logits)."""
+    points = labels = None
+    if prompts.clicks:
+        points = np.array([[c.x, c.y] for c in prompts.clicks], dtype=np.float32)
+        labels = np.array([1 if c.positive else 0 for c in prompts.clicks], dtype=np.int32)
+    if prompts.box is None and points is None:
+        _, obj_ids, logits = predictor.add_new_mask(state, frame_idx, obj_id, prompts.mask)
+        return obj_ids, logits
+    box = None
+    if prompts.box is not None:
+        b = prompts.box
+        box = np.array([b.x0, b.y0, b.x1, b.y1], dtype=np.float32)
+    _, obj_ids, logits = predictor.add_new_points_or_box(
+        state,
+        frame_idx,
+        obj_id,
+        points=points,
+        labels=labels,
+        box=box,
+        clear_old_points=True,
+    )
+    return obj_ids, logits
+
+
+def check_mask(info: VideoInfo, mask) -> np.ndarray:
+    """A mask prompt as a bool (H, W) array of the frame size; a wrong size or an empty
+    mask is refused in one sentence."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (info.height, info.width):
+        raise PromptError(
+            f"The mask is {mask.shape[-1]}x{mask.shape[0]} pixels but the frames are "
+            f"{info.width}x{info.height}; draw it on this video's frame."
+        )
+    if not mask.any():
+        raise PromptError("The mask is empty; paint over the object or load its labels.")
+    return mask
+
+
+# ---------------------------------------------------------------------- fixes
+def record_fix(
+    tracking: TrackingSession, action: SwapObjects | MergeObjects | UndoFix | FillGaps
+) -> None:
+    """Record an identity fix, its undo or the gap setting in the session's history,
+    checked. Nothing SAM 2 holds changes: the fixes are applied where masks are read
+    (:mod:`sam2web.identity`), so the stored masks stay as tracked."""
+    if isinstance(action, (SwapObjects, MergeObjects)):
+        swap = isinstance(action, SwapObjects)
+        pair = (action.a, action.b) if swap else (action.target, action.source)
+        if any(obj_id not in tracking.objects for obj_id in pair):
+            raise PromptError(
+                "That object does not exist (it may have been removed); pick or add an object."
+            )
+        if pair[0] == pair[1]:
+            raise PromptError("Choose two different objects.")
+        check_frame(tracking.info, action.frame)
+    elif isinstance(action, UndoFix):
+        if not identity_fixes(tracking.history):
+            raise PromptError("There is no identity fix to undo.")
+    elif isinstance(action, FillGaps):
+        if isinstance(action.frames, bool) or not 0 <= action.frames <= 1000:
+            raise PromptError("The longest gap to fill must be 0 to 1000 frames.")
+    else:
+        raise TypeError(f"not an identity fix: {action!r}")
+    with tracking._lock:
+        tracking._require_idle()
+        tracking.history.append(action)
+
+
 # ---------------------------------------------------------------------- replay
 def replay(
     tracking: TrackingSession, action: Action, on_frame: Callable[[], None] | None = None
@@ -582,5 +670,13 @@ def replay(
         tracking.undo(action.frame, action.obj)
     elif isinstance(action, ClearFrame):
         tracking.clear_frame(action.frame, action.obj)
+    elif isinstance(action, AddMask):
+        try:
+            mask = decode_mask(action.rle, tracking.info.height, tracking.info.width)
+        except ValueError:
+            raise PromptError("The stored mask does not fit this video's frame size.") from None
+        tracking.add_mask(action.frame, action.obj, mask)
+    elif isinstance(action, (SwapObjects, MergeObjects, UndoFix, FillGaps)):
+        record_fix(tracking, action)
     else:
         raise TypeError(f"not a recorded action: {action!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -80,9 +81,10 @@ class FramePrompts:
 
     clicks: list[Click] = field(default_factory=list)
     box: Box | None = None
+    mask: Any = None  # a bool (H, W) mask prompt, given before the box and clicks
 
     def is_empty(self) -> bool:
-        return not self.clicks and self.box is None
+        return not self.clicks and self.box is None and self.mask is None
 
 
 @dataclass

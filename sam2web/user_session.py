@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import logging
 import math
+import shutil
 import threading
 import time
 import uuid
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import display, quality, remote
+from . import corrections, display, quality, remote
 from .analysis import Calibration, ObjectSummary, confidence_events, summarize
 from .behaviour import (
     BehaviourOutputs,
@@ -45,8 +46,9 @@ from .behaviour import (
 from .engine import Engine, Workspace, model_record
 from .errors import PromptError, SessionClosedError, TrackingError, UserError, as_clause
 from .exports import FILES, LiveExports, SessionResults
-from .history import Action, Propagate, prompt_actions
-from .media import FrameFolder
+from .history import Action, FillGaps, Propagate, UndoFix, gap_limit, prompt_actions
+from .identity import fixed_view
+from .media import FrameFolder, StackChoiceError
 from .model import get_spec
 from .project import (
     PROJECT_FILENAME,
@@ -58,11 +60,12 @@ from .project import (
     load_project,
     model_notes,
     save_project,
+    stack_notes,
 )
 from .render import OverlayStyle
 from .results import Results
 from .scheduler import Scheduler, Snapshot, UnitCancelled, UnitKind
-from .tracking import PropagationStep, TrackingSession, check_point, replay
+from .tracking import PropagationStep, TrackingSession, check_point, record_fix, replay
 from .types import Box, Click, Progress, TrackedObject, VideoInfo, WaitCallback
 from .zerogpu import TrackingJob, propagate_in_job
 
@@ -290,6 +293,7 @@ class VideoSession(Lifecycle):
     remote_state_stale: bool = False
     # Abandon the run on the cluster now (see remote.propagate_remote); empty otherwise.
     remote_stops: list = field(default_factory=list, repr=False)
+    stack_choice: tuple = (None, None)  # (channel, axis) a microscopy TIFF was read with
 
     def __post_init__(self) -> None:
         if not self.quality:
@@ -309,9 +313,14 @@ class VideoSession(Lifecycle):
         source_name: str | None = None,
         fps: float | None = None,
         progress: Progress | None = None,
+        channel: int | str | None = None,
+        axis: str | None = None,
     ) -> VideoInfo:
         """Decode an upload into a fresh workspace; the previous video, if any, is dropped
-        only once the new one decoded."""
+        only once the new one decoded. ``channel`` and ``axis`` choose what a
+        multi-channel or volume TIFF shows (see :func:`sam2web.media.ingest`); without them
+        such a file raises :class:`~sam2web.media.StackChoiceError`, which lists the
+        choices."""
         self.touch()
         self._require_not_tracking()
         path = Path(path)
@@ -321,13 +330,22 @@ class VideoSession(Lifecycle):
                 sha256 = file_sha256(path)
         ws = self.engine.create_workspace()
         try:
-            self.engine.open_video(ws, path, source_name=source_name, fps=fps, progress=progress)
+            self.engine.open_video(
+                ws,
+                path,
+                source_name=source_name,
+                fps=fps,
+                progress=progress,
+                channel=channel,
+                axis=axis,
+            )
         except BaseException:
             ws.remove()
             raise
         self.drop_workspace()
         self.workspace = ws
         self.source_sha256 = sha256
+        self.stack_choice = (channel, axis)
         self.folder = FrameFolder(ws.frames_dir)
         return self.folder.info
 
@@ -550,8 +568,133 @@ class VideoSession(Lifecycle):
         return self.workspace.exports_dir
 
 
+class MasksAndFixes:
+    """The part of :class:`UserSession` that starts objects from label images, takes
+    brush corrections and records identity fixes and gap filling; each method checks its
+    input and delegates to :mod:`sam2web.corrections` and :mod:`sam2web.tracking`. It
+    also keeps a microscopy TIFF that needs a choice (channel, axis) until the user makes
+    it (:meth:`upload_or_hold`, :meth:`choose_stack`)."""
+
+    # (a server-made workspace holding the file, the file, its name shown, the question)
+    held_stack: tuple[Workspace, Path, str, StackChoiceError] | None = None
+
+    def upload_or_hold(
+        self, path: Path, source_name: str | None = None, progress: Progress | None = None
+    ) -> VideoInfo:
+        """:meth:`upload`; a TIFF that needs a choice is kept (a server-side copy) so that
+        :meth:`choose_stack` can open it, and its :class:`StackChoiceError` raised."""
+        try:
+            return self.upload(path, source_name=source_name, progress=progress)
+        except StackChoiceError as err:
+            self.drop_held_stack()
+            ws = self.engine.create_workspace()
+            try:
+                held = ws.root / "held_stack"
+                shutil.copyfile(path, held)
+            except BaseException:
+                ws.remove()
+                raise
+            self.held_stack = (ws, held, source_name or Path(path).name, err)
+            raise
+
+    def choose_stack(
+        self, channel: int | str | None, axis: str | None, progress: Progress | None = None
+    ) -> VideoInfo:
+        """Open the held TIFF with this channel and axis (see :func:`sam2web.media.ingest`)."""
+        if self.held_stack is None:
+            raise PromptError("Upload the TIFF first; a choice is asked for when it needs one.")
+        _, path, name, _ = self.held_stack
+        try:
+            info = self.upload(
+                path, source_name=name, progress=progress, channel=channel, axis=axis
+            )
+        except StackChoiceError as err:
+            self.held_stack = (*self.held_stack[:3], err)
+            raise
+        self.drop_held_stack()
+        return info
+
+    def drop_held_stack(self) -> None:
+        held, self.held_stack = self.held_stack, None
+        if held is not None:
+            held[0].remove()
+
+    def drop_workspace(self) -> None:
+        self.drop_held_stack()
+        super().drop_workspace()
+
+    def start_from_labels(
+        self, source: bytes | Path, frame_idx: int, name: str | None = None
+    ) -> list[TrackedObject]:
+        """One object per label of a label image, each prompted with its mask on
+        ``frame_idx`` (see :func:`sam2web.corrections.start_from_labels`)."""
+        self.touch()
+        frame_idx = self.check_frame(frame_idx)
+        labels = corrections.read_labels(
+            self.info, source, frame_idx, max_labels=self.engine.settings.max_labels, name=name
+        )
+        tracking = self.ensure_tracking()
+        added = self.on_model(
+            tracking, lambda: corrections.start_from_labels(tracking, labels, frame_idx)
+        )
+        self.pending_corner = None
+        self.active_object = added[-1].obj_id
+        return added
+
+    def paint(self, frame_idx: int, mask: np.ndarray, obj_id: int | None = None) -> None:
+        """Make ``mask`` (bool, original frame size) the object's mask prompt on the
+        frame: what the brush painted."""
+        self.touch()
+        frame_idx = self.check_frame(frame_idx)
+        obj = self._object_for_click(obj_id)
+        tracking = self.ensure_tracking()
+        self.on_model(tracking, lambda: tracking.add_mask(frame_idx, obj.obj_id, mask))
+
+    def fix_identity(self, kind: str, first: int, second: int, frame_idx: int) -> str:
+        """Swap ``first`` and ``second``, or merge ``second`` into ``first``, from
+        ``frame_idx`` on, in every output; returns a status sentence."""
+        self.touch()
+        action = corrections.fix_action(kind, first, second, frame_idx)
+        self._object(first)
+        self._object(second)
+        record_fix(self._tracked_or_prompt(), action)
+        names = [self._object(i).name for i in (first, second)]
+        if kind == "swap":
+            return f"{names[0]} and {names[1]} are swapped from frame {int(frame_idx)} on."
+        return f"{names[1]} is merged into {names[0]} from frame {int(frame_idx)} on."
+
+    def undo_fix(self) -> None:
+        """Take back the last identity fix."""
+        self.touch()
+        record_fix(self._tracked_or_prompt(), UndoFix())
+
+    def fill_gaps(self, frames: int) -> None:
+        """Bridge absences of at most ``frames`` frames in the per-frame table (0: off)."""
+        self.touch()
+        if isinstance(frames, float) and frames.is_integer():
+            frames = int(frames)
+        if isinstance(frames, bool) or not isinstance(frames, int):
+            raise PromptError("The longest gap to fill must be a whole number of frames.")
+        record_fix(self._tracked_or_prompt(), FillGaps(frames))
+
+    def mask_on(self, frame_idx: int, obj_id: int) -> np.ndarray | None:
+        """The object's mask on the frame as the page shows it (identity fixes applied);
+        None where it has none."""
+        if self.tracking is None:
+            return None
+        return fixed_view(self.tracking.store, self.tracking.history).mask(frame_idx, obj_id)
+
+    def _tracked_or_prompt(self) -> TrackingSession:
+        if self.tracking is None:
+            raise PromptError("Upload a video and add objects first.")
+        return self.tracking
+
+    def _gap(self) -> int:
+        return 0 if self.tracking is None else gap_limit(self.tracking.history)
+
+
 @dataclass
-class PromptSession(VideoSession):
+class PromptSession(MasksAndFixes, VideoSession):
     """Objects and prompts, on top of the video and model configuration of
     :class:`VideoSession` (object lookups are :class:`UserSession`'s)."""
 
@@ -699,7 +842,7 @@ class UserSession(PromptSession):
         # the run adds one action to the history.
         live = self.output.start_live(
             self.frame_rgb,
-            tracking.store,
+            fixed_view(tracking.store, tracking.history),
             tracking.objects.values(),
             self.info,
             self.video_style,
@@ -725,7 +868,7 @@ class UserSession(PromptSession):
         last run's pass still applies)."""
         results = self._results(video, progress)
         out = self._exports_dir()
-        files = self.output.row_files(self.calibration, self._first_frame, out)
+        files = self.output.row_files(self.calibration, self._first_frame, out, self._gap())
         video_path = out / FILES["video"]
         self.exports = Exports(
             video_path if video and video_path.is_file() else None,
@@ -742,7 +885,7 @@ class UserSession(PromptSession):
         current was exported yet."""
         results = self._results(video=False)
         cal = calibration or self.calibration
-        files = self.output.row_files(cal, self._first_frame, self._exports_dir())
+        files = self.output.row_files(cal, self._first_frame, self._exports_dir(), self._gap())
         files.update(results.files)
         return {key: files[key] for key in SCIENCE_KEYS}
 
@@ -764,7 +907,7 @@ class UserSession(PromptSession):
         self._require_not_tracking()
         return self.output.current(
             self.frame_rgb,
-            tracking.store,
+            fixed_view(tracking.store, tracking.history),
             tracking.objects.values(),
             self.info,
             self.video_style,
@@ -858,6 +1001,7 @@ class UserSession(PromptSession):
             self.objects,
             [] if tracking is None else list(tracking.history),
             self.behaviour.setup.to_json(),
+            self.stack_choice,
         )
         return save_project(data, self._exports_dir() / PROJECT_FILENAME)
 
@@ -882,6 +1026,7 @@ class UserSession(PromptSession):
         self._quality_of(project)
         tracking = self.ensure_tracking()
         notes += model_notes(project, self._model_record())
+        notes += stack_notes(project, self.stack_choice)
         self.reset()
         try:
             replay_project(tracking, project, progress, apply=self.replay_on_model)

@@ -15,7 +15,7 @@ from sam2web.cli import main
 from sam2web.engine import Engine
 from sam2web.errors import UserError
 from sam2web.exports import read_npz
-from sam2web.history import AddClick, Pass, Propagate, SetBox
+from sam2web.history import AddClick, AddMask, Pass, Propagate, SetBox, decode_mask, encode_mask
 from sam2web.project import ProjectError, load_project
 from sam2web.settings import Settings
 from sam2web.types import VideoInfo
@@ -215,3 +215,22 @@ def test_fit_project_scales_and_extends(tracked_project):
         fit_project(project, _info(8, 200, 120), None)
     with pytest.raises(UserError, match="direction"):
         fit_project(project, _info(8, W, H), None, direction="sideways")
+
+
+def test_fit_project_scales_mask_prompts_and_checks_their_frame(tracked_project):
+    """A mask prompt on a video twice the size becomes the same shape at twice the size
+    (each pixel its nearest source pixel), and one beyond a short video's end is refused."""
+    project = load_project(tracked_project)
+    mask = np.zeros((H, W), bool)
+    mask[30:50, 40:90] = True  # a block of 20 x 50 pixels
+    history = [*project.history, AddMask(3, 1, encode_mask(mask))]
+    with_mask = dataclasses.replace(project, history=history)
+    plan = fit_project(with_mask, _info(12, 2 * W, 2 * H), None)
+    scaled = next(a for a in plan.project.history if isinstance(a, AddMask))
+    big = decode_mask(scaled.rle, 2 * H, 2 * W)
+    expected = np.zeros((2 * H, 2 * W), bool)
+    expected[60:100, 80:180] = True
+    assert np.array_equal(big, expected)
+    assert "mask prompts are scaled" in " ".join(plan.notes)
+    with pytest.raises(ProjectError, match="prompts up to frame 4"):
+        fit_project(with_mask, _info(3, W, H), None)

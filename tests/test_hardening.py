@@ -233,7 +233,6 @@ REFUSED_UPLOADS = [
         "contains no images",
     ),
     ("zip-damaged-image", _zip("damaged.zip", _damaged_zip_image), "cannot be read"),
-    ("tiff-two-channels", _two_channel_tiff, "has 2 channels"),
     (
         "gif-damaged",
         _write("broken.gif", b"GIF89a" + np.random.default_rng(5).bytes(3000)),
@@ -251,6 +250,27 @@ def test_bad_upload_is_refused_cleanly(app, other, tmp_path, build, words):
     assert re.search(words, message), message
     # Gradio's copy of the upload is gone too.
     assert not list(cache_dir(app).rglob(src.name))
+
+
+def test_a_tiff_that_needs_a_choice_is_held_until_the_choice(app, other, tmp_path):
+    """Not a refusal: the page asks for the channel. The answer is one sentence, Gradio's
+    copy is gone, the session keeps one copy of its own until the choice opens it."""
+    src = _two_channel_tiff(tmp_path)
+    before = session_folders(app)
+    client = Client(app.url, verbose=False)
+    with pytest.raises(Exception) as caught:
+        client.predict(handle_file(str(src)), api_name="/upload")
+    message = str(caught.value)
+    assert_one_clear_sentence(message, app)
+    assert "has 2 channels" in message
+    assert not list(cache_dir(app).rglob(src.name))
+    held = session_folders(app) - before
+    assert len(held) == 1
+    client.predict(api_name="/stack_choices")
+    client.predict("1", None, api_name="/open_stack")
+    opened = session_folders(app) - before
+    assert len(opened) == 1 and opened.isdisjoint(held)  # the held copy went with the choice
+    assert_served(other)
 
 
 def test_upload_over_the_size_limit(app, other, tmp_path):

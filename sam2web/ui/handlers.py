@@ -117,10 +117,16 @@ def upload(
         progress((done, total) if total else done, desc="Reading frames", unit="frames")
 
     with ctx.guard.reading(path), user.busy():
-        info = user.upload(Path(path), source_name=Path(path).name, progress=cb)
-    last = info.num_frames - 1
+        # A TIFF that needs a channel or axis is kept; the page then asks (masks_events).
+        user.upload_or_hold(Path(path), source_name=Path(path).name, progress=cb)
+    return {**cleared, **loaded(ctx, user)}
+
+
+def loaded(ctx: Context, user: UserSession) -> Update:
+    """The page once a video is loaded: its facts, first frame and frame range."""
+    p = ctx.page
+    last = user.info.num_frames - 1
     return {
-        **cleared,
         p.facts: views.facts(user),
         p.frame_view: user.view_frame(0),
         p.frame_slider: gr.update(minimum=0, maximum=max(last, 1), value=0, interactive=last > 0),

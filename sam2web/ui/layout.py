@@ -17,6 +17,7 @@ from .. import __version__
 from ..engine import Engine
 from ..model import MODELS, get_spec
 from ..settings import Settings
+from .masks_panel import MasksPanel, build_masks_panel
 from .user import PROMPT_MODES, UserSession
 from .views import NO_VIDEO, model_line, quality_label
 from .zones_panel import ZonesPanel, build_zones_panel
@@ -121,6 +122,7 @@ class Page:
     api_btn: gr.Button
     info: gr.JSON  # the uploaded video's facts, for API clients
     zones: ZonesPanel  # zones, ruler, pairs, heatmaps, label stacks (.zones_panel)
+    masks: MasksPanel  # label images, brush, identity fixes, a TIFF's channel and axis
 
 
 def user_factory(engine: Engine) -> Callable[[], UserSession]:
@@ -153,6 +155,7 @@ def build_layout(engine: Engine) -> Page:
             parts.update(_objects_column(engine.settings))
         with gr.Column(scale=2):
             parts.update(_frame_column())
+    parts["masks"] = build_masks_panel()
     parts.update(_track_section(engine))
     parts.update(_results_section())
     parts.update(_measurements_section())

@@ -21,6 +21,7 @@ import gradio as gr
 
 from ..engine import Engine, Housekeeping
 from . import handlers as h
+from . import masks_events
 from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths
 from .handlers import Context
 from .layout import Page, build_layout
@@ -58,7 +59,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             registry=SessionRegistry(idle_ttl_s=settings.session_ttl_s),
             guard=demo.upload_guard,
         )
-        clicked = _wire_video(ctx)
+        uploaded, clicked = _wire_video(ctx)
+        masks_events.wire(ctx, uploaded)
         _wire_objects(ctx)
         results_events = _wire_tracking(ctx)
         loaded = _wire_project_and_model(ctx)
@@ -80,9 +82,10 @@ def _frame_outputs(page: Page) -> list:
 
 
 def _wire_video(ctx: Context):
-    """Returns the event of a click on the frame."""
+    """Wire the upload and the frame controls; returns the upload's event and the
+    event of a click on the frame."""
     p = ctx.page
-    p.upload.upload(
+    uploaded = p.upload.upload(
         h.bind(h.upload, ctx),
         [p.state, p.upload],
         [
@@ -110,13 +113,14 @@ def _wire_video(ctx: Context):
         concurrency_limit=None,
     )
     drawing = [p.zones.target, p.zones.zone_name, p.zones.centre_fraction]
-    return p.frame_view.select(
+    clicked = p.frame_view.select(
         h.bind(h.click_frame, ctx),
         [p.state, p.frame_slider, p.mode, *drawing],
         _frame_outputs(p),
         api_visibility="private",
         **PROMPT,
     )
+    return uploaded, clicked
 
 
 def _wire_objects(ctx: Context) -> None:

@@ -1,0 +1,117 @@
+"""Starting and correcting objects with masks, and fixing identities after tracking.
+
+What the page, the API and the CLI do with masks instead of clicks, on a
+:class:`~sam2web.tracking.TrackingSession`:
+
+* :func:`read_labels` and :func:`start_from_labels`: every label of a label image
+  (:mod:`sam2web.labels`) becomes an object, named after its label, prompted with its mask
+  on one frame (SAM 2's mask prompt, recorded as :class:`~sam2web.history.AddMask`). The
+  image is read and checked in full before anything changes, so a refused image changes
+  nothing.
+* :func:`brush_mask`: the layer a user painted on (brush adds, eraser removes) as a mask of
+  the original frame size, ready for :meth:`TrackingSession.add_mask`.
+* :func:`fix_action`: the history action of a swap or merge from a frame on, checked.
+
+Nothing here imports gradio.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import PromptError
+from .history import MergeObjects, SwapObjects
+from .labels import read_label_image
+from .tracking import TrackingSession, check_frame
+from .types import TrackedObject, VideoInfo
+
+FIX_KINDS = ("swap", "merge")
+
+
+def read_labels(
+    info: VideoInfo,
+    source: bytes | Path,
+    frame_idx: int,
+    *,
+    max_labels: int,
+    name: str | None = None,
+) -> dict[int, np.ndarray]:
+    """{label: mask} of a label image (its bytes or a server-side path) for ``frame_idx``
+    of the video ``info`` describes. Raises a one-sentence UserError for a frame the video
+    lacks, an unreadable image, one of another size, with no label or with more than
+    ``max_labels``; nothing else happens, so a refused image changes nothing."""
+    check_frame(info, frame_idx)
+    return read_label_image(
+        source, size=(info.width, info.height), max_labels=max_labels, name=name
+    )
+
+
+def start_from_labels(
+    tracking: TrackingSession, labels: dict[int, np.ndarray], frame_idx: int
+) -> list[TrackedObject]:
+    """Add one object per label (named after it), each prompted with its mask on
+    ``frame_idx`` (see :func:`read_labels`); returns the new objects in label order."""
+    added = []
+    for label, mask in labels.items():
+        obj = tracking.add_object(f"label {label}")
+        tracking.add_mask(int(frame_idx), obj.obj_id, mask)
+        added.append(obj)
+    return added
+
+
+def brush_mask(layer: np.ndarray | None, width: int, height: int) -> np.ndarray:
+    """The mask a painted layer holds: its pixels that are not transparent (an RGBA layer)
+    or not black (RGB or grey), scaled to the original ``width`` x ``height`` with nearest
+    neighbours. A missing layer is refused in one sentence."""
+    if layer is None:
+        raise PromptError("Nothing was painted; paint over the object with the brush first.")
+    layer = np.asarray(layer)
+    if layer.ndim == 3 and layer.shape[2] == 4:
+        painted = layer[:, :, 3] > 0
+    elif layer.ndim == 3:
+        painted = layer.max(axis=2) > 0
+    elif layer.ndim == 2:
+        painted = layer > 0
+    else:
+        raise PromptError("The painted layer is not an image; paint on the frame again.")
+    if painted.shape != (height, width):
+        painted = cv2.resize(
+            painted.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST
+        ).astype(bool)
+    return painted
+
+
+def mask_layer(mask: np.ndarray | None, color: tuple[int, int, int], size: tuple[int, int]):
+    """An RGBA layer (H, W, 4) of ``size`` (width, height) showing ``mask`` opaque in
+    ``color``, transparent elsewhere: what the brush starts from."""
+    width, height = size
+    layer = np.zeros((height, width, 4), dtype=np.uint8)
+    if mask is None:
+        return layer
+    if mask.shape != (height, width):
+        mask = cv2.resize(
+            mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST
+        ).astype(bool)
+    layer[mask, :3] = color
+    layer[mask, 3] = 255
+    return layer
+
+
+def fix_action(kind: str, first: int, second: int, frame_idx: int) -> SwapObjects | MergeObjects:
+    """The history action of "swap ``first`` and ``second``" or "merge ``second`` into
+    ``first``" from ``frame_idx`` on; a wrong kind or the same object twice is refused in
+    one sentence (objects and frame are checked by the tracking session)."""
+    if kind not in FIX_KINDS:
+        raise PromptError("Choose swap or merge as the identity fix.")
+    try:
+        first, second, frame_idx = int(first), int(second), int(frame_idx)
+    except (TypeError, ValueError):
+        raise PromptError("Choose two objects and a frame for the identity fix.") from None
+    if first == second:
+        raise PromptError(f"Choose two different objects to {kind}.")
+    if kind == "swap":
+        return SwapObjects(first, second, frame_idx)
+    return MergeObjects(first, second, frame_idx)
