@@ -363,9 +363,10 @@ class Engine:
         direction: str,
         start_frame: int | None,
         end_frame: int | None,
+        quality: str | None = None,
     ) -> TrackingJob:
         """A self-contained propagation job for ``tracking``, which runs the model
-        ``model_key`` (see :mod:`sam2web.zerogpu`)."""
+        ``model_key`` at the session's ``quality`` (see :mod:`sam2web.zerogpu`)."""
         predictor = tracking.predictor
         spec = get_spec(model_key or self.settings.model)
         ckpt = self.checkpoint_path(spec.key)
@@ -387,6 +388,7 @@ class Engine:
             direction=direction,
             start_frame=start_frame,
             end_frame=end_frame,
+            quality=quality,
         )
 
     @property

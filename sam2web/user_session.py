@@ -1077,7 +1077,9 @@ def _run_steps(
     here, as a job on ZeroGPU, or on the Ray cluster ``cluster``."""
     if user.engine.gpu_jobs or cluster is not None:
         assert user.workspace is not None
-        job = user.engine.tracking_job(user.workspace, tracking, user.model_key, *plan)
+        job = user.engine.tracking_job(
+            user.workspace, tracking, user.model_key, *plan, quality=user.quality
+        )
         if cluster is None:
             return propagate_in_job(job, tracking, user.cancel_event)
         return _remote_steps(user, cluster, job, tracking, notes)

@@ -83,6 +83,7 @@ class TrackingJob:
     direction: str = "forward"
     start_frame: int | None = None
     end_frame: int | None = None
+    quality: str | None = None  # the session's quality key (None: SAM2WEB_BF16 decides)
 
     def replay_frames(self) -> int:
         """Frames the replay of earlier propagations tracks again (for the time limit)."""
@@ -134,7 +135,7 @@ def rebuild_session(
         folder.info,
         Path(masks_dir),
         full_memory_frames=job.full_memory_frames,
-        autocast=lambda: autocast_context(predictor.device, job.bf16),
+        autocast=lambda: autocast_context(predictor.device, job.bf16, quality=job.quality),
     )
     replayed = []
     for action in job.history:
