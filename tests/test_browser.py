@@ -219,6 +219,7 @@ def test_draw_a_zone_and_a_ruler_then_see_the_zone_table(app, page, tmp_path):
     add_object_and_click(page, "red disc", synth.DEFAULT_DISCS[0])
 
     # A rectangle zone over the left half: two corner clicks on the frame.
+    page.locator("#zones-draw").get_by_text("Zones and ruler").click()  # opens the drawing
     page.locator("#click-target").get_by_text("Rectangle zone").click()
     page.locator("#zone-name textarea, #zone-name input").first.fill("left half")
     click_image_pixel(page, "#frame-view", 2, 2, 160)

@@ -20,7 +20,7 @@ from ..settings import Settings
 from .masks_panel import MasksPanel, build_masks_panel
 from .user import PROMPT_MODES, UserSession
 from .views import NO_VIDEO, model_line, quality_label
-from .zones_panel import ZonesPanel, build_zones_panel
+from .zones_panel import ZonesPanel, build_zone_drawing, build_zones_panel
 
 MODE_LABELS = {
     "positive": "Positive point (this is the object)",
@@ -156,10 +156,11 @@ def build_layout(engine: Engine) -> Page:
         with gr.Column(scale=2):
             parts.update(_frame_column())
     parts["masks"] = build_masks_panel()
+    drawing = build_zone_drawing()
     parts.update(_track_section(engine))
     parts.update(_results_section())
     parts.update(_measurements_section())
-    parts["zones"] = build_zones_panel()
+    parts["zones"] = build_zones_panel(drawing)
     parts.update(_project_section())
     parts.update(_api_inputs())
     gr.Markdown(f"<small>sam2web {__version__}</small>")

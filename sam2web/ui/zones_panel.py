@@ -52,10 +52,17 @@ class ZonesPanel:
     api_btn: gr.Button
 
 
-def build_zones_panel() -> ZonesPanel:
-    """The section's components, created in page order inside the current ``gr.Blocks``."""
+def build_zone_drawing() -> dict:
+    """The controls of what a click on the frame draws (zones, the ruler), in a closed
+    accordion right under the frame, where the clicks are made; returns them by name for
+    :func:`build_zones_panel`."""
     parts: dict = {}
-    gr.Markdown("### Zones, ruler and behaviour")
+    with gr.Accordion("Zones and ruler (draw on the frame)", open=False, elem_id="zones-draw"):
+        _drawing_controls(parts)
+    return parts
+
+
+def _drawing_controls(parts: dict) -> None:
     parts["target"] = gr.Radio(
         [(TARGET_LABELS[t], t) for t in CLICK_TARGETS],
         value="objects",
@@ -85,6 +92,13 @@ def build_zones_panel() -> ZonesPanel:
             elem_id="ruler-distance",
         )
         parts["ruler_btn"] = gr.Button("Set scale from ruler", elem_id="set-ruler")
+
+
+def build_zones_panel(drawing: dict) -> ZonesPanel:
+    """The zone, pair and heatmap results section (created in page order inside the current
+    ``gr.Blocks``) joined with the ``drawing`` controls of :func:`build_zone_drawing`."""
+    parts: dict = dict(drawing)
+    gr.Markdown("### Zones and behaviour")
     with gr.Row():
         parts["membership"] = gr.Radio(
             [(v, k) for k, v in MEMBERSHIP_LABELS.items()],
@@ -119,6 +133,8 @@ def build_zones_panel() -> ZonesPanel:
         columns=4,
         height=260,
         object_fit="contain",
+        allow_preview=False,
+        preview=False,
         elem_id="heatmaps",
     )
     with gr.Row():
