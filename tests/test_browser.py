@@ -8,6 +8,7 @@ download the CSV, and keep a screenshot. Run alone with ``-m browser``.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from sam2web.history import decode_mask
 from tests import synth
 from tests.appserver import start_app
 
@@ -259,3 +261,42 @@ def test_draw_a_zone_and_a_ruler_then_see_the_zone_table(app, page, tmp_path):
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / shot.name)
+
+
+def test_the_brush_paints_a_mask_prompt_where_it_was_painted(app, page, tmp_path):
+    """Paint a short stroke through the middle of the frame in the brush editor, use it as
+    the prompt, and read the saved project: its mask prompt covers the frame's centre and
+    not its corners (the editor's layer maps onto the original frame's pixels)."""
+    clip = synth.write_video(tmp_path / "b.mp4", synth.make_frames(4, 120, 160), fps=4)
+    page.goto(app.url)
+    page.locator("#upload input[type=file]").set_input_files(str(clip))
+    wait_status(page, "Loaded")
+    page.get_by_label("Name").fill("painted")
+    page.locator("#add-object").click()
+    wait_status(page, "Added painted")
+    page.locator("#masks-panel").get_by_text("Masks and identities").first.click()
+    page.get_by_role("button", name="Load the active object's mask").click()
+    canvas = page.locator("#brush canvas").first
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)  # the frame is drawn into the editor
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 10, cy)
+    page.mouse.down()
+    for step in range(11):
+        page.mouse.move(cx - 10 + 2 * step, cy)
+    page.mouse.up()
+    page.get_by_role("button", name="Use the painted mask").click()
+    wait_status(page, "painted mask is now the prompt on frame 0")
+
+    page.locator("#save-project").click()
+    link = page.locator('#project-file a[href*="sam2web_project.json"]').first
+    with page.expect_download() as download_info:
+        link.click()
+    path = tmp_path / "project.json"
+    download_info.value.save_as(path)
+    history = json.loads(path.read_text(encoding="utf-8"))["history"]
+    (prompt,) = [step for step in history if step["op"] == "mask"]
+    mask = decode_mask(prompt["rle"], 120, 160)
+    assert mask[60, 80] and 0 < mask.sum() < 0.25 * mask.size
+    assert not (mask[:10, :10].any() or mask[-10:, -10:].any())

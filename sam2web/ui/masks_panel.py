@@ -123,8 +123,12 @@ def _fixes() -> dict:
         [(label, key) for key, label in FIX_LABELS.items()], value="swap", label="Fix"
     )
     with gr.Row():
-        parts["fix_first"] = gr.Number(precision=0, minimum=1, label="First object (number)")
-        parts["fix_second"] = gr.Number(precision=0, minimum=1, label="Second object (number)")
+        parts["fix_first"] = gr.Number(
+            value=1, precision=0, minimum=1, label="First object (number)"
+        )
+        parts["fix_second"] = gr.Number(
+            value=2, precision=0, minimum=1, label="Second object (number)"
+        )
         parts["fix_frame"] = gr.Number(value=0, precision=0, minimum=0, label="From frame")
     with gr.Row():
         parts["fix_btn"] = gr.Button("Apply the fix", elem_id="fix-identity")
