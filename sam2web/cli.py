@@ -43,6 +43,7 @@ from .batch import (
     write_summary,
 )
 from .behaviour import ExtraOutputs
+from .calibrate import calibration_from_video
 from .cluster import INSTALL_HINT, ray_installed
 from .engine import Engine
 from .errors import UserError
@@ -560,6 +561,8 @@ def track_video(
             notes.append(_track_unrecorded(user, plan.direction, bar.phase("run")))
         if fill_gaps is not None:
             user.fill_gaps(fill_gaps)
+        if not calibration.calibrated:  # the scale the file states, if any
+            calibration = calibration_from_video(user.info, fps=calibration.fps)
         exports = user.export(video=video_out, progress=bar.phase("video") if video_out else None)
         science = user.export_science(calibration)
         extra_files = user.export_extras(extras or ExtraOutputs(), calibration)

@@ -111,7 +111,15 @@ def test_a_two_channel_tiff_asks_and_opens_with_the_chosen_channel(ctx, user, tm
     cache = tmp_path / "gradio-cache" / "upload2"
     cache.mkdir(parents=True)
     src = cache / "cells.tif"
-    tifffile.imwrite(src, data, imagej=True, metadata={"axes": "TCYX"})
+    # 0.5 µm pixels and 0.25 s between frames, as ImageJ writes them.
+    tifffile.imwrite(
+        src,
+        data,
+        imagej=True,
+        resolution=(2.0, 2.0),
+        metadata={"axes": "TCYX", "unit": "um", "finterval": 0.25},
+    )
+    assert h.file_scale(ctx, user) == {}  # nothing loaded yet: the fields stay as they are
     with pytest.raises(gr.Error, match="has 2 channels"):
         h.upload(ctx, user, {"path": str(src)})
     assert not src.exists()  # the upload cache's copy is gone; the session holds its own
@@ -123,6 +131,10 @@ def test_a_two_channel_tiff_asks_and_opens_with_the_chosen_channel(ctx, user, tm
     assert "**cells.tif** — 3 frames" in out[ctx.page.facts]
     assert out[panel.stack_group]["visible"] is False
     assert user.held_stack is None and user.stack_choice == (1, None)
+    # The file's pixel size fills in the calibration; its frame interval gives the rate.
+    scale = h.file_scale(ctx, user)
+    assert scale == {ctx.page.pixels_per_unit: "2", ctx.page.unit: "µm"}
+    assert user.info.fps == pytest.approx(4.0)
     frame = user.frame_rgb(0)
     assert frame[35, 45].max() > 100 and frame[15, 15].max() < 50  # channel 1's square
     user.add_object("cell")
@@ -143,7 +155,9 @@ def test_project_with_a_stack_choice_replays_on_the_command_line(engine, tmp_pat
     data[:, 0, 10:26, 10:26] = 220
     data[:, 1, 30:40, 40:50] = 220
     src = tmp_path / "cells.tif"
-    tifffile.imwrite(src, data, imagej=True, metadata={"axes": "TCYX"})
+    tifffile.imwrite(  # pixels of 0.25 µm: the CLI's calibration where none is given
+        src, data, imagej=True, resolution=(4.0, 4.0), metadata={"axes": "TCYX", "unit": "um"}
+    )
     user = UserSession(engine)
     try:
         user.upload(src, source_name="cells.tif", channel=0)
@@ -157,6 +171,8 @@ def test_project_with_a_stack_choice_replays_on_the_command_line(engine, tmp_pat
     assert project.source.channel == 0
     track_video(engine, src, project, Calibration(), tmp_path / "out", video_out=False)
     assert (tmp_path / "out" / "sam2web_tracks.csv").read_bytes() == csv_bytes
+    summary = (tmp_path / "out" / "sam2web_summary.csv").read_text(encoding="utf-8")
+    assert summary.splitlines()[1].endswith(",µm")  # the file's unit, from its pixel size
     # --fill-gaps adds the marked column (nothing is lost in two frames, so all 0).
     track_video(
         engine, src, project, Calibration(), tmp_path / "gaps", video_out=False, fill_gaps=1

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from ..calibrate import calibration_from_video
 from ..engine import Engine
 from ..model import get_spec
 from ..project import load_project as read_project
@@ -135,6 +136,16 @@ def loaded(ctx: Context, user: UserSession) -> Update:
         p.active: views.objects_update(user),
         p.info: views.video_facts(user),
     }
+
+
+def file_scale(ctx: Context, user: UserSession) -> Update:
+    """*Pixels per unit* and *Unit* from the pixel size the loaded file states (OME or
+    ImageJ TIFF metadata); nothing changes for a file that states none."""
+    cal = calibration_from_video(user.info) if user.folder is not None else None
+    if cal is None or not cal.calibrated:
+        return {}
+    p = ctx.page
+    return {p.pixels_per_unit: f"{cal.pixels_per_unit:.6g}", p.unit: cal.unit}
 
 
 @friendly

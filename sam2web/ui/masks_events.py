@@ -186,7 +186,7 @@ def wire(ctx: Context, uploaded) -> None:
         api_name="stack_choices",
         concurrency_limit=None,
     )
-    m.stack_btn.click(
+    opened = m.stack_btn.click(
         h.bind(open_stack, ctx),
         [p.state, m.channel, m.axis],
         [
@@ -195,6 +195,13 @@ def wire(ctx: Context, uploaded) -> None:
         ],
         api_name="open_stack",
         **FILES,
+    )
+    opened.then(
+        h.bind(h.file_scale, ctx),
+        [p.state],
+        [p.pixels_per_unit, p.unit],
+        api_visibility="private",
+        concurrency_limit=None,
     )
     m.labels_btn.click(
         h.bind(start_from_labels, ctx),

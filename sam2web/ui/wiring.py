@@ -96,6 +96,13 @@ def _wire_video(ctx: Context):
         preprocess=False,
         **FILES,
     )
+    uploaded.then(
+        h.bind(h.file_scale, ctx),
+        [p.state],
+        [p.pixels_per_unit, p.unit],
+        api_visibility="private",
+        concurrency_limit=None,
+    )
     p.frame_slider.change(
         h.bind(h.show_frame, ctx),
         [p.state, p.frame_slider],
