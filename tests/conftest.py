@@ -143,3 +143,29 @@ def engine(tmp_path, random_checkpoint):
         data_dir=tmp_path / "sessions",
     )
     return Engine(settings)
+
+
+@pytest.fixture
+def ctx(engine, tmp_path):
+    """The page's handler context without a server: the page built on ``engine``, an
+    upload guard and a session registry (handlers are called directly)."""
+    import gradio as gr
+
+    from sam2web.ui import SessionRegistry, UploadGuard
+    from sam2web.ui import handlers as h
+    from sam2web.ui.layout import build_layout
+
+    with gr.Blocks():
+        page = build_layout(engine)
+    guard = UploadGuard(tmp_path / "gradio-cache", engine.settings.data_dir)
+    return h.Context(engine=engine, page=page, registry=SessionRegistry(), guard=guard)
+
+
+@pytest.fixture
+def user(engine):
+    """A user session on ``engine``, closed after the test."""
+    from sam2web.user_session import UserSession
+
+    user = UserSession(engine)
+    yield user
+    user.close()

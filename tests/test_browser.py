@@ -102,6 +102,17 @@ def add_object_and_click(page, name: str, disc, frame_width: int = 160):
     return disc
 
 
+def full_page_screenshot(page, shot: Path) -> None:
+    """A screenshot of the whole page (not blank: a real page of this app is over 20 kB),
+    also copied to SAM2WEB_SCREENSHOT_DIR when that is set, for a person to look at."""
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+    keep = os.environ.get("SAM2WEB_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / shot.name)
+
+
 def test_track_two_discs_in_the_browser(app, page, tmp_path):
     frames = synth.make_frames(num_frames=8, height=120, width=160)
     clip = synth.write_video(tmp_path / "two_discs.mp4", frames, fps=8)
@@ -151,13 +162,7 @@ def test_track_two_discs_in_the_browser(app, page, tmp_path):
             " return i && i.complete && i.naturalWidth > 200; }"
         )
 
-    shot = tmp_path / "after_tracking.png"
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 20_000
-    keep = os.environ.get("SAM2WEB_SCREENSHOT_DIR")
-    if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(keep) / shot.name)
+    full_page_screenshot(page, tmp_path / "after_tracking.png")
 
 
 def test_a_second_user_is_served_in_the_browser_while_a_long_run_tracks(app, page, tmp_path):
@@ -254,13 +259,7 @@ def test_draw_a_zone_and_a_ruler_then_see_the_zone_table(app, page, tmp_path):
         " return i && i.complete && i.naturalWidth >= 160; }"
     )
     page.locator("#frame-view").scroll_into_view_if_needed()
-    shot = tmp_path / "zones.png"
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 20_000
-    keep = os.environ.get("SAM2WEB_SCREENSHOT_DIR")
-    if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(keep) / shot.name)
+    full_page_screenshot(page, tmp_path / "zones.png")
 
 
 def test_the_brush_paints_a_mask_prompt_where_it_was_painted(app, page, tmp_path):

@@ -11,29 +11,12 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
-from sam2web.ui import SessionRegistry, UploadGuard  # noqa: E402
 from sam2web.ui import handlers as h  # noqa: E402
-from sam2web.ui.layout import build_layout  # noqa: E402
 from sam2web.ui.user import UserSession  # noqa: E402
 from tests import synth  # noqa: E402
 
 RED = synth.DEFAULT_DISCS[0]
 TRACK = ("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "")  # as the page sends it
-
-
-@pytest.fixture
-def ctx(engine, tmp_path) -> h.Context:
-    with gr.Blocks():
-        page = build_layout(engine)
-    guard = UploadGuard(tmp_path / "gradio-cache", engine.settings.data_dir)
-    return h.Context(engine=engine, page=page, registry=SessionRegistry(), guard=guard)
-
-
-@pytest.fixture
-def user(engine):
-    user = UserSession(engine)
-    yield user
-    user.close()
 
 
 @pytest.fixture

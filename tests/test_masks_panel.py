@@ -13,30 +13,13 @@ gr = pytest.importorskip("gradio")
 tifffile = pytest.importorskip("tifffile")
 
 from sam2web.history import AddMask, decode_mask  # noqa: E402
-from sam2web.ui import SessionRegistry, UploadGuard  # noqa: E402
 from sam2web.ui import handlers as h  # noqa: E402
 from sam2web.ui import masks_events as m  # noqa: E402
-from sam2web.ui.layout import build_layout  # noqa: E402
 from sam2web.ui.user import UserSession  # noqa: E402
 from tests import synth  # noqa: E402
 from tests.masks import assert_nontrivial  # noqa: E402
 
 RED = synth.DEFAULT_DISCS[0]
-
-
-@pytest.fixture
-def ctx(engine, tmp_path) -> h.Context:
-    with gr.Blocks():
-        page = build_layout(engine)
-    guard = UploadGuard(tmp_path / "gradio-cache", engine.settings.data_dir)
-    return h.Context(engine=engine, page=page, registry=SessionRegistry(), guard=guard)
-
-
-@pytest.fixture
-def user(engine):
-    user = UserSession(engine)
-    yield user
-    user.close()
 
 
 def test_the_brush_paints_a_mask_prompt_that_is_recorded_and_replayed(ctx, user, tmp_path):
