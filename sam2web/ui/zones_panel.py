@@ -133,8 +133,7 @@ def build_zones_panel(drawing: dict) -> ZonesPanel:
         columns=4,
         height=260,
         object_fit="contain",
-        allow_preview=False,
-        preview=False,
+        fit_columns=False,  # one object's heatmap stays a thumbnail, not the page's width
         elem_id="heatmaps",
     )
     with gr.Row():
