@@ -102,7 +102,9 @@ def test_a_two_channel_tiff_asks_and_opens_with_the_chosen_channel(ctx, user, tm
         resolution=(2.0, 2.0),
         metadata={"axes": "TCYX", "unit": "um", "finterval": 0.25},
     )
-    assert h.file_scale(ctx, user) == {}  # nothing loaded yet: the fields stay as they are
+    # Nothing loaded yet: both fields stay as they are (an update that changes nothing).
+    kept = h.file_scale(ctx, user)
+    assert kept == {ctx.page.pixels_per_unit: gr.skip(), ctx.page.unit: gr.skip()}
     with pytest.raises(gr.Error, match="has 2 channels"):
         h.upload(ctx, user, {"path": str(src)})
     assert not src.exists()  # the upload cache's copy is gone; the session holds its own

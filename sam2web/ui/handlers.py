@@ -141,10 +141,10 @@ def loaded(ctx: Context, user: UserSession) -> Update:
 def file_scale(ctx: Context, user: UserSession) -> Update:
     """*Pixels per unit* and *Unit* from the pixel size the loaded file states (OME or
     ImageJ TIFF metadata); nothing changes for a file that states none."""
+    p = ctx.page
     cal = calibration_from_video(user.info) if user.folder is not None else None
     if cal is None or not cal.calibrated:
-        return {}
-    p = ctx.page
+        return {p.pixels_per_unit: gr.skip(), p.unit: gr.skip()}
     return {p.pixels_per_unit: f"{cal.pixels_per_unit:.6g}", p.unit: cal.unit}
 
 
