@@ -21,7 +21,9 @@ import hashlib
 import logging
 import os
 import re
+import socket
 import threading
+import urllib.parse
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -166,10 +168,12 @@ def _download(spec: ModelSpec, cache_dir: Path, progress: Progress | None) -> Pa
     kwargs: dict[str, Any] = {"cache_dir": cache_dir, "endpoint": endpoint}
     if progress is not None:
         kwargs["tqdm_class"] = _progress_bar_class(progress)
-    # Without a network this fails after huggingface_hub's own retries (about 20 s).
     where = endpoint or "the Hugging Face Hub"
     log.info("Downloading %s/%s from %s into %s", spec.hf_repo, spec.filename, where, cache_dir)
     try:
+        # Without a network huggingface_hub fails only after its own retries (about 20 s);
+        # a server that cannot be reached at all is told in seconds.
+        _check_reachable(endpoint or "https://huggingface.co")
         cache_dir.mkdir(parents=True, exist_ok=True)
         path = Path(hf_hub_download(spec.hf_repo, spec.filename, **kwargs))
     except Exception as err:  # network, HTTP, timeout, disk: each ends in one sentence
@@ -179,6 +183,20 @@ def _download(spec: ModelSpec, cache_dir: Path, progress: Progress | None) -> Pa
         raise CheckpointError(_download_failure(spec, err)) from None
     log.info("Checkpoint ready: %s", path)
     return path
+
+
+def _check_reachable(url: str, timeout: float = 5.0) -> None:
+    """Raise OSError when nothing answers at ``url``'s host and port. Skipped where a proxy
+    is configured: the download then goes through the proxy, not straight to the host."""
+    proxies = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+    if any(os.environ.get(name) for name in proxies):
+        return
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    with socket.create_connection((parts.hostname, port), timeout=timeout):
+        pass
 
 
 def _download_failure(spec: ModelSpec, err: Exception) -> str:
