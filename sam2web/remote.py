@@ -119,8 +119,14 @@ class TrackerWorker:
     answering polls and cancels of any job at once."""
 
     def __init__(self) -> None:
+        import torch
+
         from .model import ModelCache
 
+        # Ray starts an actor of one CPU with OMP_NUM_THREADS=1; the model runs one frame
+        # at a time here (model_lock), and like the web app's own model it uses the node's
+        # cores (on 2 cores, one thread made each frame about 1.5x slower).
+        torch.set_num_threads(os.cpu_count() or 1)
         self.models = ModelCache()
         self.root = Path(tempfile.mkdtemp(prefix="sam2web-worker-"))
         self.jobs: dict[str, _Job] = {}
