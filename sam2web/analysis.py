@@ -199,7 +199,8 @@ class ObjectSummary:
     unit: str
 
 
-def _by_object(rows: Iterable[Measurement]) -> dict[int, list[Measurement]]:
+def by_object(rows: Iterable[Measurement]) -> dict[int, list[Measurement]]:
+    """Rows grouped by object id (ids in order of first appearance), each sorted by frame."""
     grouped: dict[int, list[Measurement]] = {}
     for r in rows:
         grouped.setdefault(r.object_id, []).append(r)
@@ -234,7 +235,7 @@ def summarize(
     absent is left out); max_speed is the fastest step. mean_area averages the present
     frames. With a nominal frame rate (image sequences) speeds are per nominal second.
     """
-    grouped = _by_object(rows)
+    grouped = by_object(rows)
     unit = cal.length_unit
     out = []
     for obj in objects:
@@ -296,7 +297,7 @@ def low_confidence_frames(
     not tracked) are never listed."""
     threshold, margin = _check_threshold(threshold, margin)
     out: dict[int, list[int]] = {}
-    for obj_id, series in _by_object(rows).items():
+    for obj_id, series in by_object(rows).items():
         out[obj_id] = [r.frame for r in series if _classify(r.score, threshold, margin) is not None]
     return out
 
@@ -373,7 +374,7 @@ def plot_trajectories(
         raise ValueError(f"expected an (H, W, 3) or (H, W) frame, got shape {frame.shape}")
     height, width = frame.shape[:2]
     objects = list(objects)
-    grouped = _by_object(rows)
+    grouped = by_object(rows)
 
     # Long side between 640 and 1600 pixels at 100 dpi, so small clips stay legible.
     scale = min(max(640 / max(height, width), 1.0), 1600 / max(height, width))
@@ -475,7 +476,7 @@ def plot_confidence(
     """
     threshold, margin = _check_threshold(threshold, margin)
     objects = list(objects)
-    grouped = _by_object(rows)
+    grouped = by_object(rows)
     n = max(len(objects), 1)
     fig = _new_figure(9.0, 0.6 + 1.8 * n)
     axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]

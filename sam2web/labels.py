@@ -16,35 +16,19 @@ from __future__ import annotations
 
 import html
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .errors import UserError
+from .media import DECODE_ERRORS
 
 DEFAULT_MAX_LABELS = 100
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _TIFF = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _JPEG = b"\xff\xd8\xff"
-_READ_ERRORS = (
-    OSError,
-    ValueError,
-    SyntaxError,
-    EOFError,
-    IndexError,
-    KeyError,
-    RuntimeError,
-    NotImplementedError,
-    TypeError,
-    ArithmeticError,
-    AssertionError,
-    struct.error,
-    zlib.error,
-)
 
 
 class LabelImageError(UserError):
@@ -114,7 +98,7 @@ def _read_png(data: bytes, frame: int, name: str | None) -> np.ndarray:
             f"{_the(name)} has more pixels than this server reads in one image; use a label "
             "image the size of the video's frames."
         ) from None
-    except _READ_ERRORS:
+    except DECODE_ERRORS:
         raise _damaged(name) from None
     return _grey(arr, name)
 
@@ -136,7 +120,7 @@ def _read_tiff(source: bytes | Path, frame: int, name: str | None) -> np.ndarray
                 arr = np.moveaxis(arr, 0, -1)  # planar samples first
     except LabelImageError:
         raise
-    except _READ_ERRORS:
+    except DECODE_ERRORS:
         raise _damaged(name) from None
     arr = np.squeeze(arr) if arr.ndim > 2 and 1 in arr.shape[:-2] else arr
     return _grey(arr, name)

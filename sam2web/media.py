@@ -99,7 +99,7 @@ STRETCH_SAMPLE = 5_000_000  # most pixel values looked at to find the scaling ra
 PROGRESS_EVERY = 5  # frames between progress callbacks
 
 # What decoders raise for damaged or unusual data (tifffile alone raises most of these).
-_DECODE_ERRORS = (
+DECODE_ERRORS = (
     OSError,
     ValueError,
     SyntaxError,
@@ -629,7 +629,7 @@ def _ingest_gif(
                         "transparency" in frame.info
                     )
                     writer.add(np.asarray(frame.convert("RGB")))
-            except _DECODE_ERRORS as exc:
+            except DECODE_ERRORS as exc:
                 if not delays or writer.count == 0:
                     raise
                 log.info("GIF %r stops after %d frames: %s", name, writer.count, exc)
@@ -639,7 +639,7 @@ def _ingest_gif(
         # PIL refuses to open pictures of hundreds of megapixels before we learn the size.
         with open(src, "rb") as fh:
             raise lim.decoder_refused(fh.read(1 << 16)) from exc
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         log.info("cannot read GIF %r: %s", name, exc)
         raise MediaError(
             f"{_the_file(name)} is a GIF that cannot be read (it may be "
@@ -956,7 +956,7 @@ def _unchecked_image_size(data: bytes) -> tuple[int, int] | None:
         try:
             with factory(io.BytesIO(data)) as img:
                 return img.size
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             continue
     return None
 
@@ -1022,7 +1022,7 @@ class _SingleImage(_Sequence):
     def read(self, index: int) -> np.ndarray:
         try:
             img, rotated = _decode_image(self.src.read_bytes(), self.name, self.lim)
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             log.info("cannot decode image %r", self.name, exc_info=True)
             raise MediaError(
                 f"{_the_file(self.name)} looks like an image but cannot be read "
@@ -1102,7 +1102,7 @@ class _ZipImages(_Sequence):
             )
         try:
             img, rotated = _decode_image(data, label, self.lim, self.choice)
-        except _DECODE_ERRORS as exc:
+        except DECODE_ERRORS as exc:
             log.info("cannot decode zip member %r", label, exc_info=True)
             raise MediaError(
                 f"Image '{_display_name(label)}' in the zip cannot be read (it "
@@ -1134,7 +1134,7 @@ def _ingest_zip(
 
     try:
         zf = zipfile.ZipFile(src)
-    except (zipfile.BadZipFile, *_DECODE_ERRORS) as exc:
+    except (zipfile.BadZipFile, *DECODE_ERRORS) as exc:
         log.info("bad zip %r: %s", name, exc)
         raise MediaError(
             f"{_the_file(name)} looks like a zip archive but is damaged; create "
@@ -1261,12 +1261,12 @@ class _TiffStack(_Sequence):
         self.choice = choice or _StackChoice()
         try:
             self._read_layout(tif, label, lim)
-        except _DECODE_ERRORS as exc:
+        except DECODE_ERRORS as exc:
             log.info("cannot read the structure of TIFF %r", label, exc_info=True)
             raise MediaError(_tiff_unreadable(label)) from exc
         try:
             self._read_metadata(tif)
-        except (*_DECODE_ERRORS, AttributeError):
+        except (*DECODE_ERRORS, AttributeError):
             # Metadata only adds time and scale; a file whose pictures read is still used.
             log.info("ignoring unreadable metadata of TIFF %r", label, exc_info=True)
 
@@ -1463,7 +1463,7 @@ class _TiffStack(_Sequence):
                     for el in self._ome_pixels(tif) or ()
                     if el.tag.rsplit("}", 1)[-1] == "Channel"
                 ]
-            except (*_DECODE_ERRORS, AttributeError):
+            except (*DECODE_ERRORS, AttributeError):
                 found = []
             if len(found) == n:
                 names = [f or names[i] for i, f in enumerate(found)]
@@ -1517,7 +1517,7 @@ class _TiffStack(_Sequence):
     def _page(self, j: int) -> np.ndarray:
         try:
             arr = self.pages[j].asarray()
-        except _DECODE_ERRORS as exc:
+        except DECODE_ERRORS as exc:
             log.info("cannot decode TIFF %r page %d", self.name, j, exc_info=True)
             raise MediaError(
                 f"The TIFF '{_display_name(self.name)}' cannot be read (it may "
@@ -1564,7 +1564,7 @@ def _ingest_tiff(
 
     try:
         tif = tifffile.TiffFile(src)
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         log.info("cannot open TIFF %r", name, exc_info=True)
         raise MediaError(_tiff_unreadable(name)) from exc
     with tif:

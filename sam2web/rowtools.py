@@ -18,16 +18,6 @@ from .fileio import write_bytes_atomic
 from .types import Measurement
 
 
-def by_object(rows: Iterable[Measurement]) -> dict[int, list[Measurement]]:
-    """Rows grouped by object id (ids in order of first appearance), each sorted by frame."""
-    grouped: dict[int, list[Measurement]] = {}
-    for r in rows:
-        grouped.setdefault(r.object_id, []).append(r)
-    for series in grouped.values():
-        series.sort(key=lambda r: r.frame)
-    return grouped
-
-
 def has_centroid(row: Measurement) -> bool:
     """True when the row is present and has a centroid."""
     return row.present and row.centroid_x is not None and row.centroid_y is not None

@@ -43,10 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import Calibration
+from .analysis import Calibration, by_object
 from .errors import PromptError
 from .maskstore import MaskStore
-from .rowtools import by_object, frame_seconds, general, has_centroid, text, write_table
+from .rowtools import frame_seconds, general, has_centroid, text, write_table
 from .types import Measurement
 
 MAX_NAME_CHARS = 40
