@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .exports import safe_cell
 from .fileio import atomic_output
 from .history import (
     AddClick,
@@ -41,6 +40,7 @@ from .history import (
     encode_mask,
 )
 from .project import Project, ProjectError, ProjectSource
+from .rowtools import safe_cell
 from .tracking import DIRECTIONS
 from .types import TrackedObject, VideoInfo
 

@@ -71,23 +71,3 @@ def calibration_from_video(info: VideoInfo, fps: float | None = None) -> Calibra
     if info.pixel_size is None or not info.pixel_unit:
         return Calibration(fps=fps)
     return Calibration(pixels_per_unit=1.0 / info.pixel_size, unit=info.pixel_unit, fps=fps)
-
-
-_MICRO = ("µm", "μm", "um", "micron", "microns", "micrometer", "micrometre", "\\u00B5m")
-_LENGTH_UNITS = {"nm": "nm", "mm": "mm", "cm": "cm", "m": "m", "pm": "pm", "km": "km"}
-
-
-def normalize_length_unit(unit: object) -> str | None:
-    """A length unit as sam2web writes it ("µm", "nm", "mm", ...), or None for no unit,
-    "pixel", or anything unrecognised. Spellings of micrometre ("um", "micron", "μm" with a
-    Greek mu, ImageJ's "\\u00B5m") become "µm"."""
-    if not isinstance(unit, str):
-        return None
-    text = unit.strip()
-    if text.lower() in _MICRO or text in _MICRO:
-        return "µm"
-    if text.lower() in ("nanometer", "nanometre"):
-        return "nm"
-    if text.lower() in ("millimeter", "millimetre"):
-        return "mm"
-    return _LENGTH_UNITS.get(text)

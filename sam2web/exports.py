@@ -40,6 +40,7 @@ from .identity import fill_gaps
 from .maskstore import MaskStore, label_image
 from .render import LiveOverlayVideo, OverlayStyle, render_overlay_video
 from .results import CSV_COLUMNS, MeasurementSink, Results, walk
+from .rowtools import safe_cell
 from .types import FrameResult, Measurement, Progress, TrackedObject, VideoInfo
 
 # Files written for a run, by key; fixed names in the session's own exports folder.
@@ -56,16 +57,6 @@ FILES = {
 }
 MASK_FILES = ("masks", "npz", "coco")  # written from the masks, in the one pass
 ROW_FILES = ("csv", "calibrated", "summary", "trajectories", "confidence")  # from the rows
-
-# A spreadsheet treats a cell starting with one of these as a formula.
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(text: str) -> str:
-    """Text made inert for spreadsheets: a leading ``'`` is added when it starts with
-    ``= + - @`` (or a tab / carriage return), which Excel, LibreOffice and Google Sheets
-    would otherwise run as a formula. The csv module handles commas, quotes and newlines."""
-    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
 
 
 def _fmt(value, digits: int) -> str:

@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import frame_runs
-from .calibrate import normalize_length_unit
 from .fileio import atomic_output, write_bytes_atomic, write_zip_atomic
 from .maskstore import MaskStore, label_image
 from .types import FrameResult, VideoInfo
+from .units import normalize_length_unit
 
 Progress = Callable[[int, "int | None"], None]
 

@@ -1481,7 +1481,7 @@ class _TiffStack(_Sequence):
         return None
 
     def _read_metadata(self, tif) -> None:
-        from .calibrate import normalize_length_unit
+        from .units import normalize_length_unit
 
         interval = size = unit = None
         if getattr(tif, "is_ome", False) and tif.ome_metadata:

@@ -31,34 +31,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .maskstore import MaskStore
 from .results import FrameSink, centroid_xy
-from .types import Progress, TrackedObject
-
-RGB = tuple[int, int, int]
-
-# matplotlib's "tab10" colours, in order.
-TAB10: list[RGB] = [
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-]
+from .types import RGB, Progress, TrackedObject
 
 POSITIVE_COLOR: RGB = (0, 128, 0)  # matplotlib "green", as in SAM2's notebooks
 NEGATIVE_COLOR: RGB = (255, 0, 0)  # matplotlib "red"
 
 _SHIFT = 4  # fixed-point bits for sub-pixel drawing with OpenCV
 _SCALE = 1 << _SHIFT
-
-
-def color_for(obj_id: int) -> RGB:
-    """Display colour of an object: tab10, cycling from id 1."""
-    return TAB10[(int(obj_id) - 1) % len(TAB10)]
 
 
 ZONE_COLOR = (255, 220, 0)

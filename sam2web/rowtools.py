@@ -13,9 +13,18 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .analysis import Calibration
-from .exports import safe_cell
 from .fileio import write_bytes_atomic
 from .types import Measurement
+
+# A spreadsheet treats a cell starting with one of these as a formula.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(text: str) -> str:
+    """Text made inert for spreadsheets: a leading ``'`` is added when it starts with
+    ``= + - @`` (or a tab / carriage return), which Excel, LibreOffice and Google Sheets
+    would otherwise run as a formula. The csv module handles commas, quotes and newlines."""
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
 
 
 def has_centroid(row: Measurement) -> bool:
@@ -42,7 +51,7 @@ def general(value: float | None) -> str:
 
 
 def text(value: str) -> str:
-    """A text cell made inert for spreadsheets (see :func:`sam2web.exports.safe_cell`)."""
+    """A text cell made inert for spreadsheets (see :func:`safe_cell`)."""
     return safe_cell(str(value))
 
 

@@ -51,7 +51,6 @@ from .history import (
     identity_fixes,
 )
 from .maskstore import MaskStore
-from .render import color_for
 from .sam2state import (
     new_inference_state,
     object_score,
@@ -59,7 +58,7 @@ from .sam2state import (
     tensor_bytes,
     upcast_memory,
 )
-from .types import Box, Click, FramePrompts, FrameResult, TrackedObject, VideoInfo
+from .types import Box, Click, FramePrompts, FrameResult, TrackedObject, VideoInfo, color_for
 
 log = logging.getLogger(__name__)
 

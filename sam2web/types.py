@@ -124,3 +124,25 @@ class Measurement:
     bbox_y: int | None
     bbox_w: int | None
     bbox_h: int | None
+
+
+RGB = tuple[int, int, int]
+
+# matplotlib's "tab10" colours, in order.
+TAB10: list[RGB] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
+
+
+def color_for(obj_id: int) -> RGB:
+    """Display colour of an object: tab10, cycling from id 1."""
+    return TAB10[(int(obj_id) - 1) % len(TAB10)]

@@ -584,7 +584,7 @@ def zone_stats(
 
 def write_zone_csv(stats: Iterable[ZoneStats], path: Path) -> Path:
     """Write zone statistics as UTF-8 CSV with :data:`ZONE_COLUMNS` (empty cell = None);
-    names pass through :func:`sam2web.exports.safe_cell`. Returns ``path``."""
+    names pass through :func:`sam2web.rowtools.safe_cell`. Returns ``path``."""
     cells = (
         [
             s.object_id,

@@ -35,9 +35,8 @@ from sam2web.exports import (
     write_summary_csv,
 )
 from sam2web.maskstore import MaskStore
-from sam2web.render import color_for
 from sam2web.results import CSV_COLUMNS, measure, measurements
-from sam2web.types import TrackedObject, VideoInfo
+from sam2web.types import TrackedObject, VideoInfo, color_for
 from tests import synth
 
 H, W = 96, 128

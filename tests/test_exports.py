@@ -13,9 +13,8 @@ from PIL import Image
 
 from sam2web.exports import write_csv, write_masks_zip
 from sam2web.maskstore import MaskStore
-from sam2web.render import color_for
 from sam2web.results import CSV_COLUMNS, measure, measurements
-from sam2web.types import TrackedObject, VideoInfo
+from sam2web.types import TrackedObject, VideoInfo, color_for
 from tests import synth
 
 H, W, N = 120, 160, 8

@@ -12,17 +12,15 @@ import pytest
 
 from sam2web.maskstore import MaskStore
 from sam2web.render import (
-    TAB10,
     Mp4Writer,
     OverlayStyle,
-    color_for,
     draw_overlay,
     draw_prompts,
     gallery_indices,
     recent_centroids,
     render_overlay_video,
 )
-from sam2web.types import TrackedObject
+from sam2web.types import TAB10, TrackedObject, color_for
 from tests import synth
 
 H, W = 120, 160

@@ -11,15 +11,11 @@ import numpy as np
 import pytest
 
 from sam2web.analysis import Calibration
-from sam2web.calibrate import (
-    calibration_from_video,
-    normalize_length_unit,
-    ruler_calibration,
-    ruler_pixels_per_unit,
-)
+from sam2web.calibrate import calibration_from_video, ruler_calibration, ruler_pixels_per_unit
 from sam2web.errors import PromptError
 from sam2web.maskstore import MaskStore
 from sam2web.types import VideoInfo
+from sam2web.units import normalize_length_unit
 from sam2web.zones import (
     ZONE_COLUMNS,
     Circle,
