@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     import imageio_ffmpeg
     from gradio_client import Client, handle_file
 
-    from sam2web.model import write_random_checkpoint
+    from sam2web.tracking.model import write_random_checkpoint
     from tests import synth
     from tests.appserver import start_app
 

@@ -154,7 +154,7 @@ def clicks_for(discs) -> list[list[float]]:
 
 def folder_digest(folder: Path) -> str:
     """sha256 over the frame files of an ingested folder, in frame order."""
-    from sam2web.media import FrameFolder
+    from sam2web.media.ingest import FrameFolder
 
     digest = hashlib.sha256()
     for path in FrameFolder(folder).frame_paths():
@@ -163,7 +163,7 @@ def folder_digest(folder: Path) -> str:
 
 
 def media_limits():
-    from sam2web.media import MediaLimits
+    from sam2web.media.ingest import MediaLimits
     from sam2web.settings import Settings
 
     return MediaLimits.from_settings(Settings.from_env({}))  # the app's defaults
@@ -333,7 +333,7 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
     import torch
     from sam2.build_sam import build_sam2_video_predictor
 
-    from sam2web.model import get_spec, hydra_overrides, silence_missing_extension_warning
+    from sam2web.tracking.model import get_spec, hydra_overrides, silence_missing_extension_warning
 
     silence_missing_extension_warning()
     spec = get_spec(job["model"])
@@ -415,13 +415,18 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
 def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
     """sam2web end to end. Returns (timings, {frame: {obj_id: mask}})."""
 
-    from sam2web.accel import compile_predictor
-    from sam2web.exports import write_csv
-    from sam2web.media import FrameFolder, ingest
-    from sam2web.model import autocast_context, build_predictor, cpu_supports_bf16, get_spec
-    from sam2web.render import LiveOverlayVideo, OverlayStyle
-    from sam2web.results import measurements
-    from sam2web.tracking import TrackingSession
+    from sam2web.analysis.results import measurements
+    from sam2web.media.ingest import FrameFolder, ingest
+    from sam2web.outputs.exports import write_csv
+    from sam2web.outputs.render import LiveOverlayVideo, OverlayStyle
+    from sam2web.tracking.accel import compile_predictor
+    from sam2web.tracking.model import (
+        autocast_context,
+        build_predictor,
+        cpu_supports_bf16,
+        get_spec,
+    )
+    from sam2web.tracking.tracker import TrackingSession
     from sam2web.types import Click
 
     started = time.perf_counter()
@@ -439,7 +444,7 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
     rss_loaded, load_peak, peak_reset = after_model_load()
 
     # The page's qualities: "full-bf16" is forced here to measure it even where the probe
-    # would not offer it (sam2web.accel.available_qualities); "full" is float32.
+    # would not offer it (sam2web.tracking.accel.available_qualities); "full" is float32.
     quality = "full-bf16" if mode.bf16 else "full"
 
     def autocast():
@@ -572,7 +577,7 @@ def count_flops(job: dict, resolution: int) -> dict:
     from sam2.build_sam import build_sam2_video_predictor
     from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-    from sam2web.model import get_spec, hydra_overrides, silence_missing_extension_warning
+    from sam2web.tracking.model import get_spec, hydra_overrides, silence_missing_extension_warning
 
     silence_missing_extension_warning()
     predictor = build_sam2_video_predictor(
@@ -723,7 +728,7 @@ def run_one(mode_name: str, job_path: Path, as_json: bool) -> int:
 def prepare_clip(work: Path, args, num_frames: int, checkpoint: Path) -> Path:
     """Write the MP4 and the shared ingested frame folder for one clip length; return the
     job file children read."""
-    from sam2web.media import ingest
+    from sam2web.media.ingest import ingest
     from tests import synth
 
     clip_dir = work / f"clip{num_frames}"
@@ -1039,7 +1044,7 @@ def main_parent(args) -> int:
         import sam2  # noqa: F401
         import torch  # noqa: F401
 
-        from sam2web.model import MODELS, write_random_checkpoint
+        from sam2web.tracking.model import MODELS, write_random_checkpoint
     except ImportError as err:
         raise SystemExit(
             f"error: {err}; run this with the project's virtual environment "
@@ -1062,7 +1067,7 @@ def main_parent(args) -> int:
 
     import torch
 
-    from sam2web.accel import bf16_probe
+    from sam2web.tracking.accel import bf16_probe
 
     if args.threads:
         torch.set_num_threads(args.threads)

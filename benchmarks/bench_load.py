@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from benchmarks.bench_engine import machine_info
-    from sam2web.model import write_random_checkpoint
+    from sam2web.tracking.model import write_random_checkpoint
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="sam2web-bench-load-") as tmp:

@@ -3,7 +3,7 @@
 
 Makes N synthetic clips (moving discs) and a project on the first one (two clicks, tracked
 forward), then runs ``python -m sam2web track`` on the N clips twice in this process
-(``sam2web.cli.main``): one video after another here, and with ``--ray`` on a Ray started
+(``sam2web.cli.main.main``): one video after another here, and with ``--ray`` on a Ray started
 here beforehand (so Ray's own start-up, printed apart, is not in the batch's time; the
 workers' start and model load are, as the run here's model load is). Both batches load the
 model once per worker and write the same files (``--no-video``).
@@ -38,8 +38,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def _project(settings, clip: Path, path: Path) -> Path:
-    from sam2web.engine import Engine
-    from sam2web.user_session import UserSession
+    from sam2web.session.engine import Engine
+    from sam2web.session.user import UserSession
 
     user = UserSession(Engine(settings))
     try:
@@ -54,7 +54,7 @@ def _project(settings, clip: Path, path: Path) -> Path:
 
 
 def _batch(args: list[str]) -> tuple[float, int, str]:
-    from sam2web.cli import main
+    from sam2web.cli.main import main
 
     err = io.StringIO()
     started = time.perf_counter()
@@ -92,9 +92,9 @@ def main() -> int:
     import ray
     import torch
 
-    from sam2web.accel import cpu_bf16_flags, cpu_model
-    from sam2web.model import write_random_checkpoint
     from sam2web.settings import Settings
+    from sam2web.tracking.accel import cpu_bf16_flags, cpu_model
+    from sam2web.tracking.model import write_random_checkpoint
     from tests import synth
 
     flags = cpu_bf16_flags()

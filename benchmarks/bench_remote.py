@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: the web app's tracking here against the same run on a Ray cluster.
 
-Both sides run a :class:`~sam2web.user_session.UserSession` on the same synthetic clip with
+Both sides run a :class:`~sam2web.session.user.UserSession` on the same synthetic clip with
 the same two clicks, the model warm (one untimed run first: here the engine's model cache,
 there the worker that keeps its model), and a fresh session for the timed run, so neither
 replays an earlier run. For each side it prints the seconds to the first tracked frame,
@@ -36,11 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sam2web import accel, remote  # noqa: E402
-from sam2web.engine import Engine  # noqa: E402
-from sam2web.model import write_random_checkpoint  # noqa: E402
+from sam2web.compute import remote  # noqa: E402
+from sam2web.session.engine import Engine  # noqa: E402
+from sam2web.session.user import UserSession  # noqa: E402
 from sam2web.settings import Settings  # noqa: E402
-from sam2web.user_session import UserSession  # noqa: E402
+from sam2web.tracking import accel  # noqa: E402
+from sam2web.tracking.model import write_random_checkpoint  # noqa: E402
 from tests import synth  # noqa: E402
 
 

@@ -1,8 +1,8 @@
 """Recorded actions: every change a user made to a tracking session, as typed records.
 
-A :class:`~sam2web.tracking.TrackingSession` appends one action per change to its
-``history``; :func:`sam2web.tracking.replay` applies an action to a session again, and
-:mod:`sam2web.project` stores the list in project files. Replaying a history on the same
+A :class:`~sam2web.tracking.tracker.TrackingSession` appends one action per change to its
+``history``; :func:`sam2web.tracking.tracker.replay` applies an action to a session again, and
+:mod:`sam2web.session.project` stores the list in project files. Replaying a history on the same
 frames with the same model gives the same masks.
 
 Coordinates are (x, y) pixels of the original frame (:mod:`sam2web.types`), frames count
@@ -16,7 +16,7 @@ from 0, and object ids are handed out from 1 in the order of :class:`AddObject` 
 
 Identity fixes change no model state: the tracked masks stay as SAM 2 made them and the
 fixes in force (:func:`identity_fixes`) are applied when masks are read for the page and
-the exports (:mod:`sam2web.identity`), so undoing one restores the earlier outputs exactly
+the exports (:mod:`sam2web.analysis.identity`), so undoing one restores the earlier outputs exactly
 and a later tracking run stays consistent with them.
 """
 
@@ -207,7 +207,7 @@ def to_json(action: Action) -> dict:
 
 def from_json(data: dict) -> Action:
     """The action a dict made by :func:`to_json` describes. The dict's values must already
-    have the right types (:mod:`sam2web.project` checks files before this); unknown
+    have the right types (:mod:`sam2web.session.project` checks files before this); unknown
     operations raise ValueError."""
     kind = KINDS.get(data.get("op"))
     if kind is None:

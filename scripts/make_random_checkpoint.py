@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sam2web.model import DEFAULT_MODEL, MODELS, write_random_checkpoint  # noqa: E402
+from sam2web.tracking.model import DEFAULT_MODEL, MODELS, write_random_checkpoint  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

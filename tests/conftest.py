@@ -43,7 +43,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def random_checkpoint(tmp_path_factory) -> Path:
     """SAM2.1-tiny architecture with seeded random weights, saved like a real checkpoint."""
-    from sam2web.model import write_random_checkpoint
+    from sam2web.tracking.model import write_random_checkpoint
 
     path = tmp_path_factory.mktemp("ckpt") / "sam2.1_hiera_tiny_random.pt"
     return write_random_checkpoint(path, "sam2.1-tiny", seed=0)
@@ -52,7 +52,7 @@ def random_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def predictor_cache(random_checkpoint):
     """Builds sam2web predictors from the random checkpoint, one per configuration."""
-    from sam2web.model import build_predictor, get_spec, silence_missing_extension_warning
+    from sam2web.tracking.model import build_predictor, get_spec, silence_missing_extension_warning
 
     cache: dict = {}
 
@@ -93,8 +93,8 @@ def clip_zip(tmp_path, clip_frames) -> Path:
 @pytest.fixture
 def make_session(tmp_path, predictor_cache):
     """Ingests a media file and opens a TrackingSession on it."""
-    from sam2web.media import FrameFolder, MediaLimits, ingest
-    from sam2web.tracking import TrackingSession
+    from sam2web.media.ingest import FrameFolder, MediaLimits, ingest
+    from sam2web.tracking.tracker import TrackingSession
 
     limits = MediaLimits(
         max_bytes=200 << 20,
@@ -132,7 +132,7 @@ def engine(tmp_path, random_checkpoint):
     """An Engine on the random checkpoint at the test resolution, with its own data folder."""
     import dataclasses
 
-    from sam2web.engine import Engine
+    from sam2web.session.engine import Engine
     from sam2web.settings import Settings
 
     settings = dataclasses.replace(
@@ -164,7 +164,7 @@ def ctx(engine, tmp_path):
 @pytest.fixture
 def user(engine):
     """A user session on ``engine``, closed after the test."""
-    from sam2web.user_session import UserSession
+    from sam2web.session.user import UserSession
 
     user = UserSession(engine)
     yield user

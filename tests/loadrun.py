@@ -6,7 +6,7 @@ count and size, so results that mixed users would show). A user prepares (upload
 objects, clicks on a chosen frame) and tracks in a chosen direction. Progress is read from
 the mask files the server writes into the user's session folder (one file per frame, made
 when the frame is tracked), which a :class:`FrameWatcher` samples; masks are read back with
-:class:`~sam2web.maskstore.MaskStore` once a run ended. Times are ``time.perf_counter()``
+:class:`~sam2web.tracking.maskstore.MaskStore` once a run ended. Times are ``time.perf_counter()``
 seconds.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sam2web.maskstore import MaskStore
+from sam2web.tracking.maskstore import MaskStore
 from tests import synth
 from tests.appserver import session_folders
 

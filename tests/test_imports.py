@@ -13,9 +13,12 @@ import os, sys
 before = set(os.listdir(os.environ["SAM2WEB_DATA_DIR_PARENT"]))
 import importlib, pkgutil, sam2web
 for module in pkgutil.iter_modules(sam2web.__path__, "sam2web."):
-    if module.name != "sam2web.ui":  # the page: the one part that imports gradio
-        importlib.import_module(module.name)
-assert "sam2web.cli" in sys.modules and "sam2web.engine" in sys.modules
+    if module.name == "sam2web.ui":  # the page: the one part that imports gradio
+        continue
+    package = importlib.import_module(module.name)
+    for sub in pkgutil.iter_modules(getattr(package, "__path__", []), module.name + "."):
+        importlib.import_module(sub.name)
+assert "sam2web.cli.main" in sys.modules and "sam2web.session.engine" in sys.modules
 assert "gradio" not in sys.modules, "gradio was imported"
 after = set(os.listdir(os.environ["SAM2WEB_DATA_DIR_PARENT"]))
 assert before == after, after - before

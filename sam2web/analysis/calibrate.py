@@ -1,4 +1,4 @@
-"""Length scales for :class:`sam2web.analysis.Calibration`: from a ruler drawn on a frame, or
+"""Length scales for :class:`sam2web.analysis.tables.Calibration`: from a ruler drawn on a frame, or
 from the pixel size a microscopy file states.
 
 Points are (x, y) in pixels of the original frame (see :mod:`sam2web.types`).
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
-from .analysis import Calibration
-from .errors import PromptError
-from .types import VideoInfo
+from ..errors import PromptError
+from ..types import VideoInfo
+from .tables import Calibration
 
 
 def _coordinate(value) -> float:

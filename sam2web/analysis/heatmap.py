@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import Calibration
-from .fileio import write_bytes_atomic
+from ..fileio import write_bytes_atomic
+from ..types import Measurement
 from .rowtools import frame_seconds, general, has_centroid, write_table
-from .types import Measurement
+from .tables import Calibration
 
 OCCUPANCY_COLUMNS = ("x_bin", "y_bin", "x_min", "x_max", "y_min", "y_max", "frames", "time_s")
 

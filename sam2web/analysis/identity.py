@@ -28,11 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import PromptError
-from .history import Action, MergeObjects, SwapObjects, identity_fixes
-from .maskstore import MaskStore, label_image
+from ..errors import PromptError
+from ..history import Action, MergeObjects, SwapObjects, identity_fixes
+from ..tracking.maskstore import MaskStore, label_image
+from ..types import FrameResult, Measurement
 from .results import CSV_COLUMNS
-from .types import FrameResult, Measurement
 
 
 def _check_id(value, what: str) -> int:
@@ -56,7 +56,7 @@ def _check_frames(from_frame, stop) -> tuple[int, int | None]:
 
 
 def _absent(row: Measurement) -> Measurement:
-    """The row as :func:`sam2web.results.measurements` writes it for a frame without a
+    """The row as :func:`sam2web.analysis.results.measurements` writes it for a frame without a
     result: not present, score NaN, no geometry."""
     return dataclasses.replace(
         row,

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from .analysis import Calibration
-from .errors import PromptError
+from ..errors import PromptError
+from ..types import Measurement
 from .rowtools import frame_seconds, general, has_centroid, text, write_table
-from .types import Measurement
+from .tables import Calibration
 
 PAIR_DISTANCE_COLUMNS = (
     "frame",

@@ -2,7 +2,7 @@
 
 After a run, each stored frame is read once (:func:`walk`, or the overlay video's own pass
 beside tracking) and handed to every :class:`FrameSink`: the measurements table
-(:class:`MeasurementSink`), the mask writers of :mod:`sam2web.exports` and the overlay
+(:class:`MeasurementSink`), the mask writers of :mod:`sam2web.outputs.exports` and the overlay
 video. What is derived from the measurements alone (summaries, calibrated tables, plots, the
 page's review) reads the rows of :class:`Results`, never the masks again.
 
@@ -24,8 +24,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .maskstore import MaskStore
-from .types import FrameResult, Measurement, Progress, TrackedObject, VideoInfo
+from ..tracking.maskstore import MaskStore
+from ..types import FrameResult, Measurement, Progress, TrackedObject, VideoInfo
 
 CSV_COLUMNS = (
     "frame",
@@ -185,7 +185,7 @@ def measurements(
 @dataclass
 class Results:
     """What one run produced, computed once: the measurements and the files written from
-    the masks (by key, see :data:`sam2web.exports.FILES`). ``history_length`` is the
+    the masks (by key, see :data:`sam2web.outputs.exports.FILES`). ``history_length`` is the
     length of the session's history they were computed for (any later action makes them
     stale)."""
 

@@ -1,7 +1,7 @@
 """Functions shared by the analyses of measurement tables (zones, pairs, heatmaps).
 
 A table is a list of :class:`sam2web.types.Measurement` rows, one per object per frame, as
-:func:`sam2web.results.measurements` makes it.
+:func:`sam2web.analysis.results.measurements` makes it.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .analysis import Calibration
-from .fileio import write_bytes_atomic
-from .types import Measurement
+from ..fileio import write_bytes_atomic
+from ..types import Measurement
+from .tables import Calibration
 
 # A spreadsheet treats a cell starting with one of these as a formula.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

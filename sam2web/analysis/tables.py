@@ -1,6 +1,6 @@
 """Analysis of tracked objects from their measurements: calibration, calibrated tables,
 per-object summaries, confidence events and plots. Files are written by
-:mod:`sam2web.exports`.
+:mod:`sam2web.outputs.exports`.
 
 Units. Measurements (:class:`sam2web.types.Measurement`) are in pixels of the original frame
 and seconds. A :class:`Calibration` adds a length scale (pixels per unit, e.g. 5 px per mm)
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PromptError
-from .fileio import write_bytes_atomic
+from ..errors import PromptError
+from ..fileio import write_bytes_atomic
+from ..types import Measurement, TrackedObject
 from .results import CSV_COLUMNS
-from .types import Measurement, TrackedObject
 
 MAX_UNIT_CHARS = 16
 
@@ -129,7 +129,7 @@ def _positive_or_none(value, what: str) -> float | None:
 def calibrated_columns(cal: Calibration) -> tuple[str, ...]:
     """Column names of :func:`calibrated_rows` / :func:`write_calibrated_csv`.
 
-    Always the pixel columns of :data:`sam2web.results.CSV_COLUMNS`; with a length scale
+    Always the pixel columns of :data:`sam2web.analysis.results.CSV_COLUMNS`; with a length scale
     also ``centroid_x_<unit>``, ``centroid_y_<unit>`` (same origin as the pixel centroid,
     divided by the scale) and ``area_<unit>2`` (area in unit²), e.g. ``centroid_x_mm``.
     """

@@ -23,7 +23,7 @@ Per object and zone, :func:`zone_stats` counts, from a measurement table:
   or absent into the zone; being inside at the object's first row counts as an entry
   (as SimBA counts ROI entries from bouts, so a bout that starts on the first frame is one);
   a frame where the object is absent ends a run, so fill short gaps first
-  (:func:`sam2web.identity.fill_gaps`) when SAM2 loses an object briefly;
+  (:func:`sam2web.analysis.identity.fill_gaps`) when SAM2 loses an object briefly;
 * latency: seconds from the first row of the table to the first inside frame;
 * distance inside: the sum of centroid steps between neighbouring rows both inside;
 * with SAM2's score: time inside counting only frames whose score logit is > 0 (a frame
@@ -43,11 +43,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import Calibration, by_object
-from .errors import PromptError
-from .maskstore import MaskStore
+from ..errors import PromptError
+from ..tracking.maskstore import MaskStore
+from ..types import Measurement
 from .rowtools import frame_seconds, general, has_centroid, text, write_table
-from .types import Measurement
+from .tables import Calibration, by_object
 
 MAX_NAME_CHARS = 40
 
@@ -584,7 +584,7 @@ def zone_stats(
 
 def write_zone_csv(stats: Iterable[ZoneStats], path: Path) -> Path:
     """Write zone statistics as UTF-8 CSV with :data:`ZONE_COLUMNS` (empty cell = None);
-    names pass through :func:`sam2web.rowtools.safe_cell`. Returns ``path``."""
+    names pass through :func:`sam2web.analysis.rowtools.safe_cell`. Returns ``path``."""
     cells = (
         [
             s.object_id,

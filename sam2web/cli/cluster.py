@@ -27,7 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .batch import (
+from ..errors import UserError
+from ..session.batch import (
     Job,
     Tracked,
     check_video_file,
@@ -35,9 +36,8 @@ from .batch import (
     safe_suffix,
     sam2_progress_hidden,
 )
-from .engine import Engine
-from .errors import UserError
-from .settings import Settings
+from ..session.engine import Engine
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@
 ``track`` is for batches: make a project once in the web app (click the objects, track,
 save the project), then run the same clicks and tracking runs on every video of an
 experiment recorded with the same camera set-up (fitted to each video's length and frame
-size by :mod:`sam2web.batch`). Each video gets its own output folder with everything the
+size by :mod:`sam2web.session.batch`). Each video gets its own output folder with everything the
 page exports plus the analysis files, and ``batch_summary.csv`` lists them all. With
-``--ray`` the videos are tracked on a Ray cluster (:mod:`sam2web.cluster`) by the same
+``--ray`` the videos are tracked on a Ray cluster (:mod:`sam2web.cli.cluster`) by the same
 per-video step, :func:`track_video`.
 
 Exit status: 0 when every video succeeded, 1 when any failed (each failure is one line
@@ -27,9 +27,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
-from .analysis import Calibration, summarize
-from .batch import (
+from .. import __version__
+from ..analysis.calibrate import calibration_from_video
+from ..analysis.tables import Calibration, summarize
+from ..errors import UserError
+from ..session.batch import (
     DEFAULT_DIRECTION,
     SUMMARY_FILENAME,
     Job,
@@ -42,20 +44,18 @@ from .batch import (
     sam2_progress_hidden,
     write_summary,
 )
-from .behaviour import ExtraOutputs
-from .calibrate import calibration_from_video
+from ..session.behaviour import ExtraOutputs
+from ..session.engine import Engine
+from ..session.project import PROJECT_FILENAME, Project, load_project
+from ..session.user import SCIENCE_FILES, UserSession
+from ..settings import Settings
+from ..tracking.model import MODELS, get_spec
+from ..tracking.tracker import DIRECTIONS
 from .cluster import INSTALL_HINT, ray_installed
-from .engine import Engine
-from .errors import UserError
-from .model import MODELS, get_spec
-from .project import PROJECT_FILENAME, Project, load_project
-from .settings import Settings
-from .tracking import DIRECTIONS
-from .user_session import SCIENCE_FILES, UserSession
 
-log = logging.getLogger("sam2web.cli")
+log = logging.getLogger("sam2web.cli.main")
 
-# Files the page's export writes (sam2web.user_session.UserSession.export).
+# Files the page's export writes (sam2web.session.user.UserSession.export).
 PAGE_FILES = ("sam2web_overlay.mp4", "sam2web_tracks.csv", "sam2web_masks.zip")
 OUTPUT_FILES = (*PAGE_FILES, *SCIENCE_FILES.values(), PROJECT_FILENAME)
 
@@ -531,7 +531,7 @@ def track_video(
     """Replay ``project`` on one video and write every export into ``folder``: the one
     per-video step, the same here and on a cluster's workers.
 
-    The project is fitted to the video first (:func:`sam2web.batch.fit_project`: its own
+    The project is fitted to the video first (:func:`sam2web.session.batch.fit_project`: its own
     length, prompts scaled to its size); a project without a tracking run is tracked in
     ``direction``. ``source_name`` is the name the results record (default: the file's);
     ``bar`` takes the progress (``phase(name, unit)`` and ``close(keep)``, default a tqdm
@@ -735,7 +735,7 @@ def report(job: Job, out: Path, outcome: Tracked | str, seconds: float, write=pr
 
 
 def _track_on_ray(args, settings, jobs: list[Job], out: Path, options: dict) -> list | None:
-    """The batch on a Ray cluster (sam2web.cluster); the files come back here."""
+    """The batch on a Ray cluster (sam2web.cli.cluster); the files come back here."""
     from .cluster import RayOptions, track_on_ray  # imports Ray only when it runs
 
     ray_options = RayOptions(
@@ -761,7 +761,7 @@ def run_serve(args: argparse.Namespace) -> int:
         settings = make_settings(args)
     except ValueError as err:
         return _usage(f"{err}.")
-    from .ui import launch  # imports gradio
+    from ..ui import launch  # imports gradio
 
     launch(Engine(settings))
     return EXIT_OK

@@ -1,13 +1,13 @@
 """Tracking runs of the web app on a Ray cluster (``SAM2WEB_RAY_ADDRESS``).
 
-The unit sent to the cluster is the self-contained :class:`~sam2web.zerogpu.TrackingJob`
+The unit sent to the cluster is the self-contained :class:`~sam2web.compute.zerogpu.TrackingJob`
 that ZeroGPU also runs. No disk is shared with the cluster: the bytes of the session's
 frame files go to Ray's object store once per video (:meth:`Cluster.put_frames`), and the
 worker writes them into a folder of its own. A :class:`TrackerWorker` actor per model keeps
 that model loaded between jobs; it replays the job's history, propagates, and keeps each
 tracked frame's masks in a queue that the web process empties with :meth:`TrackerWorker.poll`
 (a long poll: the call returns as soon as a frame is ready). The web process writes those
-masks into the session's own :class:`~sam2web.maskstore.MaskStore`, so the progress bar,
+masks into the session's own :class:`~sam2web.tracking.maskstore.MaskStore`, so the progress bar,
 the live overlay video and the exports work as with local tracking; Cancel reaches the
 worker with :meth:`TrackerWorker.cancel` and stops it between two frames.
 
@@ -42,10 +42,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TrackingError
-from .history import Propagate
-from .tracking import PropagationStep, TrackingSession
-from .types import FrameResult
+from ..errors import TrackingError
+from ..history import Propagate
+from ..tracking.tracker import PropagationStep, TrackingSession
+from ..types import FrameResult
 from .zerogpu import TrackingJob, rebuild_session
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,8 @@ def _checkpoint_here(job: TrackingJob) -> Path | None:
     """The job's checkpoint on this node: the same path where it exists here, else the
     official file of the job's model found or downloaded into this node's cache; a file of
     another name (one's own weights) must be at the same path on every node."""
-    from .model import get_spec, resolve_checkpoint
-    from .settings import Settings
+    from ..settings import Settings
+    from ..tracking.model import get_spec, resolve_checkpoint
 
     if job.checkpoint is None or Path(job.checkpoint).is_file():
         return None if job.checkpoint is None else Path(job.checkpoint)
@@ -121,7 +121,7 @@ class TrackerWorker:
     def __init__(self) -> None:
         import torch
 
-        from .model import ModelCache
+        from ..tracking.model import ModelCache
 
         # Ray starts an actor of one CPU with OMP_NUM_THREADS=1; the model runs one frame
         # at a time here (model_lock), and like the web app's own model it uses the node's
@@ -176,7 +176,7 @@ class TrackerWorker:
                 self._forget(job_id)
 
     def _track(self, state: _Job, job: TrackingJob, folder: Path) -> None:
-        from .model import choose_device, get_spec
+        from ..tracking.model import choose_device, get_spec
 
         predictor = self.models.get(
             get_spec(job.model_key),

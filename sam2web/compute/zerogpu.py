@@ -27,10 +27,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .fileio import write_bytes_atomic
-from .history import Action, Propagate, tracked_frames
-from .tracking import PropagationStep, TrackingSession, replay
-from .types import FrameResult
+from ..fileio import write_bytes_atomic
+from ..history import Action, Propagate, tracked_frames
+from ..tracking.tracker import PropagationStep, TrackingSession, replay
+from ..types import FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,8 @@ def rebuild_session(
     """A tracking session on ``predictor`` for the frames in ``frames_dir`` with the job's
     history replayed (masks written to ``masks_dir``) and its objects' names and colours;
     returns it with the number of frames the replay tracked again."""
-    from .media import FrameFolder
-    from .model import autocast_context
+    from ..media.ingest import FrameFolder
+    from ..tracking.model import autocast_context
 
     folder = FrameFolder(Path(frames_dir))
     session = TrackingSession(
@@ -148,7 +148,7 @@ def rebuild_session(
 
 
 def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
-    from .model import ModelCache, get_spec
+    from ..tracking.model import ModelCache, get_spec
 
     global _worker_models
     if _worker_models is None:

@@ -74,11 +74,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence
 
-from .errors import LimitError, MediaError, StorageFullError
-from .types import Progress, VideoInfo
+from ..errors import LimitError, MediaError, StorageFullError
+from ..types import Progress, VideoInfo
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -1481,7 +1481,7 @@ class _TiffStack(_Sequence):
         return None
 
     def _read_metadata(self, tif) -> None:
-        from .units import normalize_length_unit
+        from ..units import normalize_length_unit
 
         interval = size = unit = None
         if getattr(tif, "is_ome", False) and tif.ome_metadata:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .identity import fixed_view
+from ..analysis.identity import fixed_view
+from ..tracking.tracker import TrackingSession
+from ..types import VideoInfo
 from .render import OverlayStyle, draw_overlay, draw_prompts, gallery_indices, recent_centroids
-from .tracking import TrackingSession
-from .types import VideoInfo
 
 DISPLAY_LONG_SIDE = 960  # pixels of the longer side of the frame shown in the page
 MAX_ENLARGE = 6.0

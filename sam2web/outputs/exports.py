@@ -2,11 +2,11 @@
 
 Tables: the per-frame measurements CSV (:func:`write_csv`), the calibrated CSV and the
 per-object summary. Masks: a zip of label images, a NumPy ``.npz`` and COCO run-length
-encoding, each a :class:`~sam2web.results.FrameSink` fed once per frame by the one pass over
-the stored masks (:mod:`sam2web.results`). :class:`ExportRun` bundles the sinks of one run;
+encoding, each a :class:`~sam2web.analysis.results.FrameSink` fed once per frame by the one pass over
+the stored masks (:mod:`sam2web.analysis.results`). :class:`ExportRun` bundles the sinks of one run;
 :func:`write_row_files` writes what is derived from the measurements alone.
 
-Coordinates follow :mod:`sam2web.types` (see :mod:`sam2web.results` for centroids and
+Coordinates follow :mod:`sam2web.types` (see :mod:`sam2web.analysis.results` for centroids and
 boxes).
 """
 
@@ -25,7 +25,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .analysis import (
+from ..analysis.identity import fill_gaps
+from ..analysis.results import CSV_COLUMNS, MeasurementSink, Results, walk
+from ..analysis.rowtools import safe_cell
+from ..analysis.tables import (
     SUMMARY_COLUMNS,
     Calibration,
     ObjectSummary,
@@ -35,13 +38,10 @@ from .analysis import (
     plot_trajectories,
     summarize,
 )
-from .fileio import write_bytes_atomic
-from .identity import fill_gaps
-from .maskstore import MaskStore, label_image
+from ..fileio import write_bytes_atomic
+from ..tracking.maskstore import MaskStore, label_image
+from ..types import FrameResult, Measurement, Progress, TrackedObject, VideoInfo
 from .render import LiveOverlayVideo, OverlayStyle, render_overlay_video
-from .results import CSV_COLUMNS, MeasurementSink, Results, walk
-from .rowtools import safe_cell
-from .types import FrameResult, Measurement, Progress, TrackedObject, VideoInfo
 
 # Files written for a run, by key; fixed names in the session's own exports folder.
 FILES = {
@@ -116,7 +116,7 @@ def write_calibrated_csv(
     and ``interpolated`` last when given, as in :func:`write_csv`).
 
     Empty cells mean "no value"; ``present`` is 1/0; pixel columns use the formatting of
-    :func:`sam2web.exports.write_csv`; calibrated columns keep 8 significant digits.
+    :func:`sam2web.outputs.exports.write_csv`; calibrated columns keep 8 significant digits.
     """
     columns = calibrated_columns(cal)
     pixel_digits = {"time_s": 6, "score": 4, "centroid_x": 3, "centroid_y": 3}
@@ -519,7 +519,7 @@ def read_coco_rle(path: Path) -> dict[tuple[int, int], np.ndarray]:
 class ExportRun:
     """The sinks of one pass over a run's stored masks: the measurements and every mask
     file, written into ``out_dir`` under :data:`FILES` names. Feed it (as sinks of
-    :func:`~sam2web.results.walk` or of the overlay video's pass), then :meth:`finish`."""
+    :func:`~sam2web.analysis.results.walk` or of the overlay video's pass), then :meth:`finish`."""
 
     def __init__(
         self, out_dir: Path, objects: Iterable[TrackedObject], info: VideoInfo, history_length: int
@@ -562,7 +562,7 @@ def write_row_files(
     per-frame CSV, the calibrated CSV, the per-object summary and the trajectory and
     confidence plots. Returns {key: path}; the masks are not read. With ``max_gap`` > 0
     the per-frame CSVs (pixels and calibrated) bridge absences of up to that many frames
-    (:func:`sam2web.identity.fill_gaps`) and mark those rows in an ``interpolated``
+    (:func:`sam2web.analysis.identity.fill_gaps`) and mark those rows in an ``interpolated``
     column; the summary and plots keep the tracked rows."""
     out = {key: Path(out_dir) / FILES[key] for key in ROW_FILES}
     rows, objects = results.rows, results.objects
@@ -581,7 +581,7 @@ def write_row_files(
 
 class LiveExports:
     """The overlay video and every mask export, produced by one pass over the stored masks
-    that runs beside tracking (:class:`~sam2web.render.LiveOverlayVideo`): each frame is
+    that runs beside tracking (:class:`~sam2web.outputs.render.LiveOverlayVideo`): each frame is
     read once, when it is final, and feeds the video and an :class:`ExportRun`."""
 
     def __init__(

@@ -4,7 +4,7 @@ Challenge (CTC) result layout.
 A label image is uint16 (H, W), indexed [row, col]: 0 is background, any other value an
 object. An object is drawn on a frame when it is present there: its stored mask is not
 empty and its score does not say absent (score > 0, or unknown), as in
-:func:`sam2web.results.measurements`. Where masks overlap, the object later in
+:func:`sam2web.analysis.results.measurements`. Where masks overlap, the object later in
 ``object_ids`` wins (default: ascending ids, so the larger id wins).
 
 Label TIFF (:func:`write_label_tiff`): one page per frame of the video, ImageJ hyperstack
@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import frame_runs
-from .fileio import atomic_output, write_bytes_atomic, write_zip_atomic
-from .maskstore import MaskStore, label_image
-from .types import FrameResult, VideoInfo
-from .units import normalize_length_unit
+from ..analysis.tables import frame_runs
+from ..fileio import atomic_output, write_bytes_atomic, write_zip_atomic
+from ..tracking.maskstore import MaskStore, label_image
+from ..types import FrameResult, VideoInfo
+from ..units import normalize_length_unit
 
 Progress = Callable[[int, "int | None"], None]
 

@@ -29,9 +29,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .maskstore import MaskStore
-from .results import FrameSink, centroid_xy
-from .types import RGB, Progress, TrackedObject
+from ..analysis.results import FrameSink, centroid_xy
+from ..tracking.maskstore import MaskStore
+from ..types import RGB, Progress, TrackedObject
 
 POSITIVE_COLOR: RGB = (0, 128, 0)  # matplotlib "green", as in SAM2's notebooks
 NEGATIVE_COLOR: RGB = (255, 0, 0)  # matplotlib "red"
@@ -44,7 +44,7 @@ ZONE_COLOR = (255, 220, 0)
 
 
 class Outlined(Protocol):
-    """A named region of the frame (a :class:`sam2web.zones.Zone`)."""
+    """A named region of the frame (a :class:`sam2web.analysis.zones.Zone`)."""
 
     name: str
 

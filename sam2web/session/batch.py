@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .fileio import atomic_output
-from .history import (
+from ..analysis.rowtools import safe_cell
+from ..errors import UserError
+from ..fileio import atomic_output
+from ..history import (
     AddClick,
     AddMask,
     ClearFrame,
@@ -39,10 +40,9 @@ from .history import (
     decode_mask,
     encode_mask,
 )
+from ..tracking.tracker import DIRECTIONS
+from ..types import TrackedObject, VideoInfo
 from .project import Project, ProjectError, ProjectSource
-from .rowtools import safe_cell
-from .tracking import DIRECTIONS
-from .types import TrackedObject, VideoInfo
 
 SUMMARY_FILENAME = "batch_summary.csv"
 DEFAULT_DIRECTION = "both"

@@ -20,13 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .analysis import Calibration
-from .calibrate import ruler_pixels_per_unit
-from .errors import PromptError, UserError, as_clause
-from .heatmap import occupancy, render_heatmap, save_png, write_occupancy_csv
-from .labelstack import write_ctc, write_label_tiff
-from .maskstore import MaskStore
-from .pairs import (
+from ..analysis.calibrate import ruler_pixels_per_unit
+from ..analysis.heatmap import occupancy, render_heatmap, save_png, write_occupancy_csv
+from ..analysis.pairs import (
     PairSummary,
     nearest_neighbours,
     pair_distances,
@@ -35,10 +31,8 @@ from .pairs import (
     write_pair_distances_csv,
     write_pair_summary_csv,
 )
-from .project import Project, ProjectError
-from .render import draw_zones
-from .types import Measurement, VideoInfo
-from .zones import (
+from ..analysis.tables import Calibration
+from ..analysis.zones import (
     Circle,
     Polygon,
     Rect,
@@ -51,6 +45,12 @@ from .zones import (
     zones_from_json,
     zones_to_json,
 )
+from ..errors import PromptError, UserError, as_clause
+from ..outputs.labelstack import write_ctc, write_label_tiff
+from ..outputs.render import draw_zones
+from ..tracking.maskstore import MaskStore
+from ..types import Measurement, VideoInfo
+from .project import Project, ProjectError
 
 # What a click on the frame draws; "objects" leaves clicks to the objects' prompts.
 CLICK_TARGETS = (

@@ -1,10 +1,10 @@
 """Starting and correcting objects with masks, and fixing identities after tracking.
 
 What the page, the API and the CLI do with masks instead of clicks, on a
-:class:`~sam2web.tracking.TrackingSession`:
+:class:`~sam2web.tracking.tracker.TrackingSession`:
 
 * :func:`read_labels` and :func:`start_from_labels`: every label of a label image
-  (:mod:`sam2web.labels`) becomes an object, named after its label, prompted with its mask
+  (:mod:`sam2web.media.labels`) becomes an object, named after its label, prompted with its mask
   on one frame (SAM 2's mask prompt, recorded as :class:`~sam2web.history.AddMask`). The
   image is read and checked in full before anything changes, so a refused image changes
   nothing.
@@ -22,11 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import PromptError
-from .history import MergeObjects, SwapObjects
-from .labels import read_label_image
-from .tracking import TrackingSession, check_frame
-from .types import TrackedObject, VideoInfo
+from ..errors import PromptError
+from ..history import MergeObjects, SwapObjects
+from ..media.labels import read_label_image
+from ..tracking.tracker import TrackingSession, check_frame
+from ..types import TrackedObject, VideoInfo
 
 FIX_KINDS = ("swap", "merge")
 

@@ -3,9 +3,9 @@
 One :class:`Engine` serves every user of a server (or one notebook). Each user gets a
 :class:`Workspace` — a folder named by the server (a random hex id, never anything the
 user typed) holding the decoded frames, the mask store and exports — and a
-:class:`~sam2web.tracking.TrackingSession` on a model shared read-only with everyone using
+:class:`~sam2web.tracking.tracker.TrackingSession` on a model shared read-only with everyone using
 the same configuration. The model work of every session on one device runs through that
-device's :class:`~sam2web.scheduler.Scheduler` (``engine.schedulers``: made on first use,
+device's :class:`~sam2web.tracking.scheduler.Scheduler` (``engine.schedulers``: made on first use,
 closed by :meth:`Engine.close`), in small units, so no session holds the model for long.
 """
 
@@ -21,11 +21,13 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import accel
-from .accel import Quality
-from .errors import CheckpointError, StorageFullError
-from .media import FrameFolder, MediaLimits, ingest
-from .model import (
+from ..compute.zerogpu import TrackingJob, zerogpu_enabled
+from ..errors import CheckpointError, StorageFullError
+from ..media.ingest import FrameFolder, MediaLimits, ingest
+from ..settings import Settings
+from ..tracking import accel
+from ..tracking.accel import Quality
+from ..tracking.model import (
     ModelCache,
     autocast_context,
     checkpoint_identity,
@@ -33,13 +35,11 @@ from .model import (
     get_spec,
     resolve_checkpoint,
 )
+from ..tracking.scheduler import Scheduler, SchedulerClosed, Snapshot
+from ..tracking.tracker import TrackingSession
+from ..types import Progress, VideoInfo
 from .project import ProjectModel
 from .quality import QUALITIES
-from .scheduler import Scheduler, SchedulerClosed, Snapshot
-from .settings import Settings
-from .tracking import TrackingSession
-from .types import Progress, VideoInfo
-from .zerogpu import TrackingJob, zerogpu_enabled
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class CheckpointStatus:
 
 
 class DeviceSchedulers:
-    """One :class:`~sam2web.scheduler.Scheduler` per device, shared by every session of an
+    """One :class:`~sam2web.tracking.scheduler.Scheduler` per device, shared by every session of an
     engine: made on first use with SAM2WEB_CONCURRENCY workers and the SAM2WEB_SCHEDULER
     policy, all closed by :meth:`close`. Thread-safe."""
 
@@ -138,7 +138,7 @@ class Engine:
     def __init__(self, settings: Settings | None = None, gpu_jobs: bool | None = None):
         self.settings = settings or Settings.from_env()
         self.models = ModelCache()
-        # On ZeroGPU, propagation runs as a job on a lent GPU (see sam2web.zerogpu) and
+        # On ZeroGPU, propagation runs as a job on a lent GPU (see sam2web.compute.zerogpu) and
         # clicks run in this process on the CPU.
         self.gpu_jobs = zerogpu_enabled() if gpu_jobs is None else gpu_jobs
         self._ckpt_lock = threading.Lock()
@@ -186,7 +186,7 @@ class Engine:
         axis: str | None = None,
     ) -> VideoInfo:
         """Decode an upload into the workspace's frame folder (replacing any earlier one);
-        ``channel`` and ``axis`` as for :func:`sam2web.media.ingest`.
+        ``channel`` and ``axis`` as for :func:`sam2web.media.ingest.ingest`.
 
         Refused with StorageFullError when the session folders and the upload together
         would go beyond SAM2WEB_MAX_DISK_MB, or when the decoded frames do."""
@@ -270,7 +270,7 @@ class Engine:
         return "cpu" if self.gpu_jobs else choose_device(self.settings.device)
 
     def quality(self, key: str = "full") -> Quality:
-        """What a quality key means here (see :mod:`sam2web.accel`), offered or not."""
+        """What a quality key means here (see :mod:`sam2web.tracking.accel`), offered or not."""
         if key not in QUALITIES:
             raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {key!r}")
         return accel.quality(key, self.device, self.settings)
@@ -366,7 +366,7 @@ class Engine:
         quality: str | None = None,
     ) -> TrackingJob:
         """A self-contained propagation job for ``tracking``, which runs the model
-        ``model_key`` at the session's ``quality`` (see :mod:`sam2web.zerogpu`)."""
+        ``model_key`` at the session's ``quality`` (see :mod:`sam2web.compute.zerogpu`)."""
         predictor = tracking.predictor
         spec = get_spec(model_key or self.settings.model)
         ckpt = self.checkpoint_path(spec.key)

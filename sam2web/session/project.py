@@ -4,8 +4,8 @@ A project records the video it was made on (name, SHA-256, size, frame rate), th
 configuration, the calibration, the objects and the session's *history*: every action that
 changed SAM2's state, in order (:mod:`sam2web.history`). Masks are not stored. This module
 reads, checks and writes the file; replaying it is the user session's job
-(:meth:`sam2web.user_session.UserSession.load_project`, with
-:func:`sam2web.tracking.replay`): on the same video with the same model, device and
+(:meth:`sam2web.session.user.UserSession.load_project`, with
+:func:`sam2web.tracking.tracker.replay`): on the same video with the same model, device and
 numerics the masks come out identical.
 
 Format, version 1 (version 2 adds the optional top-level keys below)::
@@ -38,7 +38,7 @@ x0, y0, x1, y1}; ``undo`` {frame, obj}; ``clear`` {frame, obj}; ``propagate`` {p
 (:mod:`sam2web.types`), frames count from 0, and object ids are handed out from 1 in the
 order of ``add_object`` steps (removed ids are not reused). ``model.bf16`` and
 ``model.device`` say how the model actually ran (bfloat16 autocast on or off, "cpu",
-"cuda" or "mps"); ``checkpoint_identity`` is :func:`sam2web.model.checkpoint_identity`.
+"cuda" or "mps"); ``checkpoint_identity`` is :func:`sam2web.tracking.model.checkpoint_identity`.
 
 Version 2 adds, and a file is written as version 2 only when it uses one of them: the
 operations ``mask`` {frame, obj, rle} (a mask prompt; ``rle`` is the ``counts`` string of a
@@ -46,9 +46,9 @@ compressed COCO run-length encoding of the frame's size, checked here before any
 sees it), ``swap`` {a, b, frame}, ``merge`` {target, source, frame}, ``undo_fix`` {} and
 ``fill_gaps`` {frames}; and ``source.channel`` / ``source.axis``, the choice a
 multi-channel or volume TIFF was opened with; and the top-level keys ``zones`` (a list of
-shapes as in :func:`sam2web.zones.zones_to_json`), ``zone_membership`` ({"by": "overlap",
+shapes as in :func:`sam2web.analysis.zones.zones_to_json`), ``zone_membership`` ({"by": "overlap",
 "fraction": F}; absent: by centroid), ``pair_distance`` (a number, the calibrated unit) and
-``ruler`` ({x0, y0, x1, y1, distance, unit}); see :class:`sam2web.behaviour.BehaviourSetup`.
+``ruler`` ({x0, y0, x1, y1, distance, unit}); see :class:`sam2web.session.behaviour.BehaviourSetup`.
 Version 1 files load unchanged.
 """
 
@@ -66,11 +66,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .analysis import Calibration
-from .errors import UserError, as_clause
-from .fileio import atomic_output
-from .history import (
+from .. import __version__
+from ..analysis.tables import Calibration
+from ..errors import UserError, as_clause
+from ..fileio import atomic_output
+from ..history import (
     KINDS,
     VERSION_1_OPS,
     Action,
@@ -83,8 +83,8 @@ from .history import (
     from_json,
     to_json,
 )
-from .model import get_spec
-from .types import TrackedObject, VideoInfo
+from ..tracking.model import get_spec
+from ..types import TrackedObject, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ FORMAT = "sam2web-project"
 VERSION = 2  # the newest format read; a file is written as version 1 when it can be
 PROJECT_FILENAME = "sam2web_project.json"
 # Optional top-level keys of version 2 (zones and behaviour settings, checked by
-# :meth:`sam2web.behaviour.BehaviourSetup.from_project`).
+# :meth:`sam2web.session.behaviour.BehaviourSetup.from_project`).
 BEHAVIOUR_KEYS = ("zones", "zone_membership", "pair_distance", "ruler")
 
 MAX_PROJECT_BYTES = 20 * 1024 * 1024
@@ -472,7 +472,7 @@ def parse_project(data: Any, name: str = PROJECT_FILENAME) -> Project:
 
 def _parse_behaviour(c: _Checker, data: dict) -> dict:
     """The optional keys of format version 2, as JSON; their content is checked where the
-    zones are made (:meth:`sam2web.behaviour.BehaviourSetup.from_project`)."""
+    zones are made (:meth:`sam2web.session.behaviour.BehaviourSetup.from_project`)."""
     extra = {k: data[k] for k in BEHAVIOUR_KEYS if k in data}
     if not isinstance(extra.get("zones", []), list):
         raise c.fail("'zones' is not a list")

@@ -18,16 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .accel import QUALITY_KEYS, Quality
-from .errors import PromptError, TrackingError
-from .history import Action, prompt_actions
-from .tracking import TrackingSession, replay
-from .types import Progress
+from ..errors import PromptError, TrackingError
+from ..history import Action, prompt_actions
+from ..tracking.accel import QUALITY_KEYS, Quality
+from ..tracking.tracker import TrackingSession, replay
+from ..types import Progress
 
 # Runs an iterator of steps and yields what it yields (see compare()).
 Drive = Callable[[Iterator], Iterator]
 
-# Processing qualities a user can choose (what each means: sam2web.accel.quality): SAM2's
+# Processing qualities a user can choose (what each means: sam2web.tracking.accel.quality): SAM2's
 # own float32 at full resolution, full resolution in bfloat16 where the hardware runs it
 # natively, and a faster, smaller preview.
 QUALITIES = QUALITY_KEYS

@@ -1,16 +1,16 @@
 """What one user does in the app, without any web framework: a facade over the stages.
 
 :class:`UserSession` owns a user's workspace (frames, masks, exports), their
-:class:`~sam2web.tracking.TrackingSession`, the active object and display options. Each
+:class:`~sam2web.tracking.tracker.TrackingSession`, the active object and display options. Each
 method checks its input, holds the session where needed, and delegates: to
-:mod:`sam2web.tracking` for the model, :mod:`sam2web.display` for frames as the page shows
-them, :mod:`sam2web.exports` for files, :mod:`sam2web.quality` for comparisons,
-:mod:`sam2web.project` for project files, :mod:`sam2web.zerogpu` for GPU jobs and
-:mod:`sam2web.remote` for tracking on a Ray cluster.
+:mod:`sam2web.tracking.tracker` for the model, :mod:`sam2web.outputs.display` for frames as the page shows
+them, :mod:`sam2web.outputs.exports` for files, :mod:`sam2web.session.quality` for comparisons,
+:mod:`sam2web.session.project` for project files, :mod:`sam2web.compute.zerogpu` for GPU jobs and
+:mod:`sam2web.compute.remote` for tracking on a Ray cluster.
 :class:`Lifecycle` is the part that keeps files safe while the session is used from several
 threads and closed at any moment, and that runs the session's model work on the shared model:
 each click, undo or object change is one unit of the engine's
-:class:`~sam2web.scheduler.Scheduler`, each tracked frame another, so users take turns on the
+:class:`~sam2web.tracking.scheduler.Scheduler`, each tracked frame another, so users take turns on the
 model while their uploads, frames and exports never wait for anyone else. Every method takes and returns plain values, so the page
 (``sam2web.ui``) only wires widgets to these methods, and tests drive them directly.
 """
@@ -32,8 +32,22 @@ from pathlib import Path
 
 import numpy as np
 
-from . import corrections, display, quality, remote
-from .analysis import Calibration, ObjectSummary, confidence_events, summarize
+from ..analysis.identity import fixed_view
+from ..analysis.results import Results
+from ..analysis.tables import Calibration, ObjectSummary, confidence_events, summarize
+from ..compute import remote
+from ..compute.zerogpu import TrackingJob, propagate_in_job
+from ..errors import PromptError, SessionClosedError, TrackingError, UserError, as_clause
+from ..history import Action, FillGaps, Propagate, UndoFix, gap_limit, prompt_actions
+from ..media.ingest import FrameFolder, StackChoiceError
+from ..outputs import display
+from ..outputs.exports import FILES, LiveExports, SessionResults
+from ..outputs.render import OverlayStyle
+from ..tracking.model import get_spec
+from ..tracking.scheduler import Scheduler, Snapshot, UnitCancelled, UnitKind
+from ..tracking.tracker import PropagationStep, TrackingSession, check_point, record_fix, replay
+from ..types import Box, Click, Progress, TrackedObject, VideoInfo, WaitCallback
+from . import corrections, quality
 from .behaviour import (
     BehaviourOutputs,
     BehaviourSetup,
@@ -44,12 +58,6 @@ from .behaviour import (
     write_label_stacks,
 )
 from .engine import Engine, Workspace, model_record
-from .errors import PromptError, SessionClosedError, TrackingError, UserError, as_clause
-from .exports import FILES, LiveExports, SessionResults
-from .history import Action, FillGaps, Propagate, UndoFix, gap_limit, prompt_actions
-from .identity import fixed_view
-from .media import FrameFolder, StackChoiceError
-from .model import get_spec
 from .project import (
     PROJECT_FILENAME,
     Project,
@@ -62,12 +70,6 @@ from .project import (
     save_project,
     stack_notes,
 )
-from .render import OverlayStyle
-from .results import Results
-from .scheduler import Scheduler, Snapshot, UnitCancelled, UnitKind
-from .tracking import PropagationStep, TrackingSession, check_point, record_fix, replay
-from .types import Box, Click, Progress, TrackedObject, VideoInfo, WaitCallback
-from .zerogpu import TrackingJob, propagate_in_job
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +135,7 @@ class Lifecycle:
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _writers: int = 0  # methods writing into the folder right now (see _writes_files)
     _busy: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    # This session's key in the model schedulers (see sam2web.scheduler).
+    # This session's key in the model schedulers (see sam2web.tracking.scheduler).
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __deepcopy__(self, memo):
@@ -318,8 +320,8 @@ class VideoSession(Lifecycle):
     ) -> VideoInfo:
         """Decode an upload into a fresh workspace; the previous video, if any, is dropped
         only once the new one decoded. ``channel`` and ``axis`` choose what a
-        multi-channel or volume TIFF shows (see :func:`sam2web.media.ingest`); without them
-        such a file raises :class:`~sam2web.media.StackChoiceError`, which lists the
+        multi-channel or volume TIFF shows (see :func:`sam2web.media.ingest.ingest`); without them
+        such a file raises :class:`~sam2web.media.ingest.StackChoiceError`, which lists the
         choices."""
         self.touch()
         self._require_not_tracking()
@@ -380,7 +382,7 @@ class VideoSession(Lifecycle):
     def set_quality(
         self, quality_key: str, progress: Progress | None = None, replay_prompts: bool = True
     ) -> bool:
-        """Process at another quality (see :data:`~sam2web.quality.QUALITIES`). Objects and
+        """Process at another quality (see :data:`~sam2web.session.quality.QUALITIES`). Objects and
         every click are kept: they are given again to the model at the new resolution
         (tracked frames are not; track again). With ``replay_prompts=False`` they are
         dropped instead. Returns True when clicks were replayed."""
@@ -571,7 +573,7 @@ class VideoSession(Lifecycle):
 class MasksAndFixes:
     """The part of :class:`UserSession` that starts objects from label images, takes
     brush corrections and records identity fixes and gap filling; each method checks its
-    input and delegates to :mod:`sam2web.corrections` and :mod:`sam2web.tracking`. It
+    input and delegates to :mod:`sam2web.session.corrections` and :mod:`sam2web.tracking.tracker`. It
     also keeps a microscopy TIFF that needs a choice (channel, axis) until the user makes
     it (:meth:`upload_or_hold`, :meth:`choose_stack`)."""
 
@@ -600,7 +602,7 @@ class MasksAndFixes:
     def choose_stack(
         self, channel: int | str | None, axis: str | None, progress: Progress | None = None
     ) -> VideoInfo:
-        """Open the held TIFF with this channel and axis (see :func:`sam2web.media.ingest`)."""
+        """Open the held TIFF with this channel and axis (see :func:`sam2web.media.ingest.ingest`)."""
         if self.held_stack is None:
             raise PromptError("Upload the TIFF first; a choice is asked for when it needs one.")
         _, path, name, _ = self.held_stack
@@ -627,7 +629,7 @@ class MasksAndFixes:
         self, source: bytes | Path, frame_idx: int, name: str | None = None
     ) -> list[TrackedObject]:
         """One object per label of a label image, each prompted with its mask on
-        ``frame_idx`` (see :func:`sam2web.corrections.start_from_labels`)."""
+        ``frame_idx`` (see :func:`sam2web.session.corrections.start_from_labels`)."""
         self.touch()
         frame_idx = self.check_frame(frame_idx)
         labels = corrections.read_labels(
@@ -814,7 +816,7 @@ class PromptSession(MasksAndFixes, VideoSession):
 class UserSession(PromptSession):
     """One user of the app: objects and prompts, tracking runs, results, zones and
     projects. ``behaviour`` holds the zones, ruler and pair settings
-    (:mod:`sam2web.behaviour`)."""
+    (:mod:`sam2web.session.behaviour`)."""
 
     behaviour: BehaviourState = field(default_factory=BehaviourState)
 
@@ -901,7 +903,7 @@ class UserSession(PromptSession):
         return Review(summarize(results.rows, results.objects, self.calibration), events)
 
     def _results(self, video: bool, progress: Progress | None = None) -> Results:
-        """The current results (see :class:`~sam2web.exports.SessionResults`)."""
+        """The current results (see :class:`~sam2web.outputs.exports.SessionResults`)."""
         self.touch()
         tracking = self._tracked()
         self._require_not_tracking()

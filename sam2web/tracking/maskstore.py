@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .types import FrameResult
+from ..types import FrameResult
 
 _FRAME_FILE = re.compile(r"^f(\d{6,})\.npz$")
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import CheckpointError
-from .types import Progress
+from ..errors import CheckpointError
+from ..types import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -413,7 +413,7 @@ def choose_device(requested: str = "auto") -> torch.device:
 @functools.cache
 def cpu_supports_bf16() -> bool:
     """True when the CPU's flags show native bfloat16 (AVX512-BF16 or AMX; off Linux, oneDNN's
-    own check). Flags alone do not make bf16 fast: :func:`sam2web.accel.bf16_is_fast` also
+    own check). Flags alone do not make bf16 fast: :func:`sam2web.tracking.accel.bf16_is_fast` also
     times it."""
     from .accel import cpu_bf16_flags, cpu_bf16_native
 
@@ -432,7 +432,7 @@ def autocast_context(
     for ``auto``/``1`` (where the GPU supports bf16), on CPU only for ``1`` on a
     bf16-capable CPU; otherwise a no-op context.
 
-    A ``quality`` (a :class:`~sam2web.accel.Quality` or its key) decides instead: ``full``
+    A ``quality`` (a :class:`~sam2web.tracking.accel.Quality` or its key) decides instead: ``full``
     runs float32 (no-op context), ``full-bf16`` runs ``torch.autocast(device.type,
     dtype=torch.bfloat16)`` on CPU or CUDA, ``fast`` follows ``bf16_setting`` as above.
     """
@@ -527,7 +527,7 @@ def build_predictor(
     Built by sam2's own ``build_sam2_video_predictor`` (Meta's post-processing defaults
     included) and loaded strictly; ``ckpt_path=None`` leaves random weights (tests only).
 
-    ``compile`` is SAM2WEB_COMPILE (off or on; see :func:`sam2web.accel.compile_plan`). With
+    ``compile`` is SAM2WEB_COMPILE (off or on; see :func:`sam2web.tracking.accel.compile_plan`). With
     ``on`` the compile is paid here, once per predictor, and ``predictor.sam2web_compile``
     records what was compiled and the seconds it took; ``off`` leaves the predictor exactly
     as sam2 built it.

@@ -2,7 +2,7 @@
 memory bounded.
 
 The state is the dict sam2's ``SAM2VideoPredictor.init_state`` returns; these functions
-work on it directly, so :class:`~sam2web.tracking.TrackingSession` stays about prompts and
+work on it directly, so :class:`~sam2web.tracking.tracker.TrackingSession` stays about prompts and
 runs. Nothing here imports gradio.
 """
 

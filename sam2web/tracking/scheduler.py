@@ -67,7 +67,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from .errors import SessionClosedError
+from ..errors import SessionClosedError
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,11 @@ The session drives sam2's ``SAM2VideoPredictor`` exactly as Meta's tutorial does
 click re-sends all clicks of that object on that frame with ``clear_old_points=True``,
 propagation is ``propagate_in_video``, masks are ``logits > 0``. What it adds:
 
-* frames come from a :class:`~sam2web.frames.LazyFrameSource` instead of being loaded all
+* frames come from a :class:`~sam2web.tracking.frames.LazyFrameSource` instead of being loaded all
   at once;
-* results go to an on-disk :class:`~sam2web.maskstore.MaskStore`, not a dict in RAM;
+* results go to an on-disk :class:`~sam2web.tracking.maskstore.MaskStore`, not a dict in RAM;
 * for long videos, stored model outputs that SAM2 will never read again are released while
-  tracking (see :func:`sam2web.sam2state.release_outputs`), so memory stays flat;
+  tracking (see :func:`sam2web.tracking.sam2state.release_outputs`), so memory stays flat;
 * undo, per-frame clear, object names and colours, cancellable propagation in either
   direction over a chosen range;
 * a typed history of every action (:mod:`sam2web.history`) that :func:`replay` applies
@@ -28,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PromptError, SessionClosedError, TrackingError
-from .frames import LazyFrameSource
-from .history import (
+from ..errors import PromptError, SessionClosedError, TrackingError
+from ..history import (
     Action,
     AddClick,
     AddMask,
@@ -50,6 +49,8 @@ from .history import (
     encode_mask,
     identity_fixes,
 )
+from ..types import Box, Click, FramePrompts, FrameResult, TrackedObject, VideoInfo, color_for
+from .frames import LazyFrameSource
 from .maskstore import MaskStore
 from .sam2state import (
     new_inference_state,
@@ -58,7 +59,6 @@ from .sam2state import (
     tensor_bytes,
     upcast_memory,
 )
-from .types import Box, Click, FramePrompts, FrameResult, TrackedObject, VideoInfo, color_for
 
 log = logging.getLogger(__name__)
 
@@ -619,7 +619,7 @@ def record_fix(
 ) -> None:
     """Record an identity fix, its undo or the gap setting in the session's history,
     checked. Nothing SAM 2 holds changes: the fixes are applied where masks are read
-    (:mod:`sam2web.identity`), so the stored masks stay as tracked."""
+    (:mod:`sam2web.analysis.identity`), so the stored masks stay as tracked."""
     if isinstance(action, (SwapObjects, MergeObjects)):
         swap = isinstance(action, SwapObjects)
         pair = (action.a, action.b) if swap else (action.target, action.source)

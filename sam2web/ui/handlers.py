@@ -22,10 +22,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..calibrate import calibration_from_video
-from ..engine import Engine
-from ..model import get_spec
-from ..project import load_project as read_project
+from ..analysis.calibrate import calibration_from_video
+from ..session.engine import Engine
+from ..session.project import load_project as read_project
+from ..tracking.model import get_spec
 from . import views
 from .guard import SessionRegistry, UploadGuard, friendly, upload_path
 from .layout import Page

@@ -14,8 +14,8 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from ..corrections import brush_mask, mask_layer
-from ..media import COMPOSITE
+from ..media.ingest import COMPOSITE
+from ..session.corrections import brush_mask, mask_layer
 from . import handlers as h
 from .guard import friendly, upload_path
 from .handlers import Context, Update, view

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..quality import QualityAgreement
-from ..user_session import PROMPT_MODES, UserSession
+from ..session.quality import QualityAgreement
+from ..session.user import PROMPT_MODES, UserSession
 
 __all__ = ["PROMPT_MODES", "QualityAgreement", "UserSession"]

@@ -11,11 +11,11 @@ import html
 
 import gradio as gr
 
-from ..accel import Quality
-from ..analysis import Calibration
-from ..engine import Engine
-from ..render import OverlayStyle
-from ..scheduler import Snapshot
+from ..analysis.tables import Calibration
+from ..outputs.render import OverlayStyle
+from ..session.engine import Engine
+from ..tracking.accel import Quality
+from ..tracking.scheduler import Snapshot
 from .user import QualityAgreement, UserSession
 
 NO_VIDEO = "*No video loaded.*"

@@ -19,7 +19,7 @@ import logging
 
 import gradio as gr
 
-from ..engine import Engine, Housekeeping
+from ..session.engine import Engine, Housekeeping
 from . import handlers as h
 from . import masks_events
 from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths

@@ -10,9 +10,9 @@ import json
 
 import gradio as gr
 
-from ..behaviour import ZONE_TABLE_HEADERS, BehaviourOutputs, optional_number, zone_table
+from ..analysis.zones import zones_from_json
 from ..errors import PromptError
-from ..zones import zones_from_json
+from ..session.behaviour import ZONE_TABLE_HEADERS, BehaviourOutputs, optional_number, zone_table
 from . import views
 from .guard import friendly
 from .handlers import Context, Update, bind, view

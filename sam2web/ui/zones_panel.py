@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ..behaviour import CLICK_TARGETS, ZONE_TABLE_HEADERS
+from ..session.behaviour import CLICK_TARGETS, ZONE_TABLE_HEADERS
 
 TARGET_LABELS = {
     "objects": "Object prompts (as chosen above)",
@@ -48,7 +48,7 @@ class ZonesPanel:
     stacks_btn: gr.Button
     stacks: gr.File
     # Hidden inputs of the API-only endpoints
-    api_zones: gr.Textbox  # zones as JSON (sam2web.zones.zones_to_json)
+    api_zones: gr.Textbox  # zones as JSON (sam2web.analysis.zones.zones_to_json)
     api_btn: gr.Button
 
 

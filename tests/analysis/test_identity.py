@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
+from sam2web.analysis.identity import Merge, Swap, fill_gaps, fix_from_json
+from sam2web.analysis.results import measurements
 from sam2web.errors import PromptError
-from sam2web.identity import Merge, Swap, fill_gaps, fix_from_json
-from sam2web.maskstore import MaskStore
-from sam2web.results import measurements
+from sam2web.tracking.maskstore import MaskStore
 from sam2web.types import TrackedObject, VideoInfo
 from tests import synth
 from tests.tables import make_rows

@@ -8,16 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam2web.analysis import Calibration
-from sam2web.errors import PromptError
-from sam2web.heatmap import (
+from sam2web.analysis.heatmap import (
     OCCUPANCY_COLUMNS,
     occupancy,
     render_heatmap,
     save_png,
     write_occupancy_csv,
 )
-from sam2web.pairs import (
+from sam2web.analysis.pairs import (
     NEAREST_COLUMNS,
     PAIR_DISTANCE_COLUMNS,
     PAIR_SUMMARY_COLUMNS,
@@ -28,6 +26,8 @@ from sam2web.pairs import (
     write_pair_distances_csv,
     write_pair_summary_csv,
 )
+from sam2web.analysis.tables import Calibration
+from sam2web.errors import PromptError
 from tests.tables import make_rows
 
 

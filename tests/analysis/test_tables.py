@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam2web.analysis import (
+from sam2web.analysis.results import CSV_COLUMNS, measure, measurements
+from sam2web.analysis.tables import (
     LOST,
     SUMMARY_COLUMNS,
     UNCERTAIN,
@@ -26,7 +27,7 @@ from sam2web.analysis import (
     summarize,
 )
 from sam2web.errors import PromptError
-from sam2web.exports import (
+from sam2web.outputs.exports import (
     read_coco_rle,
     read_npz,
     write_calibrated_csv,
@@ -34,8 +35,7 @@ from sam2web.exports import (
     write_npz,
     write_summary_csv,
 )
-from sam2web.maskstore import MaskStore
-from sam2web.results import CSV_COLUMNS, measure, measurements
+from sam2web.tracking.maskstore import MaskStore
 from sam2web.types import TrackedObject, VideoInfo, color_for
 from tests import synth
 

@@ -10,13 +10,13 @@ import math
 import numpy as np
 import pytest
 
-from sam2web.analysis import Calibration
-from sam2web.calibrate import calibration_from_video, ruler_calibration, ruler_pixels_per_unit
-from sam2web.errors import PromptError
-from sam2web.maskstore import MaskStore
-from sam2web.types import VideoInfo
-from sam2web.units import normalize_length_unit
-from sam2web.zones import (
+from sam2web.analysis.calibrate import (
+    calibration_from_video,
+    ruler_calibration,
+    ruler_pixels_per_unit,
+)
+from sam2web.analysis.tables import Calibration
+from sam2web.analysis.zones import (
     ZONE_COLUMNS,
     Circle,
     Polygon,
@@ -32,6 +32,10 @@ from sam2web.zones import (
     zones_from_json,
     zones_to_json,
 )
+from sam2web.errors import PromptError
+from sam2web.tracking.maskstore import MaskStore
+from sam2web.types import VideoInfo
+from sam2web.units import normalize_length_unit
 from tests.tables import make_rows
 
 

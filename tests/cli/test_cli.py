@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sam2web.cli import OUTPUT_FILES, main, output_folder_name
-from sam2web.engine import Engine
-from sam2web.exports import read_npz
+from sam2web.cli.main import OUTPUT_FILES, main, output_folder_name
+from sam2web.outputs.exports import read_npz
+from sam2web.session.engine import Engine
+from sam2web.session.user import UserSession
 from sam2web.settings import Settings
-from sam2web.user_session import UserSession
 from tests import synth
 from tests.masks import assert_nontrivial
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NUM_FRAMES = 6
 
 
@@ -284,7 +284,7 @@ def test_output_folder_names_are_safe(name, position, count, expected):
 
 
 def test_fast_uses_the_fast_resolution(monkeypatch):
-    from sam2web.cli import build_parser, make_settings
+    from sam2web.cli.main import build_parser, make_settings
 
     monkeypatch.setenv("SAM2WEB_FAST_RESOLUTION", "384")
     args = build_parser().parse_args(["serve", "--fast"])

@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sam2web.cli import main
-from sam2web.cluster import INSTALL_HINT
-from sam2web.engine import Engine
-from sam2web.exports import read_npz
+from sam2web.cli.cluster import INSTALL_HINT
+from sam2web.cli.main import main
+from sam2web.outputs.exports import read_npz
+from sam2web.session.engine import Engine
+from sam2web.session.user import UserSession
 from sam2web.settings import Settings
-from sam2web.user_session import UserSession
 from tests import synth
 from tests.masks import assert_nontrivial
 from tests.raycluster import ray_cluster  # noqa: F401 - the fixture, used by name
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FRAMES = 6
 COMPARED = (  # the files compared byte for byte (the project file has its time stamp)
     "sam2web_tracks.csv",
@@ -190,10 +190,10 @@ def test_without_ray_the_option_says_how_to_install_it(batch, tmp_path, monkeypa
     # Everything else works without Ray: the modules import and the command line parses.
     code = (
         "import sys; sys.modules['ray'] = None\n"
-        "import sam2web.cluster, sam2web.cli\n"
-        "from sam2web.cli import build_parser\n"
+        "import sam2web.cli.cluster, sam2web.cli.main\n"
+        "from sam2web.cli.main import build_parser\n"
         "args = build_parser().parse_args(['track', 'a.mp4', '--project', 'p', '--out', 'o'])\n"
-        "assert args.ray is None and not sam2web.cluster.ray_installed()\n"
+        "assert args.ray is None and not sam2web.cli.cluster.ray_installed()\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
@@ -202,7 +202,7 @@ def test_without_ray_the_option_says_how_to_install_it(batch, tmp_path, monkeypa
 
 
 def test_worker_sizing():
-    from sam2web.cluster import RayOptions, plan_workers
+    from sam2web.cli.cluster import RayOptions, plan_workers
     from sam2web.errors import UserError
 
     options = RayOptions(address=None)

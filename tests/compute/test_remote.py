@@ -21,15 +21,15 @@ import pytest
 
 pytest.importorskip("ray")
 
-from sam2web import remote  # noqa: E402
-from sam2web.engine import Engine  # noqa: E402
+from sam2web.compute import remote  # noqa: E402
 from sam2web.errors import TrackingError  # noqa: E402
+from sam2web.session.engine import Engine  # noqa: E402
+from sam2web.session.user import UserSession  # noqa: E402
 from sam2web.settings import Settings  # noqa: E402
-from sam2web.user_session import UserSession  # noqa: E402
 from tests import synth  # noqa: E402
 from tests.masks import assert_nontrivial, stored_masks  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).with_name("ray")  # installed with ray, beside this Python
 FRAMES = 6
 
@@ -182,7 +182,7 @@ def test_without_ray_installed_it_says_how_to_install_it(
 
 def test_ray_is_imported_only_when_a_run_asks_for_the_cluster():
     check = (
-        "import sys, sam2web.remote, sam2web.user_session, sam2web.engine\n"
+        "import sys, sam2web.compute.remote, sam2web.session.user, sam2web.session.engine\n"
         "assert 'ray' not in sys.modules, 'ray was imported'\n"
     )
     out = subprocess.run(

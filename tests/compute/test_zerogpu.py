@@ -13,10 +13,10 @@ import types
 import numpy as np
 import pytest
 
-from sam2web import zerogpu
-from sam2web.engine import Engine
+from sam2web.compute import zerogpu
+from sam2web.session.engine import Engine
+from sam2web.session.user import UserSession
 from sam2web.settings import Settings
-from sam2web.user_session import UserSession
 from tests import synth
 from tests.masks import assert_nontrivial
 
@@ -109,7 +109,7 @@ def test_a_job_in_another_process_tracks_exactly_like_the_session(engine, tmp_pa
         assert pickle.loads(pickle.dumps(outcome)) == outcome
         return outcome
 
-    monkeypatch.setattr("sam2web.zerogpu.run_tracking_job", run_job)
+    monkeypatch.setattr("sam2web.compute.zerogpu.run_tracking_job", run_job)
     remote = Engine(engine.settings, gpu_jobs=True)
     user = UserSession(remote)
     got = scenario(user)

@@ -1,6 +1,6 @@
 """Random and damaged uploads: ingest either succeeds or says, in one sentence, what is wrong.
 
-Hypothesis feeds :func:`sam2web.media.ingest` random bytes and mutated copies of valid
+Hypothesis feeds :func:`sam2web.media.ingest.ingest` random bytes and mutated copies of valid
 files (MP4, image zip, TIFF stack, GIF, PNG) under every upload suffix. The only outcomes
 allowed are a frame folder or a MediaError/LimitError with one plain sentence and no folder
 left behind. A few random payloads also go through the running app's ``/upload``, which
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from sam2web.errors import LimitError, MediaError, UserError
-from sam2web.media import FrameFolder, MediaLimits, ingest
+from sam2web.media.ingest import FrameFolder, MediaLimits, ingest
 from tests import synth
 from tests.appserver import start_app
 

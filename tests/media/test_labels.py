@@ -10,9 +10,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from sam2web.exports import write_masks_zip
-from sam2web.labels import LabelImageError, read_label_array, read_label_image, split_labels
-from sam2web.maskstore import MaskStore
+from sam2web.media.labels import LabelImageError, read_label_array, read_label_image, split_labels
+from sam2web.outputs.exports import write_masks_zip
+from sam2web.tracking.maskstore import MaskStore
 from sam2web.types import TrackedObject, VideoInfo
 
 

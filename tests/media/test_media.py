@@ -22,7 +22,7 @@ import tifffile
 from PIL import Image
 
 from sam2web.errors import LimitError, MediaError
-from sam2web.media import (
+from sam2web.media.ingest import (
     COMPOSITE,
     FrameFolder,
     MediaLimits,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam2web.exports import write_csv, write_masks_zip
-from sam2web.maskstore import MaskStore
-from sam2web.results import CSV_COLUMNS, measure, measurements
+from sam2web.analysis.results import CSV_COLUMNS, measure, measurements
+from sam2web.outputs.exports import write_csv, write_masks_zip
+from sam2web.tracking.maskstore import MaskStore
 from sam2web.types import TrackedObject, VideoInfo, color_for
 from tests import synth
 

@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from sam2web.labelstack import ctc_tracks, draw_labels, read_label_tiff, write_ctc, write_label_tiff
-from sam2web.maskstore import MaskStore
+from sam2web.outputs.labelstack import (
+    ctc_tracks,
+    draw_labels,
+    read_label_tiff,
+    write_ctc,
+    write_label_tiff,
+)
+from sam2web.tracking.maskstore import MaskStore
 from sam2web.types import VideoInfo
 from tests import synth
 

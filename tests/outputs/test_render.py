@@ -10,8 +10,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from sam2web.maskstore import MaskStore
-from sam2web.render import (
+from sam2web.outputs.render import (
     Mp4Writer,
     OverlayStyle,
     draw_overlay,
@@ -20,6 +19,7 @@ from sam2web.render import (
     recent_centroids,
     render_overlay_video,
 )
+from sam2web.tracking.maskstore import MaskStore
 from sam2web.types import TAB10, TrackedObject, color_for
 from tests import synth
 

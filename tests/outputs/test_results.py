@@ -11,9 +11,15 @@ import sys
 import numpy as np
 import pytest
 
-from sam2web.exports import read_coco_rle, read_npz, write_coco_rle, write_masks_zip, write_npz
-from sam2web.maskstore import MaskStore
-from sam2web.user_session import UserSession
+from sam2web.outputs.exports import (
+    read_coco_rle,
+    read_npz,
+    write_coco_rle,
+    write_masks_zip,
+    write_npz,
+)
+from sam2web.session.user import UserSession
+from sam2web.tracking.maskstore import MaskStore
 from tests import synth
 from tests.masks import assert_nontrivial, stored_masks
 

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from sam2web.behaviour import BehaviourSetup, BehaviourState, Ruler
+from sam2web.analysis.zones import Circle, Rect
 from sam2web.errors import PromptError
-from sam2web.project import ProjectError, load_project, parse_project
-from sam2web.user_session import UserSession
-from sam2web.zones import Circle, Rect
+from sam2web.session.behaviour import BehaviourSetup, BehaviourState, Ruler
+from sam2web.session.project import ProjectError, load_project, parse_project
+from sam2web.session.user import UserSession
 from tests import synth
 from tests.masks import assert_nontrivial
 
@@ -215,7 +215,7 @@ def test_the_page_draws_zones_and_a_ruler_and_shows_the_zone_table(engine, tmp_p
 def test_the_cli_writes_the_zone_table_of_a_project_with_zones(
     engine, tmp_path, monkeypatch, random_checkpoint
 ):
-    from sam2web import cli
+    from sam2web.cli import main as cli
 
     user = _session(engine, tmp_path)
     user.behaviour.setup = BehaviourSetup(zones=(BOX,))
@@ -251,7 +251,7 @@ def test_the_cli_writes_the_zone_table_of_a_project_with_zones(
 
 
 def test_zones_on_the_overlay_video_are_outlined_where_they_are():
-    from sam2web.render import ZONE_COLOR, OverlayStyle, draw_zones
+    from sam2web.outputs.render import ZONE_COLOR, OverlayStyle, draw_zones
 
     frame = np.zeros((H, W, 3), np.uint8)
     drawn = draw_zones(frame, [BOX], names=False)

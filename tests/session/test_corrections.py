@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sam2web.analysis import Calibration
+from sam2web.analysis.results import Results
+from sam2web.analysis.tables import Calibration
 from sam2web.errors import UserError
-from sam2web.exports import read_npz, write_row_files
 from sam2web.history import AddMask, decode_mask, encode_mask
-from sam2web.project import load_project
-from sam2web.results import Results
+from sam2web.outputs.exports import read_npz, write_row_files
+from sam2web.session.project import load_project
+from sam2web.session.user import UserSession
 from sam2web.types import Measurement, TrackedObject, VideoInfo
-from sam2web.user_session import UserSession
 from tests import synth
 from tests.conftest import TEST_RESOLUTION
 from tests.masks import assert_nontrivial
@@ -195,7 +195,7 @@ def test_swap_from_a_frame_changes_every_output_after_it_and_undo_restores_them(
 ):
     """Swap at frame 2 of 4, undo, swap again, save; the command line replays the project
     (through the same replay as loading it in the page) to the same table."""
-    from sam2web.cli import track_video
+    from sam2web.cli.main import track_video
 
     _tracked_pair(user)
     before = _outputs(user)

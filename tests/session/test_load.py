@@ -16,11 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from sam2web.engine import Engine
 from sam2web.errors import SessionClosedError
-from sam2web.scheduler import UnitKind
+from sam2web.session.engine import Engine
+from sam2web.session.user import UserSession
 from sam2web.settings import Settings
-from sam2web.user_session import UserSession
+from sam2web.tracking.scheduler import UnitKind
 from tests import loadrun
 from tests.appserver import start_app, wait_until
 from tests.masks import assert_nontrivial

@@ -16,14 +16,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam2web import project as projects
-from sam2web.analysis import SUMMARY_COLUMNS, Calibration
-from sam2web.engine import Engine
+from sam2web.analysis.tables import SUMMARY_COLUMNS, Calibration
 from sam2web.errors import TrackingError
-from sam2web.exports import read_coco_rle, read_npz
 from sam2web.history import to_json
-from sam2web.model import checkpoint_identity
-from sam2web.project import (
+from sam2web.outputs.exports import read_coco_rle, read_npz
+from sam2web.session import project as projects
+from sam2web.session.engine import Engine
+from sam2web.session.project import (
     ProjectError,
     ProjectModel,
     dumps_project,
@@ -31,8 +30,9 @@ from sam2web.project import (
     model_notes,
     parse_project,
 )
+from sam2web.session.user import SCIENCE_FILES, UserSession
 from sam2web.settings import Settings
-from sam2web.user_session import SCIENCE_FILES, UserSession
+from sam2web.tracking.model import checkpoint_identity
 from tests import synth
 from tests.masks import assert_nontrivial, stored_masks
 
@@ -407,7 +407,7 @@ def test_model_differences_become_notes(session_a):
 
 
 # ---------------------------------------------------------------------------- format 1 files
-V1 = Path(__file__).parent / "data" / "project_v1"
+V1 = Path(__file__).resolve().parents[1] / "data" / "project_v1"
 
 
 def test_a_project_saved_by_an_earlier_page_replays_to_its_masks(engine):

@@ -10,11 +10,11 @@ import json
 import gradio as gr
 import pytest
 
-from sam2web.engine import Engine
 from sam2web.errors import PromptError
+from sam2web.session.engine import Engine
+from sam2web.session.user import UserSession
 from sam2web.settings import Settings
 from sam2web.ui.layout import build_layout
-from sam2web.user_session import UserSession
 from tests import synth
 from tests.masks import assert_nontrivial, stored_masks
 

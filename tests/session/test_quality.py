@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from sam2web.history import prompt_actions
-from sam2web.quality import QualityAgreement, Side, agreement_per_object, compare
-from sam2web.tracking import TrackingSession
+from sam2web.session.quality import QualityAgreement, Side, agreement_per_object, compare
+from sam2web.tracking.tracker import TrackingSession
 from sam2web.types import Click, FrameResult
 from tests.masks import assert_nontrivial
 

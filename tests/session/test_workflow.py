@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from sam2web.display import display_scale
 from sam2web.errors import MediaError, SessionClosedError, TrackingError
-from sam2web.user_session import UserSession
+from sam2web.outputs.display import display_scale
+from sam2web.session.user import UserSession
 from tests import synth
 
 
@@ -70,7 +70,7 @@ def test_export_before_tracking_is_refused(engine, tmp_path):
     user.upload(clip)
     with pytest.raises(TrackingError, match="Nothing is tracked yet"):
         user.export()
-    from sam2web.display import render_frame
+    from sam2web.outputs.display import render_frame
 
     assert np.array_equal(
         render_frame(user.frame_rgb, user.tracking, user.style, 1), user.frame_rgb(1)
@@ -86,7 +86,7 @@ def _decoded(path) -> list[np.ndarray]:
 
 
 def _rendered_afterwards(user: UserSession, tmp_path, name: str) -> list[np.ndarray]:
-    from sam2web.render import render_overlay_video
+    from sam2web.outputs.render import render_overlay_video
 
     info = user.info
     frames = ((i, user.frame_rgb(i)) for i in range(info.num_frames))
@@ -107,7 +107,7 @@ def _tracked_user(engine, tmp_path, frames: int = 4) -> UserSession:
 
 
 def test_the_video_written_beside_tracking_equals_one_rendered_afterwards(engine, tmp_path):
-    from sam2web.render import OverlayStyle
+    from sam2web.outputs.render import OverlayStyle
 
     clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(7, 120, 160), fps=7)
     user = UserSession(engine)
@@ -143,7 +143,7 @@ def test_the_video_written_beside_tracking_equals_one_rendered_afterwards(engine
 
 
 def test_a_change_after_tracking_renders_the_video_again(engine, tmp_path):
-    from sam2web.render import OverlayStyle
+    from sam2web.outputs.render import OverlayStyle
 
     user = _tracked_user(engine, tmp_path)
     user.rename_object(user.active_object, "renamed")  # labels are drawn in the video
@@ -205,7 +205,7 @@ def test_fast_preview_keeps_the_clicks_and_measures_its_agreement(engine, tmp_pa
 
 
 def test_mask_iou():
-    from sam2web.quality import mask_iou
+    from sam2web.session.quality import mask_iou
 
     a = np.zeros((4, 4), bool)
     b = a.copy()

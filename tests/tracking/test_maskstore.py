@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from sam2web.maskstore import MaskStore
+from sam2web.tracking.maskstore import MaskStore
 from tests import synth
 
 H, W = 120, 160

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from sam2web.errors import CheckpointError
-from sam2web.model import (
+from sam2web.tracking.model import (
     DEFAULT_MODEL,
     MISSING_EXTENSION_MESSAGE,
     MODELS,
@@ -48,7 +48,7 @@ from sam2web.model import (
 from tests import synth
 
 TINY = get_spec("sam2.1-tiny")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def quiet_build(*args, **kwargs):
@@ -107,7 +107,7 @@ def test_registry_sizes_and_architectures():
     helper recognises the architecture."""
     from sam2.build_sam import build_sam2_video_predictor
 
-    from sam2web.model import _guess_model
+    from sam2web.tracking.model import _guess_model
 
     for spec in MODELS.values():
         with warnings.catch_warnings():
@@ -359,7 +359,7 @@ def test_autocast_context_cuda():
 
 def test_import_has_no_side_effects(tmp_path):
     code = (
-        "import sys, sam2web.model as m; "
+        "import sys, sam2web.tracking.model as m; "
         "heavy = [n for n in ('torch', 'sam2', 'huggingface_hub') if n in sys.modules]; "
         "print(heavy, len(m.MODELS))"
     )

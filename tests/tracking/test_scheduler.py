@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sam2web.errors import SessionClosedError
-from sam2web.scheduler import (
+from sam2web.tracking.scheduler import (
     Policy,
     Scheduler,
     SchedulerClosed,
@@ -552,12 +552,12 @@ def test_bad_arguments_are_refused():
 
 def test_importing_the_scheduler_pulls_in_no_web_or_model_library():
     check = (
-        "import sys, sam2web.scheduler; "
+        "import sys, sam2web.tracking.scheduler; "
         "print(sorted(m for m in ('gradio', 'torch', 'numpy') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", check],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,
         timeout=60,

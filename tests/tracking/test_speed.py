@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from sam2web import accel
-from sam2web.model import autocast_context
 from sam2web.settings import Settings
+from sam2web.tracking import accel
+from sam2web.tracking.model import autocast_context
 from tests import synth
 
 AMX_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
@@ -222,7 +222,7 @@ def test_autocast_context_for_qualities(fake_cpu):
 
 
 def _track(predictor, frames_dir, paths, info, autocast, masks_dir):
-    from sam2web.tracking import TrackingSession
+    from sam2web.tracking.tracker import TrackingSession
     from sam2web.types import Click
 
     session = TrackingSession(predictor, paths, info, masks_dir, autocast=autocast)
@@ -247,7 +247,7 @@ def one_thread():
 def test_full_bf16_runs_the_predictor_in_bf16_and_agrees_with_fp32(
     tmp_path, predictor_cache, one_thread
 ):
-    from sam2web.media import FrameFolder, MediaLimits, ingest
+    from sam2web.media.ingest import FrameFolder, MediaLimits, ingest
 
     clip = synth.write_video(
         tmp_path / "discs.mp4", synth.make_frames(num_frames=5, height=120, width=160), fps=10
@@ -320,7 +320,7 @@ def test_compiled_encoder_is_used_for_bf16_calls_only(monkeypatch, random_checkp
     """The bf16 plan routes bf16-autocast calls through torch.compile and float32 calls to
     the eager forward; the compile is paid when it is applied. torch.compile is faked (a
     real compile takes minutes)."""
-    from sam2web.model import build_predictor, get_spec
+    from sam2web.tracking.model import build_predictor, get_spec
 
     calls = []
 
@@ -354,7 +354,7 @@ def test_compiled_encoder_is_used_for_bf16_calls_only(monkeypatch, random_checkp
 
 
 def test_compile_on_is_paid_when_the_predictor_is_built(monkeypatch, random_checkpoint):
-    from sam2web.model import ModelCache, get_spec
+    from sam2web.tracking.model import ModelCache, get_spec
 
     compiled = []
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: compiled.append(fn) or fn)
@@ -374,7 +374,7 @@ def test_sam2s_own_fast_path_is_for_cuda_only(monkeypatch, random_checkpoint):
     ignored and the predictor is the plain one, with nothing compiled."""
     from sam2.sam2_video_predictor import SAM2VideoPredictor, SAM2VideoPredictorVOS
 
-    from sam2web.model import ModelCache, get_spec
+    from sam2web.tracking.model import ModelCache, get_spec
 
     assert settings(compile="vos").compile == "vos"
     assert accel.compile_plan("vos") == "none"

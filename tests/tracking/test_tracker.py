@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from sam2web.errors import PromptError, TrackingError
-from sam2web.frames import LazyFrameSource
-from sam2web.tracking import new_inference_state
+from sam2web.tracking.frames import LazyFrameSource
+from sam2web.tracking.tracker import new_inference_state
 from sam2web.types import Box, Click
 from tests import synth
 from tests.masks import assert_nontrivial
