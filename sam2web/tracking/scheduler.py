@@ -622,10 +622,14 @@ class _Stream:
                     self.abort(str(exc))
                     raise
             self.waiting = True
+        delivered = True  # False while the step's value has not reached this caller
         try:
             value = future.result(timeout)
         except FutureTimeout:
-            raise  # the step stays pending (see ScheduledIterator.next_within)
+            # The step stays pending (see ScheduledIterator.next_within), even when it
+            # completes before the bookkeeping below: the next call returns its value.
+            delivered = False
+            raise
         except CancelledError:
             raise UnitCancelled(self.reason or "The iteration was closed.") from None
         except UnitCancelled as exc:
@@ -637,7 +641,7 @@ class _Stream:
         finally:
             with self.lock:
                 self.waiting = False
-                if future.done() and self.pending is future:
+                if delivered and self.pending is future:
                     self.pending = None
         if value is _DONE:
             self.abort(None)

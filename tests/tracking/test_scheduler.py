@@ -584,3 +584,36 @@ def test_next_within_times_out_and_goes_on_waiting_for_the_same_item(sched):
     assert next(it) == "second"
     with pytest.raises(StopIteration):
         it.next_within(5)
+
+
+def test_a_step_that_finishes_just_after_its_wait_timed_out_is_still_returned(sched, monkeypatch):
+    """The window between a wait's timeout and its bookkeeping, forced with events: the
+    future's ``result`` lets the step finish and only then reports the timeout. The item
+    must come back on the next call; a lost item would make the caller skip a frame."""
+    from sam2web.tracking import scheduler as scheduler_module
+
+    release = threading.Event()
+
+    def frames():
+        for index in range(3):
+            assert release.wait(WAIT)
+            yield index
+
+    class LateFuture(scheduler_module.Future):
+        forced = False
+
+        def result(self, timeout=None):
+            if timeout is not None and not LateFuture.forced:
+                LateFuture.forced = True
+                release.set()  # the step finishes inside the timeout's window ...
+                super().result(WAIT)  # ... and is done before the caller's bookkeeping
+                raise scheduler_module.FutureTimeout()
+            return super().result(timeout)
+
+    monkeypatch.setattr(scheduler_module, "Future", LateFuture)
+    iterator = sched.iterate(frames(), "tracker")
+    with pytest.raises(scheduler_module.FutureTimeout):
+        iterator.next_within(0.01)
+    assert LateFuture.forced
+    assert [next(iterator), next(iterator), next(iterator, "end")] == [0, 1, 2]
+    iterator.close()
