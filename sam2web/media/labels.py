@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,10 @@ from ..errors import UserError
 from .ingest import DECODE_ERRORS
 
 DEFAULT_MAX_LABELS = 100
+# Most pixels a label image may claim when no frame size is given to compare it with: an
+# 8192 x 8192 image becomes a 512 MiB int64 array, so a header claiming more is refused
+# before any pixel is decoded.
+MAX_LABEL_PIXELS = 8192 * 8192
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _TIFF = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -64,6 +69,28 @@ def _missing_frame(name: str | None, frame: int, count: int) -> LabelImageError:
     )
 
 
+def _wrong_size(name: str | None, found: tuple[int, int], size: tuple[int, int]) -> LabelImageError:
+    return LabelImageError(
+        f"{_the(name)} is {found[0]}x{found[1]} pixels but the video's frames are "
+        f"{size[0]}x{size[1]}; use a label image made from this video's frames."
+    )
+
+
+def _check_claimed_size(
+    width: int, height: int, size: tuple[int, int] | None, name: str | None
+) -> None:
+    """Refuse a frame whose header claims another size than ``size`` (width, height), or
+    more than MAX_LABEL_PIXELS pixels, before anything is decoded."""
+    if size is not None and (width, height) != size:
+        raise _wrong_size(name, (width, height), size)
+    if width * height > MAX_LABEL_PIXELS:
+        raise LabelImageError(
+            f"{_the(name)} is {width}x{height} pixels, more than the {MAX_LABEL_PIXELS:,} "
+            "pixels this server reads in one label image; use a label image the size of the "
+            "video's frames."
+        )
+
+
 def _grey(arr: np.ndarray, name: str | None) -> np.ndarray:
     """(H, W) as is; (H, W, C) when its colour channels are equal (alpha ignored)."""
     if arr.ndim == 2:
@@ -76,14 +103,20 @@ def _grey(arr: np.ndarray, name: str | None) -> np.ndarray:
     return colour[:, :, 0]
 
 
-def _read_png(data: bytes, frame: int, name: str | None) -> np.ndarray:
+def _read_png(
+    data: bytes, frame: int, name: str | None, size: tuple[int, int] | None
+) -> np.ndarray:
+    if len(data) >= 24 and data[12:16] == b"IHDR":  # before Pillow's own, larger guard
+        _check_claimed_size(*struct.unpack(">II", data[16:24]), size, name)
     try:
         with Image.open(io.BytesIO(data)) as img:
+            _check_claimed_size(*img.size, size, name)
             count = getattr(img, "n_frames", 1)
             if not 0 <= frame < count:
                 raise _missing_frame(name, frame, count)
             if frame:
                 img.seek(frame)
+                _check_claimed_size(*img.size, size, name)
             mode = img.mode
             if mode == "1":
                 arr = np.asarray(img.convert("L")) // 255
@@ -98,12 +131,16 @@ def _read_png(data: bytes, frame: int, name: str | None) -> np.ndarray:
             f"{_the(name)} has more pixels than this server reads in one image; use a label "
             "image the size of the video's frames."
         ) from None
+    except LabelImageError:
+        raise
     except DECODE_ERRORS:
         raise _damaged(name) from None
     return _grey(arr, name)
 
 
-def _read_tiff(source: bytes | Path, frame: int, name: str | None) -> np.ndarray:
+def _read_tiff(
+    source: bytes | Path, frame: int, name: str | None, size: tuple[int, int] | None
+) -> np.ndarray:
     import tifffile
 
     try:
@@ -115,6 +152,10 @@ def _read_tiff(source: bytes | Path, frame: int, name: str | None) -> np.ndarray
             if not 0 <= frame < count:
                 raise _missing_frame(name, frame, count)
             page = tif.pages[frame]
+            _check_claimed_size(int(page.imagewidth), int(page.imagelength), size, name)
+            samples = int(getattr(page, "samplesperpixel", 1) or 1)
+            if samples > 4 or getattr(page, "imagedepth", 1) != 1:
+                raise _damaged(name)  # not a label image: volumes or many samples per pixel
             arr = page.asarray()
             if page.samplesperpixel > 1 and arr.ndim == 3 and page.planarconfig == 2:
                 arr = np.moveaxis(arr, 0, -1)  # planar samples first
@@ -126,12 +167,19 @@ def _read_tiff(source: bytes | Path, frame: int, name: str | None) -> np.ndarray
     return _grey(arr, name)
 
 
-def read_label_array(source: bytes | Path, frame: int = 0, name: str | None = None) -> np.ndarray:
+def read_label_array(
+    source: bytes | Path,
+    frame: int = 0,
+    name: str | None = None,
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
     """One frame of a label image as an int64 (H, W) array [row, col] (0 = background).
 
     ``source`` is the file's bytes or a :class:`pathlib.Path` (a plain string is refused,
     so user text is never taken for a path); ``frame`` counts pages of a TIFF (or frames
-    of an animated PNG) from 0; ``name`` is the file name shown in messages. Raises
+    of an animated PNG) from 0; ``name`` is the file name shown in messages; ``size``, the
+    (width, height) the frame must have, is compared with the size the file's header
+    claims before any pixel is decoded (without it, at most MAX_LABEL_PIXELS). Raises
     :class:`LabelImageError`.
     """
     if isinstance(source, str) or not isinstance(source, (bytes, Path)):
@@ -139,6 +187,8 @@ def read_label_array(source: bytes | Path, frame: int = 0, name: str | None = No
     if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
         raise TypeError("frame must be an int")
     frame = int(frame)
+    if size is not None:
+        size = (int(size[0]), int(size[1]))
     if isinstance(source, Path):
         try:
             with open(source, "rb") as fh:
@@ -153,10 +203,10 @@ def read_label_array(source: bytes | Path, frame: int = 0, name: str | None = No
             "labels as PNG or TIFF and load them."
         )
     if head.startswith(_TIFF):
-        arr = _read_tiff(source, frame, name)
+        arr = _read_tiff(source, frame, name, size)
     elif head.startswith(_PNG):
         data = source if isinstance(source, bytes) else source.read_bytes()
-        arr = _read_png(data, frame, name)
+        arr = _read_png(data, frame, name, size)
     else:
         raise _damaged(name)
     if arr.ndim != 2 or 0 in arr.shape:
@@ -216,12 +266,9 @@ def read_label_image(
     ``size`` is the (width, height) the masks must have, e.g. the video's frame size.
     Every problem a user can cause raises :class:`LabelImageError` with one sentence.
     """
-    labels = read_label_array(source, frame=frame, name=name)
+    labels = read_label_array(source, frame=frame, name=name, size=size)
     if size is not None:
         width, height = (int(v) for v in size)
-        if labels.shape != (height, width):
-            raise LabelImageError(
-                f"{_the(name)} is {labels.shape[1]}x{labels.shape[0]} pixels but the video's "
-                f"frames are {width}x{height}; use a label image made from this video's frames."
-            )
+        if labels.shape != (height, width):  # e.g. a page whose samples squeezed away
+            raise _wrong_size(name, (labels.shape[1], labels.shape[0]), (width, height))
     return split_labels(labels, max_labels=max_labels, name=name)
