@@ -243,30 +243,40 @@ class ZoneDraft:
     def clear(self) -> None:
         self.points = []
 
-    def finished(self, name: str, centre_fraction: float = 0.5) -> tuple[Zone, ...] | None:
+    def finished(
+        self, names: tuple[str, str], centre_fraction: float = 0.5
+    ) -> tuple[Zone, ...] | None:
         """The zones the clicks so far make when they are complete without "close" (a
-        rectangle or circle after two clicks, a square arena after four), else None."""
+        rectangle or circle after two clicks, a square arena after four), else None.
+        ``names``: the zone's name first; an arena's centre and periphery both. The clicks
+        are dropped when they make no zone (two clicks on one spot), so the next click
+        starts the shape again."""
         pts = self.points
-        if self.target == "rectangle" and len(pts) == 2:
-            return (Rect(name, pts[0][0], pts[0][1], pts[1][0], pts[1][1]),)
-        if self.target == "circle" and len(pts) == 2:
-            r = math.hypot(pts[1][0] - pts[0][0], pts[1][1] - pts[0][1])
-            return (Circle(name, pts[0][0], pts[0][1], r),)
-        if self.target == "square arena" and len(pts) == 4:
-            return rect_arena_zones(pts, centre_fraction)
-        return None
+        complete = len(pts) == (4 if self.target == "square arena" else 2)
+        if self.target not in ("rectangle", "circle", "square arena") or not complete:
+            return None
+        try:
+            if self.target == "rectangle":
+                return (Rect(names[0], pts[0][0], pts[0][1], pts[1][0], pts[1][1]),)
+            if self.target == "circle":
+                r = math.hypot(pts[1][0] - pts[0][0], pts[1][1] - pts[0][1])
+                return (Circle(names[0], pts[0][0], pts[0][1], r),)
+            return rect_arena_zones(pts, centre_fraction, names)
+        except PromptError:
+            self.clear()
+            raise
 
-    def close(self, name: str, centre_fraction: float = 0.5) -> tuple[Zone, ...]:
+    def close(self, names: tuple[str, str], centre_fraction: float = 0.5) -> tuple[Zone, ...]:
         """The zones of a shape finished with "close" (polygon, arena presets)."""
         pts = self.points
         if self.target == "polygon":
-            return (Polygon(name, tuple(pts)),)
+            return (Polygon(names[0], tuple(pts)),)
         if self.target == "round arena":
             if len(pts) < 3:
                 raise PromptError("Click at least three points on the arena's rim, then close.")
-            return round_arena_zones(pts, centre_fraction)
+            return round_arena_zones(pts, centre_fraction, names)
         if self.target == "square arena":
-            return rect_arena_zones(pts, centre_fraction)
+            return rect_arena_zones(pts, centre_fraction, names)
         raise PromptError("Only a polygon or an arena is closed; draw one first.")
 
 
@@ -319,7 +329,7 @@ class BehaviourState:
             if n == 2:
                 return "Ruler drawn; enter the real distance and press Set scale from ruler."
             return "Ruler: first end set; click the other end."
-        zones = self.draft.finished(name or target, fraction)
+        zones = self.draft.finished(self.names_for(target, name), fraction)
         if zones is None:
             more = " then press Close shape" if target in CLOSED_BY_BUTTON else ""
             return f"{target.capitalize()}: {n} point{'s' if n > 1 else ''} clicked{more}."
@@ -329,12 +339,38 @@ class BehaviourState:
         """Finish a polygon or an arena from the clicks so far."""
         if self.draft.target == "ruler" or not self.draft.points:
             raise PromptError("Click the corners of a polygon or the rim of an arena first.")
-        return self.add(self.draft.close(name or self.draft.target, fraction))
+        names = self.names_for(self.draft.target, name)
+        return self.add(self.draft.close(names, fraction))
+
+    def names_for(self, target: str, typed: str = "") -> tuple[str, str]:
+        """Names for the shape being drawn: the zone's first, an arena's centre and
+        periphery both. A typed name is used as given (an arena's zones become "NAME
+        centre" and "NAME periphery"), so typing a zone's name again replaces that zone;
+        without one, the shape's kind ("rectangle", or "centre" and "periphery"), numbered
+        from 2 when the name is taken, so an unnamed zone never replaces another."""
+        typed = (typed or "").strip()
+        arena = target in ("round arena", "square arena")
+        if typed:
+            return (f"{typed} centre", f"{typed} periphery") if arena else (typed, typed)
+        base = ("centre", "periphery") if arena else (target, target)
+        taken = {z.name for z in self.setup.zones}
+        number = 1
+        while {self.numbered(b, number) for b in base} & taken:
+            number += 1
+        return (self.numbered(base[0], number), self.numbered(base[1], number))
+
+    @staticmethod
+    def numbered(name: str, number: int) -> str:
+        return name if number == 1 else f"{name} {number}"
 
     def add(self, zones: Sequence[Zone]) -> str:
+        taken = {z.name for z in self.setup.zones}
         self.setup = self.setup.with_zones(*zones)
         self.draft.clear()
-        return "Zone " + " and ".join(f"'{z.name}'" for z in zones) + " added."
+        names = " and ".join(f"'{z.name}'" for z in zones)
+        if any(z.name in taken for z in zones):
+            return f"Zone {names} replaced (a zone of that name was there)."
+        return f"Zone {names} added."
 
     def clear_zones(self) -> None:
         self.setup = dataclasses.replace(self.setup, zones=())

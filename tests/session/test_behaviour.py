@@ -137,6 +137,50 @@ def test_zones_drawn_by_clicks():
         state.close("nothing drawn")
 
 
+def test_a_double_click_on_a_rectangle_starts_it_again():
+    """Two clicks on one spot make no rectangle: the sentence says so and the next two
+    clicks make one (before, the points stayed and every click answered "N points")."""
+    state = BehaviourState()
+    state.click("rectangle", 30, 30, "box")
+    with pytest.raises(PromptError, match="no area"):
+        state.click("rectangle", 30, 30, "box")
+    assert state.draft.points == []
+    assert "1 point" in state.click("rectangle", 10, 20, "box")
+    assert state.click("rectangle", 60, 80, "box") == "Zone 'box' added."
+    assert state.setup.zones == (Rect("box", 10, 20, 60, 80),)
+
+
+def test_unnamed_zones_and_arenas_never_replace_each_other():
+    state = BehaviourState()
+    for corners in (((0, 0), (10, 10)), ((20, 20), (40, 40))):
+        for x, y in corners:
+            message = state.click("rectangle", x, y, "")
+    assert message == "Zone 'rectangle 2' added."
+    for corner in ((50, 50), (90, 50), (90, 90), (50, 90)):
+        state.click("square arena", *corner, "")
+    for corner in ((100, 0), (140, 0), (140, 40), (100, 40)):
+        message = state.click("square arena", *corner, "")
+    assert message == "Zone 'centre 2' and 'periphery 2' added."
+    names = [z.name for z in state.setup.zones]
+    assert names == ["rectangle", "rectangle 2", "centre", "periphery", "centre 2", "periphery 2"]
+    assert state.setup.zones[1] == Rect("rectangle 2", 20, 20, 40, 40)
+
+
+def test_a_typed_name_names_an_arena_and_a_repeated_name_says_it_replaced():
+    state = BehaviourState()
+    for a in range(0, 360, 90):
+        rad = math.radians(a)
+        state.click("round arena", 80 + 30 * math.cos(rad), 60 + 30 * math.sin(rad), "left")
+    assert state.close("left") == "Zone 'left centre' and 'left periphery' added."
+    state.click("circle", 10, 10, "food")
+    assert state.click("circle", 12, 10, "food") == "Zone 'food' added."
+    state.click("circle", 50, 50, "food")
+    message = state.click("circle", 55, 50, "food")
+    assert message == "Zone 'food' replaced (a zone of that name was there)."
+    assert [z.name for z in state.setup.zones] == ["left centre", "left periphery", "food"]
+    assert state.setup.zones[-1] == Circle("food", 50, 50, 5)
+
+
 def test_zones_saved_in_the_project_reload_and_replay(engine, tmp_path):
     user = _session(engine, tmp_path)
     ruler = Ruler(0, 0, 30, 40, 10, "cm")
