@@ -397,9 +397,10 @@ def unavailable_sentence(reason: ClusterUnavailable, fallback: str) -> str:
 def lost_sentence(frames: int) -> str:
     if not frames:
         return "The Ray cluster went away before it tracked a frame; press Track again."
+    tracked = "the frame" if frames == 1 else f"the {frames} frames"
     return (
-        f"The Ray cluster went away during tracking; the {frames} frames tracked before "
-        "are kept, and Track continues from them here or on the cluster."
+        f"The Ray cluster went away during tracking; {tracked} tracked before it did "
+        "are kept, and pressing Track again tracks from the first prompted frame."
     )
 
 
@@ -457,8 +458,10 @@ def propagate_remote(
                     done = step.done
                     yield step
                 if error is not None:
+                    log.warning("tracking on the Ray cluster failed: %s", error)
                     raise TrackingError(
-                        "Tracking on the Ray cluster failed; see the server log for why."
+                        "Tracking on the Ray cluster failed; the reason is in the server "
+                        "log. Press Track to try again."
                     )
         except (ray.exceptions.RayError, ConnectionError) as err:
             log.warning("the Ray cluster went away during tracking: %s", err)
