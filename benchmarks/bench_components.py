@@ -29,26 +29,35 @@ Each variant runs in float32 and under ``torch.autocast("cpu", dtype=torch.bfloa
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import statistics
 import sys
 import tempfile
-import time
 import traceback
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import harness  # noqa: E402
 
 VARIANTS = ("eager", "channels-last", "compile", "jit-freeze", "mkldnn-bf16")
+COLUMNS = [
+    "px",
+    "part",
+    "variant",
+    "dtype",
+    "first call s",
+    "s/call min",
+    "s/call median",
+    "× eager same dtype",
+    "× eager fp32",
+    "rel. error to eager fp32",
+]
 
 
 def log(message: str) -> None:
-    print(f"[components] {message}", file=sys.stderr, flush=True)
+    harness.log(message, "components")
 
 
 def capture_inputs(predictor, frames_dir: Path) -> dict:
@@ -71,9 +80,7 @@ def capture_inputs(predictor, frames_dir: Path) -> dict:
     try:
         with torch.inference_mode():
             state = predictor.init_state(str(frames_dir))
-            predictor.add_new_points_or_box(
-                state, 0, 1, points=[[80.0, 60.0]], labels=[1], normalize_coords=True
-            )
+            harness.prompt_raw(predictor, state, [[1, 80.0, 60.0]])
             for _ in predictor.propagate_in_video(state):
                 pass
     finally:
@@ -188,47 +195,96 @@ def make_variant(name: str, part: str, module, inputs: tuple, bf16: bool):
     return run
 
 
-def format_row(row: tuple) -> str:
+def format_row(row: tuple) -> list:
     if len(row) == 5:
-        return f"| {row[0]} | {row[1]} | {row[2]} | {row[3]} | {row[4]} | | | | | |"
+        return list(row)
     res, part, variant, dtype, first, best, median, vs_same, vs_fp32, err = row
-    return (
-        f"| {res} | {part} | {variant} | {dtype} | {first:.1f} | {best:.3f} | {median:.3f} "
-        f"| {vs_same:.2f} | {vs_fp32:.2f} | {err:.1e} |"
-    )
+    return [
+        res,
+        part,
+        variant,
+        dtype,
+        f"{first:.1f}",
+        f"{best:.3f}",
+        f"{median:.3f}",
+        f"{vs_same:.2f}",
+        f"{vs_fp32:.2f}",
+        f"{err:.1e}",
+    ]
+
+
+def first_calls(part: str, module, inputs: tuple, args, res: int) -> dict:
+    """Each variant built and called once (compile included): {(variant, dtype): run}."""
+    runs: dict[tuple[str, str], dict] = {}
+    for dtype in args.dtypes.split(","):
+        for variant in args.variants.split(","):
+            key = (variant, dtype)
+            try:
+                fn = make_variant(variant, part, module, inputs, dtype == "bf16")
+                if fn is None:
+                    continue
+                log(f"{res} px {part} {variant} {dtype}: first call")
+                out, first = harness.timed(fn)
+                runs[key] = {"fn": fn, "first": first, "times": [], "out": out}
+            except Exception as err:  # a failed variant is a result, not a crash
+                log("".join(traceback.format_exception_only(err)).strip()[:300])
+                runs[key] = {"failed": type(err).__name__}
+    return runs
+
+
+def measure_part(part: str, module, inputs: tuple, args, res: int) -> list[tuple]:
+    """The rows of one part at one resolution: every variant, in turns."""
+    runs = first_calls(part, module, inputs, args, res)
+    # Round robin, so that load from other processes spreads over all variants.
+    for _ in range(args.repeats):
+        for run in runs.values():
+            if "fn" in run:
+                run["times"].append(harness.timed(run["fn"])[1])
+    ref = runs[("eager", "fp32")]
+    rows = []
+    for (variant, dtype), run in runs.items():
+        if "failed" in run:
+            rows.append((res, part, variant, dtype, f"failed: {run['failed']}"))
+            continue
+        best = min(run["times"])
+        same = runs.get(("eager", dtype), {}).get("times")
+        rows.append(
+            (
+                res,
+                part,
+                variant,
+                dtype,
+                run["first"],
+                best,
+                statistics.median(run["times"]),
+                min(same) / best if same else float("nan"),
+                min(ref["times"]) / best,
+                rel_error(run["out"], ref["out"]),
+            )
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--resolutions", default="1024,448")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--dtypes", default="fp32,bf16")
     parser.add_argument("--parts", default="image_encoder,memory_attention")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--frames", type=int, default=9, help="clip length used to capture")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    harness.add_threads(parser)
     args = parser.parse_args(argv)
 
-    import torch
-
-    from benchmarks.bench_engine import machine_info
     from sam2web.tracking.model import build_predictor, get_spec, write_random_checkpoint
     from tests import synth
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    harness.use_threads(args.threads)
     warnings.simplefilter("ignore")
-    machine = machine_info()
     work = Path(tempfile.mkdtemp(prefix="sam2web-components-"))
     ckpt = write_random_checkpoint(work / "random.pt", "sam2.1-tiny", seed=0)
     frames = synth.make_frames(num_frames=args.frames, height=120, width=160)
-    frames_dir = work / "frames"
-    frames_dir.mkdir()
-    from PIL import Image
-
-    for i, frame in enumerate(frames):
-        Image.fromarray(frame).save(frames_dir / f"{i:05d}.jpg", quality=95)
-
+    frames_dir = harness.write_jpegs(frames, work / "frames")
     rows = []
     for res in [int(r) for r in args.resolutions.split(",")]:
         predictor = build_predictor(get_spec("sam2.1-tiny"), ckpt, device="cpu", image_size=res)
@@ -236,66 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         captured = capture_inputs(predictor, frames_dir)
         for part in args.parts.split(","):
             module, inputs = flat_module(part, getattr(predictor, part), *captured[part])
-            runs: dict[tuple[str, str], dict] = {}
-            for dtype in args.dtypes.split(","):
-                for variant in args.variants.split(","):
-                    key = (variant, dtype)
-                    try:
-                        fn = make_variant(variant, part, module, inputs, dtype == "bf16")
-                        if fn is None:
-                            continue
-                        log(f"{res} px {part} {variant} {dtype}: first call")
-                        t = time.perf_counter()
-                        out = fn()
-                        runs[key] = {"fn": fn, "first": time.perf_counter() - t, "times": []}
-                        runs[key]["out"] = out
-                    except Exception as err:  # a failed variant is a result, not a crash
-                        log("".join(traceback.format_exception_only(err)).strip()[:300])
-                        runs[key] = {"failed": type(err).__name__}
-            # Round robin, so that load from other processes spreads over all variants.
-            for _ in range(args.repeats):
-                for run in runs.values():
-                    if "fn" in run:
-                        t = time.perf_counter()
-                        run["fn"]()
-                        run["times"].append(time.perf_counter() - t)
-            ref = runs[("eager", "fp32")]
-            for (variant, dtype), run in runs.items():
-                if "failed" in run:
-                    rows.append((res, part, variant, dtype, f"failed: {run['failed']}"))
-                    continue
-                best = min(run["times"])
-                same = runs.get(("eager", dtype), {}).get("times")
-                rows.append(
-                    (
-                        res,
-                        part,
-                        variant,
-                        dtype,
-                        run["first"],
-                        best,
-                        statistics.median(run["times"]),
-                        min(same) / best if same else float("nan"),
-                        min(ref["times"]) / best,
-                        rel_error(run["out"], ref["out"]),
-                    )
-                )
-            log("rows so far:\n" + "\n".join(format_row(r) for r in rows))
+            rows += measure_part(part, module, inputs, args, res)
+            log("rows so far:\n" + harness.table(COLUMNS, map(format_row, rows), "rlll"))
         del predictor
 
-    print(
-        f"Machine: {machine['cpu']} ({machine.get('cpu_flags', '?')}), "
-        f"{machine.get('usable_cores', machine['cores'])} cores; torch {machine.get('torch')}, "
-        f"{torch.get_num_threads()} threads"
-    )
+    print(harness.machine_line())
     print()
-    print(
-        "| px | part | variant | dtype | first call s | s/call min | s/call median "
-        "| × eager same dtype | × eager fp32 | rel. error to eager fp32 |"
-    )
-    print("|---:|---|---|---|---:|---:|---:|---:|---:|---:|")
-    for row in rows:
-        print(format_row(row))
+    print(harness.table(COLUMNS, map(format_row, rows), align="rlll"))
     return 0
 
 

@@ -21,7 +21,6 @@ The scenario's helpers are tests/loadrun.py, shared with tests/test_load.py.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import threading
@@ -29,8 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import harness  # noqa: E402
 
 
 @dataclass
@@ -166,32 +165,37 @@ def _clicks(latencies: list[float]) -> str:
 
 
 def table(runs: list[PolicyRun]) -> str:
-
-    lines = [
-        "| policy | time to first mask per user, s | click p50 / p95 while others track, s "
-        "| throughput, frames/s | fairness: share of frames while all track |",
-        "|---|---|---:|---:|---|",
-    ]
+    columns = (
+        "policy",
+        "time to first mask per user, s",
+        "click p50 / p95 while others track, s",
+        "throughput, frames/s",
+        "fairness: share of frames while all track",
+    )
+    rows = []
     for run in runs:
         if run.errors:
-            lines.append(f"| {run.policy} | failed: {'; '.join(run.errors)} | | | |")
+            rows.append((run.policy, f"failed: {'; '.join(run.errors)}"))
             continue
         shares = (
             f"{100 * min(run.shares):.0f}%–{100 * max(run.shares):.0f}%"
             if run.shares
             else "— (runs one after another)"
         )
-        lines.append(
-            f"| {run.policy} | {' / '.join(f'{s:.1f}' for s in run.first_mask_s)} | "
-            f"{_clicks(run.clicks_s)} | {run.throughput:.2f} | {shares} |"
+        rows.append(
+            (
+                run.policy,
+                " / ".join(f"{s:.1f}" for s in run.first_mask_s),
+                _clicks(run.clicks_s),
+                f"{run.throughput:.2f}",
+                shares,
+            )
         )
-    return "\n".join(lines)
+    return harness.table(columns, rows, align="llrrl")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = harness.parser(__doc__)
     parser.add_argument("--sessions", type=int, default=3, help="tracking users (default 3)")
     parser.add_argument(
         "--frames", type=int, default=20, help="frames of user 0's clip; user i: FRAMES + i"
@@ -212,7 +216,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from benchmarks.bench_engine import machine_info
     from sam2web.tracking.model import write_random_checkpoint
 
     runs = []
@@ -221,14 +224,14 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = write_random_checkpoint(tmp / "tiny.pt")
         for policy in args.policies.split(","):
             runs.append(run_policy(policy.strip(), args, ckpt, tmp))
-    info = machine_info()
     print(
         f"\n{args.sessions} users tracking {args.frames}..{args.frames + args.sessions - 1} "
         f"frames each (one object, forward), arriving {args.stagger:g} s apart"
-        f"{'' if args.no_clicker else ', plus one user clicking'}; {args.resolution} px, SAM2WEB_CONCURRENCY={args.concurrency}. "
-        f"CPU: {info['cpu']} ({info.get('usable_cores', info['cores'])} usable cores; "
-        f"flags: {info.get('cpu_flags', 'unknown')}), torch {info.get('torch')}.\n"
+        f"{'' if args.no_clicker else ', plus one user clicking'}; {args.resolution} px, "
+        f"SAM2WEB_CONCURRENCY={args.concurrency}."
     )
+    print(harness.machine_line())
+    print()
     print(table(runs))
     return 1 if any(run.errors for run in runs) else 0
 

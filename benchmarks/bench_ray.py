@@ -22,18 +22,17 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import os
-import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks import harness  # noqa: E402
+
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 
@@ -57,10 +56,9 @@ def _batch(args: list[str]) -> tuple[float, int, str]:
     from sam2web.cli.main import main
 
     err = io.StringIO()
-    started = time.perf_counter()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(args)
-    return time.perf_counter() - started, code, err.getvalue()
+        code, seconds = harness.timed(main, args)
+    return seconds, code, err.getvalue()
 
 
 def _video_seconds(out: Path) -> float:
@@ -75,36 +73,14 @@ def _bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clips", type=int, default=4, help="videos in the batch (default 4)")
-    parser.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
-    parser.add_argument("--resolution", type=int, default=256, help="processing px (256)")
-    parser.add_argument("--width", type=int, default=320)
-    parser.add_argument("--height", type=int, default=240)
-    parser.add_argument("--workers", type=int, default=1, help="Ray workers (default 1)")
-    parser.add_argument("--cpus-per-worker", type=float, default=None)
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each, best kept (2)")
-    opts = parser.parse_args()
-
+def prepare(opts, work: Path) -> tuple[list[Path], Path]:
+    """The clips, and the project (two clicks, tracked) made on the first of them."""
     import dataclasses
 
-    import ray
-    import torch
-
     from sam2web.settings import Settings
-    from sam2web.tracking.accel import cpu_bf16_flags, cpu_model
     from sam2web.tracking.model import write_random_checkpoint
     from tests import synth
 
-    flags = cpu_bf16_flags()
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs)")
-    print(f"bf16/AMX flags: {' '.join(flags) if flags else 'none of avx512_bf16/amx'}")
-    print(
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), ray {ray.__version__}, "
-        f"Python {platform.python_version()}"
-    )
-    work = Path(tempfile.mkdtemp(prefix="bench_ray_"))
     checkpoint = write_random_checkpoint(work / "tiny.pt", "sam2.1-tiny", seed=0)
     env = {
         "SAM2WEB_CHECKPOINT": str(checkpoint),
@@ -123,17 +99,16 @@ def main() -> int:
     settings = dataclasses.replace(
         Settings.from_env(env), checkpoint=checkpoint, data_dir=work / "data"
     )
-    project = _project(settings, clips[0], work / "p.json")
-    frames = opts.clips * opts.frames
-    common = ["track", *map(str, clips), "--project", str(project), "--no-video"]
-    print(
-        f"batch: {opts.clips} clips x {opts.frames} frames of {opts.width}x{opts.height}, "
-        f"{opts.resolution} px"
-    )
+    return clips, _project(settings, clips[0], work / "p.json")
 
-    started = time.perf_counter()
-    ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    init_s = time.perf_counter() - started
+
+def run_batches(opts, common: list[str], work: Path) -> tuple[float, list, list]:
+    """Ray's start-up seconds, and (wall s, per-video s) of each batch here and on Ray."""
+    import ray
+
+    _, init_s = harness.timed(
+        ray.init, include_dashboard=False, logging_level="WARNING", log_to_driver=False
+    )
     ray_args = [*common, "--out", str(work / "ray"), "--ray", "--workers", str(opts.workers)]
     if opts.cpus_per_worker:
         ray_args += ["--cpus-per-worker", str(opts.cpus_per_worker)]
@@ -148,24 +123,31 @@ def main() -> int:
             ray_times.append((seconds, _video_seconds(work / "ray")))
     finally:
         ray.shutdown()
+    return init_s, here_times, ray_times
+
+
+def report(opts, init_s: float, here_times: list, ray_times: list, moved: int) -> None:
+    frames = opts.clips * opts.frames
     (here_s, here_v), (ray_s, ray_v) = min(here_times), min(ray_times)
     print(f"runs here: {', '.join(f'{t:.1f}' for t, _ in here_times)} s")
     print(f"runs on Ray: {', '.join(f'{t:.1f}' for t, _ in ray_times)} s (best of each below)")
-
-    moved = sum(c.stat().st_size for c in clips) + sum(
-        _bytes(p) for p in (work / "ray").iterdir() if p.is_dir()
-    )
     print()
-    print("| run | workers | wall s (× here) | per-video s | s/frame in videos | rest s |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, workers, wall, videos in (
-        ("here", 1, here_s, here_v),
-        ("ray", opts.workers, ray_s, ray_v),
-    ):
-        print(
-            f"| {name} | {workers} | {wall:.1f} ({wall / here_s:.2f}) | {videos:.1f} | "
-            f"{videos / frames:.3f} | {wall - videos / workers:.1f} |"
+    rows = [
+        (
+            name,
+            workers,
+            f"{wall:.1f} ({wall / here_s:.2f})",
+            f"{videos:.1f}",
+            f"{videos / frames:.3f}",
+            f"{wall - videos / workers:.1f}",
         )
+        for name, workers, wall, videos in (
+            ("here", 1, here_s, here_v),
+            ("ray", opts.workers, ray_s, ray_v),
+        )
+    ]
+    columns = ("run", "workers", "wall s (× here)", "per-video s", "s/frame in videos", "rest s")
+    print(harness.table(columns, rows))
     print()
     print(f"Ray start-up (ray.init, not in the batch's time): {init_s:.1f} s")
     print(
@@ -175,6 +157,36 @@ def main() -> int:
         " s to the Ray batch"
     )
     print(f"bytes moved: {moved / frames / 1024:.1f} KiB per frame ({moved / 1024:.0f} KiB)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = harness.parser(__doc__)
+    parser.add_argument("--clips", type=int, default=4, help="videos in the batch (default 4)")
+    parser.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
+    parser.add_argument("--resolution", type=int, default=256, help="processing px (256)")
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=240)
+    parser.add_argument("--workers", type=int, default=1, help="Ray workers (default 1)")
+    parser.add_argument("--cpus-per-worker", type=float, default=None)
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each, best kept (2)")
+    opts = parser.parse_args(argv)
+
+    import ray
+
+    print(harness.machine_line())
+    print(f"ray {ray.__version__}")
+    work = Path(tempfile.mkdtemp(prefix="bench_ray_"))
+    clips, project = prepare(opts, work)
+    common = ["track", *map(str, clips), "--project", str(project), "--no-video"]
+    print(
+        f"batch: {opts.clips} clips x {opts.frames} frames of {opts.width}x{opts.height}, "
+        f"{opts.resolution} px"
+    )
+    init_s, here_times, ray_times = run_batches(opts, common, work)
+    moved = sum(c.stat().st_size for c in clips) + sum(
+        _bytes(p) for p in (work / "ray").iterdir() if p.is_dir()
+    )
+    report(opts, init_s, here_times, ray_times, moved)
     return 0
 
 

@@ -19,28 +19,23 @@ The worker then shares this machine's cores with the web process, as a head node
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import harness  # noqa: E402
 from sam2web.compute import remote  # noqa: E402
 from sam2web.session.engine import Engine  # noqa: E402
 from sam2web.session.user import UserSession  # noqa: E402
 from sam2web.settings import Settings  # noqa: E402
-from sam2web.tracking import accel  # noqa: E402
 from sam2web.tracking.model import write_random_checkpoint  # noqa: E402
 from tests import synth  # noqa: E402
 
@@ -88,31 +83,46 @@ def timed_run(engine: Engine, clip: Path) -> dict:
     user.click(0, 40, 60)
     user.add_object("b")
     user.click(0, 120, 40)
-    started = time.perf_counter()
-    stamps = [time.perf_counter() for _ in user.propagate("forward")]
+    clock = harness.FrameClock(rss=False).start()
+    for _ in user.propagate("forward"):
+        clock.tick()
+    clock.stop()
     assert not user.last_run.notes, user.last_run.notes
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     user.close()
+    summary = harness.per_frame_summary(clock.times)
     return {
-        "first": stamps[0] - started,
-        "median": statistics.median(gaps),
-        "mean": statistics.fmean(gaps),
-        "total": stamps[-1] - started,
-        "frames": len(stamps),
+        "first": summary["first_yield_s"],
+        "median": summary["s_per_frame"],
+        "mean": summary["s_per_frame_mean"],
+        "total": sum(clock.times),
+        "frames": len(clock.times),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def measure(side: str, ray_address: str, args, ckpt: Path, clip: Path, tmp: Path) -> dict:
+    """A warm-up run (loads the model; there: starts the worker), then the timed run."""
+    settings = dataclasses.replace(
+        Settings.from_env({}),
+        resolution=args.resolution,
+        device="cpu",
+        checkpoint=ckpt,
+        offline=True,
+        data_dir=tmp / side,
+        ray_address=ray_address,
+    )
+    engine = Engine(settings)
+    _, warm = harness.timed(timed_run, engine, clip)
+    return {**timed_run(engine, clip), "warm-up": warm}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = harness.parser(__doc__)
     parser.add_argument("--address", default="", help="host:port of a running Ray head")
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--size", default="120x160", help="frame height x width")
-    args = parser.parse_args()
-    flags = accel.cpu_bf16_flags()
-    print(f"CPU: {accel.cpu_model()}; {os.cpu_count()} cores visible")
-    print(f"bf16/AMX flags: {', '.join(flags) if flags else 'none'}")
-
+    args = parser.parse_args(argv)
+    print(harness.machine_line())
     with tempfile.TemporaryDirectory(prefix="bench-remote-") as tmp:
         tmp_path = Path(tmp)
         height, width = (int(v) for v in args.size.split("x"))
@@ -127,22 +137,10 @@ def main() -> None:
             (tmp_path / "ray").mkdir()
             address, head = start_head(tmp_path / "ray")
         try:
-            results = {}
-            for side, ray_address in (("here", ""), ("cluster", address)):
-                settings = dataclasses.replace(
-                    Settings.from_env({}),
-                    resolution=args.resolution,
-                    device="cpu",
-                    checkpoint=ckpt,
-                    offline=True,
-                    data_dir=tmp_path / side,
-                    ray_address=ray_address,
-                )
-                engine = Engine(settings)
-                warm_started = time.perf_counter()
-                timed_run(engine, clip)  # loads the model (there: starts the worker)
-                warm = time.perf_counter() - warm_started
-                results[side] = {**timed_run(engine, clip), "warm-up": warm}
+            results = {
+                side: measure(side, ray_address, args, ckpt, clip, tmp_path)
+                for side, ray_address in (("here", ""), ("cluster", address))
+            }
         finally:
             with contextlib.suppress(Exception):
                 remote.connect(address).lost()
@@ -156,14 +154,19 @@ def report(results: dict, args) -> None:
         f"\n{args.frames} frames of {args.size} px, processing at {args.resolution} px, "
         "SAM2.1-tiny (random weights), 2 objects"
     )
-    print(
-        f"{'':8} {'warm-up s':>10} {'first s':>8} {'median s/f':>11} {'mean s/f':>9} {'run s':>7}"
-    )
-    for side, r in results.items():
-        print(
-            f"{side:8} {r['warm-up']:10.2f} {r['first']:8.3f} {r['median']:11.4f} "
-            f"{r['mean']:9.4f} {r['total']:7.2f}"
+    rows = [
+        (
+            side,
+            f"{r['warm-up']:.2f}",
+            f"{r['first']:.3f}",
+            f"{r['median']:.4f}",
+            f"{r['mean']:.4f}",
+            f"{r['total']:.2f}",
         )
+        for side, r in results.items()
+    ]
+    columns = ("", "warm-up s", "first s", "median s/f", "mean s/f", "run s")
+    print(harness.table(columns, rows, text=True))
     here, there = results["here"], results["cluster"]
     print(
         f"overhead per frame: {there['median'] - here['median']:+.4f} s median, "

@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import collections
 import contextlib
 import sys
@@ -25,9 +24,8 @@ import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import harness  # noqa: E402
 
 PARTS = (
     "image_encoder",
@@ -41,7 +39,6 @@ PARTS = (
 def track(predictor, frames_dir: Path, clicks, bf16: bool, hooks: bool = True) -> dict:
     """Run the tutorial flow; seconds and calls per part over the frames after the first
     propagate yields, and the frames' wall seconds."""
-    import numpy as np
     import torch
 
     spent: dict[str, float] = collections.defaultdict(float)
@@ -66,14 +63,7 @@ def track(predictor, frames_dir: Path, clicks, bf16: bool, hooks: bool = True) -
     try:
         with torch.inference_mode(), autocast:
             state = predictor.init_state(str(frames_dir))
-            for obj_id, x, y in clicks:
-                predictor.add_new_points_or_box(
-                    state,
-                    0,
-                    obj_id,
-                    points=np.array([[x, y]], np.float32),
-                    labels=np.array([1], np.int32),
-                )
+            harness.prompt_raw(predictor, state, clicks)
             frames = 0
             wall = 0.0
             last = time.perf_counter()
@@ -90,105 +80,29 @@ def track(predictor, frames_dir: Path, clicks, bf16: bool, hooks: bool = True) -
     return {"frames": frames, "wall": wall, "spent": dict(spent), "calls": dict(calls)}
 
 
-def _is_part(name: str, part: str) -> bool:
-    from benchmarks.bench_engine import _is_part as is_part
-
-    return is_part(name, part)
-
-
 def count_part_flops(predictor, frames_dir: Path, clicks) -> dict[str, float]:
     """GFLOP per tracked frame (after the first) for each part."""
-    import numpy as np
     import torch
-    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-    def cpu_sdpa(q, k, v, *args, out_shape=None, **kwargs) -> int:
-        return sdpa_flop_count(q, k, v)
-
-    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa}
-    counter = FlopCounterMode(display=False, custom_mapping=mapping)
-
-    def totals() -> dict[str, float]:
-        counts = counter.get_flop_counts()
-        out = {p: sum(sum(o.values()) for n, o in counts.items() if _is_part(n, p)) for p in PARTS}
-        out["total"] = counter.get_total_flops()
-        return out
-
+    counter = harness.flop_counter()
     with torch.inference_mode(), counter:
         state = predictor.init_state(str(frames_dir))
-        for obj_id, x, y in clicks:
-            predictor.add_new_points_or_box(
-                state,
-                0,
-                obj_id,
-                points=np.array([[x, y]], np.float32),
-                labels=np.array([1], np.int32),
-            )
+        harness.prompt_raw(predictor, state, clicks)
         frames = 0
         for i, _ in enumerate(predictor.propagate_in_video(state)):
             if i == 0:
-                before = totals()
+                before = harness.part_flops(counter, PARTS)
             else:
                 frames += 1
-        after = totals()
+        after = harness.part_flops(counter, PARTS)
     return {k: (after[k] - before[k]) / frames / 1e9 for k in after}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--resolution", type=int, default=512)
-    parser.add_argument("--frames", type=int, default=6)
-    parser.add_argument("--objects", type=int, default=3, choices=(2, 3))
-    parser.add_argument("--bf16", action="store_true", help="run under CPU bf16 autocast")
-    parser.add_argument("--ops", action="store_true", help="also print torch.profiler's top ops")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
-    args = parser.parse_args(argv)
-
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from PIL import Image
-
-    from benchmarks.bench_engine import clicks_for, machine_info, make_discs
-    from sam2web.tracking.model import build_predictor, get_spec, write_random_checkpoint
-    from tests import synth
-
-    warnings.simplefilter("ignore")
-    work = Path(tempfile.mkdtemp(prefix="sam2web-objects-"))
-    ckpt = write_random_checkpoint(work / "random.pt", "sam2.1-tiny", seed=0)
-    discs = make_discs(640, 480, args.objects)
-    frames = synth.make_frames(num_frames=args.frames, height=480, width=640, discs=discs)
-    frames_dir = work / "frames"
-    frames_dir.mkdir()
-    for i, frame in enumerate(frames):
-        Image.fromarray(frame).save(frames_dir / f"{i:05d}.jpg", quality=95)
-    clicks = clicks_for(discs)
-    predictor = build_predictor(
-        get_spec("sam2.1-tiny"), ckpt, device="cpu", image_size=args.resolution
-    )
-
-    runs = {}
-    flops = {}
-    for n in (1, args.objects):
-        runs[n] = track(predictor, frames_dir, clicks[:n], args.bf16)
-        flops[n] = count_part_flops(predictor, frames_dir, clicks[:n])
-
-    machine = machine_info()
-    print(
-        f"CPU: {machine['cpu']} ({machine.get('cpu_flags', '?')}), "
-        f"{machine.get('usable_cores')} cores, {torch.get_num_threads()} threads; "
-        f"{args.resolution} px, {'bf16' if args.bf16 else 'fp32'}, {args.frames} frames"
-    )
-    print()
-    print(
-        "| part | 1 obj s/frame | 1 obj calls/frame | "
-        f"{args.objects} obj s/frame | {args.objects} obj calls/frame | extra s per extra obj "
-        f"| 1 obj GFLOP/frame | {args.objects} obj GFLOP/frame |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    one, many = runs[1], runs[args.objects]
-    extra = args.objects - 1
+def part_rows(runs: dict, flops: dict, objects: int) -> list[tuple]:
+    """Per part (then sam2's Python around them, and the whole frame): seconds and calls per
+    frame with 1 and with ``objects`` objects, the extra per extra object, GFLOP."""
+    one, many = runs[1], runs[objects]
+    rows = []
     for part in (*PARTS, "rest", "total"):
         if part == "total":
             a, b = one["wall"] / one["frames"], many["wall"] / many["frames"]
@@ -202,13 +116,66 @@ def main(argv: list[str] | None = None) -> int:
             b = many["spent"].get(part, 0.0) / many["frames"]
             ca = f"{one['calls'].get(part, 0) / one['frames']:.1f}"
             cb = f"{many['calls'].get(part, 0) / many['frames']:.1f}"
-        fa = flops[1].get(part)
-        fb = flops[args.objects].get(part)
-        print(
-            f"| {part} | {a:.3f} | {ca} | {b:.3f} | {cb} | {(b - a) / extra:.3f} | "
-            f"{'' if fa is None else f'{fa:.1f}'} | {'' if fb is None else f'{fb:.1f}'} |"
+        fa, fb = flops[1].get(part), flops[objects].get(part)
+        rows.append(
+            (
+                part,
+                f"{a:.3f}",
+                ca,
+                f"{b:.3f}",
+                cb,
+                f"{(b - a) / (objects - 1):.3f}",
+                "" if fa is None else f"{fa:.1f}",
+                "" if fb is None else f"{fb:.1f}",
+            )
         )
+    return rows
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = harness.parser(__doc__)
+    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument("--frames", type=int, default=6)
+    parser.add_argument("--objects", type=int, default=3, choices=(2, 3))
+    parser.add_argument("--bf16", action="store_true", help="run under CPU bf16 autocast")
+    parser.add_argument("--ops", action="store_true", help="also print torch.profiler's top ops")
+    harness.add_threads(parser)
+    args = parser.parse_args(argv)
+
+    from sam2web.tracking.model import build_predictor, get_spec, write_random_checkpoint
+    from tests import synth
+
+    harness.use_threads(args.threads)
+    warnings.simplefilter("ignore")
+    work = Path(tempfile.mkdtemp(prefix="sam2web-objects-"))
+    ckpt = write_random_checkpoint(work / "random.pt", "sam2.1-tiny", seed=0)
+    discs = harness.make_discs(640, 480, args.objects)
+    frames = synth.make_frames(num_frames=args.frames, height=480, width=640, discs=discs)
+    frames_dir = harness.write_jpegs(frames, work / "frames")
+    clicks = harness.clicks_for(discs)
+    predictor = build_predictor(
+        get_spec("sam2.1-tiny"), ckpt, device="cpu", image_size=args.resolution
+    )
+    runs, flops = {}, {}
+    for n in (1, args.objects):
+        runs[n] = track(predictor, frames_dir, clicks[:n], args.bf16)
+        flops[n] = count_part_flops(predictor, frames_dir, clicks[:n])
+
+    print(harness.machine_line())
+    print(f"{args.resolution} px, {'bf16' if args.bf16 else 'fp32'}, {args.frames} frames")
+    print()
+    n = args.objects
+    columns = (
+        "part",
+        "1 obj s/frame",
+        "1 obj calls/frame",
+        f"{n} obj s/frame",
+        f"{n} obj calls/frame",
+        "extra s per extra obj",
+        "1 obj GFLOP/frame",
+        f"{n} obj GFLOP/frame",
+    )
+    print(harness.table(columns, part_rows(runs, flops, n)))
     if args.ops:
         from torch.profiler import ProfilerActivity, profile
 
