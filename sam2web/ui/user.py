@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from ..session.prompts import PROMPT_MODES
 from ..session.quality import QualityAgreement
-from ..session.user import PROMPT_MODES, UserSession
+from ..session.user import UserSession
 
 __all__ = ["PROMPT_MODES", "QualityAgreement", "UserSession"]

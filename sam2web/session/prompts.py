@@ -1,0 +1,160 @@
+"""Objects and prompts of the user session: adding, naming and removing objects, clicks,
+boxes, undo and reset (:class:`PromptSession`), with the checks of a request's positions
+and object names.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..analysis.tables import Calibration
+from ..errors import PromptError
+from ..outputs import display
+from ..tracking.tracker import check_point
+from ..types import Box, Click, TrackedObject
+from .fixes import MasksAndFixes
+from .lifecycle import Exports, TrackingRun, writes_files
+from .video import VideoSession
+
+PROMPT_MODES = ("positive", "negative", "box")
+
+
+@dataclass
+class PromptSession(MasksAndFixes, VideoSession):
+    """Objects and prompts, on top of the video and model configuration of
+    :class:`VideoSession` (object lookups are :class:`UserSession`'s)."""
+
+    last_run: TrackingRun = field(default_factory=TrackingRun)
+    calibration: Calibration = field(default_factory=Calibration)
+
+    # ------------------------------------------------------------------ objects and prompts
+    @property
+    def objects(self) -> list[TrackedObject]:
+        return [] if self.tracking is None else list(self.tracking.objects.values())
+
+    def add_object(self, name: str | None = None) -> TrackedObject:
+        self.touch()
+        tracking = self.ensure_tracking()
+        obj = self.on_model(tracking, lambda: tracking.add_object(_clean_name(name)))
+        self.active_object = obj.obj_id
+        return obj
+
+    def select_object(self, obj_id: int) -> TrackedObject:
+        obj = self._object(obj_id)
+        self.active_object = obj.obj_id
+        self.pending_corner = None
+        return obj
+
+    def rename_object(self, obj_id: int, name: str) -> TrackedObject:
+        self._object(obj_id)
+        return self.ensure_tracking().rename_object(int(obj_id), _clean_name(name))
+
+    def remove_object(self, obj_id: int) -> None:
+        self._object(obj_id)
+        tracking = self.ensure_tracking()
+        self.on_model(tracking, lambda: tracking.remove_object(int(obj_id)))
+        if self.active_object == obj_id:
+            remaining = self.objects
+            self.active_object = remaining[-1].obj_id if remaining else None
+        self.exports = Exports()
+
+    def click(
+        self,
+        frame_idx: int,
+        x: float,
+        y: float,
+        mode: str = "positive",
+        obj_id: int | None = None,
+    ) -> str:
+        """A click on the frame image; returns a short status sentence. Without an object
+        (``obj_id`` None or 0 and none active) the first object is created, as on the page.
+        In box mode the first click marks a corner and the second completes the box."""
+        self.touch()
+        frame_idx = self.check_frame(frame_idx)
+        x, y = _position("click", x, y)
+        if mode not in PROMPT_MODES:
+            raise PromptError("Choose positive, negative or box as the click mode.")
+        obj = self._object_for_click(obj_id)
+        tracking = self.ensure_tracking()
+        if mode == "box":
+            corner = self.pending_corner
+            if corner is None or corner.frame != frame_idx:
+                check_point(tracking.info, x, y)
+                self.pending_corner = display.PendingCorner(frame_idx, x, y, obj.obj_id)
+                return f"First corner of the box for {obj.name} set; click the opposite corner."
+            self.pending_corner = None
+            box = Box(corner.x, corner.y, x, y)
+            self.on_model(tracking, lambda: tracking.set_box(frame_idx, obj.obj_id, box))
+            return f"Box set for {obj.name} on frame {frame_idx}."
+        self.pending_corner = None
+        click = Click(x, y, mode == "positive")
+        self.on_model(tracking, lambda: tracking.add_click(frame_idx, obj.obj_id, click))
+        kind = "Positive" if mode == "positive" else "Negative"
+        return f"{kind} click added to {obj.name} at x={x:.0f}, y={y:.0f}."
+
+    def add_box(
+        self,
+        frame_idx: int,
+        x0: float,
+        y0: float,
+        x1: float,
+        y1: float,
+        obj_id: int | None = None,
+    ) -> None:
+        self.touch()
+        frame_idx = self.check_frame(frame_idx)
+        x0, y0, x1, y1 = _position("box", x0, y0, x1, y1)
+        obj = self._object_for_click(obj_id)
+        tracking = self.ensure_tracking()
+        box = Box(x0, y0, x1, y1)
+        self.on_model(tracking, lambda: tracking.set_box(frame_idx, obj.obj_id, box))
+
+    def undo(self, frame_idx: int, obj_id: int | None = None) -> None:
+        frame_idx = self.check_frame(frame_idx)
+        obj = self._object(obj_id if obj_id is not None else self.active_object)
+        self.pending_corner = None
+        tracking = self.ensure_tracking()
+        self.on_model(tracking, lambda: tracking.undo(frame_idx, obj.obj_id))
+
+    def clear_frame(self, frame_idx: int, obj_id: int | None = None) -> None:
+        frame_idx = self.check_frame(frame_idx)
+        obj = self._object(obj_id if obj_id is not None else self.active_object)
+        self.pending_corner = None
+        tracking = self.ensure_tracking()
+        self.on_model(tracking, lambda: tracking.clear_frame(frame_idx, obj.obj_id))
+
+    @writes_files
+    def reset(self) -> None:
+        self.touch()
+        self.forget_results()
+        tracking = self.tracking
+        if tracking is not None:
+            self.on_model(tracking, tracking.reset)
+        self.active_object = None
+        if self.workspace is not None:
+            for p in self.workspace.exports_dir.iterdir():
+                p.unlink(missing_ok=True)
+
+
+def _position(what: str, *values) -> tuple[float, ...]:
+    """Coordinates from a request as floats; missing, text, NaN or infinite values are
+    refused with one sentence (the range is checked where the frame size is known)."""
+    try:
+        numbers = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        numbers = (math.nan,)
+    if not all(math.isfinite(v) for v in numbers):
+        if what == "box":
+            raise PromptError("The box needs two corners with x and y positions; draw it again.")
+        raise PromptError("The click has no valid position; click on the image.")
+    return numbers
+
+
+def _clean_name(name: str | None) -> str | None:
+    """Object names are free text shown in the page, CSV and video: keep them short and
+    printable; the page escapes them again where it renders HTML."""
+    if name is None:
+        return None
+    cleaned = "".join(ch for ch in str(name) if ch.isprintable()).strip()
+    return cleaned[:80] or None
