@@ -2,9 +2,9 @@
 
 Each worker is a Ray actor that loads the model once and tracks videos one after another
 with the same per-video step as a batch run here (passed in as ``track_one``, the command
-line's ``track_video``). A video travels to a worker as its file's bytes in Ray's object
-store and its results come back as the bytes of its output files, so no disk is shared;
-the driver writes them where a run here would. A worker that dies while tracking (its
+line's :func:`sam2web.cli.track.track_video`). A video travels to a worker as its file's
+bytes in Ray's object store and its results come back as the bytes of its output files, so
+no disk is shared; the driver writes them where a run here would. A worker that dies while tracking (its
 process killed, its node lost) is replaced and the video tried again, up to
 ``RayOptions.retries`` times; a video that fails for its own reasons (a damaged file) comes
 back as one sentence and the others go on. Ray is optional: this module imports without

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sam2web.cli.main import OUTPUT_FILES, main, output_folder_name
+from sam2web.cli.main import main
+from sam2web.cli.outputs import OUTPUT_FILES, output_folder_name
 from sam2web.outputs.exports import read_npz
 from sam2web.session.engine import Engine
 from sam2web.session.user import UserSession
@@ -284,7 +285,8 @@ def test_output_folder_names_are_safe(name, position, count, expected):
 
 
 def test_fast_uses_the_fast_resolution(monkeypatch):
-    from sam2web.cli.main import build_parser, make_settings
+    from sam2web.cli.parser import build_parser
+    from sam2web.cli.track import make_settings
 
     monkeypatch.setenv("SAM2WEB_FAST_RESOLUTION", "384")
     args = build_parser().parse_args(["serve", "--fast"])

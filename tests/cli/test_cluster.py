@@ -191,7 +191,7 @@ def test_without_ray_the_option_says_how_to_install_it(batch, tmp_path, monkeypa
     code = (
         "import sys; sys.modules['ray'] = None\n"
         "import sam2web.cli.cluster, sam2web.cli.main\n"
-        "from sam2web.cli.main import build_parser\n"
+        "from sam2web.cli.parser import build_parser\n"
         "args = build_parser().parse_args(['track', 'a.mp4', '--project', 'p', '--out', 'o'])\n"
         "assert args.ray is None and not sam2web.cli.cluster.ray_installed()\n"
     )

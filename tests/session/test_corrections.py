@@ -195,7 +195,7 @@ def test_swap_from_a_frame_changes_every_output_after_it_and_undo_restores_them(
 ):
     """Swap at frame 2 of 4, undo, swap again, save; the command line replays the project
     (through the same replay as loading it in the page) to the same table."""
-    from sam2web.cli.main import track_video
+    from sam2web.cli.track import track_video
 
     _tracked_pair(user)
     before = _outputs(user)

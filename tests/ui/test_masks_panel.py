@@ -133,7 +133,7 @@ def test_a_two_channel_tiff_asks_and_opens_with_the_chosen_channel(ctx, user, tm
 def test_project_with_a_stack_choice_replays_on_the_command_line(engine, tmp_path):
     """The CLI opens a TIFF with the project's channel (or --channel) before replaying."""
     from sam2web.analysis.tables import Calibration
-    from sam2web.cli.main import track_video
+    from sam2web.cli.track import track_video
     from sam2web.session.project import load_project
 
     data = np.zeros((2, 2, 48, 64), np.uint8)
@@ -176,7 +176,7 @@ def test_project_with_a_stack_choice_replays_on_the_command_line(engine, tmp_pat
 
 
 def test_the_command_line_takes_a_channel_an_axis_and_gap_filling():
-    from sam2web.cli.main import build_parser
+    from sam2web.cli.parser import build_parser
 
     args = build_parser().parse_args(
         ["track", "a.tif", "--project", "p.json", "--out", "o"]
