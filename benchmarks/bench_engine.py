@@ -11,7 +11,7 @@ per mode:
 * ``engine``: sam2web end to end. ``media.ingest`` decodes the MP4 into frame files,
   ``session.TrackingSession`` takes the same clicks and propagates (lazy frames, masks to
   disk) while ``render.LiveOverlayVideo`` renders and encodes the overlay MP4 beside it, as
-  the app does; then ``exports.write_csv`` writes the CSV and the video is finished.
+  the app does; then ``rowfiles.write_csv`` writes the CSV and the video is finished.
 * a number after the name sets the processing resolution (``engine512``), ``-bf16`` runs the
   model under CPU bfloat16 autocast (``engine-bf16``, ``raw512-bf16``). Without a number a
   mode uses ``--resolution``.
@@ -417,8 +417,8 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
 
     from sam2web.analysis.results import measurements
     from sam2web.media.ingest import FrameFolder, ingest
-    from sam2web.outputs.exports import write_csv
     from sam2web.outputs.render import LiveOverlayVideo, OverlayStyle
+    from sam2web.outputs.rowfiles import write_csv
     from sam2web.tracking.accel import compile_predictor
     from sam2web.tracking.model import (
         autocast_context,

@@ -13,7 +13,7 @@ import pytest
 from sam2web.cli.main import main
 from sam2web.errors import UserError
 from sam2web.history import AddClick, AddMask, Pass, Propagate, SetBox, decode_mask, encode_mask
-from sam2web.outputs.exports import read_npz
+from sam2web.outputs.maskfiles import read_npz
 from sam2web.session.batch import SUMMARY_FILENAME, fit_project
 from sam2web.session.engine import Engine
 from sam2web.session.project import ProjectError, load_project

@@ -19,7 +19,7 @@ from PIL import Image
 from sam2web.analysis.tables import SUMMARY_COLUMNS, Calibration
 from sam2web.errors import TrackingError
 from sam2web.history import to_json
-from sam2web.outputs.exports import read_coco_rle, read_npz
+from sam2web.outputs.maskfiles import read_coco_rle, read_npz
 from sam2web.session import project as projects
 from sam2web.session.engine import Engine
 from sam2web.session.project import (
