@@ -46,7 +46,8 @@ from ..session.batch import (
 )
 from ..session.behaviour import ExtraOutputs
 from ..session.engine import Engine
-from ..session.project import PROJECT_FILENAME, Project, load_project
+from ..session.project import PROJECT_FILENAME, Project
+from ..session.projectload import load_project
 from ..session.user import SCIENCE_FILES, UserSession
 from ..settings import Settings
 from ..tracking.model import MODELS, get_spec

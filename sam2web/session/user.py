@@ -65,11 +65,11 @@ from .project import (
     build_project,
     check_source,
     file_sha256,
-    load_project,
     model_notes,
     save_project,
     stack_notes,
 )
+from .projectload import load_project
 
 log = logging.getLogger(__name__)
 
