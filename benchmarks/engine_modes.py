@@ -220,7 +220,7 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
     """sam2web end to end. Returns (timings, {frame: {obj_id: mask}})."""
     from sam2web.analysis.results import measurements
     from sam2web.media.ingest import FrameFolder, ingest
-    from sam2web.outputs.exports import write_csv
+    from sam2web.outputs.rowfiles import write_csv
     from sam2web.tracking.model import cpu_supports_bf16
 
     started = time.perf_counter()

@@ -207,7 +207,7 @@ def to_json(action: Action) -> dict:
 
 def from_json(data: dict) -> Action:
     """The action a dict made by :func:`to_json` describes. The dict's values must already
-    have the right types (:mod:`sam2web.session.project` checks files before this); unknown
+    have the right types (:mod:`sam2web.session.projectload` checks files before this); unknown
     operations raise ValueError."""
     kind = KINDS.get(data.get("op"))
     if kind is None:

@@ -32,7 +32,8 @@ from ..session.batch import (
 )
 from ..session.behaviour import ExtraOutputs
 from ..session.engine import Engine
-from ..session.project import Project, load_project
+from ..session.project import Project
+from ..session.projectload import load_project
 from ..session.user import UserSession
 from ..settings import Settings
 from ..tracking.model import get_spec

@@ -2,7 +2,7 @@
 
 A label image holds one integer per pixel: 0 is background, any other value is the number
 of the object covering that pixel, e.g. a Cellpose or StarDist result, or a frame of the
-masks zip sam2web exports (:func:`sam2web.outputs.exports.write_masks_zip`: 8-bit greyscale PNGs,
+masks zip sam2web exports (:func:`sam2web.outputs.maskfiles.write_masks_zip`: 8-bit greyscale PNGs,
 16-bit when an id is 256 or more). Accepted: PNG (1-, 8- or 16-bit greyscale, or palette,
 whose indices are the labels) and TIFF (8-, 16- or 32-bit integer, or floating point holding
 whole numbers; one frame per page). A colour image whose red, green and blue are equal

@@ -53,11 +53,11 @@ from .project import (
     ProjectError,
     build_project,
     check_source,
-    load_project,
     model_notes,
     save_project,
     stack_notes,
 )
+from .projectload import load_project
 from .prompts import PromptSession
 from .runs import follow_run, run_steps, where_to_track
 

@@ -27,14 +27,8 @@ from sam2web.analysis.tables import (
     summarize,
 )
 from sam2web.errors import PromptError
-from sam2web.outputs.exports import (
-    read_coco_rle,
-    read_npz,
-    write_calibrated_csv,
-    write_coco_rle,
-    write_npz,
-    write_summary_csv,
-)
+from sam2web.outputs.maskfiles import read_coco_rle, read_npz, write_coco_rle, write_npz
+from sam2web.outputs.rowfiles import write_calibrated_csv, write_summary_csv
 from sam2web.tracking.maskstore import MaskStore
 from sam2web.types import TrackedObject, VideoInfo, color_for
 from tests import synth

@@ -16,7 +16,7 @@ import pytest
 
 from sam2web.cli.main import main
 from sam2web.cli.outputs import OUTPUT_FILES, output_folder_name
-from sam2web.outputs.exports import read_npz
+from sam2web.outputs.maskfiles import read_npz
 from sam2web.session.engine import Engine
 from sam2web.session.user import UserSession
 from sam2web.settings import Settings

@@ -11,7 +11,7 @@ import tifffile
 from PIL import Image
 
 from sam2web.media.labels import LabelImageError, read_label_array, read_label_image, split_labels
-from sam2web.outputs.exports import write_masks_zip
+from sam2web.outputs.maskfiles import write_masks_zip
 from sam2web.tracking.maskstore import MaskStore
 from sam2web.types import TrackedObject, VideoInfo
 

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from sam2web.analysis.results import CSV_COLUMNS, measure, measurements
-from sam2web.outputs.exports import write_csv, write_masks_zip
+from sam2web.outputs.maskfiles import write_masks_zip
+from sam2web.outputs.rowfiles import write_csv
 from sam2web.tracking.maskstore import MaskStore
 from sam2web.types import TrackedObject, VideoInfo, color_for
 from tests import synth

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from sam2web.outputs.exports import (
+from sam2web.outputs.maskfiles import (
     read_coco_rle,
     read_npz,
     write_coco_rle,

@@ -13,10 +13,11 @@ import pytest
 from sam2web.cli.main import main
 from sam2web.errors import UserError
 from sam2web.history import AddClick, AddMask, Pass, Propagate, SetBox, decode_mask, encode_mask
-from sam2web.outputs.exports import read_npz
+from sam2web.outputs.maskfiles import read_npz
 from sam2web.session.batch import SUMMARY_FILENAME, fit_project
 from sam2web.session.engine import Engine
-from sam2web.session.project import ProjectError, load_project
+from sam2web.session.project import ProjectError
+from sam2web.session.projectload import load_project
 from sam2web.session.user import UserSession
 from sam2web.settings import Settings
 from sam2web.types import VideoInfo

@@ -20,7 +20,8 @@ import tifffile
 from sam2web.analysis.zones import Circle, Rect
 from sam2web.errors import PromptError
 from sam2web.session.behaviour import BehaviourSetup, BehaviourState, Ruler
-from sam2web.session.project import ProjectError, load_project, parse_project
+from sam2web.session.project import ProjectError
+from sam2web.session.projectload import load_project, parse_project
 from sam2web.session.user import UserSession
 from tests import synth
 from tests.masks import assert_nontrivial

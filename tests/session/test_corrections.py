@@ -20,8 +20,9 @@ from sam2web.analysis.results import Results
 from sam2web.analysis.tables import Calibration
 from sam2web.errors import UserError
 from sam2web.history import AddMask, decode_mask, encode_mask
-from sam2web.outputs.exports import read_npz, write_row_files
-from sam2web.session.project import load_project
+from sam2web.outputs.exports import write_row_files
+from sam2web.outputs.maskfiles import read_npz
+from sam2web.session.projectload import load_project
 from sam2web.session.user import UserSession
 from sam2web.types import Measurement, TrackedObject, VideoInfo
 from tests import synth

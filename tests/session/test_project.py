@@ -19,17 +19,11 @@ from PIL import Image
 from sam2web.analysis.tables import SUMMARY_COLUMNS, Calibration
 from sam2web.errors import TrackingError
 from sam2web.history import to_json
-from sam2web.outputs.exports import read_coco_rle, read_npz
-from sam2web.session import project as projects
+from sam2web.outputs.maskfiles import read_coco_rle, read_npz
+from sam2web.session import projectload
 from sam2web.session.engine import Engine
-from sam2web.session.project import (
-    ProjectError,
-    ProjectModel,
-    dumps_project,
-    load_project,
-    model_notes,
-    parse_project,
-)
+from sam2web.session.project import ProjectError, ProjectModel, dumps_project, model_notes
+from sam2web.session.projectload import load_project, parse_project
 from sam2web.session.user import SCIENCE_FILES, UserSession
 from sam2web.settings import Settings
 from sam2web.tracking.model import checkpoint_identity
@@ -323,11 +317,11 @@ def test_missing_file_and_size_caps(session_a, tmp_path, monkeypatch):
     with pytest.raises(ProjectError, match="cannot be read"):
         load_project(tmp_path / "nothing.json")
     _, path = session_a
-    monkeypatch.setattr(projects, "MAX_PROJECT_BYTES", 1000)
+    monkeypatch.setattr(projectload, "MAX_PROJECT_BYTES", 1000)
     with pytest.raises(ProjectError, match="larger than any sam2web project"):
         load_project(path)
-    monkeypatch.setattr(projects, "MAX_PROJECT_BYTES", 20 * 1024 * 1024)
-    monkeypatch.setattr(projects, "MAX_HISTORY", 5)
+    monkeypatch.setattr(projectload, "MAX_PROJECT_BYTES", 20 * 1024 * 1024)
+    monkeypatch.setattr(projectload, "MAX_HISTORY", 5)
     with pytest.raises(ProjectError, match="more than 5"):
         load_project(path)
 
@@ -335,10 +329,10 @@ def test_missing_file_and_size_caps(session_a, tmp_path, monkeypatch):
 def test_real_caps_are_generous_but_bounded(session_a, tmp_path):
     """A file just over the real size cap is refused without being parsed."""
     big = tmp_path / "big.json"
-    big.write_bytes(b" " * (projects.MAX_PROJECT_BYTES + 1))
+    big.write_bytes(b" " * (projectload.MAX_PROJECT_BYTES + 1))
     with pytest.raises(ProjectError, match="MB"):
         load_project(big)
-    assert projects.MAX_HISTORY >= 100_000
+    assert projectload.MAX_HISTORY >= 100_000
 
 
 # ---------------------------------------------------------------------------- other videos

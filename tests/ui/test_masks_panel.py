@@ -134,7 +134,7 @@ def test_project_with_a_stack_choice_replays_on_the_command_line(engine, tmp_pat
     """The CLI opens a TIFF with the project's channel (or --channel) before replaying."""
     from sam2web.analysis.tables import Calibration
     from sam2web.cli.track import track_video
-    from sam2web.session.project import load_project
+    from sam2web.session.projectload import load_project
 
     data = np.zeros((2, 2, 48, 64), np.uint8)
     data[:, 0, 10:26, 10:26] = 220
