@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from benchmarks.bench_engine import machine_info
-    from sam2web.tracking.model import build_predictor, get_spec, write_random_checkpoint
+    from sam2web.tracking.checkpoints import get_spec
+    from sam2web.tracking.model import build_predictor, write_random_checkpoint
     from tests import synth
 
     if args.threads:

@@ -333,7 +333,8 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
     import torch
     from sam2.build_sam import build_sam2_video_predictor
 
-    from sam2web.tracking.model import get_spec, hydra_overrides, silence_missing_extension_warning
+    from sam2web.tracking.checkpoints import get_spec
+    from sam2web.tracking.model import hydra_overrides, silence_missing_extension_warning
 
     silence_missing_extension_warning()
     spec = get_spec(job["model"])
@@ -420,12 +421,8 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
     from sam2web.outputs.exports import write_csv
     from sam2web.outputs.render import LiveOverlayVideo, OverlayStyle
     from sam2web.tracking.accel import compile_predictor
-    from sam2web.tracking.model import (
-        autocast_context,
-        build_predictor,
-        cpu_supports_bf16,
-        get_spec,
-    )
+    from sam2web.tracking.checkpoints import get_spec
+    from sam2web.tracking.model import autocast_context, build_predictor, cpu_supports_bf16
     from sam2web.tracking.tracker import TrackingSession
     from sam2web.types import Click
 
@@ -577,7 +574,8 @@ def count_flops(job: dict, resolution: int) -> dict:
     from sam2.build_sam import build_sam2_video_predictor
     from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-    from sam2web.tracking.model import get_spec, hydra_overrides, silence_missing_extension_warning
+    from sam2web.tracking.checkpoints import get_spec
+    from sam2web.tracking.model import hydra_overrides, silence_missing_extension_warning
 
     silence_missing_extension_warning()
     predictor = build_sam2_video_predictor(
@@ -1044,7 +1042,8 @@ def main_parent(args) -> int:
         import sam2  # noqa: F401
         import torch  # noqa: F401
 
-        from sam2web.tracking.model import MODELS, write_random_checkpoint
+        from sam2web.tracking.checkpoints import MODELS
+        from sam2web.tracking.model import write_random_checkpoint
     except ImportError as err:
         raise SystemExit(
             f"error: {err}; run this with the project's virtual environment "

@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from benchmarks.bench_engine import clicks_for, machine_info, make_discs
-    from sam2web.tracking.model import build_predictor, get_spec, write_random_checkpoint
+    from sam2web.tracking.checkpoints import get_spec
+    from sam2web.tracking.model import build_predictor, write_random_checkpoint
     from tests import synth
 
     warnings.simplefilter("ignore")

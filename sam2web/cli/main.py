@@ -49,7 +49,7 @@ from ..session.engine import Engine
 from ..session.project import PROJECT_FILENAME, Project, load_project
 from ..session.user import SCIENCE_FILES, UserSession
 from ..settings import Settings
-from ..tracking.model import MODELS, get_spec
+from ..tracking.checkpoints import MODELS, get_spec
 from ..tracking.tracker import DIRECTIONS
 from .cluster import INSTALL_HINT, ray_installed
 

@@ -83,7 +83,7 @@ from ..history import (
     from_json,
     to_json,
 )
-from ..tracking.model import get_spec
+from ..tracking.checkpoints import get_spec
 from ..types import TrackedObject, VideoInfo
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ from ..media.ingest import FrameFolder, StackChoiceError
 from ..outputs import display
 from ..outputs.exports import FILES, LiveExports, SessionResults
 from ..outputs.render import OverlayStyle
-from ..tracking.model import get_spec
+from ..tracking.checkpoints import get_spec
 from ..tracking.scheduler import Scheduler, Snapshot, UnitCancelled, UnitKind
 from ..tracking.tracker import PropagationStep, TrackingSession, check_point, record_fix, replay
 from ..types import Box, Click, Progress, TrackedObject, VideoInfo, WaitCallback

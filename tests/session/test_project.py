@@ -32,7 +32,7 @@ from sam2web.session.project import (
 )
 from sam2web.session.user import SCIENCE_FILES, UserSession
 from sam2web.settings import Settings
-from sam2web.tracking.model import checkpoint_identity
+from sam2web.tracking.checkpoints import checkpoint_identity
 from tests import synth
 from tests.masks import assert_nontrivial, stored_masks
 
