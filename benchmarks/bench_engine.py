@@ -419,7 +419,8 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
     from sam2web.analysis.results import measurements
     from sam2web.media.ingest import FrameFolder, ingest
     from sam2web.outputs.exports import write_csv
-    from sam2web.outputs.render import LiveOverlayVideo, OverlayStyle
+    from sam2web.outputs.render import OverlayStyle
+    from sam2web.outputs.video import LiveOverlayVideo
     from sam2web.tracking.accel import compile_predictor
     from sam2web.tracking.checkpoints import get_spec
     from sam2web.tracking.model import autocast_context, build_predictor, cpu_supports_bf16

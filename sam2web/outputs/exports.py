@@ -41,7 +41,8 @@ from ..analysis.tables import (
 from ..fileio import write_bytes_atomic
 from ..tracking.maskstore import MaskStore, label_image
 from ..types import FrameResult, Measurement, Progress, TrackedObject, VideoInfo
-from .render import LiveOverlayVideo, OverlayStyle, render_overlay_video
+from .render import OverlayStyle
+from .video import LiveOverlayVideo, render_overlay_video
 
 # Files written for a run, by key; fixed names in the session's own exports folder.
 FILES = {
