@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     harness.add_threads(parser)
     args = parser.parse_args(argv)
 
-    from sam2web.tracking.model import build_predictor, get_spec, write_random_checkpoint
+    from sam2web.tracking.checkpoints import get_spec
+    from sam2web.tracking.model import build_predictor, write_random_checkpoint
     from tests import synth
 
     harness.use_threads(args.threads)

@@ -247,7 +247,7 @@ def main_parent(args) -> int:
         import sam2  # noqa: F401
         import torch  # noqa: F401
 
-        from sam2web.tracking.model import MODELS
+        from sam2web.tracking.checkpoints import MODELS
     except ImportError as err:
         raise SystemExit(
             f"error: {err}; run this with the project's virtual environment "

@@ -87,7 +87,8 @@ def load_raw_predictor(job: dict, resolution: int):
     """sam2's own builder, with sam2web's hydra overrides (both sides run the same model)."""
     from sam2.build_sam import build_sam2_video_predictor
 
-    from sam2web.tracking.model import get_spec, hydra_overrides, silence_missing_extension_warning
+    from sam2web.tracking.checkpoints import get_spec
+    from sam2web.tracking.model import hydra_overrides, silence_missing_extension_warning
 
     silence_missing_extension_warning()
     return build_sam2_video_predictor(
@@ -160,7 +161,8 @@ def run_raw(job: dict, mode: Mode) -> tuple[dict, dict]:
 
 def load_engine_model(job: dict, mode: Mode):
     from sam2web.tracking.accel import compile_predictor
-    from sam2web.tracking.model import build_predictor, get_spec
+    from sam2web.tracking.checkpoints import get_spec
+    from sam2web.tracking.model import build_predictor
 
     predictor = build_predictor(
         get_spec(job["model"]),
@@ -202,7 +204,8 @@ def engine_session(job: dict, mode: Mode, predictor, folder, info, masks_dir: Pa
 
 def overlay_video(folder, info, session, path: Path):
     """As the app does: the overlay video rendered and encoded beside tracking."""
-    from sam2web.outputs.render import LiveOverlayVideo, OverlayStyle
+    from sam2web.outputs.render import OverlayStyle
+    from sam2web.outputs.video import LiveOverlayVideo
 
     return LiveOverlayVideo(
         folder.read_rgb,

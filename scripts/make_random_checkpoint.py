@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sam2web.tracking.model import DEFAULT_MODEL, MODELS, write_random_checkpoint  # noqa: E402
+from sam2web.tracking.checkpoints import DEFAULT_MODEL, MODELS  # noqa: E402
+from sam2web.tracking.model import write_random_checkpoint  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,7 +52,8 @@ def random_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def predictor_cache(random_checkpoint):
     """Builds sam2web predictors from the random checkpoint, one per configuration."""
-    from sam2web.tracking.model import build_predictor, get_spec, silence_missing_extension_warning
+    from sam2web.tracking.checkpoints import get_spec
+    from sam2web.tracking.model import build_predictor, silence_missing_extension_warning
 
     cache: dict = {}
 

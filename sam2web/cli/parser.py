@@ -14,7 +14,7 @@ from .. import __version__
 from ..session.batch import DEFAULT_DIRECTION
 from ..session.project import PROJECT_FILENAME
 from ..session.user import SCIENCE_FILES
-from ..tracking.model import MODELS
+from ..tracking.checkpoints import MODELS
 from ..tracking.tracker import DIRECTIONS
 from .outputs import PAGE_FILES
 

@@ -36,7 +36,7 @@ from ..session.project import Project
 from ..session.projectload import load_project
 from ..session.user import UserSession
 from ..settings import Settings
-from ..tracking.model import get_spec
+from ..tracking.checkpoints import get_spec
 from .cluster import INSTALL_HINT, ray_installed
 from .outputs import OUTPUT_FILES, output_folder_name, write_outputs
 from .parser import EXIT_FAILED, EXIT_OK, LOCAL_RAY, RAY_ADDRESS, usage

@@ -101,7 +101,7 @@ def _checkpoint_here(job: TrackingJob) -> Path | None:
     official file of the job's model found or downloaded into this node's cache; a file of
     another name (one's own weights) must be at the same path on every node."""
     from ..settings import Settings
-    from ..tracking.model import get_spec, resolve_checkpoint
+    from ..tracking.checkpoints import get_spec, resolve_checkpoint
 
     if job.checkpoint is None or Path(job.checkpoint).is_file():
         return None if job.checkpoint is None else Path(job.checkpoint)
@@ -176,7 +176,8 @@ class TrackerWorker:
                 self._forget(job_id)
 
     def _track(self, state: _Job, job: TrackingJob, folder: Path) -> None:
-        from ..tracking.model import choose_device, get_spec
+        from ..tracking.checkpoints import get_spec
+        from ..tracking.model import choose_device
 
         predictor = self.models.get(
             get_spec(job.model_key),

@@ -148,7 +148,8 @@ def rebuild_session(
 
 
 def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
-    from ..tracking.model import ModelCache, get_spec
+    from ..tracking.checkpoints import get_spec
+    from ..tracking.model import ModelCache
 
     global _worker_models
     if _worker_models is None:

@@ -26,8 +26,9 @@ from ..analysis.tables import Calibration, plot_confidence, plot_trajectories, s
 from ..tracking.maskstore import MaskStore
 from ..types import FrameResult, Progress, TrackedObject, VideoInfo
 from .maskfiles import CocoSink, MasksZipSink, NpzSink
-from .render import LiveOverlayVideo, OverlayStyle, render_overlay_video
+from .render import OverlayStyle
 from .rowfiles import write_calibrated_csv, write_csv, write_summary_csv
+from .video import LiveOverlayVideo, render_overlay_video
 
 # Files written for a run, by key; fixed names in the session's own exports folder.
 FILES = {
@@ -111,7 +112,7 @@ def write_row_files(
 
 class LiveExports:
     """The overlay video and every mask export, produced by one pass over the stored masks
-    that runs beside tracking (:class:`~sam2web.outputs.render.LiveOverlayVideo`): each frame is
+    that runs beside tracking (:class:`~sam2web.outputs.video.LiveOverlayVideo`): each frame is
     read once, when it is final, and feeds the video and an :class:`ExportRun`."""
 
     def __init__(

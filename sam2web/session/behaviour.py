@@ -37,14 +37,12 @@ from ..analysis.zones import (
     Polygon,
     Rect,
     Zone,
-    ZoneStats,
     rect_arena_zones,
     round_arena_zones,
-    write_zone_csv,
-    zone_stats,
     zones_from_json,
     zones_to_json,
 )
+from ..analysis.zonestats import ZoneStats, write_zone_csv, zone_stats
 from ..errors import PromptError, UserError, as_clause
 from ..outputs.labelstack import write_ctc, write_label_tiff
 from ..outputs.render import draw_zones

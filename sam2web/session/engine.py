@@ -27,14 +27,8 @@ from ..media.ingest import FrameFolder, MediaLimits, ingest
 from ..settings import Settings
 from ..tracking import accel
 from ..tracking.accel import Quality
-from ..tracking.model import (
-    ModelCache,
-    autocast_context,
-    checkpoint_identity,
-    choose_device,
-    get_spec,
-    resolve_checkpoint,
-)
+from ..tracking.checkpoints import checkpoint_identity, get_spec, resolve_checkpoint
+from ..tracking.model import ModelCache, autocast_context, choose_device
 from ..tracking.scheduler import Scheduler, SchedulerClosed, Snapshot
 from ..tracking.tracker import TrackingSession
 from ..types import Progress, VideoInfo

@@ -39,7 +39,7 @@ x0, y0, x1, y1}; ``undo`` {frame, obj}; ``clear`` {frame, obj}; ``propagate`` {p
 (:mod:`sam2web.types`), frames count from 0, and object ids are handed out from 1 in the
 order of ``add_object`` steps (removed ids are not reused). ``model.bf16`` and
 ``model.device`` say how the model actually ran (bfloat16 autocast on or off, "cpu",
-"cuda" or "mps"); ``checkpoint_identity`` is :func:`sam2web.tracking.model.checkpoint_identity`.
+"cuda" or "mps"); ``checkpoint_identity`` is :func:`sam2web.tracking.checkpoints.checkpoint_identity`.
 
 Version 2 adds, and a file is written as version 2 only when it uses one of them: the
 operations ``mask`` {frame, obj, rle} (a mask prompt; ``rle`` is the ``counts`` string of a
@@ -69,7 +69,7 @@ from ..analysis.tables import Calibration
 from ..errors import UserError
 from ..fileio import atomic_output
 from ..history import VERSION_1_OPS, Action, Propagate, to_json
-from ..tracking.model import get_spec
+from ..tracking.checkpoints import get_spec
 from ..types import TrackedObject, VideoInfo
 
 FORMAT = "sam2web-project"

@@ -31,7 +31,7 @@ from ..history import (
     decode_mask,
     from_json,
 )
-from ..tracking.model import get_spec
+from ..tracking.checkpoints import get_spec
 from ..types import TrackedObject
 from .project import (
     BEHAVIOUR_KEYS,

@@ -18,7 +18,7 @@ from ..media.ingest import FrameFolder
 from ..outputs import display
 from ..outputs.exports import SessionResults
 from ..outputs.render import OverlayStyle
-from ..tracking.model import get_spec
+from ..tracking.checkpoints import get_spec
 from ..tracking.scheduler import UnitKind
 from ..tracking.tracker import TrackingSession
 from ..types import Progress, VideoInfo

@@ -25,7 +25,7 @@ import gradio as gr
 from ..analysis.calibrate import calibration_from_video
 from ..session.engine import Engine
 from ..session.projectload import load_project as read_project
-from ..tracking.model import get_spec
+from ..tracking.checkpoints import get_spec
 from . import views
 from .guard import SessionRegistry, UploadGuard, friendly, upload_path
 from .layout import Page

@@ -16,7 +16,7 @@ import gradio as gr
 from .. import __version__
 from ..session.engine import Engine
 from ..settings import Settings
-from ..tracking.model import MODELS, get_spec
+from ..tracking.checkpoints import MODELS, get_spec
 from .masks_panel import MasksPanel, build_masks_panel
 from .user import PROMPT_MODES, UserSession
 from .views import NO_VIDEO, model_line, quality_label

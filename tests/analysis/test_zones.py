@@ -17,7 +17,6 @@ from sam2web.analysis.calibrate import (
 )
 from sam2web.analysis.tables import Calibration
 from sam2web.analysis.zones import (
-    ZONE_COLUMNS,
     Circle,
     Polygon,
     Rect,
@@ -26,12 +25,10 @@ from sam2web.analysis.zones import (
     fit_circle,
     rect_arena_zones,
     round_arena_zones,
-    write_zone_csv,
-    zone_membership,
-    zone_stats,
     zones_from_json,
     zones_to_json,
 )
+from sam2web.analysis.zonestats import ZONE_COLUMNS, write_zone_csv, zone_membership, zone_stats
 from sam2web.errors import PromptError
 from sam2web.tracking.maskstore import MaskStore
 from sam2web.types import VideoInfo

@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 
 from sam2web.outputs.render import (
-    Mp4Writer,
     OverlayStyle,
     draw_overlay,
     draw_prompts,
     gallery_indices,
     recent_centroids,
-    render_overlay_video,
 )
+from sam2web.outputs.video import Mp4Writer, render_overlay_video
 from sam2web.tracking.maskstore import MaskStore
 from sam2web.types import TAB10, TrackedObject, color_for
 from tests import synth

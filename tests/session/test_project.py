@@ -26,7 +26,7 @@ from sam2web.session.project import ProjectError, ProjectModel, dumps_project, m
 from sam2web.session.projectload import load_project, parse_project
 from sam2web.session.user import SCIENCE_FILES, UserSession
 from sam2web.settings import Settings
-from sam2web.tracking.model import checkpoint_identity
+from sam2web.tracking.checkpoints import checkpoint_identity
 from tests import synth
 from tests.masks import assert_nontrivial, stored_masks
 

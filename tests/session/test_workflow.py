@@ -86,7 +86,7 @@ def _decoded(path) -> list[np.ndarray]:
 
 
 def _rendered_afterwards(user: UserSession, tmp_path, name: str) -> list[np.ndarray]:
-    from sam2web.outputs.render import render_overlay_video
+    from sam2web.outputs.video import render_overlay_video
 
     info = user.info
     frames = ((i, user.frame_rgb(i)) for i in range(info.num_frames))

@@ -29,19 +29,21 @@ import torch
 from PIL import Image
 
 from sam2web.errors import CheckpointError
-from sam2web.tracking.model import (
+from sam2web.tracking.checkpoints import (
     DEFAULT_MODEL,
-    MISSING_EXTENSION_MESSAGE,
     MODELS,
-    ModelCache,
-    autocast_context,
-    build_predictor,
     checkpoint_identity,
-    choose_device,
-    cpu_supports_bf16,
     get_spec,
     load_state_dict,
     resolve_checkpoint,
+)
+from sam2web.tracking.model import (
+    MISSING_EXTENSION_MESSAGE,
+    ModelCache,
+    autocast_context,
+    build_predictor,
+    choose_device,
+    cpu_supports_bf16,
     silence_missing_extension_warning,
     write_random_checkpoint,
 )
@@ -107,7 +109,7 @@ def test_registry_sizes_and_architectures():
     helper recognises the architecture."""
     from sam2.build_sam import build_sam2_video_predictor
 
-    from sam2web.tracking.model import _guess_model
+    from sam2web.tracking.checkpoints import _guess_model
 
     for spec in MODELS.values():
         with warnings.catch_warnings():
@@ -359,7 +361,7 @@ def test_autocast_context_cuda():
 
 def test_import_has_no_side_effects(tmp_path):
     code = (
-        "import sys, sam2web.tracking.model as m; "
+        "import sys, sam2web.tracking.model, sam2web.tracking.checkpoints as m; "
         "heavy = [n for n in ('torch', 'sam2', 'huggingface_hub') if n in sys.modules]; "
         "print(heavy, len(m.MODELS))"
     )

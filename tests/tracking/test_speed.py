@@ -320,7 +320,8 @@ def test_compiled_encoder_is_used_for_bf16_calls_only(monkeypatch, random_checkp
     """The bf16 plan routes bf16-autocast calls through torch.compile and float32 calls to
     the eager forward; the compile is paid when it is applied. torch.compile is faked (a
     real compile takes minutes)."""
-    from sam2web.tracking.model import build_predictor, get_spec
+    from sam2web.tracking.checkpoints import get_spec
+    from sam2web.tracking.model import build_predictor
 
     calls = []
 
@@ -354,7 +355,8 @@ def test_compiled_encoder_is_used_for_bf16_calls_only(monkeypatch, random_checkp
 
 
 def test_compile_on_is_paid_when_the_predictor_is_built(monkeypatch, random_checkpoint):
-    from sam2web.tracking.model import ModelCache, get_spec
+    from sam2web.tracking.checkpoints import get_spec
+    from sam2web.tracking.model import ModelCache
 
     compiled = []
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: compiled.append(fn) or fn)
@@ -374,7 +376,8 @@ def test_sam2s_own_fast_path_is_for_cuda_only(monkeypatch, random_checkpoint):
     ignored and the predictor is the plain one, with nothing compiled."""
     from sam2.sam2_video_predictor import SAM2VideoPredictor, SAM2VideoPredictorVOS
 
-    from sam2web.tracking.model import ModelCache, get_spec
+    from sam2web.tracking.checkpoints import get_spec
+    from sam2web.tracking.model import ModelCache
 
     assert settings(compile="vos").compile == "vos"
     assert accel.compile_plan("vos") == "none"
