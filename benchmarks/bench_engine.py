@@ -154,7 +154,7 @@ def clicks_for(discs) -> list[list[float]]:
 
 def folder_digest(folder: Path) -> str:
     """sha256 over the frame files of an ingested folder, in frame order."""
-    from sam2web.media.ingest import FrameFolder
+    from sam2web.media.folder import FrameFolder
 
     digest = hashlib.sha256()
     for path in FrameFolder(folder).frame_paths():
@@ -163,7 +163,7 @@ def folder_digest(folder: Path) -> str:
 
 
 def media_limits():
-    from sam2web.media.ingest import MediaLimits
+    from sam2web.media.limits import MediaLimits
     from sam2web.settings import Settings
 
     return MediaLimits.from_settings(Settings.from_env({}))  # the app's defaults
@@ -416,7 +416,8 @@ def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
     """sam2web end to end. Returns (timings, {frame: {obj_id: mask}})."""
 
     from sam2web.analysis.results import measurements
-    from sam2web.media.ingest import FrameFolder, ingest
+    from sam2web.media.folder import FrameFolder
+    from sam2web.media.ingest import ingest
     from sam2web.outputs.exports import write_csv
     from sam2web.outputs.render import LiveOverlayVideo, OverlayStyle
     from sam2web.tracking.accel import compile_predictor

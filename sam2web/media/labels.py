@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from .ingest import DECODE_ERRORS
+from .limits import DECODE_ERRORS
 
 DEFAULT_MAX_LABELS = 100
 

@@ -39,7 +39,8 @@ from ..compute import remote
 from ..compute.zerogpu import TrackingJob, propagate_in_job
 from ..errors import PromptError, SessionClosedError, TrackingError, UserError, as_clause
 from ..history import Action, FillGaps, Propagate, UndoFix, gap_limit, prompt_actions
-from ..media.ingest import FrameFolder, StackChoiceError
+from ..media.folder import FrameFolder
+from ..media.tiff import StackChoiceError
 from ..outputs import display
 from ..outputs.exports import FILES, LiveExports, SessionResults
 from ..outputs.render import OverlayStyle
@@ -321,7 +322,7 @@ class VideoSession(Lifecycle):
         """Decode an upload into a fresh workspace; the previous video, if any, is dropped
         only once the new one decoded. ``channel`` and ``axis`` choose what a
         multi-channel or volume TIFF shows (see :func:`sam2web.media.ingest.ingest`); without them
-        such a file raises :class:`~sam2web.media.ingest.StackChoiceError`, which lists the
+        such a file raises :class:`~sam2web.media.tiff.StackChoiceError`, which lists the
         choices."""
         self.touch()
         self._require_not_tracking()
