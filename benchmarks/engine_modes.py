@@ -68,7 +68,7 @@ def check_resolution(resolution: int) -> None:
 
 def folder_digest(folder: Path) -> str:
     """sha256 over the frame files of an ingested folder, in frame order."""
-    from sam2web.media.ingest import FrameFolder
+    from sam2web.media.folder import FrameFolder
 
     digest = hashlib.sha256()
     for path in FrameFolder(folder).frame_paths():
@@ -77,7 +77,7 @@ def folder_digest(folder: Path) -> str:
 
 
 def media_limits():
-    from sam2web.media.ingest import MediaLimits
+    from sam2web.media.limits import MediaLimits
     from sam2web.settings import Settings
 
     return MediaLimits.from_settings(Settings.from_env({}))  # the app's defaults
@@ -222,7 +222,8 @@ def overlay_video(folder, info, session, path: Path):
 def run_engine(job: dict, mode: Mode, work: Path) -> tuple[dict, dict]:
     """sam2web end to end. Returns (timings, {frame: {obj_id: mask}})."""
     from sam2web.analysis.results import measurements
-    from sam2web.media.ingest import FrameFolder, ingest
+    from sam2web.media.folder import FrameFolder
+    from sam2web.media.ingest import ingest
     from sam2web.outputs.rowfiles import write_csv
     from sam2web.tracking.model import cpu_supports_bf16
 

@@ -94,7 +94,9 @@ def clip_zip(tmp_path, clip_frames) -> Path:
 @pytest.fixture
 def make_session(tmp_path, predictor_cache):
     """Ingests a media file and opens a TrackingSession on it."""
-    from sam2web.media.ingest import FrameFolder, MediaLimits, ingest
+    from sam2web.media.folder import FrameFolder
+    from sam2web.media.ingest import ingest
+    from sam2web.media.limits import MediaLimits
     from sam2web.tracking.tracker import TrackingSession
 
     limits = MediaLimits(

@@ -125,7 +125,7 @@ def rebuild_session(
     """A tracking session on ``predictor`` for the frames in ``frames_dir`` with the job's
     history replayed (masks written to ``masks_dir``) and its objects' names and colours;
     returns it with the number of frames the replay tracked again."""
-    from ..media.ingest import FrameFolder
+    from ..media.folder import FrameFolder
     from ..tracking.model import autocast_context
 
     folder = FrameFolder(Path(frames_dir))

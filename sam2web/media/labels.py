@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from .ingest import DECODE_ERRORS
+from .limits import DECODE_ERRORS
 
 DEFAULT_MAX_LABELS = 100
 # Most pixels a label image may claim when no frame size is given to compare it with: an

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from ..compute.zerogpu import TrackingJob, zerogpu_enabled
 from ..errors import CheckpointError, StorageFullError
-from ..media.ingest import FrameFolder, MediaLimits, ingest
+from ..media.folder import FrameFolder
+from ..media.ingest import ingest
+from ..media.limits import MediaLimits
 from ..settings import Settings
 from ..tracking import accel
 from ..tracking.accel import Quality

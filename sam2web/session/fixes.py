@@ -13,7 +13,7 @@ import numpy as np
 from ..analysis.identity import fixed_view
 from ..errors import PromptError
 from ..history import FillGaps, UndoFix, gap_limit
-from ..media.ingest import StackChoiceError
+from ..media.tiff import StackChoiceError
 from ..tracking.tracker import TrackingSession, record_fix
 from ..types import Progress, TrackedObject, VideoInfo
 from . import corrections

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import PromptError, TrackingError
 from ..history import prompt_actions
-from ..media.ingest import FrameFolder
+from ..media.folder import FrameFolder
 from ..outputs import display
 from ..outputs.exports import SessionResults
 from ..outputs.render import OverlayStyle

@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from ..media.ingest import COMPOSITE
+from ..media.tiff import COMPOSITE
 from ..session.corrections import brush_mask, mask_layer
 from . import handlers as h
 from .guard import friendly, upload_path

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ..media.ingest import COMPOSITE, StackChoiceError
+from ..media.tiff import COMPOSITE, StackChoiceError
 
 LABEL_TYPES = [".png", ".tif", ".tiff"]
 FIX_LABELS = {

@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from sam2web.errors import LimitError, MediaError, UserError
-from sam2web.media.ingest import FrameFolder, MediaLimits, ingest
+from sam2web.media.folder import FrameFolder
+from sam2web.media.ingest import ingest
+from sam2web.media.limits import MediaLimits
 from tests import synth
 from tests.appserver import start_app
 

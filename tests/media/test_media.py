@@ -22,14 +22,10 @@ import tifffile
 from PIL import Image
 
 from sam2web.errors import LimitError, MediaError
-from sam2web.media.ingest import (
-    COMPOSITE,
-    FrameFolder,
-    MediaLimits,
-    StackChoiceError,
-    frame_filename,
-    ingest,
-)
+from sam2web.media.folder import FrameFolder, frame_filename
+from sam2web.media.ingest import ingest
+from sam2web.media.limits import MediaLimits
+from sam2web.media.tiff import COMPOSITE, StackChoiceError
 from sam2web.settings import Settings
 from tests import synth
 from tests.synth import ffmpeg, has_encoder, png_bytes, write_gif, zip_of

@@ -247,7 +247,9 @@ def one_thread():
 def test_full_bf16_runs_the_predictor_in_bf16_and_agrees_with_fp32(
     tmp_path, predictor_cache, one_thread
 ):
-    from sam2web.media.ingest import FrameFolder, MediaLimits, ingest
+    from sam2web.media.folder import FrameFolder
+    from sam2web.media.ingest import ingest
+    from sam2web.media.limits import MediaLimits
 
     clip = synth.write_video(
         tmp_path / "discs.mp4", synth.make_frames(num_frames=5, height=120, width=160), fps=10
