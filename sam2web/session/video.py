@@ -75,7 +75,7 @@ class VideoSession(Lifecycle):
         """Decode an upload into a fresh workspace; the previous video, if any, is dropped
         only once the new one decoded. ``channel`` and ``axis`` choose what a
         multi-channel or volume TIFF shows (see :func:`sam2web.media.ingest.ingest`); without them
-        such a file raises :class:`~sam2web.media.ingest.StackChoiceError`, which lists the
+        such a file raises :class:`~sam2web.media.tiff.StackChoiceError`, which lists the
         choices."""
         self.touch()
         self._require_not_tracking()
