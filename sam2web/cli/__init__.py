@@ -1,1 +1,1 @@
-"""Layer 5, the command line: ``python -m sam2web track|serve`` and batches on Ray."""
+"""Layer 6, the command line: ``python -m sam2web track|serve`` and batches on Ray."""
