@@ -139,7 +139,7 @@ def test_cancel_part_way(app, long_clip, tmp_path, record_property):
 
 @pytest.mark.browser
 def test_closing_the_tab_part_way(app, long_clip, tmp_path, record_property):
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, add_object_and_click, wait_status
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, add_object_and_click, wait_status
 
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():

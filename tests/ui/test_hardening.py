@@ -658,7 +658,7 @@ def _wait(job) -> None:
 def test_page_shows_the_sentences(app, tmp_path):
     """The error toast shows the same sentence; Gradio's own size check speaks first."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM}")
