@@ -17,18 +17,24 @@ Nothing here imports gradio.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
-from ..errors import PromptError
+from ..errors import PromptError, SessionClosedError
 from ..history import MergeObjects, SwapObjects
 from ..media.labels import read_label_image
-from ..tracking.tracker import TrackingSession, check_frame
+from ..tracking.tracker import TrackingSession, check_frame, drop_objects_since, object_mark
 from ..types import TrackedObject, VideoInfo
 
 FIX_KINDS = ("swap", "merge")
+
+T = TypeVar("T")
 
 
 def read_labels(
@@ -50,15 +56,33 @@ def read_labels(
 
 
 def start_from_labels(
-    tracking: TrackingSession, labels: dict[int, np.ndarray], frame_idx: int
+    tracking: TrackingSession,
+    labels: dict[int, np.ndarray],
+    frame_idx: int,
+    on_model: Callable[[Callable[[], T]], T] = lambda fn: fn(),
 ) -> list[TrackedObject]:
     """Add one object per label (named after it), each prompted with its mask on
-    ``frame_idx`` (see :func:`read_labels`); returns the new objects in label order."""
-    added = []
-    for label, mask in labels.items():
+    ``frame_idx`` (see :func:`read_labels`); returns the new objects in label order.
+
+    Each object's prompt is one call of ``on_model`` (one unit on the shared model, so
+    other users wait for one object at most, never for the whole image). It is all or
+    nothing: when one object fails, the objects already added are taken back (one more
+    call of ``on_model``) and the error is raised, so the session is as before."""
+    mark = object_mark(tracking)
+
+    def add(label: int, mask: np.ndarray) -> TrackedObject:
         obj = tracking.add_object(f"label {label}")
         tracking.add_mask(int(frame_idx), obj.obj_id, mask)
-        added.append(obj)
+        return obj
+
+    added = []
+    try:
+        for label, mask in labels.items():
+            added.append(on_model(functools.partial(add, label, mask)))
+    except BaseException:
+        with contextlib.suppress(SessionClosedError):  # a closed session is discarded
+            on_model(lambda: drop_objects_since(tracking, mark))
+        raise
     return added
 
 

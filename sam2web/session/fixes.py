@@ -79,16 +79,18 @@ class MasksAndFixes:
         self, source: bytes | Path, frame_idx: int, name: str | None = None
     ) -> list[TrackedObject]:
         """One object per label of a label image, each prompted with its mask on
-        ``frame_idx`` (see :func:`sam2web.session.corrections.start_from_labels`)."""
+        ``frame_idx``, each object one unit on the shared model, all or nothing (see
+        :func:`sam2web.session.corrections.start_from_labels`)."""
         self.touch()
         frame_idx = self.check_frame(frame_idx)
         labels = corrections.read_labels(
             self.info, source, frame_idx, max_labels=self.engine.settings.max_labels, name=name
         )
         tracking = self.ensure_tracking()
-        added = self.on_model(
-            tracking, lambda: corrections.start_from_labels(tracking, labels, frame_idx)
-        )
+        with self.busy():
+            added = corrections.start_from_labels(
+                tracking, labels, frame_idx, lambda fn: self.on_model(tracking, fn)
+            )
         self.pending_corner = None
         self.active_object = added[-1].obj_id
         return added

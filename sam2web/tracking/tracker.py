@@ -141,13 +141,16 @@ class TrackingSession:
         with self._lock:
             self._object(obj_id)
             self._require_idle()
-            self.predictor.remove_object(self.state, obj_id, need_output=False)
-            del self.objects[obj_id]
-            for key in [k for k in self.prompts if k[1] == obj_id]:
-                del self.prompts[key]
-            self.released.pop(obj_id, None)
-            self.store.remove_object(obj_id)
+            self._forget(obj_id)
             self.history.append(RemoveObject(obj_id))
+
+    def _forget(self, obj_id: int) -> None:
+        self.predictor.remove_object(self.state, obj_id, need_output=False)
+        del self.objects[obj_id]
+        for key in [k for k in self.prompts if k[1] == obj_id]:
+            del self.prompts[key]
+        self.released.pop(obj_id, None)
+        self.store.remove_object(obj_id)
 
     def _object(self, obj_id: int) -> TrackedObject:
         try:
@@ -679,3 +682,19 @@ def replay(
         record_fix(tracking, action)
     else:
         raise TypeError(f"not a recorded action: {action!r}")
+
+
+def object_mark(tracking: TrackingSession) -> int:
+    """What :func:`drop_objects_since` goes back to (the next new object's id)."""
+    return tracking._next_id
+
+
+def drop_objects_since(tracking: TrackingSession, mark: int) -> None:
+    """Take back the objects added since ``mark`` as if never added (all or nothing)."""
+    with tracking._lock:
+        tracking._require_idle()
+        new = [obj_id for obj_id in tracking.objects if obj_id >= mark]
+        for obj_id in new:
+            tracking._forget(obj_id)
+        tracking.history[:] = [a for a in tracking.history if getattr(a, "obj", None) not in new]
+        tracking._next_id = max([mark, *(obj_id + 1 for obj_id in tracking.objects)])

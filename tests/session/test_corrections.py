@@ -160,6 +160,49 @@ def test_a_bad_label_image_gets_one_sentence_and_changes_nothing(user, engine, c
     assert user.tracking is None or user.tracking.history == []
 
 
+def test_each_labels_mask_prompt_is_one_unit_so_another_users_click_waits_for_one_object(
+    user, engine
+):
+    tracking = user.ensure_tracking()
+    scheduler = engine.schedulers.get(str(tracking.predictor.device))
+    order: list = []
+    add_mask = tracking.add_mask
+
+    def recorded(frame_idx, obj_id, mask):
+        if not order:  # another user clicks while the first object is prompted
+            scheduler.submit(lambda: order.append("other user"), "someone else")
+        order.append(obj_id)
+        return add_mask(frame_idx, obj_id, mask)
+
+    tracking.add_mask = recorded
+    user.start_from_labels(label_png(DISCS), 0)
+    assert order == [1, "other user", 2, 3, 4, 5]
+
+
+def test_a_label_image_failing_part_way_leaves_the_session_as_before(user):
+    user.start_from_labels(label_png(DISCS[:1]), 0)  # one object from before
+    tracking = user.tracking
+    history, before = list(tracking.history), tracking.store.mask(0, 1).copy()
+    add_mask = tracking.add_mask
+
+    def third_fails(frame_idx, obj_id, mask):
+        if obj_id == 4:
+            raise RuntimeError("out of memory")
+        return add_mask(frame_idx, obj_id, mask)
+
+    tracking.add_mask = third_fails
+    with pytest.raises(RuntimeError):
+        user.start_from_labels(label_png(DISCS[1:]), 0)
+    assert [(o.obj_id, o.name) for o in user.objects] == [(1, "label 1")]
+    assert tracking.history == history
+    assert tracking.state["obj_ids"] == [1]
+    assert np.array_equal(tracking.store.mask(0, 1), before)
+    assert all(tracking.store.mask(0, i) is None for i in (2, 3, 4))
+    tracking.add_mask = add_mask
+    again = user.start_from_labels(label_png(DISCS[1:3]), 0)
+    assert [(o.obj_id, o.name) for o in again] == [(2, "label 1"), (3, "label 2")]
+
+
 # ---------------------------------------------------------------------- identity fixes
 def _outputs(user: UserSession) -> dict:
     exports = user.export(video=False)
