@@ -47,6 +47,14 @@ def test_without_native_bf16_the_faster_full_quality_is_not_offered(tmp_path, ra
 
 
 def test_with_native_bf16_it_is_offered_and_runs_in_bf16(tmp_path, random_checkpoint):
+    """The precision is read from the model itself: a forward hook on a memory-attention
+    layer records the dtype of every output while the session tracks.
+
+    Recorded run of a wrong variant: with ``set_quality("full")`` in place of
+    ``"full-bf16"`` the hook saw only float32 and the dtype assertion failed.
+    """
+    import torch
+
     engine = _engine(tmp_path, random_checkpoint, "yes")
     keys = [q.key for q in engine.qualities()]
     assert keys == ["full", "full-bf16", "fast"]
@@ -61,7 +69,14 @@ def test_with_native_bf16_it_is_offered_and_runs_in_bf16(tmp_path, random_checkp
         user.click(0, 40, 60)
         assert user.set_quality("full-bf16") is True  # same size, other precision: replayed
         assert user.resolution == 256 and len(user.tracking.prompts[(0, 1)].clicks) == 1
-        list(user.propagate())
+        dtypes: set = set()
+        layer = user.tracking.predictor.memory_attention.layers[0].linear1
+        hook = layer.register_forward_hook(lambda m, i, out: dtypes.add(out.dtype))
+        try:
+            list(user.propagate())
+        finally:
+            hook.remove()
+        assert dtypes == {torch.bfloat16}
         assert_nontrivial(stored_masks(user.tracking.store))
         saved = json.loads(user.save_project().read_text(encoding="utf-8"))
         assert saved["model"]["bf16"] is True and saved["model"]["resolution"] == 256

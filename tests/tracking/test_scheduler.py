@@ -198,12 +198,37 @@ def click_during_tracking(sched: Scheduler, count: int, log: list) -> tuple[floa
 
 
 def test_click_waits_at_most_one_frame_while_another_session_tracks(sched):
+    """Owner a's fourth tracked frame is held on the model thread until owner b's click is
+    queued; once that one frame is released, the click runs before a's next frame.
+
+    Recorded run of a wrong variant: with ``Scheduler(policy="serial")`` in place of the fair
+    scheduler the click ran only after a's last frame and the generator's end, and the log
+    assertion failed."""
     log: list = []
-    waited, still_tracking, items = click_during_tracking(sched, 30, log)
-    assert waited < 0.5
-    assert still_tracking
-    assert items == list(range(30))
-    assert log.index(("b", "click")) < log.index(("a", "end"))
+    holding = threading.Event()
+    release = threading.Event()
+
+    def frames():
+        for i in range(30):
+            if i == 3:
+                holding.set()
+                assert release.wait(WAIT)
+            log.append(("a", i))
+            yield i
+        log.append(("a", "end"))
+
+    thread, result = in_thread(lambda: list(sched.iterate(frames(), "a")))
+    assert holding.wait(WAIT)  # frame 3 is running and holds the only model thread
+    click = sched.submit(lambda: log.append(("b", "click")) or "clicked", "b", INTERACTIVE)
+    assert not click.done()
+    assert log == [("a", i) for i in range(3)]
+    release.set()
+    assert click.result(WAIT) == "clicked"
+    thread.join(WAIT)
+    assert result["value"] == list(range(30))
+    # Exactly one tracking unit (the one running when the click arrived) ran before it.
+    assert log[:5] == [("a", 0), ("a", 1), ("a", 2), ("a", 3), ("b", "click")]
+    assert log[5:] == [("a", i) for i in range(4, 30)] + [("a", "end")]
 
 
 def test_serial_policy_makes_a_click_wait_for_the_whole_run():

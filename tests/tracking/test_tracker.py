@@ -58,14 +58,27 @@ def test_click_returns_mask_at_once_and_stores_it(clip_mp4, make_session):
 
 
 def test_undo_restores_the_previous_mask_exactly(clip_mp4, make_session):
+    """The first prompt is disc 0's true mask (a mask prompt's mask is the prompt, up to a
+    few edge pixels lost to the model's resolution), so the mask an undo must restore is
+    known; each click changes it, and each undo brings back the one before bit for bit.
+
+    Recorded run of a wrong variant: an undo that dropped the prompt without sending the
+    remaining ones again (``session._replay`` returning the stored mask) failed at the first
+    undo, which still showed the third mask.
+    """
     session = make_session(clip_mp4)
     obj = session.add_object().obj_id
-    first = session.add_click(0, obj, Click(40, 60)).masks[obj]
-    second = session.add_click(0, obj, Click(100, 100, positive=False)).masks[obj]
-    third = session.add_click(0, obj, Click(120, 40)).masks[obj]
+    truth = synth.disc_mask(120, 160, synth.DEFAULT_DISCS[0], 0)
+    first = session.add_mask(0, obj, truth).masks[obj]
+    assert (first ^ truth).sum() <= 0.02 * truth.sum()
+    second = session.add_click(0, obj, Click(120, 40)).masks[obj]
+    third = session.add_click(0, obj, Click(100, 100, positive=False)).masks[obj]
+    assert (first ^ second).sum() > truth.sum()  # the click changed far more than the edge
     assert not np.array_equal(second, third)
     assert np.array_equal(session.undo(0, obj).masks[obj], second)
+    assert np.array_equal(session.result(0).masks[obj], second)
     assert np.array_equal(session.undo(0, obj).masks[obj], first)
+    assert np.array_equal(session.result(0).masks[obj], first)
     cleared = session.undo(0, obj)
     assert obj not in cleared.masks
     with pytest.raises(PromptError, match="nothing to undo"):
@@ -121,6 +134,14 @@ def test_prompt_for_removed_object_and_tracking_preconditions(clip_mp4, make_ses
 
 
 def test_directions_ranges_and_cancel(clip_mp4, make_session):
+    """Directions and ranges give the frames planned; a cancel event set while frame 1 is
+    shown stops the run there: frames 0-1 stored, the run recorded as two frames.
+
+    Recorded run of a wrong variant: the same loop without ``cancel=cancel`` passed to
+    ``propagate`` tracked all eight frames and failed ``seen == [0, 1]``.
+    """
+    from sam2web.history import Pass, Propagate
+
     session = make_session(clip_mp4)
     obj = session.add_object().obj_id
     session.add_click(4, obj, Click(52, 62))
@@ -133,21 +154,28 @@ def test_directions_ranges_and_cancel(clip_mp4, make_session):
     assert both == [4, 5, 6, 7, 4, 3, 2, 1, 0]
     assert session.store.frames() == list(range(8))
 
+    fresh = make_session(clip_mp4)
+    obj = fresh.add_object().obj_id
+    fresh.add_click(0, obj, Click(40, 60))
+    assert fresh.store.frames() == [0]
     cancel = threading.Event()
     seen = []
-    for step in session.propagate("forward", start_frame=0):
+    for step in fresh.propagate("forward", cancel=cancel):  # the loop runs to the end
         seen.append(step.result.frame_idx)
         if len(seen) == 2:
             cancel.set()
-            break
     assert seen == [0, 1]
-    assert not session.propagating  # the session is usable again
-    cancel = threading.Event()
-    gen = session.propagate("forward", cancel=cancel)
-    first = next(gen)
-    cancel.set()
-    rest = list(gen)
-    assert first.result.frame_idx == 4 and rest == []  # no frame starts after cancel
+    assert fresh.store.frames() == [0, 1]  # nothing tracked after the cancel
+    assert fresh.history[-1] == Propagate((Pass(0, False, 2),))
+    assert not fresh.propagating  # the session is usable again
+
+    seen = []
+    for step in fresh.propagate("forward", start_frame=0):
+        seen.append(step.result.frame_idx)
+        if len(seen) == 2:
+            break  # a caller dropping the generator also stops the run
+    assert seen == [0, 1]
+    assert not fresh.propagating
 
 
 def test_busy_session_refuses_edits_while_tracking(clip_mp4, make_session):
