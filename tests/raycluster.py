@@ -33,6 +33,7 @@ class RayCluster:
     address: str  # host:port of the head (GCS)
     num_cpus: int
     env: dict  # environment variables a client of this cluster needs (its own token)
+    scratch: Path  # the workers' temporary folder (their TMPDIR)
 
 
 def free_port() -> int:
@@ -124,7 +125,7 @@ def ray_cluster():
     auth = cluster_env()
     head, port = start_head(2, temp_dir, temp_dir / "head.log", auth)
     try:
-        yield RayCluster(f"127.0.0.1:{port}", 2, auth)
+        yield RayCluster(f"127.0.0.1:{port}", 2, auth, temp_dir / "tmp")
     finally:
         stop_head(head)
         shutil.rmtree(temp_dir, ignore_errors=True)

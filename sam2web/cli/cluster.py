@@ -20,13 +20,14 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..compute.remote import cluster_device, wants_gpu
+from ..compute.scratch import make_scratch
 from ..errors import UserError
 from ..session.batch import (
     Job,
@@ -124,7 +125,8 @@ class Tracker:
     """One worker (a Ray actor): loads the model once, then tracks one video per call."""
 
     def __init__(self, settings: Settings, track_one: Callable, options: dict):
-        self.scratch = Path(tempfile.mkdtemp(prefix="sam2web-worker-"))
+        # Removed by close(), at exit, or by the next worker if this one is killed.
+        self.scratch = make_scratch()
         self.engine = Engine(dataclasses.replace(settings, data_dir=self.scratch / "sessions"))
         self.engine.predictor()
         self.track_one, self.options = track_one, options
@@ -177,12 +179,14 @@ class Sizing:
 def plan_workers(options: RayOptions, resources: dict, videos: int, device: str) -> Sizing:
     """How many workers and what each takes, from the options and the cluster's
     resources: one per GPU by default, else one per ``DEFAULT_CPUS_PER_WORKER`` cores (all
-    of a smaller cluster's); ``--workers`` alone shares the cores among that many. Refuses
-    workers that cannot all run at once (they would wait for resources forever)."""
+    of a smaller cluster's); ``--workers`` alone shares the cores among that many. The
+    device is chosen as for the web app's runs on a cluster (``auto``: a GPU where the
+    cluster has one, see :func:`~sam2web.compute.remote.cluster_device`). Refuses workers
+    that cannot all run at once (they would wait for resources forever)."""
     cpus, gpus = float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
     per_gpu = options.gpus_per_worker
     if per_gpu is None:
-        per_gpu = 1.0 if gpus >= 1 and device in ("auto", "cuda") else 0.0
+        per_gpu = 1.0 if wants_gpu(cluster_device(device, gpus)) else 0.0
     per_cpu = options.cpus_per_worker
     if per_cpu is None:
         count = options.workers or (int(gpus / per_gpu) if per_gpu else 1)

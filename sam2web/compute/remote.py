@@ -1,21 +1,23 @@
-"""Tracking runs of the web app on a Ray cluster (``SAM2WEB_RAY_ADDRESS``).
+"""Tracking runs of the web app on a Ray cluster (``SAM2WEB_RAY_ADDRESS``): the web
+process's side (the worker's is :mod:`sam2web.compute.worker`).
 
 The unit sent to the cluster is the self-contained :class:`~sam2web.compute.zerogpu.TrackingJob`
 that ZeroGPU also runs. No disk is shared with the cluster: the bytes of the session's
 frame files go to Ray's object store once per video (:meth:`Cluster.put_frames`), and the
-worker writes them into a folder of its own. A :class:`TrackerWorker` actor per model keeps
-that model loaded between jobs; it replays the job's history, propagates, and keeps each
-tracked frame's masks in a queue that the web process empties with :meth:`TrackerWorker.poll`
-(a long poll: the call returns as soon as a frame is ready). The web process writes those
-masks into the session's own :class:`~sam2web.tracking.maskstore.MaskStore`, so the progress bar,
-the live overlay video and the exports work as with local tracking; Cancel reaches the
-worker with :meth:`TrackerWorker.cancel` and stops it between two frames.
+worker writes them into a folder of its own. A :class:`~sam2web.compute.worker.TrackerWorker`
+actor per model keeps that model loaded between jobs; the web process empties its queue of
+tracked frames with ``poll`` (a long poll: the call returns as soon as a frame is ready) and
+writes those masks into the session's own :class:`~sam2web.tracking.maskstore.MaskStore`, so
+the progress bar, the live overlay video and the exports work as with local tracking;
+Cancel reaches the worker with ``cancel`` and stops it between two frames.
 
 Clicks stay in the web process. When the cluster cannot be reached (or Ray is not
 installed) :func:`connect` says so in one sentence and the caller tracks locally, or
-refuses (``SAM2WEB_RAY_FALLBACK``). When the cluster goes away during a run,
-:func:`propagate_remote` ends the run with one sentence in ``notes``; the frames tracked so
-far stay in the store and in the session's history.
+refuses (``SAM2WEB_RAY_FALLBACK``). A run that fails on the cluster ends with one sentence
+in ``notes`` naming why (:func:`failure_sentence`: the worker did not start in time, could
+not start, stopped, or the cluster went away); the frames tracked so far stay in the store
+and in the session's history. Only the last resets this process's connection: every other
+failure ends that one run and leaves the other users' runs going.
 
 Ray is optional: nothing here imports it until a propagation asks for the cluster.
 """
@@ -27,17 +29,12 @@ import functools
 import hashlib
 import importlib.util
 import logging
-import os
-import re
-import shutil
 import socket
-import tempfile
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,17 +43,19 @@ from ..errors import TrackingError
 from ..history import Propagate
 from ..tracking.tracker import PropagationStep, TrackingSession
 from ..types import FrameResult
-from .zerogpu import TrackingJob, rebuild_session
+from .worker import ABANDON_AFTER_S, ABANDONED, FRAME_NAME, QUEUE_FRAMES, TrackerWorker
+from .zerogpu import TrackingJob
 
 log = logging.getLogger(__name__)
+
+__all__ = ["QUEUE_FRAMES", "TrackerWorker"]
 
 NAMESPACE = "sam2web"
 CONNECT_TIMEOUT_S = 3.0  # for the cluster's head port to answer
 START_TIMEOUT_S = 300.0  # for a new worker to start (its first job also loads the model)
-POLL_WAIT_S = 0.25  # longest a poll waits on the worker for a new frame
-POLL_TIMEOUT_S = 30.0  # a poll unanswered this long means the cluster is gone
-QUEUE_FRAMES = 4  # a worker runs at most this many frames ahead of the web process
-_FRAME_NAME = re.compile(r"^\d{5,}\.(jpg|png)$|^video\.json$")
+POLL_TIMEOUT_S = 30.0  # a poll unanswered this long: the worker or the cluster is gone
+# A job its web process stopped polling this long is stopped by the worker.
+ABANDON_S = ABANDON_AFTER_S
 
 RAY_MISSING = (
     "Tracking on the Ray cluster needs Ray in this server (pip install -r requirements-ray.txt)"
@@ -67,194 +66,19 @@ class ClusterUnavailable(Exception):
     """The cluster cannot be used now; ``str(err)`` is a clause saying why."""
 
 
-# ------------------------------------------------------------------ the worker side
-@dataclass
-class _Job:
-    """One job in a worker: its frames queue, cancel flag and end."""
-
-    cancel: threading.Event = field(default_factory=threading.Event)
-    changed: threading.Condition = field(default_factory=threading.Condition)
-    frames: deque = field(default_factory=deque)
-    finished: bool = False
-    error: str | None = None
-    abandoned: bool = False  # nobody polls any more: forget it when it ends
-    done: int = 0  # frames tracked
-    done_at_cancel: int | None = None  # frames tracked when the cancel arrived
+def cluster_device(setting: str, cluster_gpus: float) -> str:
+    """The device a worker on a Ray cluster tracks on for SAM2WEB_DEVICE ``setting``:
+    ``auto`` is ``cuda`` where the cluster has a GPU and ``cpu`` where it has none (Ray
+    hides the GPUs from a worker that did not ask for one); any other setting stays."""
+    device = (setting or "auto").strip().lower()
+    if device == "auto":
+        return "cuda" if cluster_gpus >= 1 else "cpu"
+    return device
 
 
-def _pack(mask: np.ndarray) -> np.ndarray:
-    return np.packbits(np.asarray(mask, dtype=bool).reshape(-1))
-
-
-def _write_frames(frames: dict[str, bytes], folder: Path) -> None:
-    """The frame files shipped with a job, written into ``folder``. Names are those the
-    web process gave its own frame files; anything else is refused."""
-    folder.mkdir(parents=True)
-    for name, data in frames.items():
-        if not _FRAME_NAME.match(name):
-            raise ValueError(f"unexpected file name {name!r} among a job's frames")
-        (folder / name).write_bytes(data)
-
-
-def _checkpoint_here(job: TrackingJob) -> Path | None:
-    """The job's checkpoint on this node: the same path where it exists here, else the
-    official file of the job's model found or downloaded into this node's cache; a file of
-    another name (one's own weights) must be at the same path on every node."""
-    from ..settings import Settings
-    from ..tracking.checkpoints import get_spec, resolve_checkpoint
-
-    if job.checkpoint is None or Path(job.checkpoint).is_file():
-        return None if job.checkpoint is None else Path(job.checkpoint)
-    spec = get_spec(job.model_key)
-    if Path(job.checkpoint).name != spec.filename:
-        raise FileNotFoundError(f"checkpoint {job.checkpoint} is not on this node")
-    settings = Settings.from_env()
-    return resolve_checkpoint(
-        spec, checkpoint=None, cache_dir=settings.cache_dir, offline=settings.offline
-    )
-
-
-class TrackerWorker:
-    """A Ray actor (threaded) that tracks jobs on its cached model, one at a time, while
-    answering polls and cancels of any job at once."""
-
-    def __init__(self) -> None:
-        import torch
-
-        from ..tracking.model import ModelCache
-
-        # Ray starts an actor of one CPU with OMP_NUM_THREADS=1; the model runs one frame
-        # at a time here (model_lock), and like the web app's own model it uses the node's
-        # cores (on 2 cores, one thread made each frame about 1.5x slower).
-        torch.set_num_threads(os.cpu_count() or 1)
-        self.models = ModelCache()
-        self.root = Path(tempfile.mkdtemp(prefix="sam2web-worker-"))
-        self.jobs: dict[str, _Job] = {}
-        self.model_lock = threading.Lock()
-        self.jobs_lock = threading.Lock()
-        self.after_cancel: list[int] = []
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def running(self) -> list[str]:
-        """Ids of the jobs this worker still holds (running, or with frames not polled)."""
-        with self.jobs_lock:
-            return sorted(self.jobs)
-
-    def start(self, job_id: str, job: TrackingJob, frames: dict[str, bytes]) -> int:
-        """Start tracking ``job`` in a thread; returns this worker's process id."""
-        state = _Job()
-        with self.jobs_lock:
-            self.jobs[job_id] = state
-        thread = threading.Thread(
-            target=self._run, args=(job_id, state, job, frames), name=f"job-{job_id}"
-        )
-        thread.daemon = True
-        thread.start()
-        return os.getpid()
-
-    def _run(self, job_id: str, state: _Job, job: TrackingJob, frames: dict) -> None:
-        folder = self.root / job_id
-        try:
-            _write_frames(frames, folder / "frames")
-            with self.model_lock:
-                if not state.cancel.is_set():
-                    self._track(state, job, folder)
-        except BaseException as err:  # reported to the web process by poll
-            log.exception("tracking job %s failed", job_id)
-            state.error = f"{type(err).__name__}: {err}"
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-            with state.changed:
-                state.finished = True
-                state.changed.notify_all()
-            if state.done_at_cancel is not None:
-                self.after_cancel.append(state.done - state.done_at_cancel)
-                del self.after_cancel[:-100]
-            if state.abandoned:
-                self._forget(job_id)
-
-    def _track(self, state: _Job, job: TrackingJob, folder: Path) -> None:
-        from ..tracking.checkpoints import get_spec
-        from ..tracking.model import choose_device
-
-        predictor = self.models.get(
-            get_spec(job.model_key),
-            _checkpoint_here(job),
-            choose_device(job.device),
-            job.resolution,
-            corrections=job.corrections,
-        )
-        session, _ = rebuild_session(job, predictor, folder / "frames", folder / "masks")
-        steps = session.propagate(job.direction, job.start_frame, job.end_frame, state.cancel)
-        for step in steps:
-            result = step.result
-            ids = sorted(result.masks)
-            item = (
-                step.done,
-                step.total,
-                result.frame_idx,
-                ids,
-                [_pack(result.masks[i]) for i in ids],
-                [float(result.scores.get(i, float("nan"))) for i in ids],
-                session.history[-1],
-            )
-            with state.changed:
-                state.frames.append(item)
-                state.done = step.done
-                state.changed.notify_all()
-                # Not too far ahead of the web process (memory), unless it cancels.
-                while len(state.frames) >= QUEUE_FRAMES and not state.cancel.is_set():
-                    state.changed.wait(POLL_WAIT_S)
-
-    def poll(self, job_id: str, wait_s: float = POLL_WAIT_S) -> tuple[list, bool, str | None]:
-        """(frames tracked since the last poll, finished, error); waits up to ``wait_s``
-        for a frame. A finished job is forgotten once its last frames were polled."""
-        with self.jobs_lock:
-            state = self.jobs.get(job_id)
-        if state is None:
-            return [], True, "the job is unknown to the worker"
-        with state.changed:
-            if not state.frames and not state.finished:
-                state.changed.wait(wait_s)
-            frames = list(state.frames)
-            state.frames.clear()
-            state.changed.notify_all()  # room in the queue again
-            finished, error = state.finished, state.error
-        if finished:
-            self._forget(job_id)
-            if state.done_at_cancel is not None:
-                log.info(
-                    "job %s: %d frame(s) tracked after the cancel arrived",
-                    job_id,
-                    state.done - state.done_at_cancel,
-                )
-        return frames, finished, error
-
-    def frames_after_cancel(self) -> list[int]:
-        """For each job cancelled on this worker, the frames it finished after the cancel
-        arrived (the most recent last; at most 1 when cancelling works)."""
-        return list(self.after_cancel)
-
-    def cancel(self, job_id: str, abandon: bool = False) -> None:
-        """Stop the job after the frame it is tracking; ``abandon``: nobody will poll it."""
-        with self.jobs_lock:
-            state = self.jobs.get(job_id)
-        if state is None:
-            return
-        state.abandoned = state.abandoned or abandon
-        with state.changed:
-            if state.done_at_cancel is None:
-                state.done_at_cancel = state.done
-            state.cancel.set()
-            state.changed.notify_all()
-        if abandon and state.finished:
-            self._forget(job_id)
-
-    def _forget(self, job_id: str) -> None:
-        with self.jobs_lock:
-            self.jobs.pop(job_id, None)
+def wants_gpu(device: str) -> bool:
+    """Whether a worker on ``device`` (see :func:`cluster_device`) asks Ray for a GPU."""
+    return device.startswith("cuda")
 
 
 # ------------------------------------------------------------------ the web process side
@@ -276,20 +100,16 @@ class Cluster:
         self.address = address
         self._lock = threading.Lock()
         self._workers: dict[str, object] = {}
+        self._replaced: dict[str, int] = {}  # workers that died, by name: a new name each
         self.generation = 0  # counts connections lost: objects put before are gone
         self.connected = False
 
     def check(self) -> None:
         """Connect (once) after checking that the head answers; ClusterUnavailable if not."""
         host, port = _head(self.address)
-        try:
-            with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
-                pass
-        except OSError:
+        if not self.head_answers():
             self.lost()
-            raise ClusterUnavailable(
-                f"the Ray cluster at {self.address} cannot be reached"
-            ) from None
+            raise ClusterUnavailable(f"the Ray cluster at {self.address} cannot be reached")
         import ray
 
         with self._lock:
@@ -321,25 +141,54 @@ class Cluster:
                     ray.shutdown()
             self.connected = False
 
+    def head_answers(self) -> bool:
+        """Whether the cluster's head port answers now."""
+        host, port = _head(self.address)
+        try:
+            with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+                return True
+        except OSError:
+            return False
+
+    def device_for(self, setting: str) -> str:
+        """The device this cluster's workers track on for SAM2WEB_DEVICE ``setting``."""
+        import ray
+
+        return cluster_device(setting, float(ray.cluster_resources().get("GPU", 0)))
+
     def worker(self, job: TrackingJob):
         """The actor that runs ``job``'s model (created on first use, then kept)."""
         import ray
 
-        ident = f"{job.model_key}|{job.checkpoint}|{job.device}"
-        name = "sam2web-" + hashlib.sha256(ident.encode()).hexdigest()[:16]
         with self._lock:
+            name = self._name(job)
             if name not in self._workers:
-                gpus = 1 if job.device.startswith("cuda") else 0
                 actor = ray.remote(TrackerWorker).options(
                     name=name,
                     namespace=NAMESPACE,
                     get_if_exists=True,
                     max_concurrency=16,
                     num_cpus=1,
-                    num_gpus=gpus,
+                    num_gpus=1 if wants_gpu(job.device) else 0,
                 )
                 self._workers[name] = actor.remote()
             return self._workers[name]
+
+    def forget_worker(self, job: TrackingJob, handle) -> None:
+        """Forget ``job``'s worker when it is ``handle`` (it died or could not start): the
+        next run on that model starts a new one."""
+        with self._lock:
+            name = self._name(job)
+            if self._workers.get(name) is handle:
+                del self._workers[name]
+                # A dead actor's name may stay taken a while: the next one gets another.
+                base = worker_name(job)
+                self._replaced[base] = self._replaced.get(base, 0) + 1
+
+    def _name(self, job: TrackingJob) -> str:
+        base = worker_name(job)
+        count = self._replaced.get(base, 0)
+        return f"{base}-{count}" if count else base
 
     def workers(self) -> dict[str, object]:
         """The workers (actor handles) this process has used, by name."""
@@ -366,9 +215,15 @@ class Cluster:
         files = {
             p.name: p.read_bytes()
             for p in sorted(Path(frames_dir).iterdir())
-            if _FRAME_NAME.match(p.name)
+            if FRAME_NAME.match(p.name)
         }
         return ray.put(files)
+
+
+def worker_name(job: TrackingJob) -> str:
+    """The name of the worker actor for ``job``'s model, checkpoint and device."""
+    ident = f"{job.model_key}|{job.checkpoint}|{job.device}"
+    return "sam2web-" + hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
 _clusters: dict[str, Cluster] = {}
@@ -395,14 +250,73 @@ def unavailable_sentence(reason: ClusterUnavailable, fallback: str) -> str:
     return f"{clause}; tracking runs on this server instead."
 
 
-def lost_sentence(frames: int) -> str:
+def _kept(frames: int) -> str:
+    if frames == 1:
+        return "the frame tracked before is kept"
+    return f"the {frames} frames tracked before are kept"
+
+
+def _ended(cause: str, frames: int) -> str:
+    """One sentence for a run that ``cause`` ended after ``frames`` tracked frames."""
     if not frames:
-        return "The Ray cluster went away before it tracked a frame; press Track again."
-    tracked = "the frame" if frames == 1 else f"the {frames} frames"
+        return f"{cause} before it tracked a frame; press Track again."
     return (
-        f"The Ray cluster went away during tracking; {tracked} tracked before it did "
-        "are kept, and pressing Track again tracks from the first prompted frame."
+        f"{cause} during tracking; {_kept(frames)}, and pressing Track again tracks from the "
+        "first prompted frame."
     )
+
+
+def lost_sentence(frames: int) -> str:
+    return _ended("The Ray cluster went away", frames)
+
+
+def stopped_sentence(frames: int) -> str:
+    return _ended("The tracking worker on the Ray cluster stopped", frames)
+
+
+def start_timeout_sentence() -> str:
+    return (
+        f"The Ray cluster did not start a tracking worker within {START_TIMEOUT_S:g} s, "
+        "perhaps because none of its GPUs or CPUs is free; press Track again later."
+    )
+
+
+NOT_STARTED = (
+    "The tracking worker could not start on the Ray cluster (the server log says why); "
+    "press Track to try again."
+)
+
+
+def abandoned_sentence(frames: int) -> str:
+    kept = _kept(frames) if frames else "nothing was tracked"
+    return (
+        "The Ray cluster stopped this run because this server had not collected its frames "
+        f"for {ABANDON_S:g} s; {kept}, and pressing Track again tracks from the first "
+        "prompted frame."
+    )
+
+
+def failure_sentence(cluster: Cluster, job: TrackingJob, worker, err, started: bool, frames: int):
+    """The sentence for a run that Ray error ``err`` ended after ``frames`` frames
+    (``started``: the worker had accepted the job). Only a cluster that went away resets
+    this process's connection; a worker that died or could not start is replaced at the
+    next run; the other users' runs go on."""
+    import ray
+
+    exc = ray.exceptions
+    log.warning("tracking on the Ray cluster at %s ended: %r", cluster.address, err)
+    if not ray.is_initialized() or not cluster.head_answers():
+        cluster.lost()
+        return lost_sentence(frames)
+    init_failed = isinstance(err, exc.RayActorError) and err.actor_init_failed
+    if init_failed or isinstance(err, exc.RuntimeEnvSetupError):
+        cluster.forget_worker(job, worker)
+        return NOT_STARTED
+    if isinstance(err, exc.GetTimeoutError) and not started:
+        return start_timeout_sentence()
+    if isinstance(err, exc.RayActorError):
+        cluster.forget_worker(job, worker)
+    return stopped_sentence(frames)
 
 
 def refuse(reason: ClusterUnavailable) -> TrackingError:
@@ -429,24 +343,27 @@ def propagate_remote(
     ``frames()`` returns (see :meth:`Cluster.put_frames`): each tracked frame's masks are written to
     ``tracking``'s store and yielded as a step; ``cancel`` stops the worker after its
     current frame. The run is appended to ``tracking``'s history when it ends (also when
-    the cluster went away: then with the frames tracked so far, and a sentence in
-    ``notes``). While the job runs, ``stops`` holds a function that abandons it at once
-    (for a session closed while nobody follows the run)."""
+    it failed on the cluster: then with the frames tracked so far, and a sentence in
+    ``notes``, see :func:`failure_sentence`). While the job runs, ``stops`` holds a
+    function that abandons it at once (for a session closed while nobody follows the run)."""
     import ray
 
     worker = stop = None
     job_id = uuid.uuid4().hex
     record: Propagate | None = None
     done = 0
-    finished = False
+    started = finished = False
     tracking.propagating = True
     try:
         try:
+            job = replace(job, device=cluster.device_for(job.device))
             worker = cluster.worker(job)
             stop = functools.partial(_abandon, worker, job_id)
             if stops is not None:
                 stops.append(stop)
-            ray.get(worker.start.remote(job_id, job, frames()), timeout=START_TIMEOUT_S)
+            start = worker.start.remote(job_id, job, frames(), ABANDON_S)
+            ray.get(start, timeout=START_TIMEOUT_S)
+            started = True
             cancel_sent = False
             while not finished:
                 if cancel.is_set() and not cancel_sent:
@@ -458,19 +375,18 @@ def propagate_remote(
                     step, record = _store_frame(tracking, item)
                     done = step.done
                     yield step
-                if error is not None:
+                if error == ABANDONED:
+                    notes.append(abandoned_sentence(done))
+                elif error is not None:
                     log.warning("tracking on the Ray cluster failed: %s", error)
                     raise TrackingError(
                         "Tracking on the Ray cluster failed; the reason is in the server "
                         "log. Press Track to try again."
                     )
         except (ray.exceptions.RayError, ConnectionError) as err:
-            log.warning("the Ray cluster went away during tracking: %s", err)
-            cluster.lost()
-            finished = True
-            notes.append(lost_sentence(done))
+            notes.append(failure_sentence(cluster, job, worker, err, started, done))
     finally:
-        if not finished and worker is not None:  # the caller stopped listening: stop it
+        if not finished and worker is not None:  # stopped listening, or failed: stop it
             _abandon(worker, job_id)
         if stops is not None and stop is not None:
             with contextlib.suppress(ValueError):

@@ -49,6 +49,14 @@ class TrackingRun:
     seconds: float = 0.0
     cancelled: bool = False
     notes: list[str] = field(default_factory=list)  # sentences for the page (the cluster)
+    # After runs on the cluster, a run here first replays the history on this server's
+    # model: the steps of that replay (actions and tracked frames), and how many are done.
+    to_replay: int = 0
+    replayed: int = 0
+
+    @property
+    def replaying(self) -> bool:
+        return self.replayed < self.to_replay
 
 
 def writes_files(method):

@@ -131,6 +131,7 @@ class PromptSession(MasksAndFixes, VideoSession):
         tracking = self.tracking
         if tracking is not None:
             self.on_model(tracking, tracking.reset)
+        self.remote_state_stale = False  # nothing of the cluster's runs is left to replay
         self.active_object = None
         if self.workspace is not None:
             for p in self.workspace.exports_dir.iterdir():

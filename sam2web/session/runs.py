@@ -1,19 +1,23 @@
 """Where a user's tracking run goes and how it is followed: on the shared model here, as a job
 on ZeroGPU (:mod:`sam2web.compute.zerogpu`) or on a Ray cluster (:mod:`sam2web.compute.remote`),
-with this process's state rebuilt after runs on the cluster, and the run's steps passed on
+with this process's state rebuilt after runs on the cluster (as part of the run: scheduled
+units that Cancel and closing stop), and the run's steps passed on
 while its summary and the exports beside tracking are fed.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 
 from ..compute import remote
 from ..compute.zerogpu import TrackingJob, propagate_in_job
+from ..history import Action, Propagate
 from ..outputs.exports import LiveExports
-from ..tracking.tracker import PropagationStep, TrackingSession
+from ..tracking.scheduler import UnitCancelled
+from ..tracking.tracker import PropagationStep, TrackingSession, replay
 from ..types import WaitCallback
 from .lifecycle import TrackingRun
 from .prompts import PromptSession
@@ -30,7 +34,9 @@ def run_steps(
     on_wait: WaitCallback | None,
 ) -> Iterator[PropagationStep]:
     """The steps of a run (``plan``: direction, start and end frame): on the shared model
-    here, as a job on ZeroGPU, or on the Ray cluster ``cluster``."""
+    here, as a job on ZeroGPU, or on the Ray cluster ``cluster``. A run here after runs
+    on the cluster first replays the history on this server's model (see
+    :func:`_replay_here`)."""
     if user.engine.gpu_jobs or cluster is not None:
         assert user.workspace is not None
         job = user.engine.tracking_job(
@@ -39,22 +45,13 @@ def run_steps(
         if cluster is None:
             return propagate_in_job(job, tracking, user.cancel_event)
         return _remote_steps(user, cluster, job, tracking, notes)
+    if user.remote_state_stale:
+        return _here_after_cluster(user, tracking, plan, on_wait)
     run = tracking.propagate(*plan, cancel=user.cancel_event)
     return user.model_steps(tracking, run, on_wait=on_wait)
 
 
-def where_to_track(
-    user: PromptSession, tracking: TrackingSession, notes: list[str]
-) -> tuple[remote.Cluster | None, TrackingSession]:
-    """The Ray cluster a run goes to (None: here) and the session it tracks; a run here
-    after runs on the cluster first rebuilds this process's state (see _rebuild_here)."""
-    cluster = _cluster_for_run(user, notes)
-    if cluster is None and user.remote_state_stale and not user.engine.gpu_jobs:
-        tracking = _rebuild_here(user, tracking)
-    return cluster, tracking
-
-
-def _cluster_for_run(user: PromptSession, notes: list[str]) -> remote.Cluster | None:
+def cluster_for_run(user: PromptSession, notes: list[str]) -> remote.Cluster | None:
     """The Ray cluster this run goes to (SAM2WEB_RAY_ADDRESS), or None to track here;
     when it cannot be used, one sentence in ``notes`` (or, with
     SAM2WEB_RAY_FALLBACK=refuse, a refusal)."""
@@ -95,22 +92,79 @@ def _remote_steps(
     )
 
 
-def _rebuild_here(user: PromptSession, tracking: TrackingSession) -> TrackingSession:
+def _here_after_cluster(
+    user: PromptSession,
+    tracking: TrackingSession,
+    plan: tuple[str, int | None, int | None],
+    on_wait: WaitCallback | None,
+) -> Iterator[PropagationStep]:
+    """A run here after runs on the cluster: the replay, then the run on its result."""
+    fresh = _replay_here(user, tracking, on_wait)
+    if fresh is None:  # cancelled, or the session closed
+        return
+    run = fresh.propagate(*plan, cancel=user.cancel_event)
+    yield from user.model_steps(fresh, run, on_wait=on_wait)
+
+
+def replay_units(history) -> int:
+    """The units a replay of ``history`` takes: one per action, one per tracked frame."""
+    return sum(sum(p.frames for p in a.passes) if isinstance(a, Propagate) else 1 for a in history)
+
+
+def _replay_here(
+    user: PromptSession, tracking: TrackingSession, on_wait: WaitCallback | None
+) -> TrackingSession | None:
     """After runs on the cluster, this process's SAM2 state lacks their frames: the
-    history is replayed into a fresh session on the same store (rewriting each frame
-    with the same masks), so tracking here continues exactly."""
+    history is replayed into a fresh session, unit by unit on the shared model (counted in
+    the run's ``replayed``, with ``on_wait()`` after each), so tracking here continues
+    exactly. Its masks go to a scratch folder: the session's own store, which already holds
+    every frame, is untouched until the replay is complete. Cancel and closing the session
+    stop it between units (None); clicks wait for it as for any run."""
     assert user.workspace is not None
-    fresh = user.engine.start_session(
-        user.workspace, user.model_key, quality=user.quality, masks_dir=tracking.store.root
-    )
-    for action in tracking.history:
-        user.replay_on_model(fresh, action)
+    scratch = user.workspace.root / "replay-masks"
+    shutil.rmtree(scratch, ignore_errors=True)
+    history = list(tracking.history)
+    run = user.last_run
+    run.to_replay = replay_units(history)
+    tracking.propagating = True  # the session is busy until the replay is done
+    try:
+        fresh = user.engine.start_session(
+            user.workspace, user.model_key, quality=user.quality, masks_dir=scratch
+        )
+        for action in history:
+            for _ in _replay_one(user, fresh, action):
+                run.replayed += 1
+                if on_wait is not None:
+                    on_wait()
+            if user.cancel_event.is_set():
+                return None
+    except UnitCancelled:
+        if user.closed:
+            return None
+        raise
+    finally:
+        tracking.propagating = False
+        shutil.rmtree(scratch, ignore_errors=True)
+    fresh.store = tracking.store
     for obj in tracking.objects.values():
         if obj.obj_id in fresh.objects:
             fresh.objects[obj.obj_id].name = obj.name
             fresh.objects[obj.obj_id].color = obj.color
     user.tracking, user.remote_state_stale = fresh, False
     return fresh
+
+
+def _replay_one(user: PromptSession, fresh: TrackingSession, action: Action) -> Iterator[None]:
+    """Replay ``action`` on ``fresh``: a tracking run one unit per frame, else one unit;
+    yields after each unit."""
+    if user.cancel_event.is_set():
+        return
+    if isinstance(action, Propagate):
+        for _ in user.model_steps(fresh, fresh.replay_run(action, user.cancel_event)):
+            yield None
+    else:
+        user.on_model(fresh, lambda: replay(fresh, action))
+        yield None
 
 
 def follow_run(

@@ -59,7 +59,7 @@ from .project import (
 )
 from .projectload import load_project
 from .prompts import PromptSession
-from .runs import follow_run, run_steps, where_to_track
+from .runs import cluster_for_run, follow_run, run_steps
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class UserSession(PromptSession):
         self._require_not_tracking()  # before replacing the running one's cancel flag
         planned = tracking.planned_frames(direction, start_frame, end_frame)
         notes: list[str] = []  # where the run went, for the page
-        cluster, tracking = where_to_track(self, tracking, notes)
+        cluster = cluster_for_run(self, notes)
         self.cancel_event = threading.Event()
         self.forget_results()
         assert self.workspace is not None

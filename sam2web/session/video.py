@@ -121,6 +121,7 @@ class VideoSession(Lifecycle):
             self.tracking = self.engine.start_session(
                 self.workspace, self.model_key, progress=progress, quality=self.quality
             )
+            self.remote_state_stale = False  # a new session: nothing to replay
         return self.tracking
 
     @property

@@ -388,9 +388,12 @@ class TrackingSession:
         finally:
             self.propagating = False
 
-    def replay_run(self, action: Propagate) -> Iterator[PropagationStep]:
-        """Track a recorded run's passes again, frame for frame, as one new recorded run."""
-        return self._track(list(action.passes))
+    def replay_run(
+        self, action: Propagate, cancel: threading.Event | None = None
+    ) -> Iterator[PropagationStep]:
+        """Track a recorded run's passes again, frame for frame, as one new recorded run;
+        setting ``cancel`` stops it between frames."""
+        return self._track(list(action.passes), cancel)
 
     def planned_frames(
         self,

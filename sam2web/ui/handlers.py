@@ -349,6 +349,11 @@ def _tracking_views(
 
     def report() -> str | None:
         """Update the progress bar; the sentence when others track too, else None."""
+        run = user.last_run
+        if run.replaying:  # after runs on the cluster: their history is replayed here first
+            desc = "Replaying the runs made on the Ray cluster on this server first"
+            progress((run.replayed, run.to_replay), desc=desc, unit="steps")
+            return None
         done = at["done"]
         plain = (time.perf_counter() - t0) / done * (total - done) if done else None
         standing = user.model_standing(user.tracking)

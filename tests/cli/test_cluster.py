@@ -179,6 +179,8 @@ def test_ray_batch_matches_the_run_here_through_a_killed_worker_and_a_bad_file(
         [expected[3][0].replace("3", "4"), *expected[3][1:2], "4_c2", *expected[3][3:]],
     ]
     assert there[3][1:4] == [str(bogus), "", "failed"]
+    # No worker leaves its scratch folder behind, not even the one that was killed.
+    assert sorted(p.name for p in ray_cluster.scratch.glob("sam2web-worker-*")) == []
 
 
 def test_without_ray_the_option_says_how_to_install_it(batch, tmp_path, monkeypatch, capsys):
