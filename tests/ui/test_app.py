@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sam2web.outputs.maskfiles import read_coco_rle
 from tests import synth
 from tests.appserver import start_app
+from tests.masks import assert_nontrivial
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -119,7 +121,8 @@ def test_whole_scenario_through_the_api(app, tmp_path):
 def test_refine_and_track_again(app, tmp_path):
     clip = synth.write_video(tmp_path / "discs.mp4", synth.make_frames(6, 120, 160), fps=5)
     client = Client(app.url, verbose=False)
-    track_two_discs(client, clip)
+    _, first_run = track_two_discs(client, clip)
+    first = read_coco_rle(Path(by_name(first_run[5], "sam2web_masks_coco.json")))
     client.predict(3, 1, 49, 61, False, api_name="/add_point")  # a correction on frame 3
     undo = client.predict(3, api_name="/undo")
     assert "Undone" in undo[1]
@@ -128,6 +131,14 @@ def test_refine_and_track_again(app, tmp_path):
         "both", "3", "", 3, 0.5, True, True, 5, "2.5", "mm", "", api_name="/propagate"
     )
     assert "Tracked" in again[1]
+    # The masks themselves: the correction changed object 1's mask on frame 3, and tracking
+    # from there changed it on the later frames. Recorded run of a wrong variant: without
+    # the correcting click (tracking again from frame 3 after the undo) frames 4 and 5 came
+    # out identical to the first run and the later-frames check failed.
+    second = read_coco_rle(Path(by_name(again[5], "sam2web_masks_coco.json")))
+    assert_nontrivial([first[(3, 1)], second[(3, 1)]])
+    assert not np.array_equal(first[(3, 1)], second[(3, 1)])
+    assert any(not np.array_equal(first[(f, 1)], second[(f, 1)]) for f in (4, 5))
     rows = read_csv(by_name(again[5], "sam2web_tracks.csv"))
     assert len(rows) == 12
     calibrated = read_csv(by_name(again[5], "sam2web_tracks_calibrated.csv"))
