@@ -14,6 +14,7 @@ gr = pytest.importorskip("gradio")
 from sam2web.ui import handlers as h  # noqa: E402
 from sam2web.ui.user import UserSession  # noqa: E402
 from tests import synth  # noqa: E402
+from tests.masks import assert_nontrivial  # noqa: E402
 
 RED = synth.DEFAULT_DISCS[0]
 TRACK = ("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "")  # as the page sends it
@@ -46,9 +47,24 @@ def test_upload_shows_the_facts_the_first_frame_and_the_slider_range(ctx, user, 
     assert clip.exists()  # only copies in Gradio's upload cache are removed after reading
 
 
+def _grow(mask: np.ndarray) -> np.ndarray:
+    """``mask`` and its 8 neighbours of every pixel."""
+    padded = np.pad(mask, 1)
+    h, w = mask.shape
+    return np.logical_or.reduce(
+        [padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)]
+    )
+
+
+def _display(mask: np.ndarray) -> np.ndarray:
+    """A frame mask at the page's display scale for this clip (6x)."""
+    return np.kron(mask, np.ones((6, 6), dtype=bool))
+
+
 def test_a_click_adds_object_1_and_shows_its_mask(ctx, user, clip):
     p = ctx.page
     h.upload(ctx, user, str(clip))
+    before = user.view_frame(0)  # no mask yet
     out = h.click_frame(ctx, user, 0, "positive", select(user, RED.x0, RED.y0))
     assert out[p.status] == (
         "Positive click added to object 1 at x=40, y=60. 1 object(s); 1 of 8 frames have masks."
@@ -56,6 +72,17 @@ def test_a_click_adds_object_1_and_shows_its_mask(ctx, user, clip):
     assert out[p.active]["choices"] == [("1: object 1", 1)] and out[p.active]["value"] == 1
     assert out[p.frame_view].shape == (720, 960, 3)
     assert set(out) == {p.frame_view, p.status, p.active}  # nothing else changes
+    # The mask drawn is the stored one: the shown frame changed over the stored mask (six
+    # display pixels per frame pixel) and, away from its edge and the click marker, nowhere
+    # else. Recorded run of a wrong variant: the stored mask shifted 40 pixels to the right
+    # failed the first of these checks (0.89 of the inner pixels changed, not > 0.95).
+    mask = user.tracking.result(0).masks[1]
+    assert_nontrivial([mask])
+    changed = (np.asarray(out[p.frame_view]) != np.asarray(before)).any(axis=2)
+    inner = _display(~_grow(~mask))  # the mask less its edge pixels
+    outer = _display(_grow(mask))  # the mask and the pixels around it
+    assert changed[inner].mean() > 0.95, changed[inner].mean()
+    assert changed[~outer].sum() < 0.01 * changed.size, changed[~outer].sum()
 
 
 def test_track_yields_progress_then_the_video_downloads_and_table(ctx, user, clip):

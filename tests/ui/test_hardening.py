@@ -687,7 +687,15 @@ def test_page_shows_the_sentences(app, tmp_path):
     )
 
 
-def test_server_logged_no_unexpected_error(app):
-    """Everything above was refused on purpose: none of it may reach the generic
-    'Something went wrong' path (which logs 'unexpected error' with the details)."""
-    assert "unexpected error" not in app.log()
+def test_server_logged_no_unexpected_error(app, other, user, tmp_path):
+    """Refused inputs must not reach the generic 'Something went wrong' path (which logs
+    'unexpected error' with the details). Run alone too, it sends a bad upload and a bad
+    click itself before it reads the server's log."""
+    fake = tmp_path / "notes.mp4"
+    fake.write_bytes(b"these are notes, not a video\n" * 20)
+    refused(app, other, "/upload", handle_file(str(fake)))
+    message = refused(app, other, "/add_point", 0, 1, 500, 10, True, client=user)
+    assert "outside the 160x120 image" in message
+    log = app.log()
+    assert log.strip(), "the server wrote no log at all"
+    assert "unexpected error" not in log
