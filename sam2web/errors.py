@@ -1,10 +1,17 @@
 """Errors a user can cause. Each carries one sentence fit to show a non-programmer.
 
-Everything else (bugs, out-of-memory, library failures) stays an ordinary exception: the UI
-logs it with detail and shows a short generic sentence.
+Everything else (bugs, library failures) stays an ordinary exception: the UI logs it with
+detail and shows a short generic sentence; running out of memory is told as
+:data:`OUT_OF_MEMORY`.
 """
 
 from __future__ import annotations
+
+# What a user is told when their request ran out of memory (never "something went wrong").
+OUT_OF_MEMORY = (
+    "The server ran out of memory for this request; try again with a smaller file, fewer "
+    "frames or a lower processing quality."
+)
 
 
 class UserError(Exception):

@@ -258,10 +258,11 @@ def encode_mask(mask) -> str:
     return rle["counts"].decode("ascii")
 
 
-def rle_counts(rle: str) -> list[int]:
-    """The run lengths of an :func:`encode_mask` string (background first); ValueError when
-    it is not one."""
-    counts: list[int] = []
+def _runs(rle: str):
+    """The run lengths of an :func:`encode_mask` string (background first), one at a time;
+    ValueError when it is not one. Every run after the first is at least one pixel long,
+    as :func:`encode_mask` writes them, so a string never holds more runs than pixels."""
+    older, previous, index = 0, 0, 0
     value, shift = 0, 0
     for ch in rle:
         c = ord(ch) - 48
@@ -275,25 +276,65 @@ def rle_counts(rle: str) -> list[int]:
             continue
         if c & 0x10:
             value |= -1 << shift
-        if len(counts) > 2:
-            value += counts[-2]
-        if value < 0:
+        if index > 2:
+            value += older
+        if value < 0 or (value == 0 and index > 0):
             raise ValueError("not a run-length string")
-        counts.append(value)
+        yield value
+        older, previous, index = previous, value, index + 1
         value, shift = 0, 0
     if shift:
         raise ValueError("not a run-length string")
-    return counts
+
+
+def rle_size(rle: str, limit: int) -> int:
+    """The pixels an :func:`encode_mask` string covers (the total of its runs), read
+    without building anything; ValueError when it is not one, or as soon as it covers
+    more than ``limit`` pixels."""
+    total = 0
+    for run in _runs(rle):
+        total += run
+        if total > limit:
+            raise ValueError("covers more pixels than the limit")
+    return total
+
+
+def rle_counts(rle: str):
+    """The run lengths of an :func:`encode_mask` string (background first) as an int64
+    array; ValueError when it is not one."""
+    import numpy as np
+
+    runs = sum(1 for _ in _runs(rle))
+    return np.fromiter(_runs(rle), dtype=np.int64, count=runs)
 
 
 def decode_mask(rle: str, height: int, width: int):
     """The boolean (H, W) mask an :func:`encode_mask` string of that size describes;
-    ValueError when it does not describe one (checked here, not by a C decoder)."""
+    ValueError when it does not describe one. Its size is read from the string and
+    compared with H x W before anything of that size is made (not by a C decoder)."""
     import numpy as np
 
-    counts = rle_counts(rle)
-    if sum(counts) != height * width:
+    if rle_size(rle, height * width) != height * width:
         raise ValueError("not a mask of this size")
+    counts = rle_counts(rle)
     values = np.arange(len(counts)) % 2 == 1
     flat = np.repeat(values, counts)
     return np.ascontiguousarray(flat.reshape(width, height).T)
+
+
+def decode_mask_resized(rle: str, size: tuple[int, int], to: tuple[int, int]):
+    """The boolean mask an :func:`encode_mask` string of ``size`` (height, width)
+    describes, scaled to ``to`` (height, width) with each pixel taking its nearest
+    source pixel. Only the scaled mask is made, never one of ``size``; ValueError when
+    the string does not describe a mask of ``size``."""
+    import numpy as np
+
+    h, w = size
+    if rle_size(rle, h * w) != h * w:
+        raise ValueError("not a mask of this size")
+    out_h, out_w = to
+    rows = np.minimum(((np.arange(out_h) + 0.5) * h / out_h).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(out_w) + 0.5) * w / out_w).astype(np.int64), w - 1)
+    ends = np.cumsum(rle_counts(rle))  # runs are column after column (COCO's order)
+    where = cols[None, :] * h + rows[:, None]
+    return np.searchsorted(ends, where, side="right") % 2 == 1

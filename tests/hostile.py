@@ -11,6 +11,7 @@ instead of swapping the machine, and the snippet's printed outcome says which ha
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import subprocess
@@ -115,6 +116,36 @@ def png_claiming(width: int, height: int, bit_depth: int = 16) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\0" * 64))
         + chunk(b"IEND", b"")
     )
+
+
+def png_of_zeros(width: int, height: int) -> bytes:
+    """An 8-bit greyscale PNG that really holds ``width`` x ``height`` black pixels (they
+    compress to about a thousandth of their size), so a decoder makes all of them."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    packer = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte 0, then the row
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+def polygon_corners(count: int) -> list[list[int]]:
+    """``count`` distinct corners, in order, of a polygon with an area (on a circle of
+    40000 pixels' radius)."""
+    return [
+        [
+            round(5e4 + 4e4 * math.cos(2 * math.pi * i / count)),
+            round(5e4 + 4e4 * math.sin(2 * math.pi * i / count)),
+        ]
+        for i in range(count)
+    ]
 
 
 def pretty(result: dict) -> str:

@@ -22,6 +22,7 @@ What tracked objects do in the zones (membership, statistics, the zone table) is
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,11 @@ import numpy as np
 from ..errors import PromptError
 
 MAX_NAME_CHARS = 40
+# What a set of zones may hold (the page draws a few; a file or API call is checked against
+# these before any shape is built from it).
+MAX_ZONES = 32  # of one video
+MAX_CORNERS = 1_000  # of one polygon
+MAX_ZONES_JSON_CHARS = 1_000_000  # zones sent as JSON text
 
 
 # ---------------------------------------------------------------------------- shapes
@@ -45,6 +51,15 @@ def _check_name(name) -> str:
             f"A zone name must be 1 to {MAX_NAME_CHARS} printable characters, for example centre."
         )
     return name
+
+
+def check_corners(name, count: int) -> None:
+    """A PromptError when a polygon has more than :data:`MAX_CORNERS` corners."""
+    if count > MAX_CORNERS:
+        raise PromptError(
+            f"The polygon '{_check_name(name)}' has {count:,} corners, more than the "
+            f"{MAX_CORNERS:,} a zone may have; draw it with fewer corners."
+        )
 
 
 def check_number(value, what: str) -> float:
@@ -99,8 +114,17 @@ class Zone:
             if kind == "circle":
                 return Circle(data["name"], data["cx"], data["cy"], data["r"])
             if kind == "polygon":
-                return Polygon(data["name"], tuple(tuple(v) for v in data["vertices"]))
+                vertices = data["vertices"]
+                if not isinstance(vertices, (list, tuple)):
+                    raise TypeError("corners are not a list")
+                check_corners(data["name"], len(vertices))  # before a point is read
+                return Polygon(data["name"], tuple(tuple(v) for v in vertices))
             if kind == "ring":
+                if any(
+                    isinstance(part, dict) and part.get("type") == "ring"
+                    for part in (data["outer"], data["inner"])
+                ):
+                    raise ValueError("a ring of rings")
                 return Ring(
                     data["name"], Zone.from_json(data["outer"]), Zone.from_json(data["inner"])
                 )
@@ -183,6 +207,7 @@ class Polygon(Zone):
     def __post_init__(self):
         object.__setattr__(self, "name", _check_name(self.name))
         try:
+            check_corners(self.name, len(self.vertices))
             verts = tuple(
                 (check_number(x, "polygon corner"), check_number(y, "polygon corner"))
                 for x, y in self.vertices
@@ -260,8 +285,12 @@ def zones_to_json(zones: Iterable[Zone]) -> list[dict]:
 
 
 def zones_from_json(data: Iterable[dict]) -> list[Zone]:
-    """Zones from :func:`zones_to_json`; names must be unique."""
-    zones = [Zone.from_json(d) for d in data]
+    """Zones from :func:`zones_to_json`; names must be unique, and there may be at most
+    :data:`MAX_ZONES` (counted before any is built)."""
+    items = list(itertools.islice(data, MAX_ZONES + 1))
+    if len(items) > MAX_ZONES:
+        raise PromptError(f"A video can have at most {MAX_ZONES} zones; remove some first.")
+    zones = [Zone.from_json(d) for d in items]
     check_unique_names(zones)
     return zones
 

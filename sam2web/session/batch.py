@@ -24,20 +24,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..analysis.rowtools import safe_cell
-from ..errors import UserError
+from ..errors import OUT_OF_MEMORY, UserError
 from ..fileio import atomic_output
 from ..history import (
     AddClick,
     AddMask,
     ClearFrame,
+    MergeObjects,
     Pass,
     Propagate,
     SetBox,
+    SwapObjects,
     Undo,
-    decode_mask,
+    decode_mask_resized,
     encode_mask,
 )
 from ..tracking.tracker import DIRECTIONS
@@ -52,6 +52,7 @@ DEFAULT_DIRECTION = "both"
 ASPECT_TOLERANCE = 0.01
 
 _FRAMED = (AddClick, SetBox, AddMask, Undo, ClearFrame)
+_FIXES = (SwapObjects, MergeObjects)  # in force from their frame on
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,8 @@ def failure_message(err: BaseException) -> str:
     """The one sentence a failed video's line carries."""
     if isinstance(err, UserError):
         return err.message
+    if isinstance(err, MemoryError):
+        return OUT_OF_MEMORY
     return (
         f"unexpected failure ({type(err).__name__}: {err}); run again with --verbose for details."
     )
@@ -199,14 +202,23 @@ def _scale(src: ProjectSource, info: VideoInfo) -> tuple[float, float]:
 
 
 def _check_length(project: Project, info: VideoInfo) -> None:
+    """Every prompt, tracking run and identity fix must fall on a frame of the video, or
+    the video is refused before anything is tracked."""
     needed = [a.frame for a in project.history if isinstance(a, _FRAMED)]
     needed += [p.start for a in project.history if isinstance(a, Propagate) for p in a.passes]
+    fixes = [a.frame for a in project.history if isinstance(a, _FIXES)]
+    frames = f"{info.num_frames} frame{'s' if info.num_frames != 1 else ''}"
     last = max(needed, default=0)
     if last >= info.num_frames:
         raise ProjectError(
             f"This project has prompts up to frame {last + 1}, but this video has only "
-            f"{info.num_frames} frame{'s' if info.num_frames != 1 else ''}; use a video at "
-            "least that long."
+            f"{frames}; use a video at least that long."
+        )
+    last_fix = max(fixes, default=0)
+    if last_fix >= info.num_frames:
+        raise ProjectError(
+            f"This project has an identity fix (swap or merge) from frame {last_fix + 1}, but "
+            f"this video has only {frames}; use a video at least that long."
         )
 
 
@@ -224,22 +236,14 @@ def _fit_action(action, src: ProjectSource, info: VideoInfo, sx: float, sy: floa
             y1=_fit(action.y1, sy, info.height),
         )
     if isinstance(action, AddMask) and (info.width, info.height) != (src.width, src.height):
-        mask = decode_mask(action.rle, src.height, src.width)
-        return dataclasses.replace(action, rle=encode_mask(_resize_nearest(mask, info)))
+        # Decoded straight at this video's size, never at the size the project claims.
+        mask = decode_mask_resized(action.rle, (src.height, src.width), (info.height, info.width))
+        return dataclasses.replace(action, rle=encode_mask(mask))
     if isinstance(action, Propagate):
         return Propagate(
             tuple(_fit_pass(p, src.num_frames, info.num_frames) for p in action.passes)
         )
     return action
-
-
-def _resize_nearest(mask: np.ndarray, info: VideoInfo) -> np.ndarray:
-    """A mask scaled to the video's frame size, each pixel taking its nearest source
-    pixel (a mask is never blurred into values between 0 and 1)."""
-    h, w = mask.shape
-    rows = np.minimum(((np.arange(info.height) + 0.5) * h / info.height).astype(int), h - 1)
-    cols = np.minimum(((np.arange(info.width) + 0.5) * w / info.width).astype(int), w - 1)
-    return mask[rows[:, None], cols[None, :]]
 
 
 def _fit(value: float, scale: float, size: int) -> float:

@@ -62,7 +62,6 @@ CLICK_TARGETS = (
 )
 # Shapes finished with "close" rather than by a fixed number of clicks.
 CLOSED_BY_BUTTON = ("polygon", "round arena", "square arena")
-MAX_ZONES = 32
 HEATMAP_BINS = 32
 RULER_COLOR = (0, 230, 255)
 
@@ -149,9 +148,8 @@ class BehaviourSetup:
     ruler: Ruler | None = None
 
     def __post_init__(self):
-        zones = tuple(zones_from_json(zones_to_json(self.zones)))  # checks unique names
-        if len(zones) > MAX_ZONES:
-            raise PromptError(f"A video can have at most {MAX_ZONES} zones.")
+        # Checks the names are unique and that there are at most MAX_ZONES.
+        zones = tuple(zones_from_json(zones_to_json(self.zones)))
         object.__setattr__(self, "zones", zones)
         if self.min_overlap is not None:
             f = _number(self.min_overlap, "overlap fraction", "0.5")

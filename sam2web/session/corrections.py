@@ -8,8 +8,8 @@ What the page, the API and the CLI do with masks instead of clicks, on a
   on one frame (SAM 2's mask prompt, recorded as :class:`~sam2web.history.AddMask`). The
   image is read and checked in full before anything changes, so a refused image changes
   nothing.
-* :func:`brush_mask`: the layer a user painted on (brush adds, eraser removes) as a mask of
-  the original frame size, ready for :meth:`TrackingSession.add_mask`.
+* :func:`brush_mask`: the layer a user painted on (brush adds, eraser removes), which must
+  have the original frame size, as a mask ready for :meth:`TrackingSession.add_mask`.
 * :func:`fix_action`: the history action of a swap or merge from a frame on, checked.
 
 Nothing here imports gradio.
@@ -88,24 +88,30 @@ def start_from_labels(
 
 def brush_mask(layer: np.ndarray | None, width: int, height: int) -> np.ndarray:
     """The mask a painted layer holds: its pixels that are not transparent (an RGBA layer)
-    or not black (RGB or grey), scaled to the original ``width`` x ``height`` with nearest
-    neighbours. A missing layer is refused in one sentence."""
+    or not black (RGB or grey). The brush paints on the frame at its original ``width`` x
+    ``height``, so a layer of any other size (or a missing one) is refused in one sentence
+    before anything is made from it."""
     if layer is None:
         raise PromptError("Nothing was painted; paint over the object with the brush first.")
     layer = np.asarray(layer)
-    if layer.ndim == 3 and layer.shape[2] == 4:
-        painted = layer[:, :, 3] > 0
-    elif layer.ndim == 3:
-        painted = layer.max(axis=2) > 0
-    elif layer.ndim == 2:
-        painted = layer > 0
-    else:
+    if layer.ndim not in (2, 3):
         raise PromptError("The painted layer is not an image; paint on the frame again.")
-    if painted.shape != (height, width):
-        painted = cv2.resize(
-            painted.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST
-        ).astype(bool)
-    return painted
+    check_layer_size(layer.shape[1], layer.shape[0], width, height)
+    if layer.ndim == 3 and layer.shape[2] == 4:
+        return layer[:, :, 3] > 0
+    if layer.ndim == 3:
+        return layer.max(axis=2) > 0
+    return layer > 0
+
+
+def check_layer_size(layer_width: int, layer_height: int, width: int, height: int) -> None:
+    """A PromptError when a painted layer is not ``width`` x ``height`` pixels, the size of
+    the frame the brush paints on."""
+    if (layer_width, layer_height) != (width, height):
+        raise PromptError(
+            f"The painted layer is {layer_width}x{layer_height} pixels, but the frame is "
+            f"{width}x{height}; load the frame into the brush again and paint on it."
+        )
 
 
 def mask_layer(mask: np.ndarray | None, color: tuple[int, int, int], size: tuple[int, int]):

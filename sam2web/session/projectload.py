@@ -4,7 +4,11 @@ Every field of the JSON is checked before anything uses it: the source video, th
 record, the calibration, the objects, each history step of format version 1 and 2
 (checked against the project's own video size, and normalised to the fields the replay
 uses), the object ids the steps refer to, and the shape of the optional zones keys, all
-within the limits below. A bad file ends in one :class:`~sam2web.session.project.ProjectError`
+within the limits below. Nothing is decoded or allocated from a size the file claims: a
+mask prompt's size is counted from its run-length string here and the mask is decoded only
+when it is replayed, after the loaded video was compared with the project's
+(:func:`sam2web.session.project.check_source`, or a batch's
+:func:`sam2web.session.batch.fit_project`, which decodes it at the target video's size). A bad file ends in one :class:`~sam2web.session.project.ProjectError`
 sentence naming the bad field. The format itself is described in
 :mod:`sam2web.session.project`.
 """
@@ -28,8 +32,8 @@ from ..history import (
     Propagate,
     RemoveObject,
     SwapObjects,
-    decode_mask,
     from_json,
+    rle_size,
 )
 from ..tracking.checkpoints import get_spec
 from ..types import TrackedObject
@@ -99,6 +103,12 @@ def _decode_json(raw: bytes, name: str) -> Any:
         raise ProjectError(
             f"The file {name} is not a sam2web project (it is not valid JSON text); choose a "
             f"{PROJECT_FILENAME} file saved by sam2web."
+        ) from None
+    except MemoryError:
+        raise ProjectError(
+            f"The project file {name} holds more items than this server has memory for "
+            f"(it is under {MAX_PROJECT_BYTES / (1024 * 1024):g} MB, but no sam2web project is "
+            "built like it); choose a project file saved by sam2web."
         ) from None
 
 
@@ -397,10 +407,7 @@ def _parse_v2_step(c: _Checker, d: dict, op: str, where: str, source: ProjectSou
 
     if op == "mask":
         rle = c.as_str(c.get(d, "rle", where), f"the mask of {where}", MAX_PROJECT_BYTES)
-        try:
-            decode_mask(rle, source.height, source.width)
-        except ValueError:
-            raise c.fail(f"the mask of {where} is not a mask of the video's size") from None
+        _check_mask_size(c, rle, where, source)
         return {"op": op, "frame": frame(), "obj": ident("obj"), "rle": rle}
     if op == "swap":
         return {"op": op, "a": ident("a"), "b": ident("b"), "frame": frame()}
@@ -409,6 +416,22 @@ def _parse_v2_step(c: _Checker, d: dict, op: str, where: str, source: ProjectSou
     if op == "fill_gaps":
         return {"op": op, "frames": c.as_int(c.get(d, "frames", where), where, 0, 1000)}
     return {"op": op}  # undo_fix
+
+
+def _check_mask_size(c: _Checker, rle: str, where: str, source: ProjectSource) -> None:
+    """The pixels a mask's run-length string covers must be the project video's frame
+    size; they are counted from the string (nothing of the claimed size is made here: the
+    mask is decoded only on replay, after the video was compared with the project's)."""
+    pixels = source.width * source.height
+    try:
+        covered = rle_size(rle, pixels)
+    except ValueError:
+        covered = None
+    if covered != pixels:
+        raise c.fail(
+            f"the mask of {where} is not a mask of the video's size, "
+            f"{source.width}x{source.height} pixels"
+        )
 
 
 def _action_objects(action: Action) -> tuple[int, ...]:

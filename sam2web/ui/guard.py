@@ -22,7 +22,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..errors import SessionClosedError, UserError
+from ..errors import OUT_OF_MEMORY, SessionClosedError, UserError
 from .user import UserSession
 
 log = logging.getLogger(__name__)
@@ -202,6 +202,9 @@ def _translate(err: Exception, user: UserSession | None = None) -> gr.Error:
         return gr.Error(SessionClosedError().message, print_exception=False)
     if isinstance(err, UserError):
         return gr.Error(_for_toast(err.message), print_exception=False)
+    if isinstance(err, MemoryError):
+        log.error("a request ran out of memory", exc_info=err)
+        return gr.Error(OUT_OF_MEMORY, print_exception=False)
     log.error("unexpected error", exc_info=err)
     return gr.Error(
         "Something went wrong on the server (details are in its log); try "

@@ -155,7 +155,7 @@ def build_layout(engine: Engine) -> Page:
             parts.update(_objects_column(engine.settings))
         with gr.Column(scale=2):
             parts.update(_frame_column())
-    parts["masks"] = build_masks_panel()
+    parts["masks"] = build_masks_panel(engine.settings.max_pixels)
     drawing = build_zone_drawing()
     parts.update(_track_section(engine))
     parts.update(_results_section())

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from ..media.tiff import COMPOSITE, StackChoiceError
+from .brush_editor import brush_editor
 
 LABEL_TYPES = [".png", ".tif", ".tiff"]
 FIX_LABELS = {
@@ -51,11 +52,12 @@ class MasksPanel:
     gap_btn: gr.Button
 
 
-def build_masks_panel() -> MasksPanel:
-    """Every component of the panel, in page order, inside the current ``gr.Blocks``."""
+def build_masks_panel(max_pixels: int) -> MasksPanel:
+    """Every component of the panel, in page order, inside the current ``gr.Blocks``; the
+    brush takes images of at most ``max_pixels`` pixels (the largest frame)."""
     parts = _stack_choice()
     with gr.Accordion("Masks and identities", open=False, elem_id="masks-panel"):
-        parts.update(_labels_and_brush())
+        parts.update(_labels_and_brush(max_pixels))
         parts.update(_fixes())
     return MasksPanel(**parts)
 
@@ -78,7 +80,7 @@ def _stack_choice() -> dict:
     return parts
 
 
-def _labels_and_brush() -> dict:
+def _labels_and_brush(max_pixels: int) -> dict:
     parts = {}
     gr.Markdown(
         "**Start from masks**: a label image (PNG or TIFF, 8 or 16 bit; each pixel holds "
@@ -95,7 +97,8 @@ def _labels_and_brush() -> dict:
         "**Brush**: load the active object's mask on the current frame, paint to add "
         "and erase to remove, then use the painted mask as that frame's prompt."
     )
-    parts["editor"] = gr.ImageEditor(
+    parts["editor"] = brush_editor(
+        max_pixels,
         label="Brush",
         type="numpy",
         image_mode="RGBA",

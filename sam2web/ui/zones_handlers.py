@@ -10,7 +10,7 @@ import json
 
 import gradio as gr
 
-from ..analysis.zones import zones_from_json
+from ..analysis.zones import MAX_ZONES_JSON_CHARS, zones_from_json
 from ..errors import PromptError
 from ..session.behaviour import ZONE_TABLE_HEADERS, BehaviourOutputs, optional_number, zone_table
 from . import views
@@ -72,10 +72,20 @@ def clear_zones(ctx: Context, user: UserSession, frame) -> Update:
 @friendly
 def set_zones(ctx: Context, user: UserSession, zones_json, frame) -> Update:
     """Replace the zones by a JSON list of shapes, e.g. [{"type": "rect", "name": "left",
-    "x0": 0, "y0": 0, "x1": 100, "y1": 200}] (types rect, circle, polygon, ring; API only)."""
+    "x0": 0, "y0": 0, "x1": 100, "y1": 200}] (types rect, circle, polygon, ring; API only).
+    The text's length, the number of zones and each polygon's corners are checked before
+    anything is built from them."""
+    text = zones_json or "[]"
+    if not isinstance(text, str):
+        raise PromptError("The zones must be a JSON list of shapes.")
+    if len(text) > MAX_ZONES_JSON_CHARS:
+        raise PromptError(
+            f"The zones are {len(text):,} characters of JSON, more than the "
+            f"{MAX_ZONES_JSON_CHARS:,} a set of zones may take; send fewer zones or corners."
+        )
     try:
-        data = json.loads(zones_json or "[]")
-    except ValueError:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
         raise PromptError("The zones must be a JSON list of shapes.") from None
     if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
         raise PromptError("The zones must be a JSON list of shapes.")
