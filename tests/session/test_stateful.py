@@ -407,7 +407,7 @@ def check_outputs(user: UserSession, o: Outputs, check_fixed_labels: bool = True
                 by_frame_present.setdefault(f, []).append((obj_id, mask))
             elif row.get("interpolated") != "1":
                 assert row["area_px"] == row["centroid_x"] == row["bbox_x"] == "", where
-            if math.isnan(score):
+            if math.isnan(score) or row.get("interpolated") == "1":  # filled: unknown
                 assert row["score"] == "", f"{where}: unknown score"
             else:
                 assert close(row["score"], score, 4), f"{where}: score"
@@ -865,7 +865,7 @@ class RealMachine(SessionMachine):
 
 
 def test_session_with_the_double(double_engine, clip):
-    _run(DoubleMachine, double_engine, clip, max_examples=100, stateful_step_count=25)
+    _run(DoubleMachine, double_engine, clip, max_examples=60, stateful_step_count=25)
 
 
 @pytest.mark.exhaustive
