@@ -219,7 +219,7 @@ def test_worker_sizing():
     assert (shared.workers, shared.cpus) == (2, 1.0)
     with pytest.raises(UserError, match="fewer than 1 worker of 8 cores"):
         plan_workers(dataclasses.replace(options, cpus_per_worker=8), {"CPU": 2}, 1, "cpu")
-    with pytest.raises(UserError, match="fewer than 3 workers of 1 cores"):
+    with pytest.raises(UserError, match="fewer than 3 workers of 1 core and"):
         plan_workers(dataclasses.replace(options, workers=3), {"CPU": 2}, 5, "cpu")
 
 
