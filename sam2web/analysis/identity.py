@@ -364,21 +364,24 @@ def fill_gaps(rows: Iterable[Measurement], max_gap: int) -> tuple[list[Measureme
         positions.setdefault(r.object_id, []).append(i)
     for idx in positions.values():
         idx.sort(key=lambda i: rows[i].frame)
-        anchors = [i for i in idx if rows[i].present and rows[i].centroid_x is not None]
-        for i, j in zip(anchors, anchors[1:], strict=False):
-            a, b = rows[i], rows[j]
-            gap = b.frame - a.frame - 1
-            if not 0 < gap <= max_gap:
-                continue
-            for k in idx:
-                r = rows[k]
-                if a.frame < r.frame < b.frame and not r.present:
-                    w = (r.frame - a.frame) / (b.frame - a.frame)
-                    filled[k] = dataclasses.replace(
-                        _absent(r),
-                        present=True,
-                        centroid_x=a.centroid_x + w * (b.centroid_x - a.centroid_x),
-                        centroid_y=a.centroid_y + w * (b.centroid_y - a.centroid_y),
-                    )
+        anchors = [rows[i] for i in idx if rows[i].present and rows[i].centroid_x is not None]
+        if len(anchors) < 2:
+            continue
+        at = np.array([a.frame for a in anchors], dtype=float)
+        absent = [k for k in idx if not rows[k].present]
+        frames = np.array([rows[k].frame for k in absent], dtype=float)
+        after = np.searchsorted(at, frames, side="right")  # the first anchor after each
+        inside = (after > 0) & (after < len(at))
+        before_f, after_f = at[np.maximum(after - 1, 0)], at[np.minimum(after, len(at) - 1)]
+        bridged = inside & (before_f < frames) & (after_f - before_f - 1 <= max_gap)
+        xs = np.interp(frames, at, [a.centroid_x for a in anchors])
+        ys = np.interp(frames, at, [a.centroid_y for a in anchors])
+        for n in np.flatnonzero(bridged):
+            filled[absent[n]] = dataclasses.replace(
+                _absent(rows[absent[n]]),
+                present=True,
+                centroid_x=float(xs[n]),
+                centroid_y=float(ys[n]),
+            )
     out = [filled.get(i, r) for i, r in enumerate(rows)]
     return out, [i in filled for i in range(len(rows))]

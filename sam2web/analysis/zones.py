@@ -149,8 +149,7 @@ class Rect(Zone):
         y0, y1 = sorted(check_number(v, "rectangle corner") for v in (self.y0, self.y1))
         if x1 <= x0 or y1 <= y0:
             raise PromptError(
-                f"The rectangle '{self.name}' has no area; drag from one corner to the "
-                "opposite one."
+                f"The rectangle '{self.name}' has no area; click one corner, then the opposite one."
             )
         for attr, value in (("x0", x0), ("y0", y0), ("x1", x1), ("y1", y1)):
             object.__setattr__(self, attr, value)

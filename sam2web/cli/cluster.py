@@ -176,6 +176,10 @@ class Sizing:
     gpus: float
 
 
+def _count(n: float, noun: str) -> str:
+    return f"{n:g} {noun}{'' if n == 1 else 's'}"
+
+
 def plan_workers(options: RayOptions, resources: dict, videos: int, device: str) -> Sizing:
     """How many workers and what each takes, from the options and the cluster's
     resources: one per GPU by default, else one per ``DEFAULT_CPUS_PER_WORKER`` cores (all
@@ -197,8 +201,9 @@ def plan_workers(options: RayOptions, resources: dict, videos: int, device: str)
     workers = max(1, min(workers, videos))
     if workers * per_cpu > cpus or workers * per_gpu > gpus:
         raise UserError(
-            f"The cluster has {cpus:g} CPU cores and {gpus:g} GPUs, fewer than {workers} "
-            f"worker{'s' if workers != 1 else ''} of {per_cpu:g} cores and {per_gpu:g} GPUs "
+            f"The cluster has {_count(cpus, 'CPU core')} and {_count(gpus, 'GPU')}, fewer "
+            f"than {_count(workers, 'worker')} of {_count(per_cpu, 'core')} and "
+            f"{_count(per_gpu, 'GPU')} "
             "take; lower --workers, --cpus-per-worker or --gpus-per-worker."
         )
     return Sizing(workers, per_cpu, per_gpu)

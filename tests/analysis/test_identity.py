@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -163,3 +164,50 @@ def test_fill_gaps_interpolates_short_absences_only():
     assert fill_gaps(rows, 0)[0] == rows
     with pytest.raises(PromptError):
         fill_gaps(rows, -1)
+
+
+def test_a_filled_row_lies_halfway_between_the_present_frames_around_it():
+    # Present at frame 2 on (10, 40) and at frame 4 on (30, 20): frame 3 is halfway,
+    # (10 + 30) / 2 = 20 and (40 + 20) / 2 = 30.
+    rows = make_rows({1: [None, None, (10, 40), None, (30, 20), None]})
+    filled, flags = fill_gaps(rows, max_gap=1)
+    assert flags == [False, False, False, True, False, False]
+    assert (filled[3].frame, filled[3].centroid_x, filled[3].centroid_y) == (3, 20.0, 30.0)
+    assert filled[3].present and filled[3].area_px is None and math.isnan(filled[3].score)
+    assert [r.present for r in filled] == [False, False, True, True, True, False]
+
+
+def test_after_a_merge_the_gap_between_the_two_objects_tracks_is_filled():
+    # Object 1 is seen until frame 3 on (6, 0), object 2 from frame 5 on (10, 20); merged
+    # from frame 4, object 1's frame 4 lies halfway: ((6 + 10) / 2, (0 + 20) / 2) = (8, 10).
+    one = [(0, 0), (2, 0), (4, 0), (6, 0), None, None, None]
+    two = [None] * 5 + [(10, 20), (10, 22)]
+    merged = Merge(1, 2, from_frame=4).apply_to_rows(make_rows({1: one, 2: two}))
+    filled, flags = fill_gaps(merged, max_gap=1)
+    ones = [(r, f) for r, f in zip(filled, flags, strict=True) if r.object_id == 1]
+    assert [f for _, f in ones] == [False, False, False, False, True, False, False]
+    assert (ones[4][0].centroid_x, ones[4][0].centroid_y) == (8.0, 10.0)
+    assert [(r.centroid_x, r.centroid_y) for r, _ in ones[5:]] == [(10.0, 20.0), (10.0, 22.0)]
+    assert not any(f for r, f in zip(filled, flags, strict=True) if r.object_id == 2)
+
+
+def _flickering(n_frames: int) -> list:
+    return make_rows({1: [(f, 2 * f) if f % 2 == 0 else None for f in range(n_frames)]})
+
+
+def _seconds(rows) -> float:
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        fill_gaps(rows, max_gap=1)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def test_gap_filling_time_grows_with_the_rows_not_their_square():
+    small, large = _flickering(1_000), _flickering(8_000)
+    filled, flags = fill_gaps(large, max_gap=1)
+    assert sum(flags) == 3_999 and filled[7_999].present is False
+    assert (filled[1].centroid_x, filled[1].centroid_y) == (1.0, 2.0)
+    # Eight times the rows: about eight times the time, never the sixty-four of a square.
+    assert _seconds(large) < 20 * _seconds(small)

@@ -331,3 +331,14 @@ def test_length_units_are_normalised():
     assert normalize_length_unit("mm") == "mm" and normalize_length_unit("nm") == "nm"
     for nothing in ("pixel", "", None, 3, "furlong"):
         assert normalize_length_unit(nothing) is None
+
+
+def test_a_rectangle_without_area_says_how_the_page_draws_one():
+    from sam2web.analysis.zones import Rect
+    from sam2web.errors import PromptError
+
+    with pytest.raises(PromptError) as caught:
+        Rect("arena", 5, 5, 5, 40)
+    assert caught.value.message == (
+        "The rectangle 'arena' has no area; click one corner, then the opposite one."
+    )

@@ -221,5 +221,20 @@ def test_worker_sizing():
     assert (shared.workers, shared.cpus) == (2, 1.0)
     with pytest.raises(UserError, match="fewer than 1 worker of 8 cores"):
         plan_workers(dataclasses.replace(options, cpus_per_worker=8), {"CPU": 2}, 1, "cpu")
-    with pytest.raises(UserError, match="fewer than 3 workers of 1 cores"):
+    with pytest.raises(UserError, match="fewer than 3 workers of 1 core and"):
         plan_workers(dataclasses.replace(options, workers=3), {"CPU": 2}, 5, "cpu")
+
+
+def test_too_many_workers_are_counted_in_singular_and_plural_right():
+    import pytest
+
+    from sam2web.cli.cluster import RayOptions, plan_workers
+    from sam2web.errors import UserError
+
+    options = RayOptions(address=None, workers=3, cpus_per_worker=1, gpus_per_worker=1)
+    with pytest.raises(UserError) as caught:
+        plan_workers(options, {"CPU": 2, "GPU": 1}, videos=5, device="auto")
+    assert caught.value.message == (
+        "The cluster has 2 CPU cores and 1 GPU, fewer than 3 workers of 1 core and 1 GPU "
+        "take; lower --workers, --cpus-per-worker or --gpus-per-worker."
+    )
