@@ -17,6 +17,7 @@ Nothing here imports gradio.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -50,14 +51,19 @@ def read_labels(
 
 
 def start_from_labels(
-    tracking: TrackingSession, labels: dict[int, np.ndarray], frame_idx: int
+    tracking: TrackingSession,
+    labels: dict[int, np.ndarray],
+    frame_idx: int,
+    target: Callable[[TrackedObject], int] | None = None,
 ) -> list[TrackedObject]:
     """Add one object per label (named after it), each prompted with its mask on
-    ``frame_idx`` (see :func:`read_labels`); returns the new objects in label order."""
+    ``frame_idx`` (see :func:`read_labels`); returns the new objects in label order.
+    ``target(obj)`` is the tracker object the new object's mask goes to (the session's
+    identity rule; default: the object itself)."""
     added = []
     for label, mask in labels.items():
         obj = tracking.add_object(f"label {label}")
-        tracking.add_mask(int(frame_idx), obj.obj_id, mask)
+        tracking.add_mask(int(frame_idx), obj.obj_id if target is None else target(obj), mask)
         added.append(obj)
     return added
 
