@@ -17,20 +17,27 @@ centroid; masks are never invented.
 session's store that applies the fixes in force (:func:`sam2web.history.identity_fixes`) to
 each frame as it is read, so the stored masks stay as tracked and undoing a fix restores
 the earlier outputs exactly. :func:`fixed_view` gives the view a session's history calls for.
+
+The one identity rule: every reader of masks reads the view, and every edit names an
+object as the view shows it. :func:`tracker_object` is where such an edit goes: the
+tracker's (SAM 2's) object whose masks show as that object on that frame under the fixes in
+force; an object merged into another is not shown there and is refused in one sentence.
+:func:`shown_object` is its inverse (where a tracker object's prompt is drawn), and
+:func:`check_removal` refuses to remove an object a fix in force involves.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import PromptError
 from ..history import Action, MergeObjects, SwapObjects, identity_fixes
-from ..tracking.maskstore import MaskStore, label_image
+from ..tracking.maskstore import MaskReader, MaskStore, label_image
 from ..types import FrameResult, Measurement
 from .results import CSV_COLUMNS
 
@@ -301,7 +308,7 @@ class FixedStore:
     ``mask``, ``score``, ``frames``, ``iter_frames``, ``label_image``), so exports, the
     overlay video and the page read it in place of the store."""
 
-    def __init__(self, store: MaskStore, fixes: Iterable[IdentityFix]):
+    def __init__(self, store: MaskReader, fixes: Iterable[IdentityFix]):
         self.store = store
         self.fixes = tuple(fixes)
         self.height, self.width = store.height, store.width
@@ -337,13 +344,78 @@ class FixedStore:
         return label_image(self.read(frame_idx), self.height, self.width, order)
 
 
-def fixed_view(store: MaskStore, history: list[Action]) -> MaskStore | FixedStore:
+def fixes_in_force(history: list[Action]) -> list[IdentityFix]:
+    """The fixes in force after ``history`` (:func:`sam2web.history.identity_fixes`), in the
+    order they were made, as the operations :class:`FixedStore` applies."""
+    return [fix_of(a) for a in identity_fixes(history)]
+
+
+def fixed_view(store: MaskStore, history: list[Action]) -> MaskReader:
     """What to read a session's masks from: the store itself when no identity fix is in
     force, else a :class:`FixedStore` applying them."""
-    fixes = identity_fixes(history)
+    fixes = fixes_in_force(history)
     if not fixes:
         return store
-    return FixedStore(store, [fix_of(a) for a in fixes])
+    return FixedStore(store, fixes)
+
+
+def _undo_hint(fixes: Sequence[IdentityFix], i: int) -> str:
+    """How to take back fix ``i`` of ``fixes`` (undo takes back the latest first)."""
+    later = len(fixes) - 1 - i
+    return "undo that fix first" if later == 0 else f"undo the last {later + 1} fixes first"
+
+
+def tracker_object(fixes: Sequence[IdentityFix], obj_id: int, frame: int) -> int:
+    """The tracker object an edit of object ``obj_id`` *as shown* on ``frame`` goes to: the
+    one whose masks :class:`FixedStore` shows as ``obj_id`` there under ``fixes`` (in the
+    order made). A swap covering the frame exchanges the two; the object a merge keeps
+    stays itself; the object a merge folds away is not shown there, and an edit of it is
+    refused in one sentence (PromptError). Outside every fix an object is itself."""
+    tracker = int(obj_id)
+    for i in range(len(fixes) - 1, -1, -1):
+        fix = fixes[i]
+        if not fix.covers(frame):
+            continue
+        if isinstance(fix, Swap):
+            if tracker in (fix.a, fix.b):
+                tracker = fix.b if tracker == fix.a else fix.a
+        elif tracker == fix.source:
+            kept = shown_object(fixes[i + 1 :], fix.target, frame)
+            raise PromptError(
+                f"Object {int(obj_id)} is merged into object {kept} from frame "
+                f"{fix.from_frame}, so it is not shown on frame {int(frame)}; edit object "
+                f"{kept} there, or {_undo_hint(fixes, i)}."
+            )
+    return tracker
+
+
+def shown_object(fixes: Sequence[IdentityFix], tracker: int, frame: int) -> int:
+    """The object the tracker object ``tracker``'s mask on ``frame`` is shown as under
+    ``fixes``: the inverse of :func:`tracker_object` (an object a merge folds away is shown
+    as the one it keeps)."""
+    obj = int(tracker)
+    for fix in fixes:
+        if not fix.covers(frame):
+            continue
+        if isinstance(fix, Swap):
+            if obj in (fix.a, fix.b):
+                obj = fix.b if obj == fix.a else fix.a
+        elif obj == fix.source:
+            obj = fix.target
+    return obj
+
+
+def check_removal(fixes: Sequence[IdentityFix], obj_id: int) -> None:
+    """Refuse, in one sentence, to remove an object that a fix in force involves: removing
+    it would remove the tracker object whose masks the fix shows as the other one."""
+    for i, fix in enumerate(fixes):  # the earliest: undoing back to it frees the object
+        pair = (fix.a, fix.b) if isinstance(fix, Swap) else (fix.target, fix.source)
+        if int(obj_id) in pair:
+            kind = "swap" if isinstance(fix, Swap) else "merge"
+            raise PromptError(
+                f"Object {int(obj_id)} is part of a {kind} from frame {fix.from_frame}; "
+                f"{_undo_hint(fixes, i)}, then remove it."
+            )
 
 
 def fill_gaps(rows: Iterable[Measurement], max_gap: int) -> tuple[list[Measurement], list[bool]]:

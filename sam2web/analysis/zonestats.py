@@ -14,7 +14,9 @@ Per object and zone, :func:`zone_stats` counts, from a measurement table:
   with an unknown score, e.g. a gap-filled one, is left out) and the mean score inside.
 
 Membership is by centroid (default) or, with ``min_overlap``, by the fraction of the
-object's mask that lies in the zone's mask.
+object's mask that lies in the zone's mask. The masks come from any
+:class:`~sam2web.tracking.maskstore.MaskReader` (a session passes the view with its
+identity fixes applied, as its rows have them) or from (frame, object id, mask) triples.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PromptError
-from ..tracking.maskstore import MaskStore
+from ..tracking.maskstore import MaskReader
 from ..types import Measurement
 from .rowtools import frame_seconds, general, has_centroid, text, write_table
 from .tables import Calibration, by_object
@@ -51,7 +53,7 @@ ZONE_COLUMNS = (
     "mean_score_inside",
 )
 
-MaskSource = MaskStore | Iterable[tuple[int, int, np.ndarray]]
+MaskSource = MaskReader | Iterable[tuple[int, int, np.ndarray]]
 
 
 # ---------------------------------------------------------------------------- membership
@@ -92,7 +94,7 @@ def _overlap_fractions(
         return zone_masks[shape]
 
     def entries() -> Iterator[tuple[int, int, np.ndarray]]:
-        if isinstance(masks, MaskStore):
+        if isinstance(masks, MaskReader):
             frames = sorted({f for f, _ in wanted})
             if not frames:
                 return
@@ -128,8 +130,9 @@ def zone_membership(
 
     By centroid (default): the row is present and its centroid (x, y) is in the zone. With
     ``min_overlap`` (0 < F <= 1): the row is present and at least F of its mask's pixels
-    lie in the zone's :meth:`Zone.mask`; ``masks`` (a MaskStore or (frame, object id,
-    mask) triples) is then required, and a row without a mask there is outside.
+    lie in the zone's :meth:`Zone.mask`; ``masks`` (a :class:`MaskReader`, e.g. a store or
+    its view with the identity fixes, or (frame, object id, mask) triples) is then
+    required, and a row without a mask there is outside.
     """
     rows = list(rows)
     zones = list(zones)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..analysis.identity import fixed_view
+from ..analysis.identity import fixed_view, fixes_in_force, shown_object
 from ..tracking.tracker import TrackingSession
 from ..types import VideoInfo
 from .render import OverlayStyle, draw_overlay, draw_prompts, gallery_indices, recent_centroids
@@ -89,16 +89,21 @@ def render_frame(
 def _draw_frame_prompts(
     frame: np.ndarray, tracking: TrackingSession, frame_idx: int, scale: float
 ) -> np.ndarray:
+    """The frame's prompts, each in the colour of the object it is shown as (a prompt is
+    given to the tracker object shown as that object, see
+    :func:`sam2web.analysis.identity.tracker_object`)."""
     objects = tracking.objects
+    fixes = fixes_in_force(tracking.history)
     for (f, oid), prompts in tracking.prompts.items():
         if f != frame_idx or oid not in objects:
             continue
+        shown = objects.get(shown_object(fixes, oid, f), objects[oid])
         box = None
         if prompts.box is not None:
             b = prompts.box
             box = (b.x0 * scale, b.y0 * scale, b.x1 * scale, b.y1 * scale)
         clicks = [(c.x * scale, c.y * scale, c.positive) for c in prompts.clicks]
-        frame = draw_prompts(frame, clicks, box, objects[oid].color)
+        frame = draw_prompts(frame, clicks, box, shown.color)
     return frame
 
 

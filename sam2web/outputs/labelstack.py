@@ -21,6 +21,10 @@ An object absent for some frames and back later therefore continues under a new 
 whose parent is the label it had before the gap. An object's first track keeps the
 object id as its label; continuations get labels above the largest object id, numbered in
 order of their first frame (then object id).
+
+Both read masks from a :class:`~sam2web.tracking.maskstore.MaskReader`: a session passes
+the view with its identity fixes applied, so the stacks carry the identities of every
+other output. Zip members carry a fixed timestamp, so the same masks give the same bytes.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import numpy as np
 
 from ..analysis.tables import frame_runs
 from ..fileio import atomic_output, write_bytes_atomic, write_zip_atomic
-from ..tracking.maskstore import MaskStore, label_image
+from ..tracking.maskstore import MaskReader, label_image
 from ..types import FrameResult, VideoInfo
 from ..units import normalize_length_unit
 
@@ -80,7 +84,7 @@ def _imagej_unit(unit: str) -> str:
 
 
 def write_label_tiff(
-    store: MaskStore,
+    store: MaskReader,
     info: VideoInfo,
     path: Path,
     object_ids: Iterable[int] | None = None,
@@ -157,6 +161,14 @@ class CtcTrack:
     object_id: int
 
 
+def _member(name: str) -> zipfile.ZipInfo:
+    """A zip member named ``name`` with a fixed date (the earliest a zip can hold), so that
+    the archive's bytes depend on its contents only."""
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
 def ctc_tracks(frames_of: dict[int, list[int]]) -> list[CtcTrack]:
     """Tracks (by label) from the sorted frames on which each object id is drawn; labels
     as in the module doc."""
@@ -184,7 +196,7 @@ def ctc_tracks(frames_of: dict[int, list[int]]) -> list[CtcTrack]:
 
 
 def write_ctc(
-    store: MaskStore,
+    store: MaskReader,
     info: VideoInfo,
     dest: Path,
     object_ids: Iterable[int] | None = None,
@@ -232,8 +244,8 @@ def write_ctc(
 
         def fill(zf: zipfile.ZipFile) -> None:
             for name, data in members():
-                zf.writestr(name, data)
-            zf.writestr("res_track.txt", track_text)
+                zf.writestr(_member(name), data)
+            zf.writestr(_member("res_track.txt"), track_text)
 
         write_zip_atomic(dest, fill)
     else:

@@ -46,7 +46,7 @@ from ..analysis.zonestats import ZoneStats, write_zone_csv, zone_stats
 from ..errors import PromptError, UserError, as_clause
 from ..outputs.labelstack import write_ctc, write_label_tiff
 from ..outputs.render import draw_zones
-from ..tracking.maskstore import MaskStore
+from ..tracking.maskstore import MaskReader
 from ..types import Measurement, VideoInfo
 from .project import Project, ProjectError
 
@@ -428,11 +428,12 @@ def write_behaviour(
     setup: BehaviourSetup,
     first_frame: np.ndarray,
     out_dir: Path,
-    masks: MaskStore | None = None,
+    masks: MaskReader | None = None,
 ) -> BehaviourOutputs:
     """Write the zone table (when there are zones), the pair tables (two or more objects)
     and an occupancy heatmap per object over ``first_frame`` into ``out_dir``. ``masks`` is
-    needed for membership by overlap."""
+    needed for membership by overlap: the masks the rows were measured from (a session's
+    view with its identity fixes applied, :func:`sam2web.analysis.identity.fixed_view`)."""
     out_dir = Path(out_dir)
     files: dict[str, Path] = {}
     stats: list[ZoneStats] = []
@@ -478,13 +479,14 @@ def stack_info(info: VideoInfo, cal: Calibration) -> VideoInfo:
 
 
 def write_label_stacks(
-    store: MaskStore,
+    store: MaskReader,
     info: VideoInfo,
     cal: Calibration,
     out_dir: Path,
     object_ids: Iterable[int] | None = None,
 ) -> dict[str, Path]:
-    """The masks as one uint16 ImageJ TIFF stack and as a Cell Tracking Challenge zip."""
+    """The masks of ``store`` (a session's view with its identity fixes applied) as one
+    uint16 ImageJ TIFF stack and as a Cell Tracking Challenge zip."""
     info = stack_info(info, cal)
     ids = None if object_ids is None else list(object_ids)
     out_dir = Path(out_dir)

@@ -60,9 +60,12 @@ def start_from_labels(
     labels: dict[int, np.ndarray],
     frame_idx: int,
     on_model: Callable[[Callable[[], T]], T] = lambda fn: fn(),
+    target: Callable[[TrackedObject], int] | None = None,
 ) -> list[TrackedObject]:
     """Add one object per label (named after it), each prompted with its mask on
     ``frame_idx`` (see :func:`read_labels`); returns the new objects in label order.
+    ``target(obj)`` is the tracker object the new object's mask goes to (the session's
+    identity rule; default: the object itself).
 
     Each object's prompt is one call of ``on_model`` (one unit on the shared model, so
     other users wait for one object at most, never for the whole image). It is all or
@@ -72,7 +75,7 @@ def start_from_labels(
 
     def add(label: int, mask: np.ndarray) -> TrackedObject:
         obj = tracking.add_object(f"label {label}")
-        tracking.add_mask(int(frame_idx), obj.obj_id, mask)
+        tracking.add_mask(int(frame_idx), obj.obj_id if target is None else target(obj), mask)
         return obj
 
     added = []

@@ -1,6 +1,12 @@
 """Masks and identity fixes of the user session: objects started from label images, brush
 corrections, swaps, merges and gap filling, and a microscopy TIFF held until the user
 chooses what it shows (:class:`MasksAndFixes`).
+
+It also holds the session's half of the one identity rule: an edit names an object as the
+page shows it, and :meth:`MasksAndFixes.edit_target` (once per edit, for every edit path:
+clicks, boxes, undo, clearing a frame, the brush, label images) says which of the
+tracker's objects it goes to under the fixes in force
+(:func:`sam2web.analysis.identity.tracker_object`).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.identity import fixed_view
+from ..analysis.identity import fixed_view, fixes_in_force, tracker_object
 from ..errors import PromptError
 from ..history import FillGaps, UndoFix, gap_limit
 from ..media.tiff import StackChoiceError
@@ -89,20 +95,25 @@ class MasksAndFixes:
         tracking = self.ensure_tracking()
         with self.busy():
             added = corrections.start_from_labels(
-                tracking, labels, frame_idx, lambda fn: self.on_model(tracking, fn)
+                tracking,
+                labels,
+                frame_idx,
+                lambda fn: self.on_model(tracking, fn),
+                lambda obj: self.edit_target(obj, frame_idx),
             )
         self.pending_corner = None
         self.active_object = added[-1].obj_id
         return added
 
     def paint(self, frame_idx: int, mask: np.ndarray, obj_id: int | None = None) -> None:
-        """Make ``mask`` (bool, original frame size) the object's mask prompt on the
-        frame: what the brush painted."""
+        """Make ``mask`` (bool, original frame size) the mask prompt on the frame of the
+        object as the page shows it there: what the brush painted."""
         self.touch()
         frame_idx = self.check_frame(frame_idx)
         obj = self._object_for_click(obj_id)
         tracking = self.ensure_tracking()
-        self.on_model(tracking, lambda: tracking.add_mask(frame_idx, obj.obj_id, mask))
+        target = self.edit_target(obj, frame_idx)
+        self.on_model(tracking, lambda: tracking.add_mask(frame_idx, target, mask))
 
     def fix_identity(self, kind: str, first: int, second: int, frame_idx: int) -> str:
         """Swap ``first`` and ``second``, or merge ``second`` into ``first``, from
@@ -132,11 +143,24 @@ class MasksAndFixes:
         record_fix(self._tracked_or_prompt(), FillGaps(frames))
 
     def mask_on(self, frame_idx: int, obj_id: int) -> np.ndarray | None:
-        """The object's mask on the frame as the page shows it (identity fixes applied);
-        None where it has none."""
+        """The object's mask on the frame as the page shows it (identity fixes applied),
+        what the brush starts from; None where it has none. An object merged into another
+        there is refused in one sentence, as an edit of it is."""
         if self.tracking is None:
             return None
-        return fixed_view(self.tracking.store, self.tracking.history).mask(frame_idx, obj_id)
+        frame_idx = self.check_frame(frame_idx)
+        obj = self._object(obj_id)
+        self.edit_target(obj, frame_idx)
+        view = fixed_view(self.tracking.store, self.tracking.history)
+        return view.mask(frame_idx, obj.obj_id)
+
+    def edit_target(self, obj: TrackedObject, frame_idx: int) -> int:
+        """The tracker object an edit of ``obj`` on ``frame_idx`` goes to: the one shown
+        as ``obj`` there under the identity fixes in force (the one identity rule,
+        :func:`sam2web.analysis.identity.tracker_object`); ``obj`` itself where no fix
+        covers the frame. An object merged into another there is refused in one sentence."""
+        history = self._tracked_or_prompt().history
+        return tracker_object(fixes_in_force(history), obj.obj_id, frame_idx)
 
     def _tracked_or_prompt(self) -> TrackingSession:
         if self.tracking is None:

@@ -1,6 +1,12 @@
 """Objects and prompts of the user session: adding, naming and removing objects, clicks,
 boxes, undo and reset (:class:`PromptSession`), with the checks of a request's positions
 and object names.
+
+Every prompt names an object as the page shows it on that frame and goes to the tracker
+object :meth:`~sam2web.session.fixes.MasksAndFixes.edit_target` gives (the identity rule,
+docs/ARCHITECTURE.md "Identities"). A name belongs to the object as shown, on every frame,
+so renaming needs no translation; removing an object that a fix in force involves is
+refused in one sentence (:func:`sam2web.analysis.identity.check_removal`).
 """
 
 from __future__ import annotations
@@ -8,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..analysis.identity import check_removal, fixes_in_force
 from ..analysis.tables import Calibration
 from ..errors import PromptError
 from ..outputs import display
@@ -47,12 +54,18 @@ class PromptSession(MasksAndFixes, VideoSession):
         return obj
 
     def rename_object(self, obj_id: int, name: str) -> TrackedObject:
+        """Name the object as the page shows it: the name follows it on every frame, before
+        and after any identity fix (a fix exchanges masks, never names)."""
         self._object(obj_id)
         return self.ensure_tracking().rename_object(int(obj_id), _clean_name(name))
 
     def remove_object(self, obj_id: int) -> None:
+        """Remove the object with its prompts and masks; one that an identity fix in force
+        involves is refused in one sentence (removing it would remove the tracker object
+        the fix shows as the other one)."""
         self._object(obj_id)
         tracking = self.ensure_tracking()
+        check_removal(fixes_in_force(tracking.history), int(obj_id))
         self.on_model(tracking, lambda: tracking.remove_object(int(obj_id)))
         if self.active_object == obj_id:
             remaining = self.objects
@@ -77,6 +90,7 @@ class PromptSession(MasksAndFixes, VideoSession):
             raise PromptError("Choose positive, negative or box as the click mode.")
         obj = self._object_for_click(obj_id)
         tracking = self.ensure_tracking()
+        target = self.edit_target(obj, frame_idx)
         if mode == "box":
             corner = self.pending_corner
             if corner is None or corner.frame != frame_idx:
@@ -85,11 +99,11 @@ class PromptSession(MasksAndFixes, VideoSession):
                 return f"First corner of the box for {obj.name} set; click the opposite corner."
             self.pending_corner = None
             box = Box(corner.x, corner.y, x, y)
-            self.on_model(tracking, lambda: tracking.set_box(frame_idx, obj.obj_id, box))
+            self.on_model(tracking, lambda: tracking.set_box(frame_idx, target, box))
             return f"Box set for {obj.name} on frame {frame_idx}."
         self.pending_corner = None
         click = Click(x, y, mode == "positive")
-        self.on_model(tracking, lambda: tracking.add_click(frame_idx, obj.obj_id, click))
+        self.on_model(tracking, lambda: tracking.add_click(frame_idx, target, click))
         kind = "Positive" if mode == "positive" else "Negative"
         return f"{kind} click added to {obj.name} at x={x:.0f}, y={y:.0f}."
 
@@ -107,22 +121,25 @@ class PromptSession(MasksAndFixes, VideoSession):
         x0, y0, x1, y1 = _position("box", x0, y0, x1, y1)
         obj = self._object_for_click(obj_id)
         tracking = self.ensure_tracking()
+        target = self.edit_target(obj, frame_idx)
         box = Box(x0, y0, x1, y1)
-        self.on_model(tracking, lambda: tracking.set_box(frame_idx, obj.obj_id, box))
+        self.on_model(tracking, lambda: tracking.set_box(frame_idx, target, box))
 
     def undo(self, frame_idx: int, obj_id: int | None = None) -> None:
         frame_idx = self.check_frame(frame_idx)
         obj = self._object(obj_id if obj_id is not None else self.active_object)
         self.pending_corner = None
         tracking = self.ensure_tracking()
-        self.on_model(tracking, lambda: tracking.undo(frame_idx, obj.obj_id))
+        target = self.edit_target(obj, frame_idx)
+        self.on_model(tracking, lambda: tracking.undo(frame_idx, target))
 
     def clear_frame(self, frame_idx: int, obj_id: int | None = None) -> None:
         frame_idx = self.check_frame(frame_idx)
         obj = self._object(obj_id if obj_id is not None else self.active_object)
         self.pending_corner = None
         tracking = self.ensure_tracking()
-        self.on_model(tracking, lambda: tracking.clear_frame(frame_idx, obj.obj_id))
+        target = self.edit_target(obj, frame_idx)
+        self.on_model(tracking, lambda: tracking.clear_frame(frame_idx, target))
 
     @writes_files
     def reset(self) -> None:

@@ -216,18 +216,18 @@ class UserSession(PromptSession):
             self.behaviour.setup,
             self._first_frame(),
             self._exports_dir(),
-            masks=tracking.store,
+            masks=fixed_view(tracking.store, tracking.history),  # what the rows measured
         )
 
     @writes_files
     def export_label_stacks(self) -> dict[str, Path]:
-        """The masks as a uint16 label TIFF stack and a Cell Tracking Challenge zip."""
+        """The masks as a uint16 label TIFF stack and a Cell Tracking Challenge zip, with
+        the identity fixes in force (as every other file has them)."""
         self._results(video=False)
         tracking = self._tracked()
         ids = [o.obj_id for o in tracking.objects.values()]
-        return write_label_stacks(
-            tracking.store, self.info, self.calibration, self._exports_dir(), ids
-        )
+        view = fixed_view(tracking.store, tracking.history)
+        return write_label_stacks(view, self.info, self.calibration, self._exports_dir(), ids)
 
     def export_extras(self, extras: ExtraOutputs, calibration: Calibration) -> list[Path]:
         """The files of ``extras`` with ``calibration`` (the batch command's hook)."""

@@ -9,6 +9,11 @@ Files are replaced atomically (temporary file + :func:`os.replace`), so a reader
 frame while the tracking thread rewrites it sees the old or the new file, never half of one.
 Writes are serialised by a per-store lock; reads take the lock only to look at the frame
 index, never while decoding a file.
+
+:class:`MaskReader` is the reading half of the store's interface: what every reader of
+masks (the measurements, the mask files, the label stacks, zone membership by overlap, the
+overlay) needs, so that each takes a store or a view of one, such as
+:class:`sam2web.analysis.identity.FixedStore` (the masks with the identity fixes applied).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -51,6 +57,23 @@ def label_image(
             raise ValueError(f"object id {obj_id} does not fit a 16-bit label image")
         labels[mask] = obj_id
     return labels
+
+
+@runtime_checkable
+class MaskReader(Protocol):
+    """What reading masks needs: a :class:`MaskStore`, or a view of one with the identity
+    fixes applied (:class:`sam2web.analysis.identity.FixedStore`)."""
+
+    height: int
+    width: int
+
+    def frames(self) -> list[int]: ...
+
+    def read(self, frame_idx: int) -> FrameResult | None: ...
+
+    def mask(self, frame_idx: int, obj_id: int) -> np.ndarray | None: ...
+
+    def iter_frames(self, start: int = 0, stop: int | None = None) -> Iterator[FrameResult]: ...
 
 
 def _pack(mask: np.ndarray) -> np.ndarray:

@@ -8,7 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from sam2web.analysis.identity import Merge, Swap, fill_gaps, fix_from_json
+from sam2web.analysis.identity import (
+    FixedStore,
+    Merge,
+    Swap,
+    check_removal,
+    fill_gaps,
+    fix_from_json,
+    shown_object,
+    tracker_object,
+)
 from sam2web.analysis.results import measurements
 from sam2web.errors import PromptError
 from sam2web.tracking.maskstore import MaskStore
@@ -200,3 +209,74 @@ def test_gap_filling_of_many_flickering_rows():
     filled, flags = fill_gaps(_flickering(8_000), max_gap=1)
     assert sum(flags) == 3_999 and filled[7_999].present is False
     assert (filled[1].centroid_x, filled[1].centroid_y) == (1.0, 2.0)
+
+
+# ---------------------------------------------------------------------- the identity rule
+FIX_LISTS = (
+    [Swap(1, 2, 2)],
+    [Swap(1, 2, 2), Swap(2, 3, 4)],
+    [Swap(1, 2, 2), Swap(1, 2, 3)],
+    [Swap(3, 1, 1), Merge(2, 3, 3)],
+    [Merge(1, 2, 2), Swap(1, 3, 1)],
+    [Swap(1, 2, 1, stop=3), Merge(3, 1, 4)],
+)
+
+
+@pytest.fixture
+def three(tmp_path) -> MaskStore:
+    """Objects 1, 2 and 3 as three disjoint squares on every frame."""
+    s = MaskStore(tmp_path / "three", H, W)
+    for f in range(N):
+        masks = {}
+        for obj_id in (1, 2, 3):
+            m = np.zeros((H, W), bool)
+            m[5:15, 5 + 18 * (obj_id - 1) : 15 + 18 * (obj_id - 1)] = True
+            masks[obj_id] = m
+        s.write(f, masks, {1: 1.0, 2: 2.0, 3: 3.0})
+    return s
+
+
+@pytest.mark.parametrize("fixes", FIX_LISTS, ids=str)
+def test_an_edit_goes_to_the_tracker_object_shown_as_the_object(three, fixes):
+    """Under any list of fixes, on every frame: the shown mask of an object contains its
+    tracker object's own mask (equals it where no merge adds to it), shown_object takes
+    the tracker object back, and exactly the objects the view does not show are refused."""
+    view = FixedStore(three, fixes)
+    for f in range(N):
+        result = view.read(f)
+        for obj_id in (1, 2, 3):
+            try:
+                tracker = tracker_object(fixes, obj_id, f)
+            except PromptError as err:
+                assert obj_id not in result.masks, (f, obj_id)
+                assert str(err).startswith(f"Object {obj_id} is merged into object ")
+                continue
+            own = three.mask(f, tracker)
+            assert (result.masks[obj_id] | own == result.masks[obj_id]).all(), (f, obj_id)
+            if not any(isinstance(x, Merge) and x.covers(f) for x in fixes):
+                assert np.array_equal(result.masks[obj_id], own), (f, obj_id)
+            assert shown_object(fixes, tracker, f) == obj_id
+
+
+def test_the_refusals_say_where_to_edit_and_what_to_undo():
+    fixes = [Merge(1, 2, 2), Swap(1, 3, 1)]
+    assert tracker_object(fixes, 3, 3) == 1  # 3 shows 1's tracker object, 2 folded in
+    assert tracker_object(fixes, 2, 1) == 2  # before the merge: itself
+    with pytest.raises(PromptError) as err:
+        tracker_object(fixes, 2, 3)
+    assert str(err.value) == (
+        "Object 2 is merged into object 3 from frame 2, so it is not shown on frame 3; "
+        "edit object 3 there, or undo the last 2 fixes first."
+    )
+    with pytest.raises(PromptError) as err:
+        check_removal(fixes, 1)
+    assert str(err.value) == (
+        "Object 1 is part of a merge from frame 2; undo the last 2 fixes first, then remove it."
+    )
+    with pytest.raises(PromptError) as err:
+        check_removal(fixes, 3)
+    assert str(err.value) == (
+        "Object 3 is part of a swap from frame 1; undo that fix first, then remove it."
+    )
+    check_removal(fixes, 4)  # no fix involves it
+    assert tracker_object([], 5, 0) == shown_object([], 5, 0) == 5

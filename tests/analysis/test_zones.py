@@ -282,6 +282,27 @@ def test_membership_by_mask_overlap(tmp_path):
         zone_stats(rows, [zone], masks=store, min_overlap=0)
 
 
+def test_membership_by_overlap_reads_any_mask_reader(tmp_path):
+    """A store seen through identity fixes (a FixedStore) works as the store does: after a
+    swap from frame 3, squares wholly inside or outside the zone are members by overlap
+    exactly where their fixed centroids are."""
+    from sam2web.analysis.identity import FixedStore, Swap
+    from sam2web.analysis.results import measurements
+    from sam2web.types import TrackedObject
+
+    zone = Rect("right", 40, 0, 80, 60)
+    store = MaskStore(tmp_path / "masks", 60, 80)
+    for f in range(6):
+        store.write(f, {1: square_mask(10), 2: square_mask(50)}, {1: 3.0, 2: 3.0})
+    view = FixedStore(store, [Swap(1, 2, 3)])
+    objects = [TrackedObject(1, "a", (255, 0, 0)), TrackedObject(2, "b", (0, 0, 255))]
+    rows = measurements(view, objects, VideoInfo(6, 80, 60, 10.0, "x", "video"))
+    by_overlap = zone_membership(rows, [zone], masks=view, min_overlap=1.0)
+    assert by_overlap == zone_membership(rows, [zone])
+    assert by_overlap[(1, "right")] == {f: f >= 3 for f in range(6)}
+    assert by_overlap[(2, "right")] == {f: f < 3 for f in range(6)}
+
+
 def test_zone_csv(tmp_path):
     rows = make_rows({1: line_path()}, names={1: "=cmd()"})
     path = write_zone_csv(zone_stats(rows, [ZONE]), tmp_path / "out" / "zones.csv")

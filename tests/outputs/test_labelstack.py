@@ -142,3 +142,27 @@ def test_ctc_digits_for_long_videos(tmp_path):
     names = sorted(p.name for p in masks_dir.iterdir())
     assert names[0] == "mask0000.tif" and "mask1000.tif" in names
     assert (masks_dir / "res_track.txt").read_text() == "1 1000 1000 0\n"
+
+
+def test_the_stacks_of_a_fixed_view_carry_the_fixed_identities_and_fixed_bytes(tmp_path, store):
+    """A view with a swap (objects 1 and 5 from frame 1) gives the stacks of the store in
+    which the swap was written; the same masks give the same bytes, whenever written."""
+    import time
+
+    from sam2web.analysis.identity import FixedStore, Swap
+
+    info = VideoInfo(N, W, H, 1.0, "x", "tiff")
+    fix = Swap(1, 5, 1)
+    view = FixedStore(store, [fix])
+    tiff_view = write_label_tiff(view, info, tmp_path / "view.tif").read_bytes()
+    ctc_view = write_ctc(view, info, tmp_path / "view.zip")
+    time.sleep(2.1)  # a zip's timestamps count in steps of 2 s
+    write_ctc(view, info, tmp_path / "again.zip")
+    assert (tmp_path / "again.zip").read_bytes() == (tmp_path / "view.zip").read_bytes()
+    fix.apply(store)  # the same masks, written into the store
+    assert write_label_tiff(store, info, tmp_path / "s.tif").read_bytes() == tiff_view
+    assert write_ctc(store, info, tmp_path / "s.zip") == ctc_view
+    assert (tmp_path / "s.zip").read_bytes() == (tmp_path / "view.zip").read_bytes()
+    labels = read_label_tiff(tmp_path / "view.tif").labels
+    assert not (labels[4] == 1).any()  # object 5 had no result there: now object 1 has none
+    assert np.array_equal(labels[1] == 5, synth.disc_mask(H, W, DISCS[1], 1))
