@@ -31,8 +31,9 @@ ENTRY_POINTS = {"sam2web.__main__"}  # ``python -m sam2web``: may import any lay
 MAX_MODULE_LINES = 600
 # Modules allowed to be longer, each for a stated reason.
 LONGER_MODULES = {
-    # TrackingSession is one class (see LONGER below) plus its replay; its lock spans both.
-    "sam2web/tracking/tracker.py": 700,
+    # TrackingSession is one class (see LONGER below) plus its replay and the all-or-nothing
+    # take-back of objects; the session's lock spans all three.
+    "sam2web/tracking/tracker.py": 720,
     # The Scheduler class (see LONGER below) and the unit records it owns.
     "sam2web/tracking/scheduler.py": 750,
 }
