@@ -4,6 +4,12 @@
 #   CUDA image:           docker build -t sam2web:cuda \
 #                           --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
 #
+# Build arguments for a machine that reaches packages in its own way (all optional):
+#   BASE_IMAGE      another image with Python 3.11, python -m venv and ca-certificates;
+#   PIP_INDEX_URL   the index for everything but torch (and torch's fallback);
+#   PIP_FIND_LINKS  a folder or page of wheels pip also looks in (mount it for the build);
+#   PIP_CERT        a certificate bundle pip trusts, e.g. a proxy's (mount it for the build).
+#
 # No system packages are installed on top of the base image: every compiled wheel sam2web
 # uses (torch, opencv-python-headless, pycocotools, numpy, pillow, ...) bundles its own
 # libraries and needs only glibc, libgcc, libstdc++ and zlib, which the slim image has.
@@ -11,18 +17,25 @@
 # imageio-ffmpeg ships its own ffmpeg binary, and the app encodes browser-ready H.264 MP4
 # with it, so Gradio never needs a system ffmpeg. The source distributions in the tree
 # (sam2 with SAM2_BUILD_CUDA=0, iopath, antlr4-python3-runtime) build without a compiler.
-FROM python:3.11-slim-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 # Package index torch is installed from. PyTorch's CPU-only index keeps the image small;
 # a CUDA index (e.g. https://download.pytorch.org/whl/cu128) gives the CUDA build of the
 # same torch version, to be run with `docker run --gpus all`.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# pip reads these three from the environment the build steps see; empty means pip's own
+# default. They are build arguments only, so nothing of them stays in the image.
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG PIP_FIND_LINKS=
+ARG PIP_CERT=
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
-    PATH=/opt/venv/bin:$PATH
+    PATH=/opt/venv/bin:$PATH \
+    MPLCONFIGDIR=/tmp/matplotlib
 
 RUN python -m venv /opt/venv
 
@@ -31,19 +44,25 @@ COPY requirements.txt ./
 
 # The same three steps as scripts/setup.sh (tests/test_deploy.py keeps them in step).
 # 1. torch first: sam2 1.1.0 is a source distribution whose build imports torch. The torch
-#    index comes first so its build (2.13.0+cpu or +cuXXX) is chosen; PyPI is the fallback
-#    for setuptools and wheel. The build tools are bounded exactly as in setup.sh, which
+#    index comes first so its build (2.13.0+cpu or +cuXXX) is chosen; PIP_INDEX_URL (PyPI)
+#    is the fallback for setuptools, wheel and torch's own dependencies (with a CUDA index,
+#    the nvidia-* wheels come from that index). A local-version build (+cpu, +cuXXX) sorts
+#    above PyPI's plain 2.13.0, so a wheel in PIP_FIND_LINKS is chosen the same way. The build tools are bounded exactly as in setup.sh, which
 #    leaves wheel unpinned (hadolint's DL3013); everything the app runs on is pinned
 #    through requirements.txt.
+# pip's download and wheel cache is a build cache mount: a rebuild after a change of
+# requirements.txt downloads only what changed, and none of it stays in the image.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" \
-        --extra-index-url https://pypi.org/simple \
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --index-url "$TORCH_INDEX_URL" \
+        --extra-index-url "$PIP_INDEX_URL" \
         "torch==2.13.0" "setuptools>=70" wheel
 # 2. The requirements; SAM2_BUILD_CUDA=0 skips sam2's optional CUDA extension, which only
 #    accelerates hole filling. torch==2.13.0 is already satisfied by step 1.
 # 3. sam2 declares torchvision, but the video predictor never imports it and a torchvision
 #    wheel built for another torch breaks at import; keep it out.
-RUN SAM2_BUILD_CUDA=0 pip install --no-cache-dir --no-build-isolation -r requirements.txt \
+RUN --mount=type=cache,target=/root/.cache/pip \
+    SAM2_BUILD_CUDA=0 pip install --no-build-isolation -r requirements.txt \
     && pip uninstall -y torchvision
 
 # An unprivileged user; /data holds the checkpoint cache (a volume) and the per-session
