@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the whole test suite, browser tests included.
-# Extra arguments go to pytest, e.g. `bash scripts/run-tests.sh -m "not browser"`.
+# Set up (if needed) and run the whole test suite, browser tests and the Docker image's
+# build and run included. Extra arguments go to pytest, e.g.
+# `bash scripts/run-tests.sh -m "not browser"`; `--no-docker` first runs everything but the
+# image (`-m "not docker"`, and buildah is not installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --dev
+DOCKER=(--docker)
+if [[ "${1:-}" == "--no-docker" ]]; then
+  shift
+  DOCKER=()
+fi
+WHOLE=0
+[[ $# == 0 ]] && WHOLE=1
+[[ ${#DOCKER[@]} == 0 ]] && set -- -m "not docker" "$@"  # a later -m of yours replaces it
+bash scripts/setup.sh --dev "${DOCKER[@]}"
 if [[ ! -x /usr/bin/chromium ]]; then
   echo "[tests] installing Debian's chromium for the browser tests"
   if [[ $(id -u) == 0 ]]; then SUDO=(); else SUDO=(sudo); fi
   "${SUDO[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq chromium >/dev/null
 fi
-if [[ $# == 0 ]]; then
+if [[ $WHOLE == 1 ]]; then
   # The whole suite also checks lint and formatting (one style for the whole tree).
   echo "[tests] ruff check and ruff format --check"
   .venv/bin/ruff check .

@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
 # Creates .venv and installs sam2web's dependencies into it. Idempotent: re-running
-# with unchanged requirements does nothing. Usage: bash scripts/setup.sh [--dev]
+# with unchanged requirements does nothing. Usage: bash scripts/setup.sh [--dev] [--docker]
+# --docker also installs Debian's buildah and mmdebstrap, with which tests/test_docker.py
+# builds the Dockerfile and runs the image without a Docker engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 VENV=.venv
 DEV=0
-[[ "${1:-}" == "--dev" ]] && DEV=1
+DOCKER=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) DEV=1 ;;
+    --docker) DOCKER=1 ;;
+    *) echo "usage: bash scripts/setup.sh [--dev] [--docker]" >&2; exit 2 ;;
+  esac
+done
+
+if [[ $DOCKER == 1 ]] && ! { command -v buildah && command -v mmdebstrap; } >/dev/null; then
+  echo "[setup] installing Debian's buildah and mmdebstrap"
+  if [[ $(id -u) == 0 ]]; then SUDO=(); else SUDO=(sudo); fi
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq buildah mmdebstrap >/dev/null
+fi
 
 if [[ ! -x "$VENV/bin/python" ]]; then
   echo "[setup] creating virtual environment in $VENV"
