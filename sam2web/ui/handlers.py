@@ -347,27 +347,30 @@ def follow_run(
     results. Any page showing the session follows it this way; leaving stops only the
     following, never the run."""
     p = ctx.page
-    t0, last_view, seen = time.perf_counter(), 0.0, None
+    t0, last_view, seen, viewed = time.perf_counter(), 0.0, None, None
     while True:
         state = run.wait(1.0, seen)
         seen = run.mark()
+        # The last tracked frame is always shown, however the polls fell.
+        last = state.frame is not None and state.done == state.total and viewed != state.frame
+        if state.phase == "tracking" or last:
+            shared = _report_run(user, state, t0, progress) if state.phase == "tracking" else None
+            if state.frame is not None and (last or time.perf_counter() - last_view > 1.0):
+                last_view, shown = time.perf_counter(), state.frame
+                viewed = shown
+                message = f"{shared}." if shared else f"Tracking… {state.done}/{state.total} frames"
+                if user.last_run.notes:  # where the run goes (the Ray cluster), in a sentence
+                    message = f"{message}. {' '.join(user.last_run.notes)}"
+                yield {
+                    p.frame_view: user.view_frame(shown),
+                    p.status: views.status(user, message),
+                    p.frame_slider: shown,
+                }
         if state.finished:
             break
         if state.phase == "exporting":
             done = (state.export_done, max(state.export_total, 1))
             progress(done, desc="Writing the overlay video", unit="frames")
-            continue
-        shared = _report_run(user, state, t0, progress)
-        if state.frame is not None and time.perf_counter() - last_view > 1.0:
-            last_view, shown = time.perf_counter(), state.frame
-            message = f"{shared}." if shared else f"Tracking… {state.done}/{state.total} frames"
-            if user.last_run.notes:  # where the run goes (the Ray cluster), in a sentence
-                message = f"{message}. {' '.join(user.last_run.notes)}"
-            yield {
-                p.frame_view: user.view_frame(shown),
-                p.status: views.status(user, message),
-                p.frame_slider: shown,
-            }
     if user.closed:  # the session ended: nobody waits for the results
         return
     ended = result_of(run)
