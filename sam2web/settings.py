@@ -157,7 +157,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SAM2WEB_SESSION_TTL_S",
         "7200",
-        "A session idle for this many seconds is removed with its files.",
+        "A session idle for this many seconds is removed with its files. Closing or "
+        "reloading its tab does not remove it: the page attaches to it again.",
+    ),
+    Setting(
+        "SAM2WEB_SESSION_RAM_MB",
+        "4096",
+        "Most RAM, in megabytes, that the SAM 2 state of all kept sessions may hold together; "
+        "beyond it the longest idle sessions give theirs back (rebuilt exactly from their "
+        "history when used again). A session without an open tab always gives it back. "
+        "0 = no cap.",
     ),
     Setting(
         "SAM2WEB_SWEEP_INTERVAL_S",
@@ -230,6 +239,7 @@ class Settings:
     concurrency: int
     scheduler: str  # fair | serial
     session_ttl_s: float
+    session_ram_mb: int  # 0: no cap
     sweep_interval_s: float
     max_disk_mb: int  # 0: no limit
     ray_address: str  # empty: track in this process
@@ -301,6 +311,7 @@ class Settings:
             concurrency=as_int("SAM2WEB_CONCURRENCY", 1),
             scheduler=choice("SAM2WEB_SCHEDULER", ("fair", "serial")),
             session_ttl_s=as_float("SAM2WEB_SESSION_TTL_S"),
+            session_ram_mb=as_int("SAM2WEB_SESSION_RAM_MB", 0),
             sweep_interval_s=as_float("SAM2WEB_SWEEP_INTERVAL_S"),
             max_disk_mb=as_int("SAM2WEB_MAX_DISK_MB", 0),
             ray_address=get("SAM2WEB_RAY_ADDRESS"),

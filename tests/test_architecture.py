@@ -33,7 +33,7 @@ MAX_MODULE_LINES = 600
 LONGER_MODULES = {
     # TrackingSession is one class (see LONGER below) plus its replay and the all-or-nothing
     # take-back of objects; the session's lock spans all three.
-    "sam2web/tracking/tracker.py": 720,
+    "sam2web/tracking/tracker.py": 760,
     # The Scheduler class (see LONGER below) and the unit records it owns.
     "sam2web/tracking/scheduler.py": 750,
 }
@@ -43,8 +43,9 @@ MAX_CLASS_LINES = 300
 # Larger on purpose, each for a stated reason.
 LONGER = {
     # The one owner of SAM2's per-video state: prompts, runs and the memory bounds share its
-    # lock, so splitting it would spread that lock across classes.
-    "sam2web/tracking/tracker.py:TrackingSession": 450,
+    # lock, so splitting it would spread that lock across classes; releasing the state and
+    # adopting a rebuilt one take the same lock.
+    "sam2web/tracking/tracker.py:TrackingSession": 490,
     # The model's one owner: its queues, the rotation of tracking owners and the open
     # iterations share one lock and condition, so splitting it would spread that lock.
     "sam2web/tracking/scheduler.py:Scheduler": 380,

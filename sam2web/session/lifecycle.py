@@ -88,6 +88,9 @@ class Lifecycle:
     _busy: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # This session's key in the model schedulers (see sam2web.tracking.scheduler).
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # True once a SessionKeeper keeps it (sam2web.session.keeper): then its idle expiry
+    # closes it, not its tab closing.
+    kept: bool = False
 
     def __deepcopy__(self, memo):
         # A user session is owned, never duplicated: Gradio deep-copies the value a state

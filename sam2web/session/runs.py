@@ -8,16 +8,14 @@ while its summary and the exports beside tracking are fed.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 
 from ..compute import remote
 from ..compute.zerogpu import TrackingJob, propagate_in_job
-from ..history import Action, Propagate
+from ..history import Propagate
 from ..outputs.exports import LiveExports
-from ..tracking.scheduler import UnitCancelled
-from ..tracking.tracker import PropagationStep, TrackingSession, replay
+from ..tracking.tracker import PropagationStep, TrackingSession
 from ..types import WaitCallback
 from .lifecycle import TrackingRun
 from .prompts import PromptSession
@@ -120,31 +118,23 @@ def _replay_here(
     exactly. Its masks go to a scratch folder: the session's own store, which already holds
     every frame, is untouched until the replay is complete. Cancel and closing the session
     stop it between units (None); clicks wait for it as for any run."""
-    assert user.workspace is not None
-    scratch = user.workspace.root / "replay-masks"
-    shutil.rmtree(scratch, ignore_errors=True)
-    history = list(tracking.history)
     run = user.last_run
-    run.to_replay = replay_units(history)
+    run.to_replay = replay_units(tracking.history)
+
+    def counted() -> None:
+        run.replayed += 1
+        if on_wait is not None:
+            on_wait()
+
     tracking.propagating = True  # the session is busy until the replay is done
     try:
-        fresh = user.engine.start_session(
-            user.workspace, user.model_key, quality=user.quality, masks_dir=scratch
+        fresh = user.replay_history(
+            tracking, "replay-masks", stop=user.cancel_event.is_set, on_unit=counted
         )
-        for action in history:
-            for _ in _replay_one(user, fresh, action):
-                run.replayed += 1
-                if on_wait is not None:
-                    on_wait()
-            if user.cancel_event.is_set():
-                return None
-    except UnitCancelled:
-        if user.closed:
-            return None
-        raise
     finally:
         tracking.propagating = False
-        shutil.rmtree(scratch, ignore_errors=True)
+    if fresh is None:
+        return None
     fresh.store = tracking.store
     for obj in tracking.objects.values():
         if obj.obj_id in fresh.objects:
@@ -152,19 +142,6 @@ def _replay_here(
             fresh.objects[obj.obj_id].color = obj.color
     user.tracking, user.remote_state_stale = fresh, False
     return fresh
-
-
-def _replay_one(user: PromptSession, fresh: TrackingSession, action: Action) -> Iterator[None]:
-    """Replay ``action`` on ``fresh``: a tracking run one unit per frame, else one unit;
-    yields after each unit."""
-    if user.cancel_event.is_set():
-        return
-    if isinstance(action, Propagate):
-        for _ in user.model_steps(fresh, fresh.replay_run(action, user.cancel_event)):
-            yield None
-    else:
-        user.on_model(fresh, lambda: replay(fresh, action))
-        yield None
 
 
 def follow_run(

@@ -81,6 +81,9 @@ class UserSession(PromptSession):
     (:mod:`sam2web.session.behaviour`)."""
 
     behaviour: BehaviourState = field(default_factory=BehaviourState)
+    # The last tracking run started in the session's own thread
+    # (sam2web.session.background.BackgroundRun), which pages follow and re-attach to.
+    background: object | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ tracking
     def propagate(

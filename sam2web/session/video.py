@@ -7,6 +7,7 @@ delegates to :mod:`sam2web.outputs.display` for frames as the page shows them an
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +25,15 @@ from ..tracking.tracker import TrackingSession
 from ..types import Progress, VideoInfo
 from . import quality
 from .engine import model_record
-from .lifecycle import TRACKING_RUNS, Exports, Lifecycle, writes_files
+from .lifecycle import TRACKING_RUNS, Exports, writes_files
+from .memory import ModelMemory
 from .project import Project, file_sha256
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
-class VideoSession(Lifecycle):
+class VideoSession(ModelMemory):
     """The video a user loaded, the model configuration that runs on it and how its
     frames are shown; the base of :class:`UserSession`."""
 
@@ -115,6 +119,10 @@ class VideoSession(Lifecycle):
 
     # ------------------------------------------------------------------ model
     def ensure_tracking(self, progress: Progress | None = None) -> TrackingSession:
+        """The session's tracking, made on first use; a released SAM 2 state is rebuilt
+        from the history first (see :meth:`release_model`)."""
+        if self.tracking is not None:
+            self.rebuild_if_released(self.tracking)
         if self.tracking is None:
             if self.workspace is None:
                 raise PromptError("Upload a video or image sequence first.")

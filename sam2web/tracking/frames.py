@@ -83,6 +83,11 @@ class LazyFrameSource(Sequence):
                 self._cache.popitem(last=False)
         return tensor
 
+    def clear_cache(self) -> None:
+        """Forget the cached frames (they are read from disk again when needed)."""
+        with self._lock:
+            self._cache.clear()
+
     def cached_bytes(self) -> int:
         with self._lock:
             return sum(t.numel() * t.element_size() for t in self._cache.values())

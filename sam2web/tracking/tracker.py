@@ -65,6 +65,14 @@ log = logging.getLogger(__name__)
 DIRECTIONS = ("forward", "backward", "both")
 
 
+class StateReleased(RuntimeError):
+    """A model step on a session whose state was released (see
+    :meth:`TrackingSession.release_state`): rebuild it first."""
+
+    def __init__(self) -> None:
+        super().__init__("the SAM 2 state of this session was released; rebuild it first")
+
+
 @dataclass(frozen=True)
 class PropagationStep:
     """Progress of a running propagation: one tracked frame."""
@@ -254,8 +262,12 @@ class TrackingSession:
             return self._replay(frame_idx, obj_id)
 
     def reset(self) -> None:
-        """Forget every prompt, result and object."""
+        """Forget every prompt, result and object (a released state is simply made anew)."""
         with self._lock:
+            if self.state is None and not self.closed:
+                self.state = new_inference_state(
+                    self.predictor, self.frames, self.info.height, self.info.width
+                )
             self._require_idle()
             self.predictor.reset_state(self.state)
             self.state["cached_features"] = {}
@@ -506,8 +518,41 @@ class TrackingSession:
 
     def held_bytes(self) -> dict[str, int]:
         """Bytes of tensors this session holds: model state and frame cache."""
-        state_bytes = tensor_bytes({k: v for k, v in self.state.items() if k != "images"})
+        state = self.state or {}
+        state_bytes = tensor_bytes({k: v for k, v in state.items() if k != "images"})
         return {"state": state_bytes, "frame_cache": self.frames.cached_bytes()}
+
+    # ------------------------------------------------------------------ releasing the state
+    @property
+    def state_released(self) -> bool:
+        """True after :meth:`release_state`, until :meth:`adopt` gives the state back."""
+        return self.state is None
+
+    def release_state(self) -> bool:
+        """Drop SAM 2's inference state and the frame cache (most of the RAM a session
+        holds); objects, prompts, history and the masks on disk stay. Refused (False)
+        while a run or a rebuild holds the session. Every model step afterwards raises
+        :class:`StateReleased` until :meth:`adopt` gives it a state rebuilt from the
+        history."""
+        with self._lock:
+            if self.propagating or self.closed or self.state is None:
+                return False
+            self.state = None
+            self.frames.clear_cache()
+            return True
+
+    def adopt(self, rebuilt: TrackingSession) -> None:
+        """Take the model state of ``rebuilt``, a session on the same frames that replayed
+        this one's history, keeping this session's mask store, names and colours: the
+        state is then what it was before :meth:`release_state`."""
+        with self._lock:
+            if rebuilt.history != self.history:
+                raise RuntimeError("the rebuilt session's history differs from this one's")
+            self.state = rebuilt.state
+            self.frames = rebuilt.frames
+            self.prompts = rebuilt.prompts
+            self.released = rebuilt.released
+            self._next_id = rebuilt._next_id
 
     # ------------------------------------------------------------------ helpers
     def close(self) -> None:
@@ -517,9 +562,11 @@ class TrackingSession:
         with self._lock:
             self.closed = True
 
-    def _require_idle(self) -> None:
+    def _require_idle(self, needs_state: bool = True) -> None:
         if self.closed:
             raise SessionClosedError()
+        if needs_state and self.state is None:
+            raise StateReleased()
         if self.propagating:
             raise TrackingError("Tracking is running; wait for it to finish or press Cancel first.")
 
@@ -645,7 +692,7 @@ def record_fix(
     else:
         raise TypeError(f"not an identity fix: {action!r}")
     with tracking._lock:
-        tracking._require_idle()
+        tracking._require_idle(needs_state=False)  # a fix changes no model state
         tracking.history.append(action)
 
 

@@ -23,43 +23,64 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import OUT_OF_MEMORY, SessionClosedError, UserError
+from ..session.keeper import SessionKeeper
 from .user import UserSession
 
 log = logging.getLogger(__name__)
 
 
 class SessionRegistry:
-    """Live sessions by browser session id, so the page's unload event can clean up."""
+    """The sessions of the page's tabs by connection (Gradio's session hash), and the
+    :class:`~sam2web.session.keeper.SessionKeeper` that keeps them across reloads.
 
-    def __init__(self, idle_ttl_s: float | None = None):
+    A tab's unload (:meth:`close`) detaches a kept session, which then stays until its idle
+    expiry; a session that was never kept (an API client's) is closed as before."""
+
+    def __init__(self, idle_ttl_s: float | None = None, ram_budget_mb: int = 0):
         self._lock = threading.Lock()
         self._by_hash: dict[str, UserSession] = {}
         self.idle_ttl_s = idle_ttl_s
+        self.keeper = SessionKeeper(idle_ttl_s, ram_budget_mb)
 
     def remember(self, request: gr.Request | None, user: UserSession) -> None:
         key = getattr(request, "session_hash", None)
         if key:
             with self._lock:
                 self._by_hash[key] = user
+            self.keeper.attach(user, key)
+        self.keeper.enforce_budget(spare=user)
 
     def close(self, request: gr.Request | None) -> None:
+        """The page's unload: the tab closed, reloaded or lost its connection."""
         key = getattr(request, "session_hash", None)
         with self._lock:
             user = self._by_hash.pop(key, None) if key else None
-        if user is not None:
+        if user is None:
+            return
+        if user.kept:
+            self.keeper.detach(user, key)
+        else:
             user.close()
+
+    def run_ended(self, run) -> None:
+        """After a background run: a session no tab shows gives back its model state."""
+        if self.keeper.tabs(run.user) == 0:
+            run.user.release_model()
+        self.keeper.enforce_budget()
 
     def live(self) -> list[UserSession]:
         with self._lock:
-            return list(self._by_hash.values())
+            tabs = list(self._by_hash.values())
+        users = {id(u): u for u in [*tabs, *self.keeper.sessions()] if not u.closed}
+        return list(users.values())
 
     def workspace_ids(self) -> set[str]:
         """Workspace ids of the open sessions. Sessions closed meanwhile are forgotten here,
         and sessions idle for longer than ``idle_ttl_s`` (no action, not even a frame
-        viewed) are closed first."""
-        ids = set()
+        viewed) are closed first; then the RAM cap is applied."""
         idle = []
         now = time.time()
+        kept = self.keeper.expire(now)
         with self._lock:
             for key, user in list(self._by_hash.items()):
                 expired = (
@@ -71,14 +92,12 @@ class SessionRegistry:
                     idle.append(user)
                 if user.closed or expired:
                     del self._by_hash[key]
-                    continue
-                ws = user.workspace
-                if ws is not None:
-                    ids.add(ws.id)
+            tabs = list(self._by_hash.values())
         for user in idle:
             log.info("closing a session idle for %.0f s", now - user.last_used)
             user.close()
-        return ids
+        self.keeper.enforce_budget()
+        return {u.workspace.id for u in [*kept, *tabs] if u.workspace is not None}
 
 
 NOT_UPLOADED = (

@@ -16,13 +16,14 @@ import functools
 import inspect
 import time
 import typing
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
 from ..analysis.calibrate import calibration_from_video
+from ..session.background import BackgroundRun, result_of, start_run
 from ..session.engine import Engine
 from ..session.projectload import load_project as read_project
 from ..tracking.checkpoints import get_spec
@@ -314,17 +315,21 @@ def reset(ctx: Context, user: UserSession, frame) -> Update:
 # ------------------------------------------------------------------ tracking and results
 def _results(ctx: Context, user: UserSession, progress) -> Update:
     """Write the overlay video, downloads, measurements and plots, and show them."""
-    p = ctx.page
 
     def cb(done, total):
         progress((done, total), desc="Writing the overlay video", unit="frames")
 
     exports = user.export(progress=cb)
     progress(1.0, desc="Measuring and plotting")
-    science = user.export_science(user.calibration)
+    return show_results(ctx, user, exports, user.export_science(user.calibration))
+
+
+def show_results(ctx: Context, user: UserSession, exports, science: dict) -> Update:
+    """The written results (``exports`` and the analysis files ``science``) on the page."""
+    p = ctx.page
     summary, events = views.review_tables(user)
     return {
-        p.video: str(exports.video),
+        p.video: None if exports.video is None else str(exports.video),
         p.files: [str(f) for f in exports.files()] + [str(f) for f in science.values()],
         p.gallery: user.gallery(),
         p.summary: summary,
@@ -334,48 +339,65 @@ def _results(ctx: Context, user: UserSession, progress) -> Update:
     }
 
 
-def _tracking_views(
-    ctx: Context, user: UserSession, direction, start, end, shown: int, progress
-) -> Generator[Update, None, int]:
-    """Propagate, reporting progress per frame (and while the next frame waits for the
-    shared model) and showing a tracked frame about once a second (and the last one).
-    Returns the frame shown last."""
+def follow_run(
+    ctx: Context, user: UserSession, run: BackgroundRun, shown: int, progress
+) -> Iterator[Update]:
+    """Show a background run as it goes (the progress bar per frame, and while the next
+    frame waits for the shared model; a tracked frame about once a second), then its
+    results. Any page showing the session follows it this way; leaving stops only the
+    following, never the run."""
     p = ctx.page
-    direction = direction or "forward"
-    total = len(user.ensure_tracking().planned_frames(direction, start, end))
-    t0 = time.perf_counter()
-    last_view = 0.0
-    at = {"frame": shown if start is None else start, "done": 0}
+    t0, last_view, seen, viewed = time.perf_counter(), 0.0, None, None
+    while True:
+        state = run.wait(1.0, seen)
+        seen = run.mark()
+        # The last tracked frame is always shown, however the polls fell.
+        last = state.frame is not None and state.done == state.total and viewed != state.frame
+        if state.phase == "tracking" or last:
+            shared = _report_run(user, state, t0, progress) if state.phase == "tracking" else None
+            if state.frame is not None and (last or time.perf_counter() - last_view > 1.0):
+                last_view, shown = time.perf_counter(), state.frame
+                viewed = shown
+                message = f"{shared}." if shared else f"Tracking… {state.done}/{state.total} frames"
+                if user.last_run.notes:  # where the run goes (the Ray cluster), in a sentence
+                    message = f"{message}. {' '.join(user.last_run.notes)}"
+                yield {
+                    p.frame_view: user.view_frame(shown),
+                    p.status: views.status(user, message),
+                    p.frame_slider: shown,
+                }
+        if state.finished:
+            break
+        if state.phase == "exporting":
+            done = (state.export_done, max(state.export_total, 1))
+            progress(done, desc="Writing the overlay video", unit="frames")
+    if user.closed:  # the session ended: nobody waits for the results
+        return
+    ended = result_of(run)
+    shown = shown if ended.frame is None else ended.frame
+    last = user.last_run
+    verb = "Cancelled after" if last.cancelled else "Tracked"
+    message = " ".join([f"{verb} {last.frames} frames in {last.seconds:.1f} s.", *last.notes])
+    yield {
+        **view(ctx, user, shown, message),
+        p.frame_slider: shown,
+        **show_results(ctx, user, ended.exports, ended.science),
+    }
 
-    def report() -> str | None:
-        """Update the progress bar; the sentence when others track too, else None."""
-        run = user.last_run
-        if run.replaying:  # after runs on the cluster: their history is replayed here first
-            desc = "Replaying the runs made on the Ray cluster on this server first"
-            progress((run.replayed, run.to_replay), desc=desc, unit="steps")
-            return None
-        done = at["done"]
-        plain = (time.perf_counter() - t0) / done * (total - done) if done else None
-        standing = user.model_standing(user.tracking)
-        desc = views.tracking_progress(standing, at["frame"], done, total, plain)
-        progress((done, total), desc=desc, unit="frames")
-        return desc if standing is not None and standing.other_tracking_owners else None
 
-    for step in user.propagate(direction, start, end, on_wait=report):
-        at["frame"], at["done"] = step.result.frame_idx, step.done
-        shared = report()
-        if time.perf_counter() - last_view > 1.0 or step.done == step.total:
-            last_view = time.perf_counter()
-            shown = step.result.frame_idx
-            message = f"{shared}." if shared else f"Tracking… {step.done}/{step.total} frames"
-            if user.last_run.notes:  # where the run goes (the Ray cluster), in a sentence
-                message = f"{message}. {' '.join(user.last_run.notes)}"
-            yield {
-                p.frame_view: user.view_frame(shown),
-                p.status: views.status(user, message),
-                p.frame_slider: shown,
-            }
-    return shown
+def _report_run(user: UserSession, state, t0: float, progress) -> str | None:
+    """Update the progress bar; the sentence when others track too, else None."""
+    run = user.last_run
+    if run.replaying:  # after runs on the cluster: their history is replayed here first
+        desc = "Replaying the runs made on the Ray cluster on this server first"
+        progress((run.replayed, run.to_replay), desc=desc, unit="steps")
+        return None
+    done, total = state.done, state.total
+    plain = (time.perf_counter() - t0) / done * (total - done) if done else None
+    standing = user.model_standing(user.tracking)
+    desc = views.tracking_progress(standing, state.frame or 0, done, total, plain)
+    progress((done, max(total, 1)), desc=desc, unit="frames")
+    return desc if standing is not None and standing.other_tracking_owners else None
 
 
 @friendly
@@ -397,31 +419,19 @@ def track(
     progress=gr.Progress(),
 ) -> Iterator[Update]:
     """Track every object through the video, then write the results. Empty start or end
-    frames mean the first clicked frame and the end of the video."""
+    frames mean the first clicked frame and the end of the video. The run belongs to the
+    session: it goes on while the page is reloaded or away, and shows again on return."""
     ctx.registry.remember(request, user)
     _require_video(user)
-    # Held through the exports too, so a second run cannot start in between.
-    with user.busy():
-        user.style = views.overlay_style(opacity, contours, labels, trails)
-        user.calibration = views.calibration(pixels_per_unit, unit, fps)
-        start = views.frame_field(start_frame, "start frame")
-        end = views.frame_field(end_frame, "end frame")
-        progress(0, desc="Loading the model")
-        user.ensure_tracking()
-        shown = yield from _tracking_views(
-            ctx, user, direction, start, end, int(frame or 0), progress
-        )
-        if user.closed:  # the tab was closed: nobody waits for the exports
-            return
-        run = user.last_run
-        verb = "Cancelled after" if run.cancelled else "Tracked"
-        results = _results(ctx, user, progress)
-        message = " ".join([f"{verb} {run.frames} frames in {run.seconds:.1f} s.", *run.notes])
-        yield {
-            **view(ctx, user, shown, message),
-            ctx.page.frame_slider: shown,
-            **results,
-        }
+    style = views.overlay_style(opacity, contours, labels, trails)
+    calibration = views.calibration(pixels_per_unit, unit, fps)
+    start = views.frame_field(start_frame, "start frame")
+    end = views.frame_field(end_frame, "end frame")
+    progress(0, desc="Loading the model")
+    run = start_run(
+        user, direction or "forward", start, end, style, calibration, ctx.registry.run_ended
+    )
+    yield from follow_run(ctx, user, run, int(frame or 0), progress)
 
 
 def cancel(ctx: Context, user: UserSession) -> Update:

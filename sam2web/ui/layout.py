@@ -46,6 +46,10 @@ UPLOAD_TYPES = [
     ".jpeg",
 ]
 
+# Where the browser keeps its session token (localStorage, encrypted by Gradio with a key
+# of this server process, so a token of an earlier run is unreadable and a new one is made).
+TOKEN_KEY = "sam2web-session"
+
 INTRO = """\
 # sam2web — click to track
 **1** Upload a video, a zip of images or a TIFF stack. **2** Click on an object in the frame
@@ -59,6 +63,7 @@ class Page:
     """The components the handlers read and update, by what they are on the page."""
 
     state: gr.State  # the tab's UserSession
+    token: gr.BrowserState  # the browser's key to its kept session (sam2web.session.keeper)
     # Model and quality
     model: gr.Dropdown
     quality: gr.Radio
@@ -135,8 +140,9 @@ def user_factory(engine: Engine) -> Callable[[], UserSession]:
 
 
 def close_user(user: UserSession | None) -> None:
-    """``gr.State``'s delete callback: a forgotten session removes its files."""
-    if user:
+    """``gr.State``'s delete callback: a forgotten session removes its files, unless a
+    keeper keeps it (then its idle expiry does, see sam2web.session.keeper)."""
+    if user and not user.kept:
         user.close()
 
 
@@ -145,8 +151,10 @@ def build_layout(engine: Engine) -> Page:
     parts: dict[str, Any] = {}
     # No time_to_live here: Gradio counts it from the state's last change (the upload),
     # not from the user's last action. Idle sessions are closed by the housekeeping
-    # thread instead (SessionRegistry.workspace_ids); a closed tab closes its session.
+    # thread instead (SessionRegistry.workspace_ids); a closed tab detaches from its
+    # session, which the page attaches to again when it loads with the browser's token.
     parts["state"] = gr.State(user_factory(engine), delete_callback=close_user)
+    parts["token"] = gr.BrowserState("", storage_key=TOKEN_KEY)
     gr.Markdown(INTRO)
     with gr.Row():
         parts.update(_model_row(engine))

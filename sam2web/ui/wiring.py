@@ -25,6 +25,7 @@ from . import masks_events
 from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths
 from .handlers import Context
 from .layout import Page, build_layout
+from .reattach import reattach
 from .zones_handlers import wire_zones
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,9 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         ctx = Context(
             engine=engine,
             page=page,
-            registry=SessionRegistry(idle_ttl_s=settings.session_ttl_s),
+            registry=SessionRegistry(
+                idle_ttl_s=settings.session_ttl_s, ram_budget_mb=settings.session_ram_mb
+            ),
             guard=demo.upload_guard,
         )
         uploaded, clicked = _wire_video(ctx)
@@ -65,8 +68,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         results_events = _wire_tracking(ctx)
         loaded = _wire_project_and_model(ctx)
         wire_zones(ctx, results_events, loaded, clicked)
-        demo.unload(ctx.registry.close)
-        demo.load(h.bind(h.show_model, ctx), None, [page.model_status], api_visibility="private")
+        demo.unload(ctx.registry.close)  # the session stays for its idle expiry
+        _wire_reattach(demo, ctx)
         demo.sam2web_registry = ctx.registry  # for tests and housekeeping
     # Gradio runs the per-tab state factory as a load event of its own, which would also be
     # listed as an API endpoint that takes and returns nothing.
@@ -74,6 +77,26 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         if fn.fn is page.state.value:
             fn.api_visibility = "private"
     return demo
+
+
+def _wire_reattach(demo: gr.Blocks, ctx: Context) -> None:
+    """On every page load: attach to the browser's kept session and show it again."""
+    p, z = ctx.page, ctx.page.zones
+    restored = [
+        *[p.state, p.token, p.model_status, p.model, p.quality, p.facts, p.frame_view],
+        *[p.frame_slider, p.frame_number, p.status, p.active, p.info, p.opacity, p.contours],
+        *[p.labels, p.trails, p.pixels_per_unit, p.unit, p.fps],
+        *[p.video, p.files, p.gallery, p.summary, p.events, p.trajectories, p.confidence],
+        *[z.zone_list, z.membership, z.overlap, z.pair_within],
+        *[z.zone_table, z.pair_table, z.heatmaps, z.files],
+    ]
+    demo.load(
+        h.bind(reattach, ctx),
+        [p.state, p.token],
+        restored,
+        api_visibility="private",
+        **RUNS,
+    )
 
 
 def _frame_outputs(page: Page) -> list:

@@ -1,6 +1,7 @@
 """Faults during tracking, through the running app: Cancel part-way, and the browser tab
-closed part-way. Tracking must stop within a frame or two, leave only what was tracked (or,
-for a closed tab, nothing), give the memory back, and the next user must be served.
+closed part-way. Cancel must stop tracking within a frame or two and leave only what was
+tracked; a closed tab leaves its session kept, whose run ends and writes its files and then
+gives back its model state. Memory must come back, and the next user must be served.
 
 Each test prints the server's resident memory (RSS) before, at its peak during, and after
 the fault (run with ``-s`` to see it); the figures are also recorded as test properties.
@@ -163,12 +164,13 @@ def test_closing_the_tab_part_way(app, long_clip, tmp_path, record_property):
                 page.locator("#track").click()
                 assert wait_until(lambda: tracked_count(folder) >= 6, timeout=120, step=0.05)
                 at_close = tracked_count(folder)
-                closed_at = time.perf_counter()
                 context.close()
-                assert wait_until(lambda: not folder.exists(), timeout=30, step=0.05)
-                removed_after = time.perf_counter() - closed_at
-                stopped = wait_until(
-                    lambda: "tracking cancelled after" in app.log()[log_start:], timeout=30
+                # The session is kept for its idle expiry: the run goes on to its end and
+                # writes its files, then the session, which no tab shows, gives back its
+                # model state.
+                ended = wait_until(
+                    lambda: "released the model state of a session" in app.log()[log_start:],
+                    timeout=300,
                 )
             after = settled_rss(app.process.pid)
         finally:
@@ -182,17 +184,12 @@ def test_closing_the_tab_part_way(app, long_clip, tmp_path, record_property):
         peak=monitor.peak / MIB,
         after=after / MIB,
     )
-    print(
-        f"[close] folder removed {removed_after:.2f} s after the tab closed; "
-        f"{at_close} frames tracked when it closed"
-    )
-    assert stopped, log
-    frames = int(re.search(r"tracking cancelled after (\d+) of", log)[1])
-    print(f"[close] tracking stopped after {frames} of {FRAMES} frames")
-    assert frames <= at_close + 3 < FRAMES
+    print(f"[close] {at_close} frames tracked when the tab closed")
+    assert ended, log
+    assert f"tracking ended after {FRAMES} of {FRAMES} frames" in log, log
+    assert at_close < FRAMES
     assert "unexpected error" not in log and "Traceback" not in log, log
-    time.sleep(1.0)  # a frame in flight would re-create files here
-    assert not folder.exists()
+    assert folder.is_dir() and (folder / "exports" / "sam2web_tracks.csv").is_file()
+    assert len(mask_files(folder)) == FRAMES
     assert after - before < RSS_TOLERANCE_MIB * MIB
-    assert after - app.warm_rss < RSS_TOLERANCE_MIB * MIB
     serve_next_user(app.url, tmp_path)
