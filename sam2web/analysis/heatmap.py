@@ -51,11 +51,13 @@ def occupancy(
     height: int,
     bins: int | tuple[int, int] = 32,
     cal: Calibration | None = None,
+    fps: float | None = None,
 ) -> Occupancy:
     """Histogram of the object's centroids over a (width x height) frame.
 
     ``bins`` is the number of cells along x and y, one int for both or (nx, ny). Centroids
-    outside the frame are left out. ``cal`` may override the frame rate.
+    outside the frame are left out. A frame lasts 1 / the video's ``fps`` unless ``cal``
+    overrides the frame rate.
     """
     rows = list(rows)
     nx, ny = (bins, bins) if isinstance(bins, (int, np.integer)) else bins
@@ -79,7 +81,7 @@ def occupancy(
         counts=counts.astype(np.int64),
         x_edges=x_edges,
         y_edges=y_edges,
-        frame_s=frame_seconds(rows, cal or Calibration()),
+        frame_s=frame_seconds(rows, cal or Calibration(), fps),
     )
 
 

@@ -152,10 +152,14 @@ def pair_distances(
 
 
 def pair_summaries(
-    rows: Iterable[Measurement], within: float, cal: Calibration | None = None
+    rows: Iterable[Measurement],
+    within: float,
+    cal: Calibration | None = None,
+    fps: float | None = None,
 ) -> list[PairSummary]:
     """Per pair (a < b): how long the two were at most ``within`` apart (``within`` in the
-    calibration's length unit, "px" uncalibrated; must be >= 0)."""
+    calibration's length unit, "px" uncalibrated; must be >= 0). A frame lasts 1 / the
+    calibration's fps, else 1 / ``fps``, the video's."""
     rows = list(rows)
     cal = cal or Calibration()
     if isinstance(within, bool):
@@ -166,7 +170,7 @@ def pair_summaries(
         raise PromptError(f"The distance must be a number of at least 0, not {within!r}.") from None
     if not (math.isfinite(within) and within >= 0):
         raise PromptError(f"The distance must be a number of at least 0, not {within!r}.")
-    dt = frame_seconds(rows, cal)
+    dt = frame_seconds(rows, cal, fps)
     by_pair: dict[tuple[int, int], list[float]] = {}
     names = _names(rows)
     for a, b in combinations(sorted(names), 2):

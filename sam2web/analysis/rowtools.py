@@ -32,11 +32,15 @@ def has_centroid(row: Measurement) -> bool:
     return row.present and row.centroid_x is not None and row.centroid_y is not None
 
 
-def frame_seconds(rows: Sequence[Measurement], cal: Calibration) -> float:
-    """Seconds one frame lasts: 1 / the calibration's fps, else read off the rows' time stamps
-    (time_s = frame / fps); 0.0 when no row after frame 0 tells the rate."""
+def frame_seconds(rows: Sequence[Measurement], cal: Calibration, fps: float | None = None) -> float:
+    """Seconds one frame lasts: 1 / the calibration's fps, else 1 / ``fps`` (the video's
+    frame rate, ``VideoInfo.fps``), else read off the rows' time stamps (time_s = frame /
+    fps); 0.0 only when none of them tells the rate (rows of frame 0 alone, without a rate).
+    """
     if cal.fps is not None:
         return 1.0 / cal.fps
+    if fps is not None and math.isfinite(fps) and fps > 0:
+        return 1.0 / fps
     for r in rows:
         if r.frame > 0 and math.isfinite(r.time_s) and r.time_s > 0:
             return r.time_s / r.frame

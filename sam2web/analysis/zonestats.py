@@ -168,17 +168,18 @@ def zone_stats(
     *,
     masks: MaskSource | None = None,
     min_overlap: float | None = None,
+    fps: float | None = None,
 ) -> list[ZoneStats]:
     """:class:`ZoneStats` per object (in order of first appearance in ``rows``) and zone
     (in the given order); conventions in the module doc, membership as in
     :func:`zone_membership`. ``cal`` sets the length unit and may override the frame
-    rate (time of a frame = 1 / fps)."""
+    rate ``fps`` of the video (time of a frame = 1 / fps, also on a one-frame video)."""
     rows = list(rows)
     zones = list(zones)
     cal = cal or Calibration()
     inside_map = zone_membership(rows, zones, masks=masks, min_overlap=min_overlap)
     membership = "centroid" if min_overlap is None else f"overlap>={float(min_overlap):g}"
-    dt = frame_seconds(rows, cal)
+    dt = frame_seconds(rows, cal, fps)
     t0 = min((cal.time_of(r) for r in rows), default=0.0)
     out: list[ZoneStats] = []
     for obj_id, series in by_object(rows).items():

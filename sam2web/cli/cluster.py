@@ -403,10 +403,16 @@ def _run(ray, batch: _Batch, queue: deque, out: Path, write_outputs, report) -> 
 
 def _worker_lost(batch: _Batch, attempt: _Attempt, err: BaseException, write) -> bool:
     """A worker died while tracking ``attempt``'s video: replace it; whether to retry."""
-    retry = attempt.tries < batch.options.retries
+    retries = batch.options.retries
+    retry = attempt.tries < retries
+    if retry:
+        then = f"trying again ({attempt.tries + 1} of {retries})."
+    elif retries == 0:
+        then = "it is not tried again (--retries is 0)."
+    else:
+        then = f"it is not tried again after {retries} {'retry' if retries == 1 else 'retries'}."
     write(
-        f"note: {attempt.job.video}: its worker stopped ({_first_line(err)}); "
-        + (f"trying again ({attempt.tries + 1} of {batch.options.retries})." if retry else ""),
+        f"note: {attempt.job.video}: its worker stopped ({_first_line(err)}); {then}",
         file=sys.stderr,
     )
     batch.ray.get(batch.board.restart.remote(attempt.job.position))

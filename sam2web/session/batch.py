@@ -207,19 +207,26 @@ def _check_length(project: Project, info: VideoInfo) -> None:
     needed = [a.frame for a in project.history if isinstance(a, _FRAMED)]
     needed += [p.start for a in project.history if isinstance(a, Propagate) for p in a.passes]
     fixes = [a.frame for a in project.history if isinstance(a, _FIXES)]
-    frames = f"{info.num_frames} frame{'s' if info.num_frames != 1 else ''}"
     last = max(needed, default=0)
     if last >= info.num_frames:
         raise ProjectError(
-            f"This project has prompts up to frame {last + 1}, but this video has only "
-            f"{frames}; use a video at least that long."
+            f"This project has prompts up to frame {last}, but this video has only "
+            f"{_frames_held(info.num_frames)}; use a video of at least {last + 1} frames."
         )
     last_fix = max(fixes, default=0)
     if last_fix >= info.num_frames:
         raise ProjectError(
-            f"This project has an identity fix (swap or merge) from frame {last_fix + 1}, but "
-            f"this video has only {frames}; use a video at least that long."
+            f"This project has an identity fix (swap or merge) from frame {last_fix}, but "
+            f"this video has only {_frames_held(info.num_frames)}; use a video of at least "
+            f"{last_fix + 1} frames."
         )
+
+
+def _frames_held(count: int) -> str:
+    """How many frames a video has and their numbers, counted from 0 as on the page."""
+    if count == 1:
+        return "1 frame (frame 0)"
+    return f"{count} frames (0 to {count - 1})"
 
 
 def _fit_action(action, src: ProjectSource, info: VideoInfo, sx: float, sy: float):
@@ -264,7 +271,7 @@ def _fit_pass(p: Pass, old_frames: int, new_frames: int) -> Pass:
 def run_note(direction: str, start: int) -> str:
     ways = {"both": "both ways", "forward": "forward", "backward": "backward"}[direction]
     return (
-        f"The project has no tracking run; tracked {ways} from frame {start + 1}, the first "
+        f"The project has no tracking run; tracked {ways} from frame {start}, the first "
         "prompted frame."
     )
 

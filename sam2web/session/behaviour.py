@@ -440,7 +440,9 @@ def write_behaviour(
     if setup.zones:
         if setup.min_overlap is not None and masks is None:
             raise ValueError("membership by overlap needs the masks")
-        stats = zone_stats(rows, setup.zones, cal, masks=masks, min_overlap=setup.min_overlap)
+        stats = zone_stats(
+            rows, setup.zones, cal, masks=masks, min_overlap=setup.min_overlap, fps=info.fps
+        )
         files["zones"] = write_zone_csv(stats, out_dir / FILES["zones"])
     summaries: list[PairSummary] = []
     if len(object_names) >= 2:
@@ -451,13 +453,13 @@ def write_behaviour(
             nearest_neighbours(rows, cal), out_dir / FILES["nearest"]
         )
         if setup.pair_within is not None:
-            summaries = pair_summaries(rows, setup.pair_within, cal)
+            summaries = pair_summaries(rows, setup.pair_within, cal, info.fps)
             files["pair_summary"] = write_pair_summary_csv(
                 summaries, out_dir / FILES["pair_summary"]
             )
     heatmaps = []
     for obj_id, name in object_names.items():
-        occ = occupancy(rows, obj_id, info.width, info.height, HEATMAP_BINS, cal)
+        occ = occupancy(rows, obj_id, info.width, info.height, HEATMAP_BINS, cal, info.fps)
         png = save_png(
             draw_setup(render_heatmap(first_frame, occ), setup, names=False),
             out_dir / heatmap_png(obj_id),

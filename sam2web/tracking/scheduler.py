@@ -133,19 +133,24 @@ class Snapshot:
     #: model thread (failed units, closing units and the step that finds an iteration
     #: exhausted are left out); kinds not measured yet are absent.
     mean_unit_s: Mapping[UnitKind, float]
+    #: The same moving average over the units of this owner's open tracking iteration only
+    #: (its run: its video's size, its objects), None before its first unit was measured.
+    run_unit_s: float | None = None
 
     def eta_s(self, frames_left: int) -> float | None:
         """Estimated seconds until this owner has tracked ``frames_left`` more frames, or None
-        before any tracking unit was measured.
+        before a frame of its run was measured.
 
-        Under the fair policy the owners tracking at once share the workers equally, and one
-        owner never has two units running, so each owner gets ``min(1, workers / owners)`` of
-        a worker: ``frames_left * mean_frame_s * max(1, owners / workers)`` with ``owners``
-        counting this one. Under the serial policy a run holds the model, so the estimate is
-        the run's own length, ``frames_left * mean_frame_s``, from its first frame. Clicks of
-        other sessions come on top of either.
+        ``frame_s`` is the run's own time per frame (:attr:`run_unit_s`): other users' frames,
+        of other sizes and object counts, take other times and are not averaged in. Under the
+        fair policy the owners tracking at once share the workers equally, and one owner never
+        has two units running, so each owner gets ``min(1, workers / owners)`` of a worker:
+        ``frames_left * frame_s * max(1, owners / workers)`` with ``owners`` counting this
+        one. Under the serial policy a run holds the model, so the estimate is the run's own
+        length, ``frames_left * frame_s``, from its first frame. Clicks of other sessions
+        come on top of either.
         """
-        mean = self.mean_unit_s.get(UnitKind.TRACKING)
+        mean = self.run_unit_s
         if mean is None:
             return None
         share = 1.0
@@ -365,6 +370,7 @@ class Scheduler:
                 stream.owner for stream in self._streams if stream.kind is UnitKind.TRACKING
             )
             tracking_owners.discard(owner)
+            runs = [s for s in reversed(self._streams) if s.kind is UnitKind.TRACKING]
             return Snapshot(
                 owner=owner,
                 policy=self._policy,
@@ -374,6 +380,7 @@ class Scheduler:
                 units_ahead=self._units_ahead_locked(owner),
                 other_tracking_owners=len(tracking_owners),
                 mean_unit_s=MappingProxyType(dict(self._mean_s)),
+                run_unit_s=next((s.mean_s for s in runs if s.owner == owner), None),
             )
 
     # -- internals -------------------------------------------------------------------------
@@ -524,12 +531,11 @@ class Scheduler:
                     del self._busy[unit.owner]
                 self._running.remove(unit)
                 if error is None and not unit.cleanup and result is not _DONE:
-                    previous = self._mean_s.get(unit.kind)
-                    self._mean_s[unit.kind] = (
-                        elapsed
-                        if previous is None
-                        else previous + self._alpha * (elapsed - previous)
+                    self._mean_s[unit.kind] = _average(
+                        self._mean_s.get(unit.kind), elapsed, self._alpha
                     )
+                    if unit.stream is not None:
+                        unit.stream.mean_s = _average(unit.stream.mean_s, elapsed, self._alpha)
                 if unit.stream is not None and unit.stream.finished:
                     self._end_stream_locked(unit.stream)
                 self._cond.notify_all()
@@ -540,6 +546,10 @@ class Scheduler:
                 unit.future.set_exception(error)
             # Idle workers must not keep results, exceptions or generators alive.
             unit = result = error = None
+
+
+def _average(previous: float | None, elapsed: float, alpha: float) -> float:
+    return elapsed if previous is None else previous + alpha * (elapsed - previous)
 
 
 def _fail(units: list[_Unit], message: str) -> None:
@@ -578,6 +588,9 @@ class _Stream:
         # Set on a model thread once the underlying iterator is exhausted, failed or closed;
         # read by the scheduler under its lock and by the caller after a step's future.
         self.finished = False
+        # Seconds one step took on a model thread (moving average), written under the
+        # scheduler's lock; None before the first step was measured.
+        self.mean_s: float | None = None
 
     # Model thread side.
 

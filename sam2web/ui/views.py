@@ -165,11 +165,12 @@ def tracking_progress(
     if eta is None:
         eta = plain_eta_s
     users = "1 other user" if others == 1 else f"{others} other users"
-    verb = "starts" if done == 0 else "continues"
+    if done == 0:
+        where = f"yours has not tracked a frame yet ({total} to track)"
+    else:
+        where = f"yours has tracked {done} of {total} frame{'s' if total != 1 else ''}"
     left = "" if eta is None else f", {duration(eta)} left"
-    return (
-        f"The model is shared with {users} tracking; yours {verb} at frame {done} of {total}{left}"
-    )
+    return f"The model is shared with {users} tracking; {where}{left}"
 
 
 def _fmt(value) -> str:

@@ -238,3 +238,38 @@ def test_too_many_workers_are_counted_in_singular_and_plural_right():
         "The cluster has 2 CPU cores and 1 GPU, fewer than 3 workers of 1 core and 1 GPU "
         "take; lower --workers, --cpus-per-worker or --gpus-per-worker."
     )
+
+
+@pytest.mark.parametrize(
+    ("tries", "retries", "note"),
+    [
+        (0, 2, "trying again (1 of 2)."),
+        (1, 2, "trying again (2 of 2)."),
+        (2, 2, "it is not tried again after 2 retries."),
+        (1, 1, "it is not tried again after 1 retry."),
+        (0, 0, "it is not tried again (--retries is 0)."),
+    ],
+)
+def test_a_lost_worker_note_is_a_whole_sentence(tries, retries, note):
+    """The note on a worker that stopped ends in what happens next, never in '; '."""
+    from types import SimpleNamespace
+
+    from sam2web.cli.cluster import _Attempt, _worker_lost
+
+    restarted, replaced, lines = [], [], []
+    board = SimpleNamespace(restart=SimpleNamespace(remote=restarted.append))
+    batch = SimpleNamespace(
+        options=SimpleNamespace(retries=retries),
+        ray=SimpleNamespace(get=lambda ref: ref),
+        board=board,
+        replace=replaced.append,
+        workers=[object()],
+    )
+    job = SimpleNamespace(video="v.mp4", position=3)
+    attempt = _Attempt(job=job, slot=0, tries=tries)
+    retry = _worker_lost(
+        batch, attempt, RuntimeError("boom"), lambda text, file: lines.append(text)
+    )
+    assert retry is (tries < retries)
+    assert lines == [f"note: v.mp4: its worker stopped (boom); {note}"]
+    assert (restarted, replaced) == ([3], [0])

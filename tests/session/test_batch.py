@@ -12,9 +12,19 @@ import pytest
 
 from sam2web.cli.main import main
 from sam2web.errors import UserError
-from sam2web.history import AddClick, AddMask, Pass, Propagate, SetBox, decode_mask, encode_mask
+from sam2web.history import (
+    AddClick,
+    AddMask,
+    MergeObjects,
+    Pass,
+    Propagate,
+    SetBox,
+    SwapObjects,
+    decode_mask,
+    encode_mask,
+)
 from sam2web.outputs.maskfiles import read_npz
-from sam2web.session.batch import SUMMARY_FILENAME, fit_project
+from sam2web.session.batch import SUMMARY_FILENAME, fit_project, run_note
 from sam2web.session.engine import Engine
 from sam2web.session.project import ProjectError
 from sam2web.session.projectload import load_project
@@ -178,10 +188,10 @@ def test_project_without_a_run_is_tracked(tmp_path, settings, cli_env, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert (
-        f"note: {clip}: The project has no tracking run; tracked both ways from frame 4, "
+        f"note: {clip}: The project has no tracking run; tracked both ways from frame 3, "
         "the first prompted frame." in err
     )
-    assert f"error: {short}: This project has prompts up to frame 4, but this video has " in err
+    assert f"error: {short}: This project has prompts up to frame 3, but this video has " in err
     assert "1 of 2 videos tracked" in err
     frames, _, got = read_npz(out / "1_a" / "sam2web_masks.npz")
     assert list(frames) == list(range(8))
@@ -233,5 +243,38 @@ def test_fit_project_scales_mask_prompts_and_checks_their_frame(tracked_project)
     expected[60:100, 80:180] = True
     assert np.array_equal(big, expected)
     assert "mask prompts are scaled" in " ".join(plan.notes)
-    with pytest.raises(ProjectError, match="prompts up to frame 4"):
+    with pytest.raises(ProjectError, match="prompts up to frame 3"):
         fit_project(with_mask, _info(3, W, H), None)
+
+
+@pytest.mark.parametrize("fix", [SwapObjects(1, 2, 5), MergeObjects(1, 2, 5)])
+def test_a_fix_beyond_the_last_frame_is_refused_before_tracking(tracked_project, fix):
+    """A swap or merge from frame 5 needs 6 frames: a 5-frame video (frames 0 to 4) is
+    refused by the plan, before anything is tracked, with frames numbered as on the page
+    (from 0); a 6-frame video takes it."""
+    project = load_project(tracked_project)
+    fixed = dataclasses.replace(project, history=[*project.history, fix])
+    with pytest.raises(ProjectError) as refused:
+        fit_project(fixed, _info(5, W, H), None)
+    assert str(refused.value) == (
+        "This project has an identity fix (swap or merge) from frame 5, but this video has "
+        "only 5 frames (0 to 4); use a video of at least 6 frames."
+    )
+    plan = fit_project(fixed, _info(6, W, H), None)
+    assert plan.project.history[-1] == fix
+
+
+def test_batch_sentences_number_frames_from_0_as_the_page_does(tracked_project):
+    project = load_project(tracked_project)
+    late = dataclasses.replace(
+        project, history=[*project.history, AddClick(1, 1, 40.0, 60.0, True)]
+    )
+    with pytest.raises(ProjectError) as refused:
+        fit_project(late, _info(1, W, H), None)
+    assert str(refused.value) == (
+        "This project has prompts up to frame 1, but this video has only 1 frame (frame 0); "
+        "use a video of at least 2 frames."
+    )
+    assert run_note("forward", 0) == (
+        "The project has no tracking run; tracked forward from frame 0, the first prompted frame."
+    )

@@ -308,3 +308,30 @@ def test_zones_on_the_overlay_video_are_outlined_where_they_are():
     assert not yellow[60, 70]  # inside, away from the edge
     state = BehaviourState(BehaviourSetup(zones=(BOX,)))
     assert OverlayStyle(zones=state.setup.zones) != OverlayStyle()  # a new video is drawn
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_a_frame_lasts_one_over_the_video_fps_even_in_a_one_frame_video(tmp_path, frames):
+    """Each frame lasts 1 / fps of the video (4 fps: 0.25 s), also when a single frame
+    leaves no time stamp to read the rate from: both objects sit in the zone and 2 px apart
+    on every frame, so each has frames x 0.25 s in the zone, the pair as long within 5 px,
+    and every occupied cell of the heatmap that long."""
+    from sam2web.analysis.tables import Calibration
+    from sam2web.session.behaviour import write_behaviour
+    from sam2web.types import VideoInfo
+    from tests.tables import make_rows
+
+    rows = make_rows({1: [(60.0, 60.0)] * frames, 2: [(62.0, 60.0)] * frames}, fps=4.0)
+    info = VideoInfo(frames, W, H, 4.0, "v.mp4", "video")
+    setup = BehaviourSetup(zones=(BOX,), pair_within=5.0)
+    first = np.zeros((H, W, 3), np.uint8)
+    out = write_behaviour(rows, {1: "a", 2: "b"}, info, Calibration(), setup, first, tmp_path)
+    assert [(s.object_id, s.time_in_zone_s) for s in out.zone_stats] == [
+        (1, frames * 0.25),
+        (2, frames * 0.25),
+    ]
+    assert [s.time_within_s for s in out.pair_summaries] == [frames * 0.25]
+    for obj_id in (1, 2):
+        cells = _csv(out.files[f"occupancy {obj_id}"])
+        seconds = {float(c["time_s"]) for c in cells if int(c["frames"])}
+        assert seconds == {frames * 0.25}

@@ -156,3 +156,25 @@ def test_user_errors_become_one_sentence(ctx, user, clip):
     with pytest.raises(gr.Error) as err:
         h.save_project(ctx, user, "-3", "mm", "")
     assert err.value.message == "The pixels per unit must be a positive number or empty."
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "expected"),
+    [
+        (0, 10, "yours has not tracked a frame yet (10 to track), about 10 s left"),
+        (3, 10, "yours has tracked 3 of 10 frames, about 7 s left"),
+        (0, 1, "yours has not tracked a frame yet (1 to track), about 1 s left"),
+    ],
+)
+def test_the_shared_model_sentence_counts_frames_and_does_not_call_them_a_frame(
+    done, total, expected
+):
+    """A run from frame 40 that has tracked 3 frames stands at frame 42: the sentence
+    counts the 3 frames, it does not say "at frame 3". One frame of this run takes 0.5 s
+    and the model is shared by two runs, so each frame left costs 1 s."""
+    from sam2web.tracking.scheduler import Policy, Snapshot
+    from sam2web.ui import views
+
+    standing = Snapshot("me", Policy.FAIR, 1, 0, 0, 0, 1, {}, run_unit_s=0.5)
+    sentence = views.tracking_progress(standing, 40 + done, done, total, plain_eta_s=None)
+    assert sentence == f"The model is shared with 1 other user tracking; {expected}"
