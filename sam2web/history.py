@@ -12,7 +12,8 @@ from 0, and object ids are handed out from 1 in the order of :class:`AddObject` 
 :func:`to_json` and :func:`from_json` are the one place where actions meet their JSON form,
 ``{"op": <name>, ...fields}``: version 1 of project files has the actions up to
 :class:`Propagate`; version 2 adds mask prompts (:class:`AddMask`) and the identity fixes
-(:class:`SwapObjects`, :class:`MergeObjects`, :class:`UndoFix`, :class:`FillGaps`).
+(:class:`SwapObjects`, :class:`MergeObjects`, :class:`UndoFix`, :class:`FillGaps`) and
+the record of objects found without clicks (:class:`FindObjects`).
 
 Identity fixes change no model state: the tracked masks stay as SAM 2 made them and the
 fixes in force (:func:`identity_fixes`) are applied when masks are read for the page and
@@ -130,6 +131,29 @@ class FillGaps:
 
 
 @dataclass(frozen=True)
+class FindObjects:
+    """The objects of the ``2 * len(picked)`` actions before this one (an
+    :class:`AddObject` and its :class:`SetBox` or :class:`AddMask` each) were found on
+    ``frame`` by a finder (:mod:`sam2web.analysis.finders`; ``how``: "motion" or
+    "contrast") with these settings, as its proposals ``picked`` (numbers from 1, largest
+    first) of the ``count`` it was asked for, prompted by ``prompt`` ("box" or "mask").
+    It changes no model state: a replay on the same video replays the actions before it,
+    and a batch finds the objects again on each recording (:mod:`sam2web.session.finding`)."""
+
+    frame: int
+    how: str
+    prompt: str
+    picked: tuple[int, ...]
+    count: int
+    min_area: int
+    max_area: int | None
+    threshold: float | None
+    polarity: str
+    split_depth: float
+    op: ClassVar[str] = "find"
+
+
+@dataclass(frozen=True)
 class Pass:
     """One propagation pass: ``frames`` frames tracked from ``start``, backwards when
     ``reverse``."""
@@ -165,6 +189,7 @@ Action = (
     | MergeObjects
     | UndoFix
     | FillGaps
+    | FindObjects
 )
 
 KINDS: dict[str, type] = {
@@ -183,6 +208,7 @@ KINDS: dict[str, type] = {
         MergeObjects,
         UndoFix,
         FillGaps,
+        FindObjects,
     )
 }
 
@@ -214,6 +240,10 @@ def from_json(data: dict) -> Action:
         raise ValueError(f"unknown history operation {data.get('op')!r}")
     if kind is Propagate:
         return Propagate(tuple(Pass(**p) for p in data["passes"]))
+    if kind is FindObjects:
+        return FindObjects(
+            **{**{f.name: data[f.name] for f in fields(kind)}, "picked": tuple(data["picked"])}
+        )
     return kind(**{f.name: data[f.name] for f in fields(kind)})
 
 

@@ -231,3 +231,49 @@ def truncated(path: Path, source: Path, fraction: float) -> Path:
     data = source.read_bytes()
     path.write_bytes(data[: int(len(data) * fraction)])
     return path
+
+
+@dataclass(frozen=True)
+class Shape:
+    """An ellipse following ``centers`` ((x, y) per frame), semi-axes ``a`` along x and
+    ``b`` along y before turning by ``angle`` degrees; a disc when a == b."""
+
+    centers: tuple[tuple[float, float], ...]
+    a: float
+    b: float
+    color: tuple[int, int, int]
+    angle: float = 0.0
+
+
+def shape_mask(height: int, width: int, shape: Shape, t: int) -> np.ndarray:
+    """Ground-truth boolean mask [row, col] of ``shape`` at frame ``t``."""
+    cx, cy = shape.centers[t]
+    yy, xx = np.mgrid[0:height, 0:width]
+    dx, dy = xx + 0.5 - cx, yy + 0.5 - cy
+    c, s = np.cos(np.radians(shape.angle)), np.sin(np.radians(shape.angle))
+    u, v = c * dx + s * dy, -s * dx + c * dy
+    return (u / shape.a) ** 2 + (v / shape.b) ** 2 <= 1.0
+
+
+def arena_frames(
+    shapes: tuple[Shape, ...],
+    height: int,
+    width: int,
+    noise: float = 3.0,
+    drift: float = 0.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 of ``shapes`` moving over the textured still background,
+    with fresh Gaussian noise of ``noise`` grey levels on every frame and a lighting drift
+    of ``drift`` grey levels per frame (the whole frame brightens)."""
+    num_frames = len(shapes[0].centers)
+    bg = background(height, width, seed).astype(np.float32)
+    rng = np.random.default_rng(seed + 1)
+    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
+    for t in range(num_frames):
+        frame = bg.copy()
+        for shape in shapes:
+            frame[shape_mask(height, width, shape, t)] = shape.color
+        frame += drift * t + rng.normal(0, noise, size=(height, width, 1))
+        frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
+    return frames

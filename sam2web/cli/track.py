@@ -32,6 +32,7 @@ from ..session.batch import (
 )
 from ..session.behaviour import ExtraOutputs
 from ..session.engine import Engine
+from ..session.finding import refit_found
 from ..session.project import Project
 from ..session.projectload import load_project
 from ..session.user import UserSession
@@ -182,8 +183,11 @@ def track_video(
             axis=axis,
         )
         plan = fit_project(project, user.info, user.source_sha256, direction)
+        src, info = project.source, user.info
+        area_scale = (info.width * info.height) / (src.width * src.height)
+        fitted, found = refit_found(plan.project, user.frame_rgb, info, area_scale)
         notes = plan.notes + user.apply_project(
-            plan.project, progress=bar.phase("track", unit="step"), strict_source=False
+            fitted, progress=bar.phase("track", unit="step"), strict_source=False
         )
         if plan.direction is not None:
             notes.append(_track_unrecorded(user, plan.direction, bar.phase("run")))
@@ -210,7 +214,7 @@ def track_video(
     else:
         bar.close()
         info = user.info
-        return Tracked(notes, info.num_frames, info.width, info.height, present)
+        return Tracked(notes, info.num_frames, info.width, info.height, present, found)
     finally:
         user.close()
 
@@ -349,6 +353,7 @@ def report(job: Job, out: Path, outcome: Tracked | str, seconds: float, write=pr
         outcome.width,
         outcome.height,
         outcome.present,
+        outcome.found,
     )
 
 

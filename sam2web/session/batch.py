@@ -9,7 +9,9 @@ project without a tracking run gets one (:attr:`VideoPlan.direction`). A video o
 shape, or too short for the prompts, is refused with one sentence.
 
 :class:`VideoRecord` is one row of ``batch_summary.csv`` (:func:`write_summary`), written
-the same way whether the batch ran here or on a cluster.
+the same way whether the batch ran here or on a cluster; its ``found`` column counts the
+objects a project's finder steps found on the recording (blank: the project has none; the
+finder runs again on each recording, :func:`sam2web.session.finding.refit_found`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..history import (
     AddClick,
     AddMask,
     ClearFrame,
+    FindObjects,
     MergeObjects,
     Pass,
     Propagate,
@@ -51,7 +54,7 @@ DEFAULT_DIRECTION = "both"
 # (a codec rounds odd sizes to even ones, e.g. 333x201 -> 666x402 or 332x200).
 ASPECT_TOLERANCE = 0.01
 
-_FRAMED = (AddClick, SetBox, AddMask, Undo, ClearFrame)
+_FRAMED = (AddClick, SetBox, AddMask, Undo, ClearFrame, FindObjects)
 _FIXES = (SwapObjects, MergeObjects)  # in force from their frame on
 
 
@@ -73,6 +76,7 @@ class Tracked:
     width: int
     height: int
     present: dict[int, int]  # object id -> frames where it is present
+    found: int | None = None  # objects the project's finder steps found; None: none
 
 
 @dataclass
@@ -89,6 +93,7 @@ class VideoRecord:
     width: int | None = None
     height: int | None = None
     present: dict[int, int] = field(default_factory=dict)
+    found: int | None = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +298,7 @@ def summary_columns(objects: list[TrackedObject]) -> list[str]:
         "width",
         "height",
         "seconds",
+        "found",
         "message",
         *per_object,
     ]
@@ -315,6 +321,7 @@ def write_summary(path: Path, records: list[VideoRecord], objects: list[TrackedO
                     _blank(r.width),
                     _blank(r.height),
                     f"{r.seconds:.2f}" if math.isfinite(r.seconds) else "",
+                    _blank(r.found),
                     safe_cell(r.message),
                     *[r.present.get(o.obj_id, 0) if tracked else "" for o in objects],
                 ]

@@ -45,7 +45,9 @@ Version 2 adds, and a file is written as version 2 only when it uses one of them
 operations ``mask`` {frame, obj, rle} (a mask prompt; ``rle`` is the ``counts`` string of a
 compressed COCO run-length encoding of the frame's size, checked on loading before any
 decoder sees it), ``swap`` {a, b, frame}, ``merge`` {target, source, frame}, ``undo_fix`` {} and
-``fill_gaps`` {frames}; and ``source.channel`` / ``source.axis``, the choice a
+``fill_gaps`` {frames}, ``find`` {frame, how, prompt, picked, count, min_area, max_area,
+threshold, polarity, split_depth} (how the objects of the ``2 * len(picked)`` steps before it
+were found; see :class:`sam2web.history.FindObjects`); and ``source.channel`` / ``source.axis``, the choice a
 multi-channel or volume TIFF was opened with; and the top-level keys ``zones`` (a list of
 shapes as in :func:`sam2web.analysis.zones.zones_to_json`), ``zone_membership`` ({"by": "overlap",
 "fraction": F}; absent: by centroid), ``pair_distance`` (a number, the calibrated unit) and

@@ -415,7 +415,50 @@ def _parse_v2_step(c: _Checker, d: dict, op: str, where: str, source: ProjectSou
         return {"op": op, "target": ident("target"), "source": ident("source"), "frame": frame()}
     if op == "fill_gaps":
         return {"op": op, "frames": c.as_int(c.get(d, "frames", where), where, 0, 1000)}
+    if op == "find":
+        return _parse_find(c, d, where, frame())
     return {"op": op}  # undo_fix
+
+
+def _parse_find(c: _Checker, d: dict, where: str, frame: int) -> dict:
+    """A record of objects found by a finder (:class:`sam2web.history.FindObjects`)."""
+
+    def get(key):
+        return c.get(d, key, where)
+
+    how = get("how")
+    prompt = get("prompt")
+    polarity = get("polarity")
+    if how not in ("motion", "contrast") or prompt not in ("box", "mask"):
+        raise c.fail(f"{where} names an unknown finder or prompt")
+    if polarity not in ("bright", "dark"):
+        raise c.fail(f"{where} names an unknown polarity")
+    count = c.as_int(get("count"), f"the count of {where}", 1, MAX_HISTORY)
+    picked = get("picked")
+    if not isinstance(picked, list) or not 1 <= len(picked) <= count:
+        raise c.fail(f"the picked proposals of {where} are not a list of 1 to {count}")
+    picked = [c.as_int(p, f"a picked proposal of {where}", 1, count) for p in picked]
+    if len(set(picked)) != len(picked):
+        raise c.fail(f"the picked proposals of {where} repeat one")
+    max_area = get("max_area")
+    threshold = get("threshold")
+    return {
+        "op": "find",
+        "frame": frame,
+        "how": how,
+        "prompt": prompt,
+        "picked": picked,
+        "count": count,
+        "min_area": c.as_int(get("min_area"), f"the minimum area of {where}", 1, 2**40),
+        "max_area": None
+        if max_area is None
+        else c.as_int(max_area, f"the maximum area of {where}", 1, 2**40),
+        "threshold": None
+        if threshold is None
+        else c.as_num(threshold, f"the threshold of {where}", 0.0, 255.0),
+        "polarity": polarity,
+        "split_depth": c.as_num(get("split_depth"), f"the split depth of {where}", 0.0, 1000.0),
+    }
 
 
 def _check_mask_size(c: _Checker, rle: str, where: str, source: ProjectSource) -> None:

@@ -12,7 +12,8 @@ safe while the session is used from several threads and closed at any moment, an
 session's model work on the shared model; :mod:`sam2web.session.video` holds the video, model
 and quality; :mod:`sam2web.session.fixes` masks and identity fixes;
 :mod:`sam2web.session.prompts` objects and prompts; :mod:`sam2web.session.runs` where a
-tracking run goes and how it is followed. This module adds tracking runs, results, zones and
+tracking run goes and how it is followed; :mod:`sam2web.session.finding` objects found
+without clicks. This module adds tracking runs, results, zones and
 projects. Every method takes and returns plain values, so the page
 (``sam2web.ui``) only wires widgets to these methods, and tests drive them directly.
 """
@@ -46,6 +47,7 @@ from .behaviour import (
     write_behaviour,
     write_label_stacks,
 )
+from .finding import FindingSession
 from .lifecycle import Exports, writes_files
 from .project import (
     PROJECT_FILENAME,
@@ -75,7 +77,7 @@ class Review:
 
 
 @dataclass
-class UserSession(PromptSession):
+class UserSession(FindingSession, PromptSession):
     """One user of the app: objects and prompts, tracking runs, results, zones and
     projects. ``behaviour`` holds the zones, ruler and pair settings
     (:mod:`sam2web.session.behaviour`)."""

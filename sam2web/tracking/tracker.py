@@ -36,6 +36,7 @@ from ..history import (
     AddObject,
     ClearFrame,
     FillGaps,
+    FindObjects,
     MergeObjects,
     Pass,
     Propagate,
@@ -696,6 +697,13 @@ def record_fix(
         tracking.history.append(action)
 
 
+def record_found(tracking: TrackingSession, action: FindObjects) -> None:
+    """Record how the objects just added were found (no model state changes)."""
+    with tracking._lock:
+        tracking._require_idle()
+        tracking.history.append(action)
+
+
 # ---------------------------------------------------------------------- replay
 def replay(
     tracking: TrackingSession, action: Action, on_frame: Callable[[], None] | None = None
@@ -730,6 +738,8 @@ def replay(
         tracking.add_mask(action.frame, action.obj, mask)
     elif isinstance(action, (SwapObjects, MergeObjects, UndoFix, FillGaps)):
         record_fix(tracking, action)
+    elif isinstance(action, FindObjects):
+        record_found(tracking, action)
     else:
         raise TypeError(f"not a recorded action: {action!r}")
 

@@ -17,6 +17,7 @@ from .. import __version__
 from ..session.engine import Engine
 from ..settings import Settings
 from ..tracking.checkpoints import MODELS, get_spec
+from .finders_panel import FindersPanel, build_finders_panel
 from .masks_panel import MasksPanel, build_masks_panel
 from .user import PROMPT_MODES, UserSession
 from .views import NO_VIDEO, model_line, quality_label
@@ -128,6 +129,7 @@ class Page:
     info: gr.JSON  # the uploaded video's facts, for API clients
     zones: ZonesPanel  # zones, ruler, pairs, heatmaps, label stacks (.zones_panel)
     masks: MasksPanel  # label images, brush, identity fixes, a TIFF's channel and axis
+    finders: FindersPanel  # objects found by motion or contrast
 
 
 def user_factory(engine: Engine) -> Callable[[], UserSession]:
@@ -163,6 +165,7 @@ def build_layout(engine: Engine) -> Page:
             parts.update(_objects_column(engine.settings))
         with gr.Column(scale=2):
             parts.update(_frame_column())
+    parts["finders"] = build_finders_panel()
     parts["masks"] = build_masks_panel(engine.settings.max_pixels)
     drawing = build_zone_drawing()
     parts.update(_track_section(engine))

@@ -20,8 +20,8 @@ import logging
 import gradio as gr
 
 from ..session.engine import Engine, Housekeeping
+from . import finders_events, masks_events
 from . import handlers as h
-from . import masks_events
 from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths
 from .handlers import Context
 from .layout import Page, build_layout
@@ -64,6 +64,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         )
         uploaded, clicked = _wire_video(ctx)
         masks_events.wire(ctx, uploaded)
+        finders_events.wire(ctx)
         _wire_objects(ctx)
         results_events = _wire_tracking(ctx)
         loaded = _wire_project_and_model(ctx)
