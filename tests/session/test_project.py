@@ -427,7 +427,11 @@ def test_a_project_saved_by_an_earlier_page_replays_to_its_masks(engine):
             result = store.read(frame)
             for i, obj_id in enumerate((1, 2)):
                 assert np.array_equal(result.masks[obj_id], masks[frame, i].astype(bool))
-                assert result.scores[obj_id] == pytest.approx(expected["scores"][frame, i])
+                # Masks are exact on every CPU; a score's last digits are not (the file was
+                # written on an Intel Xeon; an AMD EPYC differs by 1.7e-6 relative).
+                assert result.scores[obj_id] == pytest.approx(
+                    expected["scores"][frame, i], rel=1e-4
+                )
         assert [o.name for o in user.objects] == ["red disc", "blue disc"]
         saved = json.loads((V1 / "sam2web_project.json").read_text(encoding="utf-8"))
         again = json.loads(user.save_project(CALIBRATION).read_text(encoding="utf-8"))
