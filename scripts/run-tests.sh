@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
+# The ZeroGPU environment (a CUDA build of torch and spaces) for tests/compute/test_zerogpu_spaces.py.
+bash scripts/setup-zerogpu.sh
 if [[ ! -x /usr/bin/chromium ]]; then
   echo "[tests] installing Debian's chromium for the browser tests"
   if [[ $(id -u) == 0 ]]; then SUDO=(); else SUDO=(sudo); fi
