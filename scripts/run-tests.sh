@@ -14,6 +14,8 @@ WHOLE=0
 [[ $# == 0 ]] && WHOLE=1
 [[ ${#DOCKER[@]} == 0 ]] && set -- -m "not docker" "$@"  # a later -m of yours replaces it
 bash scripts/setup.sh --dev "${DOCKER[@]}"
+# The ZeroGPU environment (a CUDA build of torch and spaces) for tests/compute/test_zerogpu_spaces.py.
+bash scripts/setup-zerogpu.sh
 if [[ ! -x /usr/bin/chromium ]]; then
   echo "[tests] installing Debian's chromium for the browser tests"
   if [[ $(id -u) == 0 ]]; then SUDO=(); else SUDO=(sudo); fi

@@ -46,7 +46,10 @@ def start_app(
     resolution: int = 256,
     extra_env: dict[str, str] | None = None,
     timeout: float = 120,
+    python: Path | str | None = None,
 ) -> AppServer:
+    """``python app.py`` (``python``: this test's interpreter unless given) on a free port
+    of 127.0.0.1, its output in ``workdir/server.log``; waits until it answers."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     data_dir = workdir / "sessions"
@@ -72,7 +75,7 @@ def start_app(
     log_path = workdir / "server.log"
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py")],
+            [str(python or sys.executable), str(ROOT / "app.py")],
             cwd=workdir,
             env=env,
             stdout=log,

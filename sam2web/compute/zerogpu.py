@@ -18,24 +18,31 @@ process as usual.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import TrackingError
 from ..fileio import write_bytes_atomic
-from ..history import Action, Propagate, tracked_frames
-from ..tracking.tracker import PropagationStep, TrackingSession, replay
+from ..history import Action, Pass, Propagate, tracked_frames
+from ..tracking.maskstore import MaskStore
+from ..tracking.tracker import PropagationStep, TrackingSession, plan_passes, replay
 from ..types import FrameResult
+from . import gpuplan
+from .carry import context_thread
 
 log = logging.getLogger(__name__)
 
 PROGRESS_FILE = "gpu-progress"
 CANCEL_FILE = "gpu-cancel"
+REPLAY_DIR = "gpu-replay-masks"
 
 
 def zerogpu_enabled() -> bool:
@@ -89,6 +96,12 @@ class TrackingJob:
         """Frames the replay of earlier propagations tracks again (for the time limit)."""
         return tracked_frames(list(self.history))
 
+    def passes(self) -> list[Pass]:
+        """The passes this job's propagation tracks."""
+        num_frames = self.info.num_frames  # type: ignore[attr-defined]
+        start = 0 if self.start_frame is None else self.start_frame
+        return plan_passes(self.direction, start, self.end_frame, num_frames)
+
 
 @dataclass(frozen=True)
 class TrackingOutcome:
@@ -100,10 +113,21 @@ class TrackingOutcome:
     notes: list[str] = field(default_factory=list)
 
 
+# Seconds per frame and object measured by this process's finished jobs (see gpuplan).
+SPEED = gpuplan.Speed()
+
+
+def speed_key(job: TrackingJob) -> gpuplan.SpeedKey:
+    return gpuplan.SpeedKey(
+        job.model_key, job.resolution, gpuplan.bf16_quality(job.quality, job.bf16)
+    )
+
+
 def job_duration(job: TrackingJob) -> int:
-    """GPU seconds to ask for: a generous bound from the frames to replay and to track."""
-    frames = job.replay_frames() + job.info.num_frames  # type: ignore[attr-defined]
-    return int(min(600, 30 + 0.25 * frames))
+    """GPU seconds to ask for (see :func:`sam2web.compute.gpuplan.job_seconds`): the
+    worker's start, the frames to replay and to track times the objects, capped."""
+    track = sum(p.frames for p in job.passes())
+    return gpuplan.job_seconds(SPEED, speed_key(job), len(job.objects), job.replay_frames(), track)
 
 
 class _FileFlag:
@@ -120,20 +144,28 @@ _worker_models = None
 
 
 def rebuild_session(
-    job: TrackingJob, predictor, frames_dir: Path, masks_dir: Path
+    job: TrackingJob,
+    predictor,
+    frames_dir: Path,
+    masks_dir: Path,
+    replay_dir: Path | None = None,
 ) -> tuple[TrackingSession, int]:
     """A tracking session on ``predictor`` for the frames in ``frames_dir`` with the job's
-    history replayed (masks written to ``masks_dir``) and its objects' names and colours;
-    returns it with the number of frames the replay tracked again."""
+    history replayed and its objects' names and colours, writing to ``masks_dir``;
+    returns it with the number of frames the replay tracked again. With ``replay_dir`` the
+    replay's own masks go there (emptied first, then removed) and ``masks_dir`` receives
+    only the new run's."""
     from ..media.folder import FrameFolder
     from ..tracking.model import autocast_context
 
     folder = FrameFolder(Path(frames_dir))
+    if replay_dir is not None:
+        shutil.rmtree(replay_dir, ignore_errors=True)
     session = TrackingSession(
         predictor,
         folder.frame_paths(),
         folder.info,
-        Path(masks_dir),
+        Path(masks_dir if replay_dir is None else replay_dir),
         full_memory_frames=job.full_memory_frames,
         autocast=lambda: autocast_context(predictor.device, job.bf16, quality=job.quality),
     )
@@ -144,6 +176,9 @@ def rebuild_session(
         obj = session.objects.get(obj_id)
         if obj is not None:
             obj.name, obj.color = name, tuple(color)
+    if replay_dir is not None:
+        session.store = MaskStore(Path(masks_dir), folder.info.height, folder.info.width)
+        shutil.rmtree(replay_dir, ignore_errors=True)
     return session, len(replayed)
 
 
@@ -161,10 +196,12 @@ def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
         job.resolution,
         corrections=job.corrections,
     )
-    # The store is not cleared: replaying rewrites each stored frame with the same masks
-    # (atomically), so the web process never sees a frame vanish while the job runs.
-    session, replayed = rebuild_session(job, predictor, Path(job.frames_dir), Path(job.masks_dir))
+    # The replay (bounded: see gpuplan.bounded_history) writes to a scratch folder, so the
+    # session's store receives only the new run's frames, each written atomically.
     control = Path(job.control_dir)
+    session, replayed = rebuild_session(
+        job, predictor, Path(job.frames_dir), Path(job.masks_dir), control / REPLAY_DIR
+    )
     cancel = _FileFlag(control / CANCEL_FILE)
     started = time.perf_counter()
     done = 0
@@ -198,13 +235,65 @@ def propagate_in_job(
 ) -> Iterator[PropagationStep]:
     """Run ``job`` (a propagation of ``tracking``) in a worker thread here, and in a GPU
     process on ZeroGPU, writing masks to the session's store; its progress file turns into
-    steps, and ``cancel`` into its cancel file. The new run is appended to the session's
-    history when the job ends.
+    steps, and ``cancel`` into its cancel file.
 
-    The job replays the session's history to rebuild SAM2's state, so tracked masks are
-    those of an in-process run. This process's own SAM2 state does not see the job's
-    frames: a later click on a tracked frame is previewed without that frame's earlier
-    mask, while the next propagation (a job again) replays everything exactly."""
+    A run whose GPU time would not fit under :data:`~sam2web.compute.gpuplan.JOB_CAP_S` is
+    split into chunks, one job each (see :mod:`sam2web.compute.gpuplan`); each chunk is
+    appended to the session's history as it completes. Each job replays a bounded part of
+    the history to rebuild SAM2's state (:func:`~sam2web.compute.gpuplan.bounded_history`).
+    When a job is refused or stopped, the frames it tracked are recorded as a run (its
+    masks are on disk) and one sentence says what happened and what to do.
+
+    This process's own SAM2 state does not see the jobs' frames: a later click on a tracked
+    frame is previewed without that frame's earlier mask, while the next propagation (a job
+    again) replays what it needs."""
+    control = Path(job.control_dir)
+    passes = job.passes()
+    total = sum(p.frames for p in passes)
+    key = speed_key(job)
+    objects = len(job.objects)
+    per_chunk = gpuplan.fitting_frames(
+        SPEED,
+        key,
+        objects,
+        tracked_frames(list(gpuplan.bounded_history(job.history, [p.start for p in passes]))),
+    )
+    # A run that fits is one job (a run in both directions stays one recorded run).
+    chunks = [None] if total <= per_chunk else gpuplan.chunk_plans(passes, per_chunk)
+    tracking.propagating = True
+    done_before = 0
+    try:
+        for chunk in chunks:
+            starts = [p.start for p in passes] if chunk is None else [chunk.start]
+            part = dataclasses.replace(
+                job, history=gpuplan.bounded_history(tracking.history, starts)
+            )
+            if chunk is not None:
+                part = dataclasses.replace(
+                    part, direction=chunk.direction, start_frame=chunk.start, end_frame=chunk.end
+                )
+            outcome = yield from _one_job(part, tracking, cancel, done_before, total)
+            tracking.history.append(outcome.record)
+            done_before += outcome.frames
+            SPEED.record(key, outcome.frames * max(1, objects), outcome.seconds)
+            if outcome.cancelled or cancel.is_set():
+                break
+    finally:
+        tracking.propagating = False
+        tracking.store.refresh()
+        for name in (PROGRESS_FILE, CANCEL_FILE):
+            (control / name).unlink(missing_ok=True)
+
+
+def _one_job(
+    job: TrackingJob,
+    tracking: TrackingSession,
+    cancel: threading.Event,
+    done_before: int,
+    total: int,
+) -> Iterator[PropagationStep]:
+    """One chunk's job; returns its outcome (``yield from``). A failed job's tracked frames
+    are recorded and a :class:`TrackingError` says what happened."""
     control = Path(job.control_dir)
     for name in (PROGRESS_FILE, CANCEL_FILE):
         (control / name).unlink(missing_ok=True)
@@ -216,35 +305,60 @@ def propagate_in_job(
         except BaseException as err:  # raised below, in the caller's thread
             box["error"] = err
 
-    worker = threading.Thread(target=work, name="tracking-job", daemon=True)
-    tracking.propagating = True
+    # The request's context (Gradio's request: the visitor's token, the page's notices)
+    # goes with the job: spaces.GPU reads it from the calling thread's context.
+    worker = context_thread(work, name="tracking-job")
     worker.start()
     try:
-        yield from _follow(worker, control, tracking, cancel)
+        yield from _follow(worker, control, tracking, cancel, done_before, total)
     finally:
         if worker.is_alive():  # the caller stopped listening: stop the job too
             with contextlib.suppress(OSError):
                 (control / CANCEL_FILE).touch()
             worker.join()
-        tracking.propagating = False
         tracking.store.refresh()
     if "error" in box:
-        raise box["error"]
-    tracking.history.append(box["outcome"].record)
+        err = box["error"]
+        progress = read_progress(control)
+        done = 0 if progress is None else progress[0]
+        kept = gpuplan.truncated(job.passes(), done)
+        if kept:
+            tracking.history.append(Propagate(kept))
+        log.warning("GPU job failed after %d frames: %r", done, err)
+        raise TrackingError(failure_sentence(err, done_before + done)) from err
+    return box["outcome"]
+
+
+def failure_sentence(err: BaseException, kept: int) -> str:
+    """One sentence for a GPU job that was refused or stopped, ``kept`` frames tracked."""
+    detail = " ".join(str(err).split()).rstrip(".") or type(err).__name__
+    if kept:
+        return (
+            f"The GPU stopped this run ({detail}); the {kept} frames tracked before that "
+            "are kept, press Track again to continue."
+        )
+    return f"The GPU run could not start ({detail}); nothing changed, try Track again later."
 
 
 def _follow(
-    worker: threading.Thread, control: Path, tracking: TrackingSession, cancel: threading.Event
+    worker: threading.Thread,
+    control: Path,
+    tracking: TrackingSession,
+    cancel: threading.Event,
+    done_before: int = 0,
+    total: int | None = None,
 ) -> Iterator[PropagationStep]:
     shown = 0
     while True:
         running = worker.is_alive()
         progress = read_progress(control)
         if progress is not None and progress[0] > shown:
-            shown, total, frame = progress
+            shown, job_total, frame = progress
             tracking.store.refresh()
             result = tracking.store.read(frame) or FrameResult(frame, {}, {})
-            yield PropagationStep(result, shown, total)
+            yield PropagationStep(
+                result, done_before + shown, job_total if total is None else total
+            )
         if not running:
             return
         if cancel.is_set():

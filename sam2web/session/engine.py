@@ -367,6 +367,8 @@ class Engine:
         spec = get_spec(model_key or self.settings.model)
         ckpt = self.checkpoint_path(spec.key)
         device = "cuda" if zerogpu_enabled() else str(choose_device(self.settings.device))
+        if start_frame is None:  # as TrackingSession.propagate: the earliest prompted frame
+            start_frame = min(tracking.prompted_frames(), default=0)
         return TrackingJob(
             frames_dir=str(ws.frames_dir),
             masks_dir=str(tracking.store.root),

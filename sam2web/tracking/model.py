@@ -21,6 +21,7 @@ import logging
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,6 +148,36 @@ _MISSING_EXTENSION_MODULE = r"sam2\.sam2_video_predictor"
 _BUILD_LOCK = threading.Lock()
 
 
+@contextlib.contextmanager
+def cuda_hidden_unless(device) -> Iterator[None]:
+    """While a model for ``device`` is built, ``torch.cuda.is_available()`` answers False
+    unless ``device`` is a CUDA device; held under the build lock (one build at a time).
+
+    sam2's constructors move cached position encodings to ``"cuda"`` whenever CUDA looks
+    available (``PositionEmbeddingSine``, ``RoPEAttention``), whatever device the model is
+    built for. On a ZeroGPU Space the ``spaces`` package makes ``is_available`` answer True in
+    every thread of the web process and makes CUDA's initialisation raise there, so a CPU
+    model built for clicks would fail; on a CUDA host a CPU model would create a CUDA context
+    and copy those encodings back on every call. Other threads asking during the build are
+    told the truth about this build's device, nothing else is changed.
+    """
+    import torch
+
+    if torch_device_type(device) == "cuda":
+        yield
+        return
+    original = torch.cuda.is_available
+    torch.cuda.is_available = _no_cuda
+    try:
+        yield
+    finally:
+        torch.cuda.is_available = original
+
+
+def _no_cuda() -> bool:
+    return False
+
+
 def silence_missing_extension_warning() -> None:
     """Hide sam2's per-frame warning about its missing optional CUDA extension.
 
@@ -214,7 +245,7 @@ def build_predictor(
     # Read the weights first: a bad file fails fast, before the model is built.
     state = load_state_dict(ckpt_path) if ckpt_path is not None else None
     silence_missing_extension_warning()
-    with _BUILD_LOCK:
+    with _BUILD_LOCK, cuda_hidden_unless(device):
         predictor = build_sam2_video_predictor(
             spec.config,
             ckpt_path=None,
@@ -335,7 +366,7 @@ def write_random_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        with _BUILD_LOCK:
+        with _BUILD_LOCK, cuda_hidden_unless("cpu"):
             model = build_sam2_video_predictor(spec.config, ckpt_path=None, device="cpu")
     tmp = path.with_name(path.name + ".part")
     torch.save({"model": model.state_dict()}, tmp)

@@ -3,6 +3,7 @@ another process (as ZeroGPU runs it) gives exactly the masks of an in-process ru
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import importlib.machinery
 import multiprocessing
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from sam2web.compute import zerogpu
+from sam2web.errors import TrackingError
 from sam2web.session.engine import Engine
 from sam2web.session.user import UserSession
 from sam2web.settings import Settings
@@ -138,3 +140,65 @@ def test_cancel_reaches_the_job(engine, tmp_path):
     tracked = user.tracking.history[-1].passes[0].frames
     assert user.last_run.cancelled and seen and tracked < 8
     assert user.tracking.store.frames() == list(range(tracked))  # what the job tracked
+
+
+def test_a_job_stopped_midway_keeps_what_it_tracked_in_masks_and_history(
+    engine, tmp_path, monkeypatch
+):
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(8, 120, 160))
+    user = UserSession(Engine(engine.settings, gpu_jobs=True))
+    user.upload(clip)
+    user.click(0, 40, 60)
+
+    def killed_after_three_frames(job):  # as ZeroGPU ends a job past its duration
+        zerogpu._run_tracking_job(dataclasses.replace(job, end_frame=2))
+        raise RuntimeError("GPU task aborted")
+
+    monkeypatch.setattr("sam2web.compute.zerogpu.run_tracking_job", killed_after_three_frames)
+    with pytest.raises(TrackingError, match="the 3 frames tracked before that are kept"):
+        list(user.propagate("forward"))
+    run = user.tracking.history[-1]
+    assert run.op == "propagate" and run.frames == 3
+    assert user.tracking.store.frames() == [0, 1, 2] and not user.tracking.propagating
+    monkeypatch.setattr("sam2web.compute.zerogpu.run_tracking_job", zerogpu._run_tracking_job)
+    list(user.propagate("forward", start_frame=3))  # Track again continues
+    assert user.tracking.store.frames() == list(range(8))
+
+
+def test_a_run_too_long_for_one_job_goes_in_chunks_each_recorded(engine, tmp_path, monkeypatch):
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(9, 120, 160))
+    user = UserSession(Engine(engine.settings, gpu_jobs=True))
+    user.upload(clip)
+    user.click(0, 40, 60)
+    monkeypatch.setattr(zerogpu.gpuplan, "fitting_frames", lambda *a: 4)
+    asked = []
+
+    def run_job(job):
+        asked.append(zerogpu.job_duration(job))
+        return zerogpu._run_tracking_job(job)
+
+    monkeypatch.setattr("sam2web.compute.zerogpu.run_tracking_job", run_job)
+    steps = [s.done for s in user.propagate("forward")]
+    runs = [a for a in user.tracking.history if a.op == "propagate"]
+    assert [r.frames for r in runs] == [4, 4, 1] and steps == list(range(1, 10))
+    assert [r.passes[0].start for r in runs] == [0, 4, 8]
+    assert user.tracking.store.frames() == list(range(9))
+    assert len(asked) == 3 and max(asked) <= zerogpu.gpuplan.JOB_CAP_S
+
+
+def test_the_job_runs_in_the_callers_context(engine, tmp_path, monkeypatch):
+    request = contextvars.ContextVar("request", default=None)
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(3, 120, 160))
+    user = UserSession(Engine(engine.settings, gpu_jobs=True))
+    user.upload(clip)
+    user.click(0, 40, 60)
+    seen = []
+
+    def run_job(job):  # spaces.GPU reads Gradio's request from the calling context
+        seen.append(request.get())
+        return zerogpu._run_tracking_job(job)
+
+    monkeypatch.setattr("sam2web.compute.zerogpu.run_tracking_job", run_job)
+    request.set("the visitor's request")
+    list(user.propagate("forward"))
+    assert seen == ["the visitor's request"]
