@@ -56,7 +56,7 @@ def ingest_video(
         claimed = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         claimed = int(claimed) if math.isfinite(claimed) and claimed > 0 else 0
         if claimed:
-            lim.check_frames(claimed)
+            lim.check_frames(-(-claimed // writer.step))
             lim.check_duration(claimed / fps)
             writer.progress.total = claimed
         rotation = cap.get(cv2.CAP_PROP_ORIENTATION_META)
@@ -73,22 +73,33 @@ def ingest_video(
         count = 0
         last_time_s = 0.0
         while True:
-            ok, bgr = cap.read()
-            if not ok or bgr is None:
+            # A frame the step leaves out is only grabbed (demuxed and decoded, not
+            # converted): frames are counted as decoded, so the frames kept are exact.
+            keep = writer.wants_next()
+            if keep:
+                ok, bgr = cap.read()
+                ok = ok and bgr is not None
+            else:
+                ok, bgr = cap.grab(), None
+            if not ok:
                 break
             if count == 0:
                 lim.check_pixels(bgr.shape[1], bgr.shape[0])
             count += 1
-            lim.check_frames(count)
+            if keep:
+                lim.check_frames(writer.kept + 1)
             lim.check_duration(count / fps)
             pos_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
             if math.isfinite(pos_ms):
                 last_time_s = max(last_time_s, pos_ms / 1000.0)
-            writer.add(_bgr_to_rgb(bgr))
+            if keep:
+                writer.add(_bgr_to_rgb(bgr))
+            else:
+                writer.skip()
     finally:
         cap.release()
 
-    if count == 0:
+    if writer.kept == 0:
         raise MediaError(
             f"{the_file(name)} contains no video frames; upload a video with picture content."
         )

@@ -98,7 +98,22 @@ def upload(
     request: gr.Request | None = None,
     progress=gr.Progress(),
 ) -> Update:
-    """Read an uploaded video, image zip or TIFF stack and show its first frame."""
+    """Read an uploaded video, image zip or TIFF stack, every frame, and show its first
+    frame (the first upload endpoint; :func:`upload_v2` takes a frame step)."""
+    return upload_v2(ctx, user, file, 1, request, progress)
+
+
+def upload_v2(
+    ctx: Context,
+    user: UserSession,
+    file,
+    frame_step: float | None,
+    request: gr.Request | None = None,
+    progress=gr.Progress(),
+) -> Update:
+    """Read an uploaded video, image zip or TIFF stack, every ``frame_step``-th frame of it
+    (empty: every frame), and show its first frame. Frame numbers and times of every
+    output stay the original's."""
     p = ctx.page
     ctx.registry.remember(request, user)
     path = upload_path(file)
@@ -119,7 +134,12 @@ def upload(
 
     with ctx.guard.reading(path), user.busy():
         # A TIFF that needs a channel or axis is kept; the page then asks (masks_events).
-        user.upload_or_hold(Path(path), source_name=Path(path).name, progress=cb)
+        user.upload_or_hold(
+            Path(path),
+            source_name=Path(path).name,
+            progress=cb,
+            frame_step=1 if frame_step is None else frame_step,
+        )
     return {**cleared, **loaded(ctx, user)}
 
 
@@ -416,12 +436,25 @@ def track(
         run = user.last_run
         verb = "Cancelled after" if run.cancelled else "Tracked"
         results = _results(ctx, user, progress)
-        message = " ".join([f"{verb} {run.frames} frames in {run.seconds:.1f} s.", *run.notes])
+        message = " ".join(
+            [f"{verb} {run.frames} frames in {run.seconds:.1f} s.", *run.notes, *step_note(user)]
+        )
         yield {
             **view(ctx, user, shown, message),
             ctx.page.frame_slider: shown,
             **results,
         }
+
+
+def step_note(user: UserSession) -> list[str]:
+    """What the downloads say about a frame step (nothing when every frame was read)."""
+    step = user.info.frame_step
+    if step == 1:
+        return []
+    return [
+        f"Frame step {step}: the downloads hold frames 0, {step}, {2 * step}, ... with the "
+        "original video's frame numbers and times; the overlay video plays them in real time."
+    ]
 
 
 def cancel(ctx: Context, user: UserSession) -> Update:
