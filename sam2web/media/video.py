@@ -73,14 +73,8 @@ def ingest_video(
         count = 0
         last_time_s = 0.0
         while True:
-            # A frame the step leaves out is only grabbed (demuxed and decoded, not
-            # converted): frames are counted as decoded, so the frames kept are exact.
             keep = writer.wants_next()
-            if keep:
-                ok, bgr = cap.read()
-                ok = ok and bgr is not None
-            else:
-                ok, bgr = cap.grab(), None
+            ok, bgr = _next_frame(cap, keep)
             if not ok:
                 break
             if count == 0:
@@ -113,6 +107,15 @@ def ingest_video(
                 f"The file ends early: {count} of the {claimed} frames it announces could be read."
             )
     return finish_info(writer, name, "video", fps, fps_override, notes, nominal=False)
+
+
+def _next_frame(cap, keep: bool) -> tuple[bool, np.ndarray | None]:
+    """(read, BGR frame): a frame the step leaves out is only grabbed (demuxed and decoded,
+    not converted), so frames are counted as decoded and the frames kept are exact."""
+    if keep:
+        ok, bgr = cap.read()
+        return ok and bgr is not None, bgr
+    return bool(cap.grab()), None
 
 
 def _bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
