@@ -235,3 +235,21 @@ def test_fit_project_scales_mask_prompts_and_checks_their_frame(tracked_project)
     assert "mask prompts are scaled" in " ".join(plan.notes)
     with pytest.raises(ProjectError, match="prompts up to frame 4"):
         fit_project(with_mask, _info(3, W, H), None)
+
+
+def test_fit_project_takes_another_frame_step_only_for_prompts_on_frame_0(tracked_project):
+    import dataclasses
+
+    from sam2web.history import AddClick
+
+    project = load_project(tracked_project)  # prompted and run from frame 0
+    stepped = dataclasses.replace(_info(8, W, H), frame_step=3, source_frames=24)
+    plan = fit_project(project, stepped, None)
+    assert plan.project.source.frame_step == 3
+    assert any("frame step 3" in note for note in plan.notes)
+    later = dataclasses.replace(
+        project, history=[*project.history, AddClick(frame=2, obj=1, x=20.0, y=20.0, positive=True)]
+    )
+    with pytest.raises(ProjectError, match="prompts after frame 0"):
+        fit_project(later, stepped, None)
+    assert fit_project(later, _info(8, W, H), None).project.source.frame_step == 1
