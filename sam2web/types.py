@@ -38,14 +38,29 @@ class VideoInfo:
     notes: tuple[str, ...] = ()  # what ingest did that a user should know (rotation, scaling)
     pixel_size: float | None = None  # width of one pixel in pixel_unit, when the file states it
     pixel_unit: str | None = None  # unit of pixel_size, e.g. "µm"
+    # Every frame_step-th frame of the original was kept: frame i here is the original's
+    # frame i * frame_step; source_frames counts the original's frames (0: num_frames).
+    frame_step: int = 1
+    source_frames: int = 0
 
     @property
     def duration_s(self) -> float:
-        return self.num_frames / self.fps if self.fps > 0 else 0.0
+        frames = self.source_frames or self.num_frames * self.frame_step
+        return frames / self.fps if self.fps > 0 else 0.0
+
+    @property
+    def tracked_fps(self) -> float:
+        """Frames per second of the frames kept (the original's rate / frame_step)."""
+        return self.fps / self.frame_step
+
+    def original_frame(self, frame_idx: int) -> int:
+        """The original video's number of kept frame ``frame_idx``."""
+        return int(frame_idx) * self.frame_step
 
     def time_of(self, frame_idx: int) -> float:
-        """Seconds from the start of the video to the start of frame ``frame_idx``."""
-        return frame_idx / self.fps
+        """Seconds from the start of the original video to the start of kept frame
+        ``frame_idx`` (its original frame number / the original's fps)."""
+        return self.original_frame(frame_idx) / self.fps
 
 
 @dataclass(frozen=True)

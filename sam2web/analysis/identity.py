@@ -430,6 +430,7 @@ def fill_gaps(rows: Iterable[Measurement], max_gap: int) -> tuple[list[Measureme
     if isinstance(max_gap, bool) or not isinstance(max_gap, (int, np.integer)) or max_gap < 0:
         raise PromptError("The longest gap to fill must be a whole number of frames, 0 or more.")
     rows = list(rows)
+    step = math.gcd(*(int(r.frame) for r in rows)) or 1
     filled: dict[int, Measurement] = {}
     positions: dict[int, list[int]] = {}
     for i, r in enumerate(rows):
@@ -445,7 +446,8 @@ def fill_gaps(rows: Iterable[Measurement], max_gap: int) -> tuple[list[Measureme
         after = np.searchsorted(at, frames, side="right")  # the first anchor after each
         inside = (after > 0) & (after < len(at))
         before_f, after_f = at[np.maximum(after - 1, 0)], at[np.minimum(after, len(at) - 1)]
-        bridged = inside & (before_f < frames) & (after_f - before_f - 1 <= max_gap)
+        # Gaps count frames tracked: rows of a stepped video are ``step`` frames apart.
+        bridged = inside & (before_f < frames) & ((after_f - before_f) / step - 1 <= max_gap)
         xs = np.interp(frames, at, [a.centroid_x for a in anchors])
         ys = np.interp(frames, at, [a.centroid_y for a in anchors])
         for n in np.flatnonzero(bridged):

@@ -123,7 +123,7 @@ class MeasurementSink:
             geometry = measure(mask, present=not score <= 0.0)
             self.rows.append(
                 Measurement(
-                    frame=frame_idx,
+                    frame=self.info.original_frame(frame_idx),
                     time_s=self.info.time_of(frame_idx),
                     object_id=obj.obj_id,
                     object_name=obj.name,

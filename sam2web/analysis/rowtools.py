@@ -32,18 +32,26 @@ def has_centroid(row: Measurement) -> bool:
     return row.present and row.centroid_x is not None and row.centroid_y is not None
 
 
+def frame_step(rows: Iterable[Measurement]) -> int:
+    """The frame step of a table: the largest N dividing every row's frame number (rows of
+    a video tracked every N-th frame carry the original's frame numbers 0, N, 2N, ...);
+    1 when the rows have no frame after 0."""
+    return math.gcd(*(int(r.frame) for r in rows)) or 1
+
+
 def frame_seconds(rows: Sequence[Measurement], cal: Calibration, fps: float | None = None) -> float:
-    """Seconds one frame lasts: 1 / the calibration's fps, else 1 / ``fps`` (the video's
-    frame rate, ``VideoInfo.fps``), else read off the rows' time stamps (time_s = frame /
-    fps); 0.0 only when none of them tells the rate (rows of frame 0 alone, without a rate).
-    """
+    """Seconds one row of an object lasts: the frame step (:func:`frame_step`) / the
+    calibration's fps, else / ``fps`` (the original video's frame rate, ``VideoInfo.fps``),
+    else read off the rows' time stamps (time_s = frame / fps); 0.0 only when none of them
+    tells the rate (rows of frame 0 alone, without a rate)."""
+    step = frame_step(rows)
     if cal.fps is not None:
-        return 1.0 / cal.fps
+        return step / cal.fps
     if fps is not None and math.isfinite(fps) and fps > 0:
-        return 1.0 / fps
+        return step / fps
     for r in rows:
         if r.frame > 0 and math.isfinite(r.time_s) and r.time_s > 0:
-            return r.time_s / r.frame
+            return step * r.time_s / r.frame
     return 0.0
 
 

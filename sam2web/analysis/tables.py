@@ -345,11 +345,13 @@ def load_plot(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def frame_runs(frames: list[int]) -> list[tuple[int, int]]:
-    """Sorted frame indices grouped into runs of consecutive frames: [(first, last), ...]."""
+def frame_runs(frames: list[int], step: int = 1) -> list[tuple[int, int]]:
+    """Sorted frame indices grouped into runs of consecutive frames (``step`` apart, for
+    the original frame numbers of a video tracked every ``step``-th frame):
+    [(first, last), ...]."""
     runs: list[tuple[int, int]] = []
     for f in frames:
-        if runs and f == runs[-1][1] + 1:
+        if runs and f == runs[-1][1] + step:
             runs[-1] = (runs[-1][0], f)
         else:
             runs.append((f, f))
@@ -477,6 +479,7 @@ def plot_confidence(
     threshold, margin = _check_threshold(threshold, margin)
     objects = list(objects)
     grouped = by_object(rows)
+    step = math.gcd(*(int(r.frame) for series in grouped.values() for r in series)) or 1
     n = max(len(objects), 1)
     fig = _new_figure(9.0, 0.6 + 1.8 * n)
     axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
@@ -494,10 +497,10 @@ def plot_confidence(
         kinds = [_classify(s, threshold, margin) for s in scores]
         lost = [int(f) for f, k in zip(frames, kinds, strict=True) if k == LOST]
         uncertain = [int(f) for f, k in zip(frames, kinds, strict=True) if k == UNCERTAIN]
-        for a, b in frame_runs(lost):
-            ax.axvspan(a - 0.5, b + 0.5, **lost_style)
-        for a, b in frame_runs(uncertain):
-            ax.axvspan(a - 0.5, b + 0.5, **unsure_style)
+        for a, b in frame_runs(lost, step):
+            ax.axvspan(a - step / 2, b + step / 2, **lost_style)
+        for a, b in frame_runs(uncertain, step):
+            ax.axvspan(a - step / 2, b + step / 2, **unsure_style)
         if lost:
             lost_scores = [s for s, k in zip(scores, kinds, strict=True) if k == LOST]
             ax.plot(lost, lost_scores, linestyle="none", marker="x", markersize=6, color="tab:red")

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import PromptError
 from ..tracking.maskstore import MaskReader
 from ..types import Measurement
-from .rowtools import frame_seconds, general, has_centroid, text, write_table
+from .rowtools import frame_seconds, frame_step, general, has_centroid, text, write_table
 from .tables import Calibration, by_object
 from .zones import Zone, check_number, check_unique_names
 
@@ -83,9 +83,12 @@ class ZoneStats:
 
 
 def _overlap_fractions(
-    masks: MaskSource, zones: Sequence[Zone], wanted: set[tuple[int, int]]
+    masks: MaskSource, zones: Sequence[Zone], wanted: set[tuple[int, int]], step: int = 1
 ) -> dict[tuple[int, int], np.ndarray]:
-    """{(frame, object id): fraction of the mask's pixels inside each zone (len(zones),)}."""
+    """{(frame, object id): fraction of the mask's pixels inside each zone (len(zones),)}.
+
+    Frames are the rows' (original) frame numbers; a :class:`MaskReader` holds frame
+    ``frame // step`` of a video tracked every ``step``-th frame."""
     zone_masks: dict[tuple[int, int], np.ndarray] = {}
 
     def zone_stack(shape: tuple[int, int]) -> np.ndarray:
@@ -95,12 +98,12 @@ def _overlap_fractions(
 
     def entries() -> Iterator[tuple[int, int, np.ndarray]]:
         if isinstance(masks, MaskReader):
-            frames = sorted({f for f, _ in wanted})
+            frames = sorted({f // step for f, _ in wanted})
             if not frames:
                 return
             for result in masks.iter_frames(frames[0], frames[-1] + 1):
                 for obj_id, mask in result.masks.items():
-                    yield result.frame_idx, obj_id, mask
+                    yield result.frame_idx * step, obj_id, mask
         else:
             yield from masks
 
@@ -152,7 +155,7 @@ def zone_membership(
     if masks is None:
         raise ValueError("membership by mask overlap needs the masks")
     wanted = {(r.frame, r.object_id) for r in rows if r.present}
-    fractions = _overlap_fractions(masks, zones, wanted)
+    fractions = _overlap_fractions(masks, zones, wanted, frame_step(rows))
     for r in rows:
         frac = fractions.get((r.frame, r.object_id)) if r.present else None
         for k, zone in enumerate(zones):
@@ -180,6 +183,7 @@ def zone_stats(
     inside_map = zone_membership(rows, zones, masks=masks, min_overlap=min_overlap)
     membership = "centroid" if min_overlap is None else f"overlap>={float(min_overlap):g}"
     dt = frame_seconds(rows, cal, fps)
+    step = frame_step(rows)
     t0 = min((cal.time_of(r) for r in rows), default=0.0)
     out: list[ZoneStats] = []
     for obj_id, series in by_object(rows).items():
@@ -188,7 +192,7 @@ def zone_stats(
             inside = [flags[r.frame] for r in series]
             entries = 0
             for i, flag in enumerate(inside):
-                follows = i > 0 and inside[i - 1] and series[i - 1].frame + 1 == series[i].frame
+                follows = i > 0 and inside[i - 1] and series[i - 1].frame + step == series[i].frame
                 if flag and not follows:
                     entries += 1
             first = next((r for r, f in zip(series, inside, strict=True) if f), None)

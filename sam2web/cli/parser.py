@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from .. import __version__
+from ..errors import MediaError
+from ..media.ingest import MAX_FRAME_STEP, check_frame_step
 from ..session.batch import DEFAULT_DIRECTION
 from ..session.project import PROJECT_FILENAME
 from ..session.user import SCIENCE_FILES
@@ -90,6 +92,16 @@ def _non_negative(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}")
     return value
+
+
+def _frame_step(text: str) -> int:
+    """A --frame-step value: a whole number from 1."""
+    try:
+        return check_frame_step(int(text))
+    except (ValueError, MediaError) as err:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a frame step; give a whole number from 1 to {MAX_FRAME_STEP}"
+        ) from err
 
 
 def _frames(text: str) -> int:
@@ -271,6 +283,13 @@ def _add_correction_options(track: argparse.ArgumentParser) -> None:
         help="bridge absences of at most N frames in the per-frame CSVs by linear "
         "interpolation of the centroid, marked in an 'interpolated' column "
         "(0: off; default: the project's setting)",
+    )
+    track.add_argument(
+        "--frame-step",
+        type=_frame_step,
+        metavar="N",
+        help="track every N-th frame of each video (frames 0, N, 2N, ...); every output "
+        "keeps the original frame numbers and times (default: the project's step)",
     )
 
 

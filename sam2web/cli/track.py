@@ -156,6 +156,7 @@ def track_video(
     extras: ExtraOutputs | None = None,
     stack_choice: tuple[int | str | None, str | None] | None = None,
     fill_gaps: int | None = None,
+    frame_step: int | None = None,
 ) -> Tracked:
     """Replay ``project`` on one video and write every export into ``folder``: the one
     per-video step, the same here and on a cluster's workers.
@@ -166,7 +167,8 @@ def track_video(
     ``bar`` takes the progress (``phase(name, unit)`` and ``close(keep)``, default a tqdm
     bar labelled ``label``). ``stack_choice`` is the (channel, axis) a microscopy TIFF is
     read with (default: the project's); ``fill_gaps`` replaces the project's gap filling
-    (None: keep it). Raises UserError subclasses with one sentence when the video
+    (None: keep it); ``frame_step`` reads every N-th frame (None: the project's step).
+    Raises UserError subclasses with one sentence when the video
     cannot be used. The session's workspace is always removed."""
     check_video_file(video)
     name = source_name or video.name
@@ -181,6 +183,7 @@ def track_video(
             progress=bar.phase("decode"),
             channel=channel,
             axis=axis,
+            frame_step=project.source.frame_step if frame_step is None else frame_step,
         )
         plan = fit_project(project, user.info, user.source_sha256, direction)
         src, info = project.source, user.info
@@ -285,6 +288,7 @@ def run_track(args: argparse.Namespace) -> int:
         extras=ExtraOutputs(args.behaviour, args.label_stacks, args.pair_distance),
         stack_choice=_stack_choice(args),
         fill_gaps=args.fill_gaps,
+        frame_step=args.frame_step,
     )
     if args.ray is not None:
         records = _track_on_ray(args, settings, jobs, out, options)

@@ -100,7 +100,12 @@ class FrameWriter:
 
     ``progress(done, total)`` is called every few frames (None: not at all); readers set
     ``self.progress.total`` when they know it. Going beyond ``max_bytes`` of frame files
-    (None: no bound) raises StorageFullError."""
+    (None: no bound) raises StorageFullError.
+
+    With ``step`` N > 1 only every N-th frame given is written (the original's frames 0, N,
+    2N, ...), as file 0, 1, 2, ...; ``count`` counts the frames given, ``kept`` those
+    written. A reader that can skip a frame cheaply asks :meth:`wants_next` first and
+    calls :meth:`skip` instead of decoding it."""
 
     def __init__(
         self,
@@ -108,14 +113,29 @@ class FrameWriter:
         frame_format: str,
         progress: Progress | None = None,
         max_bytes: int | None = None,
+        step: int = 1,
     ):
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise ValueError(f"step must be a whole number >= 1, got {step!r}")
         self.folder = folder
         self.frame_format = frame_format
         self.progress = _Progress(progress)
         self.max_bytes = max_bytes
-        self.count = 0
+        self.step = step
+        self.count = 0  # frames given (the original's frames read so far)
+        self.kept = 0  # frames written
         self.bytes = 0  # written so far
         self.size: tuple[int, int] | None = None  # (width, height)
+
+    def wants_next(self) -> bool:
+        """True when the next frame given will be written (it is a multiple of the step)."""
+        return self.count % self.step == 0
+
+    def skip(self) -> None:
+        """Count a frame that is not written (the reader did not decode it)."""
+        assert not self.wants_next()
+        self.count += 1
+        self.progress.update(self.count)
 
     def add(self, rgb: np.ndarray) -> None:
         assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3, rgb.shape
@@ -128,8 +148,11 @@ class FrameWriter:
                 f"{w}x{h}, the first is {self.size[0]}x{self.size[1]}); "
                 "convert the file to one frame size and upload it again."
             )
+        if not self.wants_next():
+            self.skip()
+            return
         img = Image.fromarray(np.ascontiguousarray(rgb))
-        path = self.folder / frame_filename(self.count, self.frame_format)
+        path = self.folder / frame_filename(self.kept, self.frame_format)
         if self.frame_format == "png":
             img.save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         else:
@@ -141,6 +164,7 @@ class FrameWriter:
                 "in the space left); try again later or upload a shorter video."
             )
         self.count += 1
+        self.kept += 1
         self.progress.update(self.count)
 
     def finish(self) -> None:
@@ -167,8 +191,13 @@ def finish_info(
                 f"(the file says {fps:.4g})."
             )
         fps = fps_override
+    if writer.step > 1:
+        notes.append(
+            f"One frame in every {writer.step} was kept ({writer.kept} of {writer.count}); "
+            "frame numbers and times are the original's."
+        )
     return VideoInfo(
-        num_frames=writer.count,
+        num_frames=writer.kept,
         width=writer.size[0],
         height=writer.size[1],
         fps=float(fps),
@@ -178,4 +207,6 @@ def finish_info(
         notes=tuple(dict.fromkeys(notes)),
         pixel_size=pixel_size,
         pixel_unit=pixel_unit,
+        frame_step=writer.step,
+        source_frames=writer.count,
     )

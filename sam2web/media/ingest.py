@@ -6,7 +6,8 @@ server chose. :class:`~.folder.FrameFolder` opens such a folder again.
 
 What a user can rely on:
 
-* Every frame of the file is written exactly once, at its original size (odd sizes stay
+* Every frame of the file (or, with a frame step N, every N-th frame: the original's
+  frames 0, N, 2N, ..., counted exactly as decoded, never by time) is written exactly once, at its original size (odd sizes stay
   odd), upright (rotation metadata of phone videos and EXIF orientation of photos applied),
   as 8-bit RGB. The frame rate is never resampled: time stamps use the file's rate.
 * The kind of file is recognised from its content, not its name. Paths inside the output
@@ -53,6 +54,7 @@ def ingest(
     max_output_bytes: int | None = None,
     channel: int | str | None = None,
     axis: str | None = None,
+    frame_step: int = 1,
 ) -> VideoInfo:
     """Decode ``src`` into frame files in ``dest_dir`` (created here; must not hold files).
 
@@ -66,6 +68,8 @@ def ingest(
     TIFF" in :mod:`sam2web.media.tiff`): ``channel`` a channel index from 0, a channel name,
     or :data:`~sam2web.media.tiff.COMPOSITE`; ``axis`` "T" or "Z", the axis whose positions
     become frames. Other kinds of file ignore them.
+    ``frame_step`` N keeps every N-th frame (see :func:`check_frame_step`); the info's
+    ``frame_step`` and ``source_frames`` say so, and its times are the original's.
     Raises MediaError (:class:`~sam2web.media.tiff.StackChoiceError` when a TIFF needs a
     choice), LimitError or StorageFullError with a message fit for the user; nothing is
     left behind.
@@ -85,11 +89,14 @@ def ingest(
             "The frame rate must be a positive number of frames per second, "
             "for example 10 or 29.97."
         )
+    frame_step = check_frame_step(frame_step)
     dest_dir.mkdir(parents=True, exist_ok=True)
     if any(dest_dir.iterdir()):
         raise FileExistsError(f"{dest_dir} already holds files")
     try:
-        writer = FrameWriter(dest_dir, frame_format, progress, max_bytes=max_output_bytes)
+        writer = FrameWriter(
+            dest_dir, frame_format, progress, max_bytes=max_output_bytes, step=frame_step
+        )
         info = _ingest_into(src, writer, Limiter(limits, name), name, fps, choice)
         write_info(dest_dir, info, frame_format)
     except BaseException:
@@ -105,6 +112,25 @@ def ingest(
         info.kind,
     )
     return info
+
+
+MAX_FRAME_STEP = 1000
+
+
+def check_frame_step(value: object) -> int:
+    """A frame step as a whole number from 1 (every frame) to :data:`MAX_FRAME_STEP`, or
+    MediaError with one sentence."""
+    try:
+        step = int(value)  # type: ignore[call-overload]
+        exact = not isinstance(value, bool) and float(value) == step  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        exact = False
+    if not exact or not 1 <= step <= MAX_FRAME_STEP:
+        raise MediaError(
+            f"The frame step must be a whole number from 1 (every frame) to "
+            f"{MAX_FRAME_STEP}, for example 5 to track every 5th frame; got {value!r}."
+        )
+    return step
 
 
 def _ingest_into(

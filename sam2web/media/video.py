@@ -56,7 +56,7 @@ def ingest_video(
         claimed = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         claimed = int(claimed) if math.isfinite(claimed) and claimed > 0 else 0
         if claimed:
-            lim.check_frames(claimed)
+            lim.check_frames(-(-claimed // writer.step))
             lim.check_duration(claimed / fps)
             writer.progress.total = claimed
         rotation = cap.get(cv2.CAP_PROP_ORIENTATION_META)
@@ -73,22 +73,27 @@ def ingest_video(
         count = 0
         last_time_s = 0.0
         while True:
-            ok, bgr = cap.read()
-            if not ok or bgr is None:
+            keep = writer.wants_next()
+            ok, bgr = _next_frame(cap, keep)
+            if not ok:
                 break
             if count == 0:
                 lim.check_pixels(bgr.shape[1], bgr.shape[0])
             count += 1
-            lim.check_frames(count)
+            if keep:
+                lim.check_frames(writer.kept + 1)
             lim.check_duration(count / fps)
             pos_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
             if math.isfinite(pos_ms):
                 last_time_s = max(last_time_s, pos_ms / 1000.0)
-            writer.add(_bgr_to_rgb(bgr))
+            if keep:
+                writer.add(_bgr_to_rgb(bgr))
+            else:
+                writer.skip()
     finally:
         cap.release()
 
-    if count == 0:
+    if writer.kept == 0:
         raise MediaError(
             f"{the_file(name)} contains no video frames; upload a video with picture content."
         )
@@ -102,6 +107,15 @@ def ingest_video(
                 f"The file ends early: {count} of the {claimed} frames it announces could be read."
             )
     return finish_info(writer, name, "video", fps, fps_override, notes, nominal=False)
+
+
+def _next_frame(cap, keep: bool) -> tuple[bool, np.ndarray | None]:
+    """(read, BGR frame): a frame the step leaves out is only grabbed (demuxed and decoded,
+    not converted), so frames are counted as decoded and the frames kept are exact."""
+    if keep:
+        ok, bgr = cap.read()
+        return ok and bgr is not None, bgr
+    return bool(cap.grab()), None
 
 
 def _bgr_to_rgb(frame: np.ndarray) -> np.ndarray:

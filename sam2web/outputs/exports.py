@@ -136,7 +136,7 @@ class LiveExports:
             {o.obj_id: o for o in objects},
             style,
             Path(out_dir) / FILES["video"],
-            info.fps,
+            info.tracked_fps,  # a stepped video plays in real time
             pending=pending,
             sinks=self.run.sinks,
         )
@@ -184,7 +184,7 @@ def export_pass(
             {o.obj_id: o for o in objects},
             style,
             Path(out_dir) / FILES["video"],
-            info.fps,
+            info.tracked_fps,  # a stepped video plays in real time
             progress=progress,
             total=info.num_frames,
             sinks=run.sinks,

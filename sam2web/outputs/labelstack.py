@@ -25,6 +25,10 @@ order of their first frame (then object id).
 Both read masks from a :class:`~sam2web.tracking.maskstore.MaskReader`: a session passes
 the view with its identity fixes applied, so the stacks carry the identities of every
 other output. Zip members carry a fixed timestamp, so the same masks give the same bytes.
+
+A video tracked every N-th frame (``VideoInfo.frame_step``) gives one page or mask file
+per frame tracked, in order: page or time point T is the original video's frame T * N, and
+the TIFF's ``finterval`` is N / fps, the time between two tracked frames.
 """
 
 from __future__ import annotations
@@ -98,7 +102,7 @@ def write_label_tiff(
     height, width = store.height, store.width
     metadata: dict = {"axes": "TYX"}
     if not info.fps_is_nominal and info.fps > 0:
-        metadata["finterval"] = 1.0 / info.fps
+        metadata["finterval"] = 1.0 / info.tracked_fps
     kwargs: dict = {}
     unit = normalize_length_unit(info.pixel_unit)
     if info.pixel_size and unit:

@@ -32,7 +32,7 @@ from ..types import FrameResult, Progress, TrackedObject, VideoInfo
 
 def _padding(info: VideoInfo) -> int:
     """Digits of the zero-padded frame numbers in mask file names (at least five)."""
-    return max(5, len(str(max(info.num_frames - 1, 0))))
+    return max(5, len(str(max(info.original_frame(info.num_frames - 1), 0))))
 
 
 class _AtomicFile:
@@ -61,8 +61,8 @@ class MasksZipSink:
     """A zip of label images, one PNG per frame of the video, plus README.txt and
     objects.csv.
 
-    ``masks/00000.png`` ... hold frame 0, 1, ... (zero-padded frame index, at least five
-    digits). Pixel value = object id, 0 = background; frames without results are all zero,
+    ``masks/00000.png`` ... hold frame 0, 1, ... (zero-padded frame number of the original
+    video, at least five digits: with a frame step N the names are 0, N, 2N, ...). Pixel value = object id, 0 = background; frames without results are all zero,
     so the archive always has one image per frame. Only the listed objects are drawn; where
     two overlap, the later one in ``objects`` wins. Images are 8-bit greyscale PNGs when
     every id is below 256, else 16-bit.
@@ -88,7 +88,7 @@ class MasksZipSink:
         buf = io.BytesIO()
         image.save(buf, format="PNG", optimize=False, compress_level=6)
         # PNG data is already deflated; storing it again compressed gains nothing.
-        name = f"masks/{frame_idx:0{self.digits}d}.png"
+        name = f"masks/{self.info.original_frame(frame_idx):0{self.digits}d}.png"
         self._zip.writestr(name, buf.getvalue(), compress_type=zipfile.ZIP_STORED)
 
     def finish(self) -> Path:
@@ -132,6 +132,14 @@ def _readme(objects: list[TrackedObject], info: VideoInfo, digits: int, sixteen_
         f"frames, {info.width}x{info.height} pixels), named by the frame number counted from",
         f"0 and padded to {digits} digits: masks/{0:0{digits}d}.png is the first frame.",
         f"Frame n starts at n / {info.fps:g} seconds.",
+        *(
+            [
+                f"Every {info.frame_step}-frame step of the original was tracked: frame "
+                f"numbers are the original's (0, {info.frame_step}, {2 * info.frame_step}, ...).",
+            ]
+            if info.frame_step > 1
+            else []
+        ),
         "",
         "Each pixel holds the id of the object covering it; 0 is background. Where two",
         "objects overlap, the pixel holds the id of the object listed later below. A frame",
@@ -166,7 +174,9 @@ class NpzSink:
 
     Arrays (T = frames with a result for some object, K = objects in the given order):
 
-    - ``frames`` int64 (T,): frame indices that have a result for some object;
+    - ``frames`` int64 (T,): frame numbers of the original video that have a result for
+      some object (with a frame step N, multiples of N);
+    - ``frame_step`` int64 (): the frame step N (1: every frame was tracked);
     - ``time_s`` float64 (T,): start time of each frame in seconds;
     - ``object_ids`` int64 (K,), ``object_names`` str (K,);
     - ``scores`` float64 (T, K): SAM2's object score logit, NaN where not stored;
@@ -205,7 +215,10 @@ class NpzSink:
     def finish(self) -> Path:
         t, k = len(self.frames), len(self.ids)
         arrays = {
-            "frames": np.asarray(self.frames, dtype=np.int64),
+            "frames": np.asarray(
+                [self.info.original_frame(f) for f in self.frames], dtype=np.int64
+            ),
+            "frame_step": np.asarray(self.info.frame_step, dtype=np.int64),
             "time_s": np.asarray([self.info.time_of(f) for f in self.frames], dtype=np.float64),
             "object_ids": np.asarray(self.ids, dtype=np.int64),
             "object_names": np.asarray([o.name for o in self.objects], dtype=str),
@@ -261,7 +274,8 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class CocoSink:
     """Masks as COCO-style JSON with run-length-encoded segmentations.
 
-    - ``images``: one per frame of the video, ``id`` = frame index, ``file_name`` the
+    - ``images``: one per frame tracked, ``id`` = the original video's frame number (with
+      a frame step N: 0, N, 2N, ...; ``info.frame_step`` says N), ``file_name`` the
       zero-padded index as in the masks zip (``00000.png``), ``width``, ``height``,
       ``time_s``;
     - ``categories``: one per object, ``id`` = object id, ``name``;
@@ -277,17 +291,19 @@ class CocoSink:
         objects = list(objects)
         self.ids = [o.obj_id for o in objects]
         self.size = [info.height, info.width]
+        self.original_frame = info.original_frame
         digits = _padding(info)
         header = {
             "info": {
                 "description": f"Object masks for {info.source_name}",
                 "fps": info.fps,
                 "num_frames": info.num_frames,
+                "frame_step": info.frame_step,
             },
             "images": [
                 {
-                    "id": f,
-                    "file_name": f"{f:0{digits}d}.png",
+                    "id": info.original_frame(f),
+                    "file_name": f"{info.original_frame(f):0{digits}d}.png",
                     "width": info.width,
                     "height": info.height,
                     "time_s": info.time_of(f),
@@ -317,7 +333,7 @@ class CocoSink:
             self._count += 1
             ann = {
                 "id": self._count,
-                "image_id": frame_idx,
+                "image_id": self.original_frame(frame_idx),
                 "category_id": obj_id,
                 "segmentation": {"size": self.size, "counts": rle["counts"].decode("ascii")},
                 "area": int(mask.sum()),

@@ -165,7 +165,7 @@ def fit_project(
     src = project.source
     sx, sy = _scale(src, info)
     _check_length(project, info)
-    notes = []
+    notes = _check_step(project, info)
     same_size = (info.width, info.height) == (src.width, src.height)
     if not same_size:
         notes.append(
@@ -190,6 +190,7 @@ def fit_project(
         num_frames=info.num_frames,
         width=info.width,
         height=info.height,
+        frame_step=info.frame_step,
     )
     fitted = dataclasses.replace(project, source=source, history=history)
     return VideoPlan(fitted, notes, None if has_run else direction)
@@ -204,6 +205,24 @@ def _scale(src: ProjectSource, info: VideoInfo) -> tuple[float, float]:
             "so the clicks cannot be placed; use videos of the same camera view."
         )
     return sx, sy
+
+
+def _check_step(project: Project, info: VideoInfo) -> list[str]:
+    """A video read with another frame step than the project's takes it only when every
+    prompt, run start and identity fix is on frame 0 (the original's frame 0 at any
+    step); returns the note saying so."""
+    saved, step = project.source.frame_step, info.frame_step
+    if saved == step:
+        return []
+    frames = [a.frame for a in project.history if isinstance(a, (*_FRAMED, *_FIXES))]
+    frames += [p.start for a in project.history if isinstance(a, Propagate) for p in a.passes]
+    if any(frames):
+        raise ProjectError(
+            f"This project was made with frame step {saved} and has prompts after frame 0, "
+            f"which frame step {step} does not read at the same frames of the original; "
+            f"use frame step {saved}, or prompt only on frame 0."
+        )
+    return [f"It is read with frame step {step}, the project was made with {saved}."]
 
 
 def _check_length(project: Project, info: VideoInfo) -> None:

@@ -180,9 +180,10 @@ class Engine:
         progress: Progress | None = None,
         channel: int | str | None = None,
         axis: str | None = None,
+        frame_step: int = 1,
     ) -> VideoInfo:
         """Decode an upload into the workspace's frame folder (replacing any earlier one);
-        ``channel`` and ``axis`` as for :func:`sam2web.media.ingest.ingest`.
+        ``channel``, ``axis`` and ``frame_step`` as for :func:`sam2web.media.ingest.ingest`.
 
         Refused with StorageFullError when the session folders and the upload together
         would go beyond SAM2WEB_MAX_DISK_MB, or when the decoded frames do."""
@@ -200,6 +201,7 @@ class Engine:
             max_output_bytes=budget,
             channel=channel,
             axis=axis,
+            frame_step=frame_step,
         )
 
     def disk_budget(self, upload: Path) -> int | None:

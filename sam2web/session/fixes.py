@@ -35,14 +35,21 @@ class MasksAndFixes:
 
     # (a server-made workspace holding the file, the file, its name shown, the question)
     held_stack: tuple[Workspace, Path, str, StackChoiceError] | None = None
+    held_step: int = 1  # the frame step the held TIFF was uploaded with
 
     def upload_or_hold(
-        self, path: Path, source_name: str | None = None, progress: Progress | None = None
+        self,
+        path: Path,
+        source_name: str | None = None,
+        progress: Progress | None = None,
+        frame_step: int = 1,
     ) -> VideoInfo:
         """:meth:`upload`; a TIFF that needs a choice is kept (a server-side copy) so that
         :meth:`choose_stack` can open it, and its :class:`StackChoiceError` raised."""
         try:
-            return self.upload(path, source_name=source_name, progress=progress)
+            return self.upload(
+                path, source_name=source_name, progress=progress, frame_step=frame_step
+            )
         except StackChoiceError as err:
             self.drop_held_stack()
             ws = self.engine.create_workspace()
@@ -53,6 +60,7 @@ class MasksAndFixes:
                 ws.remove()
                 raise
             self.held_stack = (ws, held, source_name or Path(path).name, err)
+            self.held_step = frame_step
             raise
 
     def choose_stack(
@@ -64,7 +72,12 @@ class MasksAndFixes:
         _, path, name, _ = self.held_stack
         try:
             info = self.upload(
-                path, source_name=name, progress=progress, channel=channel, axis=axis
+                path,
+                source_name=name,
+                progress=progress,
+                channel=channel,
+                axis=axis,
+                frame_step=self.held_step,
             )
         except StackChoiceError as err:
             self.held_stack = (*self.held_stack[:3], err)

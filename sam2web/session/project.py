@@ -103,6 +103,9 @@ class ProjectSource:
     # What a multi-channel or volume TIFF showed (media.ingest's choice); None: no choice.
     channel: int | str | None = None
     axis: str | None = None
+    # Every frame_step-th frame of the file was read (media.ingest's frame step); the
+    # history's frames and num_frames count the frames read.
+    frame_step: int = 1
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,8 @@ class Project:
         if self.source.channel is not None or self.source.axis is not None:
             source["channel"] = self.source.channel
             source["axis"] = self.source.axis
+        if self.source.frame_step != 1:
+            source["frame_step"] = self.source.frame_step
         return {
             "format": FORMAT,
             "version": self.version(),
@@ -177,8 +182,10 @@ class Project:
 
     def version(self) -> int:
         """The oldest format version that holds this project: 1 unless it uses a mask
-        prompt, an identity fix, a stack choice or zones (version 2)."""
+        prompt, an identity fix, a stack choice, a frame step or zones (version 2)."""
         if self.source.channel is not None or self.source.axis is not None:
+            return 2
+        if self.source.frame_step != 1:
             return 2
         if any(k in self.behaviour for k in BEHAVIOUR_KEYS):
             return 2
@@ -241,6 +248,7 @@ def build_project(
             kind=info.kind,
             channel=stack_choice[0],
             axis=stack_choice[1],
+            frame_step=info.frame_step,
         ),
         model=model,
         calibration=calibration or Calibration(),
@@ -284,6 +292,7 @@ def check_source(project: Project, info, sha256: str | None, strict: bool = True
     """Whether the loaded video fits the project. Frame count and size must always match;
     with ``strict`` the file's SHA-256 must match too. Returns notes for the user."""
     src = project.source
+    check_step(project, info.frame_step)
     if (info.num_frames, info.width, info.height) != (src.num_frames, src.width, src.height):
         raise ProjectError(
             f"This project was made on {src.name}, {_clip(src.num_frames, src.width, src.height)}"
@@ -308,6 +317,18 @@ def check_source(project: Project, info, sha256: str | None, strict: bool = True
             f"{info.fps:g}; time stamps follow this video."
         )
     return notes
+
+
+def check_step(project: Project, frame_step: int) -> None:
+    """Refuse a video read with another frame step than the project's: its frames would
+    be other frames of the original."""
+    saved = project.source.frame_step
+    if frame_step != saved:
+        raise ProjectError(
+            f"This project was tracked with frame step {saved} (one frame in every {saved}), "
+            f"but the loaded video was read with frame step {frame_step}; read the video "
+            f"again with frame step {saved} and load the project."
+        )
 
 
 def stack_notes(project: Project, stack_choice: tuple) -> list[str]:

@@ -35,6 +35,7 @@ from ..history import (
     from_json,
     rle_size,
 )
+from ..media.ingest import MAX_FRAME_STEP
 from ..tracking.checkpoints import get_spec
 from ..types import TrackedObject
 from .project import (
@@ -263,6 +264,7 @@ def _parse_source(c: _Checker, d: dict) -> ProjectSource:
         kind=c.as_str(get("kind"), "the source kind"),
         channel=_parse_channel(c, d.get("channel")),
         axis=_parse_axis(c, d.get("axis")),
+        frame_step=c.as_int(d.get("frame_step", 1), "the source frame step", 1, MAX_FRAME_STEP),
     )
 
 

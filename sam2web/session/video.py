@@ -75,9 +75,11 @@ class VideoSession(ModelMemory):
         progress: Progress | None = None,
         channel: int | str | None = None,
         axis: str | None = None,
+        frame_step: int = 1,
     ) -> VideoInfo:
         """Decode an upload into a fresh workspace; the previous video, if any, is dropped
-        only once the new one decoded. ``channel`` and ``axis`` choose what a
+        only once the new one decoded. ``frame_step`` N keeps every N-th frame of the
+        original (every output keeps the original's frame numbers and times). ``channel`` and ``axis`` choose what a
         multi-channel or volume TIFF shows (see :func:`sam2web.media.ingest.ingest`); without them
         such a file raises :class:`~sam2web.media.tiff.StackChoiceError`, which lists the
         choices."""
@@ -98,6 +100,7 @@ class VideoSession(ModelMemory):
                 progress=progress,
                 channel=channel,
                 axis=axis,
+                frame_step=frame_step,
             )
         except BaseException:
             ws.remove()

@@ -99,7 +99,22 @@ def upload(
     request: gr.Request | None = None,
     progress=gr.Progress(),
 ) -> Update:
-    """Read an uploaded video, image zip or TIFF stack and show its first frame."""
+    """Read an uploaded video, image zip or TIFF stack, every frame, and show its first
+    frame (the first upload endpoint; :func:`upload_v2` takes a frame step)."""
+    return upload_v2(ctx, user, file, 1, request, progress)
+
+
+def upload_v2(
+    ctx: Context,
+    user: UserSession,
+    file,
+    frame_step: float | None,
+    request: gr.Request | None = None,
+    progress=gr.Progress(),
+) -> Update:
+    """Read an uploaded video, image zip or TIFF stack, every ``frame_step``-th frame of it
+    (empty: every frame), and show its first frame. Frame numbers and times of every
+    output stay the original's."""
     p = ctx.page
     ctx.registry.remember(request, user)
     path = upload_path(file)
@@ -120,7 +135,12 @@ def upload(
 
     with ctx.guard.reading(path), user.busy():
         # A TIFF that needs a channel or axis is kept; the page then asks (masks_events).
-        user.upload_or_hold(Path(path), source_name=Path(path).name, progress=cb)
+        user.upload_or_hold(
+            Path(path),
+            source_name=Path(path).name,
+            progress=cb,
+            frame_step=1 if frame_step is None else frame_step,
+        )
     return {**cleared, **loaded(ctx, user)}
 
 
@@ -377,7 +397,9 @@ def follow_run(
     shown = shown if ended.frame is None else ended.frame
     last = user.last_run
     verb = "Cancelled after" if last.cancelled else "Tracked"
-    message = " ".join([f"{verb} {last.frames} frames in {last.seconds:.1f} s.", *last.notes])
+    message = " ".join(
+        [f"{verb} {last.frames} frames in {last.seconds:.1f} s.", *last.notes, *step_note(user)]
+    )
     yield {
         **view(ctx, user, shown, message),
         p.frame_slider: shown,
@@ -432,6 +454,17 @@ def track(
         user, direction or "forward", start, end, style, calibration, ctx.registry.run_ended
     )
     yield from follow_run(ctx, user, run, int(frame or 0), progress)
+
+
+def step_note(user: UserSession) -> list[str]:
+    """What the downloads say about a frame step (nothing when every frame was read)."""
+    step = user.info.frame_step
+    if step == 1:
+        return []
+    return [
+        f"Frame step {step}: the downloads hold frames 0, {step}, {2 * step}, ... with the "
+        "original video's frame numbers and times; the overlay video plays them in real time."
+    ]
 
 
 def cancel(ctx: Context, user: UserSession) -> Update:

@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 
 from .. import __version__
+from ..media.ingest import MAX_FRAME_STEP
 from ..session.engine import Engine
 from ..settings import Settings
 from ..tracking.checkpoints import MODELS, get_spec
@@ -70,7 +71,9 @@ class Page:
     quality: gr.Radio
     model_status: gr.Markdown
     # Video and objects
+    frame_step: gr.Number  # every N-th frame is read at the next upload
     upload: gr.File
+    upload_api: gr.Button  # hidden: the trigger of the API's first upload endpoint
     facts: gr.Markdown
     active: gr.Dropdown
     name: gr.Textbox
@@ -205,6 +208,17 @@ def _model_row(engine: Engine) -> dict[str, Any]:
 
 def _objects_column(settings: Settings) -> dict[str, Any]:
     parts: dict[str, Any] = {
+        "frame_step": gr.Number(
+            value=1,
+            precision=0,
+            minimum=1,
+            maximum=MAX_FRAME_STEP,
+            step=1,
+            label="Track every N-th frame (1: every frame; set before uploading)",
+            info="A long recording at 30 fps tracked every 5th frame gives 6 positions per "
+            "second in a fifth of the time; frame numbers and times stay the original's.",
+            elem_id="frame-step",
+        ),
         "upload": gr.File(
             label=(
                 f"Video or image sequence (up to {settings.max_upload_mb} MB, "
@@ -214,6 +228,7 @@ def _objects_column(settings: Settings) -> dict[str, Any]:
             type="filepath",
             elem_id="upload",
         ),
+        "upload_api": gr.Button(visible=False),
         "facts": gr.Markdown(NO_VIDEO, elem_id="video-facts"),
     }
     gr.Markdown("### Objects")

@@ -103,8 +103,11 @@ def facts(user: UserSession) -> str:
         return NO_VIDEO
     info = user.info
     fps = f"{info.fps:.3g} fps" + (" (nominal)" if info.fps_is_nominal else "")
+    frames = f"{info.num_frames} frames"
+    if info.frame_step > 1:
+        frames += f" (frame step {info.frame_step}: one in every {info.frame_step} of {info.source_frames})"
     lines = [
-        f"**{html.escape(info.source_name)}** — {info.num_frames} frames, {fps}, "
+        f"**{html.escape(info.source_name)}** — {frames}, {fps}, "
         f"{info.width}×{info.height} px, {info.duration_s:.1f} s"
     ]
     lines += [f"- {html.escape(note)}" for note in info.notes]
@@ -120,6 +123,8 @@ def video_facts(user: UserSession) -> dict:
         "width": info.width,
         "height": info.height,
         "duration_s": info.duration_s,
+        "frame_step": info.frame_step,
+        "source_frames": info.source_frames or info.num_frames,
         "notes": list(info.notes),
     }
 

@@ -109,24 +109,36 @@ def _wire_video(ctx: Context):
     """Wire the upload and the frame controls; returns the upload's event and the
     event of a click on the frame."""
     p = ctx.page
+    outputs = [
+        *[p.state, p.facts, p.frame_view, p.frame_slider, p.frame_number],
+        *[p.status, p.active, p.video, p.files, p.gallery, p.info],
+    ]
+    # The page uploads with its frame step; "upload" keeps its parameters for API
+    # clients (every frame), on a hidden trigger the page never fires.
     uploaded = p.upload.upload(
+        h.bind(h.upload_v2, ctx),
+        [p.state, p.upload, p.frame_step],
+        outputs,
+        api_name="upload_v2",
+        preprocess=False,
+        **FILES,
+    )
+    uploaded_all = p.upload_api.click(
         h.bind(h.upload, ctx),
         [p.state, p.upload],
-        [
-            *[p.state, p.facts, p.frame_view, p.frame_slider, p.frame_number],
-            *[p.status, p.active, p.video, p.files, p.gallery, p.info],
-        ],
+        outputs,
         api_name="upload",
         preprocess=False,
         **FILES,
     )
-    uploaded.then(
-        h.bind(h.file_scale, ctx),
-        [p.state],
-        [p.pixels_per_unit, p.unit],
-        api_visibility="private",
-        concurrency_limit=None,
-    )
+    for event in (uploaded, uploaded_all):
+        event.then(
+            h.bind(h.file_scale, ctx),
+            [p.state],
+            [p.pixels_per_unit, p.unit],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
     p.frame_slider.change(
         h.bind(h.show_frame, ctx),
         [p.state, p.frame_slider],

@@ -293,3 +293,20 @@ def test_fast_uses_the_fast_resolution(monkeypatch):
     assert make_settings(args).resolution == 384
     args = build_parser().parse_args(["serve"])
     assert make_settings(args).resolution == 1024
+
+
+def test_track_with_a_frame_step_keeps_the_original_frame_numbers(batch, tmp_path):
+    out = tmp_path / "out"
+    args = ["track", str(batch["a"]), "--project", str(batch["project"]), "--out", str(out)]
+    done = _run([*args, "--frame-step", "2", "--no-video"], batch, tmp_path)
+    assert done.returncode == 0, done.stderr
+    tracks = _csv_rows(out / "1_a" / "sam2web_tracks.csv")
+    kept = list(range(0, NUM_FRAMES, 2))
+    assert sorted({int(r["frame"]) for r in tracks}) == kept
+    assert sorted({float(r["time_s"]) for r in tracks}) == pytest.approx([f / 10.0 for f in kept])
+    frames, _, _ = read_npz(out / "1_a" / "sam2web_masks.npz")
+    assert list(frames) == kept
+    saved = json.loads((out / "1_a" / "sam2web_project.json").read_text(encoding="utf-8"))
+    assert saved["source"]["frame_step"] == 2
+    refused = _run([*args, "--frame-step", "0"], batch, tmp_path)
+    assert refused.returncode == 2 and "is not a frame step" in refused.stderr

@@ -278,3 +278,21 @@ def test_batch_sentences_number_frames_from_0_as_the_page_does(tracked_project):
     assert run_note("forward", 0) == (
         "The project has no tracking run; tracked forward from frame 0, the first prompted frame."
     )
+
+
+def test_fit_project_takes_another_frame_step_only_for_prompts_on_frame_0(tracked_project):
+    import dataclasses
+
+    from sam2web.history import AddClick
+
+    project = load_project(tracked_project)  # prompted and run from frame 0
+    stepped = dataclasses.replace(_info(8, W, H), frame_step=3, source_frames=24)
+    plan = fit_project(project, stepped, None)
+    assert plan.project.source.frame_step == 3
+    assert any("frame step 3" in note for note in plan.notes)
+    later = dataclasses.replace(
+        project, history=[*project.history, AddClick(frame=2, obj=1, x=20.0, y=20.0, positive=True)]
+    )
+    with pytest.raises(ProjectError, match="prompts after frame 0"):
+        fit_project(later, stepped, None)
+    assert fit_project(later, _info(8, W, H), None).project.source.frame_step == 1

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sam2web.errors import MediaError
+
 gr = pytest.importorskip("gradio")
 
 from sam2web.ui import handlers as h  # noqa: E402
@@ -178,3 +180,16 @@ def test_the_shared_model_sentence_counts_frames_and_does_not_call_them_a_frame(
     standing = Snapshot("me", Policy.FAIR, 1, 0, 0, 0, 1, {}, run_unit_s=0.5)
     sentence = views.tracking_progress(standing, 40 + done, done, total, plain_eta_s=None)
     assert sentence == f"The model is shared with 1 other user tracking; {expected}"
+
+
+def test_upload_v2_reads_every_nth_frame_and_refuses_a_bad_step(ctx, user, clip):
+    p = ctx.page
+    out = h.upload_v2(ctx, user, str(clip), 3)
+    assert out[p.info]["num_frames"] == 3 and out[p.info]["frame_step"] == 3
+    assert out[p.info]["source_frames"] == 8
+    assert "3 frames (frame step 3: one in every 3 of 8)" in out[p.facts]
+    assert out[p.frame_slider]["maximum"] == 2
+    before = user.info
+    with pytest.raises(MediaError, match="The frame step must be a whole number"):
+        h.upload_v2(ctx, user, str(clip), 2.5)
+    assert user.info == before  # the video read with step 3 stays
