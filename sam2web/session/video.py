@@ -78,11 +78,10 @@ class VideoSession(ModelMemory):
         frame_step: int = 1,
     ) -> VideoInfo:
         """Decode an upload into a fresh workspace; the previous video, if any, is dropped
-        only once the new one decoded. ``frame_step`` N keeps every N-th frame of the
-        original (every output keeps the original's frame numbers and times). ``channel`` and ``axis`` choose what a
-        multi-channel or volume TIFF shows (see :func:`sam2web.media.ingest.ingest`); without them
-        such a file raises :class:`~sam2web.media.tiff.StackChoiceError`, which lists the
-        choices."""
+        only once the new one decoded. ``frame_step`` N keeps every N-th frame (outputs keep
+        the original's frame numbers and times). ``channel`` and ``axis`` choose what a
+        multi-channel or volume TIFF shows (:func:`sam2web.media.ingest.ingest`); without
+        them it raises :class:`~sam2web.media.tiff.StackChoiceError`, listing the choices."""
         self.touch()
         self._require_not_tracking()
         path = Path(path)
