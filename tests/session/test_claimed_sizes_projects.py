@@ -223,11 +223,13 @@ def test_a_batch_refuses_a_video_too_short_for_an_identity_fix_up_front():
     with pytest.raises(ProjectError) as err:
         fit_project(project, VideoInfo(5, 160, 120, 10.0, "short.mp4", "video"), None)
     message = err.value.message
-    assert "frame 7" in message and "only 5 frames" in message, message
+    # Frames numbered from 0, as on the page: the fix is on frame 6, which a video of 7 holds.
+    assert "from frame 6" in message and "only 5 frames (0 to 4)" in message, message
+    assert "at least 7 frames" in message, message
     assert message.count(". ") == 0, message
     history[-1] = {"op": "merge", "target": 1, "source": 2, "frame": 6}
     merged = parse_project(_project(160, 120, 8, history, objects))
-    with pytest.raises(ProjectError, match="frame 7"):
+    with pytest.raises(ProjectError, match="from frame 6"):
         fit_project(merged, VideoInfo(5, 160, 120, 10.0, "short.mp4", "video"), None)
     assert fit_project(merged, VideoInfo(7, 160, 120, 10.0, "long.mp4", "video"), None)
 
