@@ -104,6 +104,7 @@ def upload(
     return upload_v2(ctx, user, file, 1, request, progress)
 
 
+@friendly
 def upload_v2(
     ctx: Context,
     user: UserSession,

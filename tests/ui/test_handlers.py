@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sam2web.errors import MediaError
-
 gr = pytest.importorskip("gradio")
 
 from sam2web.ui import handlers as h  # noqa: E402
@@ -190,6 +188,14 @@ def test_upload_v2_reads_every_nth_frame_and_refuses_a_bad_step(ctx, user, clip)
     assert "3 frames (frame step 3: one in every 3 of 8)" in out[p.facts]
     assert out[p.frame_slider]["maximum"] == 2
     before = user.info
-    with pytest.raises(MediaError, match="The frame step must be a whole number"):
+    # The page's upload speaks in the page's toast (a gr.Error), like every handler.
+    with pytest.raises(gr.Error) as err:
         h.upload_v2(ctx, user, str(clip), 2.5)
+    assert err.value.message.startswith("The frame step must be a whole number")
     assert user.info == before  # the video read with step 3 stays
+    notes = clip.with_name("holiday.mp4")
+    notes.write_bytes(b"not a video, only notes\n" * 50)
+    with pytest.raises(gr.Error) as err:
+        h.upload_v2(ctx, user, str(notes), 1)
+    assert err.value.message.startswith("The file 'holiday.mp4' is not a video")
+    assert user.info == before
