@@ -47,6 +47,12 @@ def well_formed(token) -> bool:
     )
 
 
+def idle_past(user: UserSession, idle_ttl_s: float | None, now: float) -> bool:
+    """True when an open session has been idle (no action, not even a frame viewed) for
+    longer than ``idle_ttl_s`` (None: sessions never expire)."""
+    return not user.closed and idle_ttl_s is not None and now - user.last_used > idle_ttl_s
+
+
 class SessionKeeper:
     """Sessions by token, their tabs, their idle expiry and their RAM budget. Thread-safe."""
 
@@ -131,11 +137,7 @@ class SessionKeeper:
         with self._lock:
             for token, kept in list(self._by_token.items()):
                 user = kept.user
-                expired = (
-                    not user.closed
-                    and self.idle_ttl_s is not None
-                    and now - user.last_used > self.idle_ttl_s
-                )
+                expired = idle_past(user, self.idle_ttl_s, now)
                 if expired:
                     idle.append(user)
                 if user.closed or expired:

@@ -23,7 +23,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import OUT_OF_MEMORY, SessionClosedError, UserError
-from ..session.keeper import SessionKeeper
+from ..session.keeper import SessionKeeper, idle_past
 from .user import UserSession
 
 log = logging.getLogger(__name__)
@@ -83,11 +83,7 @@ class SessionRegistry:
         kept = self.keeper.expire(now)
         with self._lock:
             for key, user in list(self._by_hash.items()):
-                expired = (
-                    not user.closed
-                    and self.idle_ttl_s is not None
-                    and now - user.last_used > self.idle_ttl_s
-                )
+                expired = idle_past(user, self.idle_ttl_s, now)
                 if expired:
                     idle.append(user)
                 if user.closed or expired:
