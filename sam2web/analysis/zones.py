@@ -199,7 +199,8 @@ class Circle(Zone):
 @dataclass(frozen=True)
 class Polygon(Zone):
     """Simple polygon through ``vertices`` ((x, y) pairs, in order, closed implicitly).
-    Inside by the even-odd rule."""
+    Inside as matplotlib's ``Path.contains_points`` decides it (for a simple polygon: the
+    points enclosed; a point exactly on an edge may fall either way)."""
 
     vertices: tuple[tuple[float, float], ...]
 
@@ -223,17 +224,17 @@ class Polygon(Zone):
         object.__setattr__(self, "vertices", verts)
 
     def contains(self, x, y) -> np.ndarray:
-        x = np.asarray(x, dtype=float)
-        y = np.asarray(y, dtype=float)
-        x, y = np.broadcast_arrays(x, y)
-        inside = np.zeros(x.shape, dtype=bool)
-        verts = self.vertices
-        with np.errstate(invalid="ignore", divide="ignore"):
-            for (xi, yi), (xj, yj) in zip(verts, verts[1:] + verts[:1], strict=True):
-                crosses = (yi > y) != (yj > y)
-                x_cross = (xj - xi) * (y - yi) / (yj - yi) + xi
-                inside ^= crosses & (x < x_cross)
-        return inside
+        # matplotlib's point-in-path test (a crossing count) on the implicitly closed path.
+        from matplotlib.path import Path as Outline
+
+        x, y = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+        points = np.column_stack([x.ravel(), y.ravel()])
+        finite = np.isfinite(points).all(axis=1)
+        inside = np.zeros(len(points), dtype=bool)
+        if finite.any():
+            outline = Outline(np.asarray(self.vertices, dtype=float))
+            inside[finite] = outline.contains_points(points[finite])
+        return inside.reshape(x.shape)
 
     def to_json(self) -> dict:
         return {

@@ -363,3 +363,58 @@ def test_a_rectangle_without_area_says_how_the_page_draws_one():
     assert caught.value.message == (
         "The rectangle 'arena' has no area; click one corner, then the opposite one."
     )
+
+
+def _inside_convex(verts, x, y, margin):
+    """Pixel centres strictly inside a counter-clockwise convex polygon by ``margin``, and
+    those strictly outside by ``margin``: half-plane tests, independent of the zone code."""
+    inside = np.ones(x.shape, bool)
+    outside = np.zeros(x.shape, bool)
+    for (x0, y0), (x1, y1) in zip(verts, verts[1:] + verts[:1], strict=True):
+        length = math.hypot(x1 - x0, y1 - y0)
+        side = ((x1 - x0) * (y - y0) - (y1 - y0) * (x - x0)) / length
+        inside &= side > margin
+        outside |= side < -margin
+    return inside, outside
+
+
+def test_a_polygon_mask_is_the_pixel_centres_inside_it():
+    """Random convex polygons (hulls of random points, counter-clockwise in x-right/y-down
+    terms as the half-plane test expects) and an L shape, against truth computed without the
+    zone code: every pixel centre more than 1e-6 px inside is in the mask, every one more
+    than 1e-6 px outside is not. A variant that also takes the pixels under the outline
+    (cv2.fillPoly's convention) fails this: a 10x10 square on pixel corners gives 121 pixels
+    instead of 100."""
+    import cv2
+
+    rng = np.random.default_rng(7)
+    h, w = 60, 80
+    cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    for _ in range(20):
+        pts = rng.uniform([2, 2], [w - 2, h - 2], size=(8, 2)).astype(np.float32)
+        hull = cv2.convexHull(pts, clockwise=False)[:, 0, :].astype(float)
+        verts = [tuple(v) for v in hull]
+        if (
+            abs(
+                sum(
+                    x0 * y1 - x1 * y0
+                    for (x0, y0), (x1, y1) in zip(verts, verts[1:] + verts[:1], strict=True)
+                )
+            )
+            < 1
+        ):
+            continue
+        inside, outside = _inside_convex(verts, cols, rows, 1e-6)
+        if not inside.any():  # the half-plane signs assume the other orientation
+            inside, outside = _inside_convex(verts[::-1], cols, rows, 1e-6)
+        mask = Polygon("p", verts).mask(h, w)
+        assert inside.any() and mask[inside].all() and not mask[outside].any()
+    ell = Polygon("L", ((10, 10), (40, 10), (40, 20), (20, 20), (20, 50), (10, 50)))
+    truth = Rect("a", 10, 10, 40, 20).mask(h, w) | Rect("b", 10, 10, 20, 50).mask(h, w)
+    assert np.array_equal(ell.mask(h, w), truth)
+    square = Polygon("sq", ((10, 10), (20, 10), (20, 20), (10, 20)))
+    assert square.mask(h, w).sum() == 100
+    outline = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(outline, [np.array(square.vertices, np.int32)], 1)
+    assert outline.sum() == 121  # the rejected convention: the outline's pixels too
+    assert not square.contains([np.nan, 15], [15, np.nan]).any()
