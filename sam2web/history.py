@@ -352,19 +352,35 @@ def decode_mask(rle: str, height: int, width: int):
     return np.ascontiguousarray(flat.reshape(width, height).T)
 
 
+def nearest_sources(n_out: int, n_in: int):
+    """The one nearest-neighbour convention for scaling masks (batches, the brush): output
+    pixel i of ``n_out`` takes the source pixel of ``n_in`` under its centre,
+    ``floor((i + 0.5) * n_in / n_out)``. (OpenCV's ``INTER_NEAREST`` takes
+    ``floor(i * n_in / n_out)``, which shifts a mask up and left by up to a pixel.)"""
+    import numpy as np
+
+    return np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.int64), n_in - 1)
+
+
+def resize_mask(mask, to: tuple[int, int]):
+    """A boolean mask scaled to ``to`` (height, width) by :func:`nearest_sources`."""
+    import numpy as np
+
+    mask = np.asarray(mask, dtype=bool)
+    h, w = mask.shape
+    return mask[nearest_sources(to[0], h)][:, nearest_sources(to[1], w)]
+
+
 def decode_mask_resized(rle: str, size: tuple[int, int], to: tuple[int, int]):
     """The boolean mask an :func:`encode_mask` string of ``size`` (height, width)
-    describes, scaled to ``to`` (height, width) with each pixel taking its nearest
-    source pixel. Only the scaled mask is made, never one of ``size``; ValueError when
+    describes, scaled to ``to`` (height, width) by :func:`nearest_sources`. Only the scaled mask is made, never one of ``size``; ValueError when
     the string does not describe a mask of ``size``."""
     import numpy as np
 
     h, w = size
     if rle_size(rle, h * w) != h * w:
         raise ValueError("not a mask of this size")
-    out_h, out_w = to
-    rows = np.minimum(((np.arange(out_h) + 0.5) * h / out_h).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(out_w) + 0.5) * w / out_w).astype(np.int64), w - 1)
+    rows, cols = nearest_sources(to[0], h), nearest_sources(to[1], w)
     ends = np.cumsum(rle_counts(rle))  # runs are column after column (COCO's order)
     where = cols[None, :] * h + rows[:, None]
     return np.searchsorted(ends, where, side="right") % 2 == 1

@@ -23,11 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import cv2
 import numpy as np
 
 from ..errors import PromptError, SessionClosedError
-from ..history import MergeObjects, SwapObjects
+from ..history import MergeObjects, SwapObjects, resize_mask
 from ..media.labels import read_label_image
 from ..tracking.tracker import TrackingSession, check_frame, drop_objects_since, object_mark
 from ..types import TrackedObject, VideoInfo
@@ -125,9 +124,7 @@ def mask_layer(mask: np.ndarray | None, color: tuple[int, int, int], size: tuple
     if mask is None:
         return layer
     if mask.shape != (height, width):
-        mask = cv2.resize(
-            mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST
-        ).astype(bool)
+        mask = resize_mask(mask, (height, width))
     layer[mask, :3] = color
     layer[mask, 3] = 255
     return layer

@@ -381,3 +381,28 @@ def test_a_damaged_mask_in_a_project_is_refused_in_one_sentence(user, tmp_path):
     bad.write_text(json.dumps(data))
     with pytest.raises(UserError, match="is not a mask of the video's size"):
         load_project(bad)
+
+
+def test_the_brush_and_batches_scale_masks_by_one_nearest_pixel_rule():
+    """A 3-pixel-wide row with only its last pixel set, scaled to 2 pixels: output pixel 1
+    has its centre at x = 1.5 * 3 / 2 = 2.25, over source pixel 2, so it is set; output
+    pixel 0 (centre 0.75, source pixel 0) is not. OpenCV's INTER_NEAREST takes source
+    pixel floor(1 * 1.5) = 1 and loses the pixel (the brush used it before). The brush's
+    starting layer and a batch's scaled mask prompt give the same mask."""
+    import numpy as np
+
+    from sam2web.history import decode_mask_resized, encode_mask
+    from sam2web.session.corrections import mask_layer
+
+    src = np.array([[False, False, True]] * 2)
+    layer = mask_layer(src, (255, 0, 0), (2, 4))  # size is (width, height)
+    shown = layer[..., 3] == 255
+    assert shown.tolist() == [[False, True]] * 4
+    assert np.array_equal(decode_mask_resized(encode_mask(src), (2, 3), (4, 2)), shown)
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        h, w = rng.integers(1, 40, size=2)
+        to = tuple(int(v) for v in rng.integers(1, 60, size=2))
+        mask = rng.random((h, w)) > 0.5
+        brush = mask_layer(mask, (1, 2, 3), (to[1], to[0]))[..., 3] == 255
+        assert np.array_equal(brush, decode_mask_resized(encode_mask(mask), (h, w), to))
