@@ -273,3 +273,68 @@ def test_a_lost_worker_note_is_a_whole_sentence(tries, retries, note):
     assert retry is (tries < retries)
     assert lines == [f"note: v.mp4: its worker stopped (boom); {note}"]
     assert (restarted, replaced) == ([3], [0])
+
+
+def _found_recording(path: Path, start: tuple[float, float, float, float]) -> Path:
+    """A red disc moving right from (ax, ay) and a blue one moving left from (bx, by), over
+    12 frames (over fewer, the median background keeps part of a disc)."""
+    ax, ay, bx, by = start
+    frames = 2 * FRAMES
+    shapes = (
+        synth.Shape(tuple((ax + 6 * t, ay) for t in range(frames)), 9, 9, (230, 60, 40)),
+        synth.Shape(tuple((bx - 6 * t, by) for t in range(frames)), 8, 8, (40, 90, 230)),
+    )
+    return synth.write_video(path, synth.arena_frames(shapes, 120, 160, noise=2.0, drift=0.3))
+
+
+def test_ray_batch_finds_the_objects_on_each_recording_as_a_run_here(
+    batch,
+    ray_cluster,  # noqa: F811
+    tmp_path,
+):
+    """A project that finds two moving objects (no clicks) run over recordings in which
+    they start elsewhere: the workers find them on each recording, and every file equals
+    the run here, the summary's ``found`` column included."""
+    from sam2web.analysis.finders import FinderSettings
+    from sam2web.history import SetBox
+    from sam2web.session.projectload import load_project
+
+    starts = [(20, 40, 140, 85), (30, 80, 130, 30), (15, 60, 145, 100)]
+    recs = [_found_recording(tmp_path / f"r{i}.mp4", s) for i, s in enumerate(starts)]
+    settings = dataclasses.replace(
+        Settings.from_env(batch["env"]),
+        checkpoint=Path(batch["env"]["SAM2WEB_CHECKPOINT"]),
+        data_dir=tmp_path / "data",
+    )
+    user = UserSession(Engine(settings))
+    try:
+        user.upload(recs[0])
+        user.find_objects("motion", 0, FinderSettings(count=2, min_area=40))
+        user.accept_found()
+        project = tmp_path / "found.json"
+        project.write_bytes(user.save_project().read_bytes())
+    finally:
+        user.close()
+    found = dict(batch, project=project)
+    here, there = tmp_path / "here", tmp_path / "there"
+    env = _env(found, ray_cluster)
+    common = _command(found, recs, here, ray_cluster.address)[:-2]  # without --ray
+    done = subprocess.run(common, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    command = _command(found, recs, there, ray_cluster.address)
+    done = subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    folders = [f"{i + 1}_r{i}" for i in range(3)]
+    _assert_same_folders(here, there, folders)
+    summary = _without_seconds(there / "batch_summary.csv")
+    assert summary == _without_seconds(here / "batch_summary.csv")
+    col = summary[0].index("found")
+    assert [row[col] for row in summary[1:]] == ["2", "2", "2"]
+    for folder, start in zip(folders, starts, strict=True):
+        saved = load_project(there / folder / "sam2web_project.json")
+        boxes = [a for a in saved.history if isinstance(a, SetBox)]
+        centres = [((b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2) for b in boxes]
+        assert np.allclose(np.ravel(centres), start, atol=2.0)
