@@ -3,7 +3,9 @@
 SAM2's own loader (``init_state``) decodes and normalises every frame up front: 12 MiB per
 frame at 1024 px. The predictor only needs ``len(images)`` and ``images[i]`` returning the
 normalised 3xSxS tensor, so :class:`LazyFrameSource` stands in for that list and keeps a
-small LRU cache. The arithmetic below reproduces sam2's ``_load_img_as_tensor`` followed by
+small LRU cache. While frames are asked for in order (a propagation, either way), the next one
+is read and normalised ahead on a reader thread (CPU work only: the copy to the device stays on
+the thread that asks, which on MPS must be the model's). The arithmetic below reproduces sam2's ``_load_img_as_tensor`` followed by
 ``init_state``'s normalisation step for step, so the tensors are bit-identical.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,10 @@ from PIL import Image
 
 IMG_MEAN = (0.485, 0.456, 0.406)
 IMG_STD = (0.229, 0.224, 0.225)
+
+# One reader for every session of the process: reading ahead is a frame file's decode and
+# resize (tens of milliseconds), next to a model step of tenths of a second to seconds.
+_READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2web-read-ahead")
 
 
 def load_model_input(path: Path, image_size: int) -> torch.Tensor:
@@ -39,7 +46,9 @@ def load_model_input(path: Path, image_size: int) -> torch.Tensor:
 class LazyFrameSource(Sequence):
     """Sequence of model-input tensors backed by frame files, with an LRU cache.
 
-    ``cache_size`` frames are held at most (each 3*S*S*4 bytes: 12 MiB at S=1024).
+    ``cache_size`` frames are held at most (each 3*S*S*4 bytes: 12 MiB at S=1024), and
+    with ``read_ahead`` one more frame being read: after frame *i* was asked for right
+    after *i - 1* (or *i + 1*), frame *i + 1* (or *i - 1*) is read on the reader thread.
     """
 
     def __init__(
@@ -48,6 +57,7 @@ class LazyFrameSource(Sequence):
         image_size: int,
         device: torch.device | str = "cpu",
         cache_size: int = 4,
+        read_ahead: bool = True,
     ):
         if not paths:
             raise ValueError("a frame source needs at least one frame")
@@ -58,6 +68,9 @@ class LazyFrameSource(Sequence):
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
         self.loads = 0  # how many times a frame was read from disk (for tests and benchmarks)
+        self.read_ahead = read_ahead
+        self._last: int | None = None
+        self._ahead: tuple[int, Future] | None = None  # the frame being read ahead
 
     def __len__(self) -> int:
         return len(self._paths)
@@ -70,11 +83,24 @@ class LazyFrameSource(Sequence):
         if not 0 <= index < len(self._paths):
             raise IndexError(index)
         with self._lock:
+            step = None if self._last is None else index - self._last
+            self._last = index
             cached = self._cache.get(index)
             if cached is not None:
                 self._cache.move_to_end(index)
-                return cached
-        tensor = load_model_input(self._paths[index], self.image_size).to(self.device)
+            ahead = self._ahead if self._ahead and self._ahead[0] == index else None
+            if ahead is not None:
+                self._ahead = None
+        if step in (1, -1):
+            self._read_ahead(index + step)
+        if cached is not None:
+            return cached
+        tensor = None
+        if ahead is not None and ahead[0] == index:
+            tensor = _result(ahead[1])
+        if tensor is None:
+            tensor = load_model_input(self._paths[index], self.image_size)
+        tensor = tensor.to(self.device)
         with self._lock:
             self.loads += 1
             self._cache[index] = tensor
@@ -83,11 +109,31 @@ class LazyFrameSource(Sequence):
                 self._cache.popitem(last=False)
         return tensor
 
+    def _read_ahead(self, index: int) -> None:
+        if not self.read_ahead or not 0 <= index < len(self._paths):
+            return
+        with self._lock:
+            if index in self._cache or (self._ahead and self._ahead[0] == index):
+                return
+            path = self._paths[index]
+            self._ahead = (index, _READER.submit(load_model_input, path, self.image_size))
+
     def clear_cache(self) -> None:
         """Forget the cached frames (they are read from disk again when needed)."""
         with self._lock:
             self._cache.clear()
+            self._ahead = None
+            self._last = None
 
     def cached_bytes(self) -> int:
         with self._lock:
             return sum(t.numel() * t.element_size() for t in self._cache.values())
+
+
+def _result(future: Future) -> torch.Tensor | None:
+    """A frame read ahead, or None when reading it failed (it is then read again by the
+    caller, whose error is the one to see: a frame folder removed, a damaged file)."""
+    try:
+        return future.result()
+    except Exception:
+        return None

@@ -46,6 +46,48 @@ def test_lazy_frames_are_bit_identical_to_sam2_loader(frame_format, clip_zip, ma
     assert source.cached_bytes() == 2 * 3 * 256 * 256 * 4  # LRU holds two frames only
 
 
+def test_frames_asked_for_in_order_are_read_ahead_on_the_reader_thread(
+    clip_zip, make_session, monkeypatch
+):
+    """A sweep either way reads the next frame on the reader thread, gives the tensors the
+    caller would have read, and a read ahead that failed is read again by the caller."""
+    from sam2web.tracking import frames
+
+    paths = make_session(clip_zip).frames._paths
+    n = len(paths)
+    expected = [frames.load_model_input(p, 256) for p in paths]
+    readers: dict[int, list[str]] = {}
+    real = frames.load_model_input
+    broken = {5}  # the reader fails on this frame once
+
+    def recording(path, size):
+        index = paths.index(path)
+        thread = threading.current_thread().name
+        readers.setdefault(index, []).append(thread)
+        if index in broken and thread.startswith("sam2web-read-ahead"):
+            broken.discard(index)
+            raise OSError("simulated read failure")
+        return real(path, size)
+
+    monkeypatch.setattr(frames, "load_model_input", recording)
+    source = LazyFrameSource(paths, 256, cache_size=1)
+    caller = threading.current_thread().name
+    for i in [*range(n), *range(n - 2, -1, -1)]:  # forward, then back
+        assert torch.equal(source[i], expected[i])
+    reader = "sam2web-read-ahead_0"
+    # forward: frames 0 and 1 by the caller (no order yet), then ahead; frame 5's read
+    # ahead fails and the caller reads it; back: n - 2 by the caller (the turn), then ahead
+    expected_readers = {i: [reader, reader] for i in range(n)}
+    expected_readers.update({0: [caller, reader], 1: [caller, reader], 5: [reader, caller, reader]})
+    expected_readers.update({n - 2: [reader, caller], n - 1: [reader]})
+    assert readers == expected_readers
+    off = LazyFrameSource(paths, 256, cache_size=1, read_ahead=False)
+    readers.clear()
+    for i in range(n):
+        off[i]
+    assert {name for names in readers.values() for name in names} == {caller}
+
+
 def test_click_returns_mask_at_once_and_stores_it(clip_mp4, make_session):
     session = make_session(clip_mp4)
     obj = session.add_object("mouse")
