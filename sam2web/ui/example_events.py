@@ -48,7 +48,7 @@ def load_example(
         p.gallery: [],
         **h.loaded(ctx, user),
         p.status: views.status(
-            user, "Loaded the example; the hint beside the upload says where to click."
+            user, "Loaded the example; the hint under Try an example says where to click."
         ),
         p.example.hint: hint_text(),
     }
