@@ -18,7 +18,9 @@ from ..media.ingest import MAX_FRAME_STEP
 from ..session.engine import Engine
 from ..settings import Settings
 from ..tracking.checkpoints import MODELS, get_spec
+from .example import ExamplePanel, build_example
 from .finders_panel import FindersPanel, build_finders_panel
+from .keys import KeysPanel, build_keys
 from .masks_panel import MasksPanel, build_masks_panel
 from .user import PROMPT_MODES, UserSession
 from .views import NO_VIDEO, model_line, quality_label
@@ -133,6 +135,8 @@ class Page:
     zones: ZonesPanel  # zones, ruler, pairs, heatmaps, label stacks (.zones_panel)
     masks: MasksPanel  # label images, brush, identity fixes, a TIFF's channel and axis
     finders: FindersPanel  # objects found by motion or contrast
+    example: ExamplePanel  # "Try an example" beside the upload, and its hint
+    keys: KeysPanel  # the keyboard shortcuts' help line and hidden frame-step buttons
 
 
 def user_factory(engine: Engine) -> Callable[[], UserSession]:
@@ -229,6 +233,7 @@ def _objects_column(settings: Settings) -> dict[str, Any]:
             elem_id="upload",
         ),
         "upload_api": gr.Button(visible=False),
+        "example": build_example(),
         "facts": gr.Markdown(NO_VIDEO, elem_id="video-facts"),
     }
     gr.Markdown("### Objects")
@@ -289,6 +294,7 @@ def _frame_column() -> dict[str, Any]:
             elem_id="frame-number",
         )
     parts["status"] = gr.Markdown("", elem_id="status")
+    parts["keys"] = build_keys()
     return parts
 
 

@@ -20,10 +20,11 @@ import logging
 import gradio as gr
 
 from ..session.engine import Engine, Housekeeping
-from . import finders_events, masks_events
+from . import example_events, finders_events, keys_events, masks_events
 from . import handlers as h
 from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths
 from .handlers import Context
+from .keys import KEYS_JS
 from .layout import Page, build_layout
 from .reattach import reattach
 from .zones_handlers import wire_zones
@@ -65,6 +66,8 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         uploaded, clicked = _wire_video(ctx)
         masks_events.wire(ctx, uploaded)
         finders_events.wire(ctx)
+        keys_events.wire(ctx)
+        example_events.wire(ctx, uploaded)
         _wire_objects(ctx)
         results_events = _wire_tracking(ctx)
         loaded = _wire_project_and_model(ctx)
@@ -329,6 +332,7 @@ def launch(engine: Engine | None = None, **kwargs) -> None:
         engine, s.sweep_interval_s, demo.sam2web_registry.workspace_ids
     ).start()
     demo.sam2web_housekeeping = housekeeping
+    kwargs.setdefault("js", KEYS_JS)  # the keyboard shortcuts (sam2web.ui.keys)
     try:
         demo.launch(
             server_name=s.host,

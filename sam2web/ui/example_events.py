@@ -1,0 +1,87 @@
+"""Loading the example clip: the same path as an upload (the session decodes the file
+into its own folder with the page's frame step), so every step works on it."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ..session.example import SOURCE_NAME, example_video
+from . import handlers as h
+from . import views
+from .example import hint_text
+from .guard import friendly
+from .handlers import Context, Update
+from .masks_events import stack_choices
+from .user import UserSession
+
+
+@friendly
+def load_example(
+    ctx: Context,
+    user: UserSession,
+    frame_step: float | None,
+    request: gr.Request | None = None,
+    progress=gr.Progress(),
+) -> Update:
+    """Open sam2web's example clip (dark mice on a light floor, public domain) as if it
+    had been uploaded, every ``frame_step``-th frame (empty: every frame), and say where
+    to click."""
+    p = ctx.page
+    ctx.registry.remember(request, user)
+    progress(0, desc="Reading frames")
+
+    def cb(done, total):
+        progress((done, total) if total else done, desc="Reading frames", unit="frames")
+
+    path = example_video(ctx.engine)
+    with user.busy():
+        user.upload_or_hold(
+            path,
+            source_name=SOURCE_NAME,
+            progress=cb,
+            frame_step=1 if frame_step is None else frame_step,
+        )
+    return {
+        p.state: user,
+        p.video: None,
+        p.files: None,
+        p.gallery: [],
+        **h.loaded(ctx, user),
+        p.status: views.status(
+            user, "Loaded the example; the hint under Try an example says where to click."
+        ),
+        p.example.hint: hint_text(),
+    }
+
+
+def wire(ctx: Context, uploaded) -> None:
+    """The button (and the API's ``load_example``); an upload of another file clears the
+    hint."""
+    p = ctx.page
+    outputs = [
+        *[p.state, p.facts, p.frame_view, p.frame_slider, p.frame_number],
+        *[p.status, p.active, p.video, p.files, p.gallery, p.info, p.example.hint],
+    ]
+    loaded = p.example.button.click(
+        h.bind(load_example, ctx),
+        [p.state, p.frame_step],
+        outputs,
+        api_name="load_example",
+        concurrency_id="files",
+        concurrency_limit=4,
+    )
+    loaded.then(
+        h.bind(h.file_scale, ctx),
+        [p.state],
+        [p.pixels_per_unit, p.unit],
+        api_visibility="private",
+        concurrency_limit=None,
+    )
+    loaded.then(
+        h.bind(stack_choices, ctx),
+        [p.state],
+        [p.masks.stack_group, p.masks.stack_note, p.masks.channel, p.masks.axis],
+        api_visibility="private",
+        concurrency_limit=None,
+    )
+    uploaded.then(lambda: "", None, [p.example.hint], api_visibility="private", queue=False)
