@@ -23,8 +23,8 @@ import gradio as gr
 from ..session.background import running
 from ..session.user import SCIENCE_FILES
 from ..tracking.checkpoints import get_spec
+from . import flow, views
 from . import handlers as h
-from . import views
 from .handlers import Context, Update
 from .user import UserSession
 from .zones_handlers import after_run, show_setup
@@ -51,14 +51,15 @@ def reattach(
     run = running(kept)
     if run is not None:
         yield from h.follow_run(ctx, kept, run, run.progress.frame or 0, progress)
-        yield after_run(ctx, kept)
+        yield {**after_run(ctx, kept), **flow.shown(ctx, kept)}
 
 
 def restore(ctx: Context, user: UserSession) -> Update:
     """What the page shows of ``user``: nothing changes for a session without a video."""
     p = ctx.page
+    steps = flow.shown(ctx, user, flow.opened_step(user))
     if user.folder is None:
-        return {p.model_status: views.model_line(ctx.engine, user.model)}
+        return {p.model_status: views.model_line(ctx.engine, user.model), **steps}
     frame = 0
     run = user.background
     if run is not None and getattr(run.progress, "frame", None) is not None:
@@ -79,7 +80,7 @@ def restore(ctx: Context, user: UserSession) -> Update:
         if science:
             out.update(h.show_results(ctx, user, user.exports, science))
             out.update(after_run(ctx, user))
-    return out
+    return {**out, **steps}
 
 
 def _look(ctx: Context, user: UserSession) -> Update:
