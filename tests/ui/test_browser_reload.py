@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests import synth
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, add_object_and_click, wait_status
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, add_object_and_click, open_step, wait_status
 
 pytestmark = pytest.mark.browser
 
@@ -67,6 +67,7 @@ def test_a_reload_mid_run_gives_the_same_masks_and_files(tmp_path, engine, monke
                 page.locator("#upload input[type=file]").set_input_files(str(clip))
                 wait_status(page, "Loaded")
                 add_object_and_click(page, "red disc", RED)
+                open_step(page, "3 Track")
                 page.locator("#track").click()
                 assert held.wait(120), "the run did not start"
                 page.reload()  # mid-run

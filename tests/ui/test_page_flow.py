@@ -1,6 +1,8 @@
-"""The page as a guided flow, in headless Chromium: before a video only the upload, the
-model and help show; each step appears when it has something to show; the frame can be
-played where it is corrected; at a phone's width nothing needs sideways scrolling.
+"""The page as a guided flow. Without a browser: the steps an upload, a click and a run
+show, and the same steps after a reload. In headless Chromium (marker ``browser``): before
+a video only the upload, the model and help show; each step appears when it has something
+to show; the frame can be played where it is corrected; at a phone's width nothing needs
+sideways scrolling.
 
 Screenshots of each step are kept in the test's folder (their paths are printed), with
 the page's height and its count of visible controls (tests.browser.VISIBLE_CONTROLS_JS).
@@ -9,6 +11,7 @@ the page's height and its count of visible controls (tests.browser.VISIBLE_CONTR
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -26,7 +29,6 @@ from tests.browser import (
     wait_status,
 )
 
-pytestmark = pytest.mark.browser
 FRAMES = 8
 MAX_CONTROLS_BEFORE_VIDEO = 15
 
@@ -52,6 +54,7 @@ def _visible(page, selector: str) -> bool:
     return page.locator(selector).first.is_visible()
 
 
+@pytest.mark.browser
 def test_the_page_shows_each_step_when_it_has_something_to_show(app, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
@@ -140,3 +143,81 @@ def test_the_page_shows_each_step_when_it_has_something_to_show(app, tmp_path):
         _record(page, tmp_path, "8_phone_track")
         context.close()
         browser.close()
+
+
+def _prop(update, name: str):
+    """A property of an update, given as ``gr.update(...)`` or as a component."""
+    return update[name] if isinstance(update, dict) else getattr(update, name)
+
+
+def _shown_steps(ctx, update: dict) -> set[str]:
+    return {step for step, tab in ctx.page.flow.tabs.items() if _prop(update[tab], "visible")}
+
+
+def test_upload_and_tracking_show_their_steps_and_a_reload_restores_them(ctx, user, tmp_path):
+    gr = pytest.importorskip("gradio")
+    from sam2web.ui import flow
+    from sam2web.ui import handlers as h
+    from sam2web.ui.reattach import reattach
+    from sam2web.ui.user import UserSession
+
+    f = ctx.page.flow
+    clip = synth.write_video(tmp_path / "discs.mp4", synth.make_frames(4, 120, 160), fps=4)
+    before = flow.shown(ctx, user)
+    assert _shown_steps(ctx, before) == {"load"} and not _prop(before[f.viewer], "visible")
+    assert "upload" in before[f.guide]
+
+    h.upload(ctx, user, str(clip))
+    loaded = flow.after_upload(ctx, user)
+    assert _shown_steps(ctx, loaded) == {"load", "mark", "track", "project"}
+    assert _prop(loaded[f.viewer], "visible") and _prop(loaded[f.steps], "selected") == "mark"
+    assert "click on an animal" in loaded[f.guide]
+
+    k = user.display_scale
+    disc = synth.DEFAULT_DISCS[0]
+    h.click_frame(
+        ctx,
+        user,
+        0,
+        "positive",
+        gr.SelectData(None, {"index": [disc.x0 * k, disc.y0 * k], "value": None}),
+    )
+    assert "press **Track" in flow.show_guide(ctx, user)[f.guide]
+    run = ("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "")
+    tracked = list(h.track(ctx, user, *run))[-1]
+    assert tracked[ctx.page.summary]["visible"]  # the summary has a row: it shows
+    done = flow.after_change(ctx, user)
+    assert _shown_steps(ctx, done) == set(flow.WITH_VIDEO) | set(flow.WITH_RESULTS) | {"load"}
+    assert f.steps not in done  # the step the user is in stays open
+    assert "Play" in done[f.guide]
+
+    # A reload attaches to the kept session and shows the same steps, on the review step.
+    tab = SimpleNamespace(session_hash="tab-1")
+    first = next(reattach(ctx, user, "", request=tab))
+    token = first[ctx.page.token]
+    again = next(reattach(ctx, UserSession(ctx.engine), token, request=tab))
+    assert again[ctx.page.state] is user
+    assert _shown_steps(ctx, again) == _shown_steps(ctx, done)
+    assert _prop(again[f.viewer], "visible") and _prop(again[f.steps], "selected") == "track"
+
+    # After a reset the results' steps go and the guide asks for a click again.
+    h.reset(ctx, user, 0)
+    reset = flow.after_change(ctx, user)
+    assert _shown_steps(ctx, reset) == {"load", "mark", "track", "project"}
+    assert "click on an animal" in reset[f.guide]
+
+
+def test_playing_advances_one_frame_per_tick_and_stops_at_the_last(ctx, user, tmp_path):
+    from sam2web.ui import flow
+    from sam2web.ui import handlers as h
+
+    f, p = ctx.page.flow, ctx.page
+    clip = synth.write_video(tmp_path / "d.mp4", synth.make_frames(3, 120, 160), fps=3)
+    h.upload(ctx, user, str(clip))
+    started = flow.play(ctx, user, 2)  # at the last frame: from the first
+    assert started[p.frame_slider] == 0 and _prop(started[f.timer], "active")
+    assert flow.tick(ctx, user, 0) == {p.frame_slider: 1}
+    assert flow.tick(ctx, user, 1) == {p.frame_slider: 2}
+    stopped = flow.tick(ctx, user, 2)
+    assert not _prop(stopped[f.timer], "active") and p.frame_slider not in stopped
+    assert _prop(stopped[f.play_btn], "visible") and not _prop(stopped[f.pause_btn], "visible")
