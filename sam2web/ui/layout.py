@@ -234,7 +234,7 @@ def _steps(engine: Engine, flow: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_step(engine: Engine) -> dict[str, Any]:
-    """The upload (with room beside it), the video's facts, model and quality, help."""
+    """The upload (with room beside it), model and quality, help."""
     settings = engine.settings
     # The upload's row: quick starts (an example video) belong next to the upload here.
     with gr.Row(elem_id="upload-row"):
@@ -251,7 +251,6 @@ def _load_step(engine: Engine) -> dict[str, Any]:
             ),
         }
     parts["upload_api"] = gr.Button(visible=False)
-    parts["facts"] = gr.Markdown(NO_VIDEO, elem_id="video-facts")
     with gr.Row():
         parts.update(_model_row(engine))
     with gr.Accordion("Read every N-th frame (set before uploading)", open=False):
@@ -342,8 +341,8 @@ def _prompt_controls() -> dict[str, Any]:
 
 
 def _frame_column(flow: dict[str, Any]) -> dict[str, Any]:
-    """The frame viewer: the frame (clicks go here), its slider and number, the player
-    and the status line; it stays in view while marking and reviewing."""
+    """The frame viewer: the frame (clicks go here), its slider and number, the player,
+    the status line and the video's facts; it stays in view while marking and reviewing."""
     parts: dict[str, Any] = {
         "frame_view": gr.Image(
             label="Frame — click to add points",
@@ -380,6 +379,7 @@ def _frame_column(flow: dict[str, Any]) -> dict[str, Any]:
             "⏸ Pause", elem_id="pause", scale=0, min_width=90, visible=False
         )
     parts["status"] = gr.Markdown("", elem_id="status")
+    parts["facts"] = gr.Markdown(NO_VIDEO, elem_id="video-facts")
     return parts
 
 

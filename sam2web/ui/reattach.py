@@ -4,8 +4,9 @@ On every page load :func:`reattach` reads the browser's token (``gr.BrowserState
 in the browser's localStorage) and asks the keeper (:mod:`sam2web.session.keeper`) for the
 session it was issued for. When there is one, the tab's fresh session is replaced by it
 and the page shows it as it was: the video and frame, objects, prompts and masks, the
-results and downloads, the zones and the calibration; a tracking run still going shows its
-progress again and then its results. Without one (a first visit, an expired session, a
+results and downloads, the zones and the calibration, with the steps of the page that has
+them (:mod:`.flow`: a video loaded, a run done) and the step it stands at open; a tracking
+run still going shows its progress again and then its results. Without one (a first visit, an expired session, a
 token this server never issued) the tab's own session is kept under a new token.
 
 Two tabs of one browser share its localStorage, so they share one session: both show the

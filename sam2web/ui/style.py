@@ -11,7 +11,6 @@ PAGE_CSS = """
 #guide { font-size: 1.05em; padding: 0.4em 0.8em; border-left: 4px solid var(--color-accent);
   background: var(--background-fill-secondary); border-radius: 4px; }
 #steps button[role="tab"] { padding-left: 0.55em; padding-right: 0.55em; }
-#frame-view img { max-width: 100%; height: auto; }
 @media (min-width: 900px) {
   #viewer { position: sticky; top: 0.5em; align-self: flex-start; }
 }
