@@ -72,3 +72,43 @@ def full_page_screenshot(page, shot: Path) -> None:
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / shot.name)
+
+
+def open_step(page, label: str) -> None:
+    """Open a step of the page by its tab's label (e.g. "3 Track")."""
+    page.get_by_role("tab", name=label).click()
+
+
+# What a person can operate on the page: buttons (with accordions' headers, tabs and file
+# drops), fields, lists, sliders, and each radio or check box option, when they are drawn
+# (not display:none, not zero-sized), outside Gradio's own footer. Options are measured by
+# their label: Gradio draws the input itself as a small dot inside it.
+VISIBLE_CONTROLS_JS = """() => {
+    const sel = 'button, input:not([type=hidden]), select, textarea, [role=slider]';
+    const seen = new Set();
+    for (const el of document.querySelectorAll(sel)) {
+        if (el.closest('footer')) continue;
+        const option = ['radio', 'checkbox'].includes(el.type) && el.closest('label');
+        const shown = option || el;
+        const r = shown.getBoundingClientRect(), s = getComputedStyle(shown);
+        if (r.width < 2 || r.height < 2 || s.visibility === 'hidden') continue;
+        seen.add(shown);
+    }
+    return seen.size;
+}"""
+
+# Tables drawn on the page without a cell that holds any text (a Dataframe draws its header
+# as a table and its rows as grid cells: they are judged together, by their block).
+EMPTY_TABLES_JS = """() => {
+    const blocks = new Set();
+    for (const t of document.querySelectorAll('table')) {
+        const r = t.getBoundingClientRect();
+        if (r.width > 0 && r.height > 0) blocks.add(t.closest('.block') || t);
+    }
+    return [...blocks].filter(b => ![...b.querySelectorAll('td, [role=gridcell]')]
+        .some(cell => cell.innerText.trim())).length;
+}"""
+
+
+def page_height(page) -> int:
+    return page.evaluate("() => document.documentElement.scrollHeight")

@@ -30,6 +30,7 @@ class ExamplePanel:
 
 def build_example() -> ExamplePanel:
     """The button and its hint line (empty until the example is loaded)."""
-    button = gr.Button("Try an example", size="sm", elem_id="try-example")
-    hint = gr.Markdown("", elem_id="example-hint")
+    with gr.Column(scale=1, min_width=160):
+        button = gr.Button("Try an example", size="sm", elem_id="try-example")
+        hint = gr.Markdown("", elem_id="example-hint")
     return ExamplePanel(button, hint)

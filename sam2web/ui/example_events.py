@@ -47,16 +47,16 @@ def load_example(
         p.files: None,
         p.gallery: [],
         **h.loaded(ctx, user),
-        p.status: views.status(
-            user, "Loaded the example; the hint under Try an example says where to click."
-        ),
+        # In the status line under the frame: the marking step opens, the hint stays
+        # beside the upload in the loading step.
+        p.status: views.status(user, hint_text()),
         p.example.hint: hint_text(),
     }
 
 
-def wire(ctx: Context, uploaded) -> None:
+def wire(ctx: Context, uploaded):
     """The button (and the API's ``load_example``); an upload of another file clears the
-    hint."""
+    hint. Returns the example's load event (the flow opens the marking step after it)."""
     p = ctx.page
     outputs = [
         *[p.state, p.facts, p.frame_view, p.frame_slider, p.frame_number],
@@ -85,3 +85,4 @@ def wire(ctx: Context, uploaded) -> None:
         concurrency_limit=None,
     )
     uploaded.then(lambda: "", None, [p.example.hint], api_visibility="private", queue=False)
+    return loaded

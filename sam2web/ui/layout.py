@@ -54,12 +54,40 @@ UPLOAD_TYPES = [
 # of this server process, so a token of an earlier run is unreadable and a new one is made).
 TOKEN_KEY = "sam2web-session"
 
-INTRO = """\
-# sam2web — click to track
-**1** Upload a video, a zip of images or a TIFF stack. **2** Click on an object in the frame
-(add more objects with *Add object*). **3** Press **Track**. **4** Check the overlay video, fix
-any frame with more clicks, track again, and download the video, masks and table.
+TITLE = "# sam2web — click to track"
+HELP = """\
+**1 Load** a video, a zip of images or a TIFF stack. **2 Mark**: click on an object in the
+frame (add more objects with *Add object*). **3 Track**: press **Track ▶**, then play or
+scrub the tracked frames in the viewer and fix any frame with more clicks; track again.
+**4 Results** holds the overlay video and the downloads, **5 Measure** the tables and plots,
+**6 Analysis** zones, behaviour and label stacks, **7 Project** saving and loading your work.
 """
+# The steps as tabs beside the frame viewer: id -> label (sam2web.ui.flow says when each shows).
+STEP_LABELS = {
+    "load": "1 Load",
+    "mark": "2 Mark",
+    "track": "3 Track",
+    "results": "4 Results",
+    "measure": "5 Measure",
+    "analysis": "6 Analysis",
+    "project": "7 Project",
+}
+GUIDE_START = "**Next:** upload a video, a zip of images or a TIFF stack."
+PLAY_INTERVAL_S = 0.3  # seconds per frame while the viewer plays
+SUMMARY_HEADERS = ["id", "name", "frames present", "first", "last", "distance", "mean speed"]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """The guided flow's components (what they do: sam2web.ui.flow)."""
+
+    guide: gr.Markdown  # what to do now
+    viewer: gr.Column  # the frame, its slider and the status line
+    steps: gr.Tabs
+    tabs: dict  # step id -> gr.Tab
+    play_btn: gr.Button
+    pause_btn: gr.Button
+    timer: gr.Timer
 
 
 @dataclass(frozen=True)
@@ -137,6 +165,7 @@ class Page:
     finders: FindersPanel  # objects found by motion or contrast
     example: ExamplePanel  # "Try an example" beside the upload, and its hint
     keys: KeysPanel  # the keyboard shortcuts' help line and hidden frame-step buttons
+    flow: Flow  # the steps, the guide line, the player
 
 
 def user_factory(engine: Engine) -> Callable[[], UserSession]:
@@ -156,7 +185,9 @@ def close_user(user: UserSession | None) -> None:
 
 
 def build_layout(engine: Engine) -> Page:
-    """Every component of the page, created in page order inside the current ``gr.Blocks``."""
+    """Every component of the page, created in page order inside the current ``gr.Blocks``:
+    the guide line, then the frame viewer (main column, first on narrow screens) beside
+    the steps (side column, one tab per step)."""
     parts: dict[str, Any] = {}
     # No time_to_live here: Gradio counts it from the state's last change (the upload),
     # not from the user's last action. Idle sessions are closed by the housekeeping
@@ -164,25 +195,94 @@ def build_layout(engine: Engine) -> Page:
     # session, which the page attaches to again when it loads with the browser's token.
     parts["state"] = gr.State(user_factory(engine), delete_callback=close_user)
     parts["token"] = gr.BrowserState("", storage_key=TOKEN_KEY)
-    gr.Markdown(INTRO)
-    with gr.Row():
-        parts.update(_model_row(engine))
-    with gr.Row():
-        with gr.Column(scale=1, min_width=320):
-            parts.update(_objects_column(engine.settings))
-        with gr.Column(scale=2):
-            parts.update(_frame_column())
-    parts["finders"] = build_finders_panel()
-    parts["masks"] = build_masks_panel(engine.settings.max_pixels)
-    drawing = build_zone_drawing()
-    parts.update(_track_section(engine))
-    parts.update(_results_section())
-    parts.update(_measurements_section())
-    parts["zones"] = build_zones_panel(drawing)
-    parts.update(_project_section())
+    gr.Markdown(TITLE, elem_id="title")
+    flow: dict[str, Any] = {"guide": gr.Markdown(GUIDE_START, elem_id="guide")}
+    with gr.Row(elem_id="workspace", equal_height=False):
+        with gr.Column(scale=5, min_width=320, visible=False, elem_id="viewer") as viewer:
+            parts.update(_frame_column(flow))
+        with gr.Column(scale=4, min_width=320, elem_id="steps-column"):
+            parts.update(_steps(engine, flow))
     parts.update(_api_inputs())
     gr.Markdown(f"<small>sam2web {__version__}</small>")
+    flow["timer"] = gr.Timer(PLAY_INTERVAL_S, active=False)
+    parts["flow"] = Flow(viewer=viewer, **flow)
     return Page(**parts)
+
+
+def _steps(engine: Engine, flow: dict[str, Any]) -> dict[str, Any]:
+    """The step tabs; only *Load* shows before a video."""
+    parts: dict[str, Any] = {}
+    tabs: dict[str, gr.Tab] = {}
+
+    def step(key: str):
+        tabs[key] = gr.Tab(STEP_LABELS[key], id=key, visible=key == "load", elem_id=f"step-{key}")
+        return tabs[key]
+
+    with gr.Tabs(selected="load", overflow_behavior="wrap", elem_id="steps") as flow["steps"]:
+        with step("load"):
+            parts.update(_load_step(engine))
+        with step("mark"):
+            parts.update(_mark_step(engine.settings))
+        with step("track"):
+            parts.update(_track_section(engine))
+        with step("results"):
+            parts.update(_results_section())
+        with step("measure"):
+            parts.update(_measurements_section())
+        with step("analysis"):
+            parts["zones"] = build_zones_panel(parts.pop("drawing"))
+        with step("project"):
+            parts.update(_project_section())
+    flow["tabs"] = tabs
+    return parts
+
+
+def _load_step(engine: Engine) -> dict[str, Any]:
+    """The upload (with room beside it), model and quality, help."""
+    settings = engine.settings
+    # The upload's row: quick starts (an example video) belong next to the upload here.
+    with gr.Row(elem_id="upload-row"):
+        parts: dict[str, Any] = {
+            "upload": gr.File(
+                label=(
+                    f"Video or image sequence (up to {settings.max_upload_mb} MB, "
+                    f"{settings.max_frames} frames)"
+                ),
+                file_types=UPLOAD_TYPES,
+                type="filepath",
+                elem_id="upload",
+                scale=3,
+            ),
+            "example": build_example(),
+        }
+    parts["upload_api"] = gr.Button(visible=False)
+    with gr.Row():
+        parts.update(_model_row(engine))
+    with gr.Accordion("Read every N-th frame (set before uploading)", open=False):
+        parts["frame_step"] = gr.Number(
+            value=1,
+            precision=0,
+            minimum=1,
+            maximum=MAX_FRAME_STEP,
+            step=1,
+            label="Track every N-th frame (1: every frame; set before uploading)",
+            info="A long recording at 30 fps tracked every 5th frame gives 6 positions per "
+            "second in a fifth of the time; frame numbers and times stay the original's.",
+            elem_id="frame-step",
+        )
+    with gr.Accordion("How it works", open=False, elem_id="help"):
+        gr.Markdown(HELP)
+    return parts
+
+
+def _mark_step(settings: Settings) -> dict[str, Any]:
+    """Objects and what a click adds, the finders, masks and identities, zone drawing."""
+    parts: dict[str, Any] = _objects_controls()
+    parts.update(_prompt_controls())
+    parts["finders"] = build_finders_panel()
+    parts["masks"] = build_masks_panel(settings.max_pixels)
+    parts["drawing"] = build_zone_drawing()
+    return parts
 
 
 def _model_row(engine: Engine) -> dict[str, Any]:
@@ -204,38 +304,15 @@ def _model_row(engine: Engine) -> dict[str, Any]:
             scale=1,
             visible=len(offered) > 1,
             info="The faster qualities track several times faster; their masks are close to "
-            "full quality's but not the same (compare them below Track).",
+            "full quality's but not the same (compare them in the Track step).",
         ),
         "model_status": gr.Markdown(model_line(engine), elem_id="model-status"),
     }
 
 
-def _objects_column(settings: Settings) -> dict[str, Any]:
-    parts: dict[str, Any] = {
-        "frame_step": gr.Number(
-            value=1,
-            precision=0,
-            minimum=1,
-            maximum=MAX_FRAME_STEP,
-            step=1,
-            label="Track every N-th frame (1: every frame; set before uploading)",
-            info="A long recording at 30 fps tracked every 5th frame gives 6 positions per "
-            "second in a fifth of the time; frame numbers and times stay the original's.",
-            elem_id="frame-step",
-        ),
-        "upload": gr.File(
-            label=(
-                f"Video or image sequence (up to {settings.max_upload_mb} MB, "
-                f"{settings.max_frames} frames)"
-            ),
-            file_types=UPLOAD_TYPES,
-            type="filepath",
-            elem_id="upload",
-        ),
-        "upload_api": gr.Button(visible=False),
-        "example": build_example(),
-        "facts": gr.Markdown(NO_VIDEO, elem_id="video-facts"),
-    }
+def _objects_controls() -> dict[str, Any]:
+    """The objects: the active one, its name, add, rename and remove."""
+    parts: dict[str, Any] = {}
     gr.Markdown("### Objects")
     parts["active"] = gr.Dropdown(
         label="Active object (clicks go to it)",
@@ -249,6 +326,12 @@ def _objects_column(settings: Settings) -> dict[str, Any]:
     with gr.Row():
         parts["rename_btn"] = gr.Button("Rename active", size="sm")
         parts["remove_btn"] = gr.Button("Remove active", size="sm", variant="stop")
+    return parts
+
+
+def _prompt_controls() -> dict[str, Any]:
+    """What a click adds, undo, clear and reset."""
+    parts: dict[str, Any] = {}
     parts["mode"] = gr.Radio(
         [(MODE_LABELS[m], m) for m in PROMPT_MODES],
         value="positive",
@@ -262,7 +345,9 @@ def _objects_column(settings: Settings) -> dict[str, Any]:
     return parts
 
 
-def _frame_column() -> dict[str, Any]:
+def _frame_column(flow: dict[str, Any]) -> dict[str, Any]:
+    """The frame viewer: the frame (clicks go here), its slider and number, the player,
+    the status line and the video's facts; it stays in view while marking and reviewing."""
     parts: dict[str, Any] = {
         "frame_view": gr.Image(
             label="Frame — click to add points",
@@ -292,22 +377,34 @@ def _frame_column() -> dict[str, Any]:
             scale=1,
             minimum=0,
             elem_id="frame-number",
+            min_width=100,
+        )
+        flow["play_btn"] = gr.Button("▶ Play", elem_id="play", scale=0, min_width=90)
+        flow["pause_btn"] = gr.Button(
+            "⏸ Pause", elem_id="pause", scale=0, min_width=90, visible=False
         )
     parts["status"] = gr.Markdown("", elem_id="status")
     parts["keys"] = build_keys()
+    parts["facts"] = gr.Markdown(NO_VIDEO, elem_id="video-facts")
     return parts
 
 
 def _track_section(engine: Engine) -> dict[str, Any]:
     parts: dict[str, Any] = {}
-    gr.Markdown("### Track")
     with gr.Row():
-        parts["direction"] = gr.Radio(
-            [(v, k) for k, v in DIRECTION_LABELS.items()],
-            value="forward",
-            label="Direction",
-            elem_id="direction",
-        )
+        parts["track_btn"] = gr.Button("Track ▶", variant="primary", elem_id="track")
+        parts["cancel_btn"] = gr.Button("Cancel", variant="stop", elem_id="cancel")
+    gr.Markdown(
+        "After tracking, press **▶ Play** or move the slider under the frame to review; "
+        "click a wrong frame to correct it (in *2 Mark*'s mode) and track again."
+    )
+    parts["direction"] = gr.Radio(
+        [(v, k) for k, v in DIRECTION_LABELS.items()],
+        value="forward",
+        label="Direction",
+        elem_id="direction",
+    )
+    with gr.Accordion("Frame range", open=False, elem_id="track-range"), gr.Row():
         # Text boxes, not numbers: an empty number box is sent as 0, and "empty" means
         # "the first clicked frame" / "to the end of the video" here.
         parts["start_frame"] = gr.Textbox(
@@ -324,9 +421,6 @@ def _track_section(engine: Engine) -> dict[str, Any]:
             placeholder="empty: to the end",
             elem_id="end-frame",
         )
-        with gr.Column(min_width=160):
-            parts["track_btn"] = gr.Button("Track ▶", variant="primary", elem_id="track")
-            parts["cancel_btn"] = gr.Button("Cancel", variant="stop", elem_id="cancel")
     faster = [q for q in engine.qualities() if not q.exact]
     with gr.Accordion(
         "Is a faster quality good enough for this video?", open=False, visible=bool(faster)
@@ -354,27 +448,24 @@ def _track_section(engine: Engine) -> dict[str, Any]:
 
 
 def _results_section() -> dict[str, Any]:
-    parts: dict[str, Any] = {}
-    gr.Markdown("### Results")
-    with gr.Row():
-        with gr.Column(scale=2):
-            parts["video"] = gr.Video(
-                label="Overlay video", interactive=False, elem_id="overlay-video"
-            )
-        with gr.Column(scale=1):
-            parts["opacity"] = gr.Slider(0, 1, value=0.5, step=0.05, label="Mask opacity")
+    parts: dict[str, Any] = {
+        "video": gr.Video(label="Overlay video", interactive=False, elem_id="overlay-video"),
+        "files": gr.File(
+            label="Downloads", file_count="multiple", interactive=False, elem_id="downloads"
+        ),
+    }
+    with gr.Accordion("Overlay style", open=False, elem_id="overlay-style"):
+        parts["opacity"] = gr.Slider(0, 1, value=0.5, step=0.05, label="Mask opacity")
+        with gr.Row():
             parts["contours"] = gr.Checkbox(value=True, label="Contours")
             parts["labels"] = gr.Checkbox(value=True, label="Object labels")
-            parts["trails"] = gr.Slider(
-                0, 200, value=0, step=1, label="Trajectory trail (frames, 0 = off)"
-            )
-            parts["rerender_btn"] = gr.Button("Update video and downloads", elem_id="rerender")
-            parts["files"] = gr.File(
-                label="Downloads", file_count="multiple", interactive=False, elem_id="downloads"
-            )
+        parts["trails"] = gr.Slider(
+            0, 200, value=0, step=1, label="Trajectory trail (frames, 0 = off)"
+        )
+    parts["rerender_btn"] = gr.Button("Update video and downloads", elem_id="rerender")
     parts["gallery"] = gr.Gallery(
         label="Every N-th frame (click one to open it)",
-        columns=8,
+        columns=4,
         height=260,
         object_fit="contain",
         elem_id="gallery",
@@ -384,8 +475,7 @@ def _results_section() -> dict[str, Any]:
 
 def _measurements_section() -> dict[str, Any]:
     parts: dict[str, Any] = {}
-    gr.Markdown("### Measurements")
-    with gr.Row():
+    with gr.Accordion("Calibration (pixels per unit, frame rate)", open=False, elem_id="cal"):
         parts["pixels_per_unit"] = gr.Textbox(
             label="Pixels per unit (empty: pixels)",
             max_length=20,
@@ -396,9 +486,15 @@ def _measurements_section() -> dict[str, Any]:
         parts["fps"] = gr.Textbox(
             label="Frame rate override (empty: the video's)", max_length=20, elem_id="cal-fps"
         )
-        parts["measure_btn"] = gr.Button("Update measurements", elem_id="measure")
+    parts["measure_btn"] = gr.Button("Update measurements", elem_id="measure")
+    # Hidden until it has rows (sam2web.ui.views.review_tables).
     parts["summary"] = gr.Dataframe(
-        label="Per-object summary", interactive=False, elem_id="summary", wrap=True
+        headers=SUMMARY_HEADERS,
+        label="Per-object summary",
+        interactive=False,
+        elem_id="summary",
+        wrap=True,
+        visible=False,
     )
     parts["events"] = gr.Dropdown(
         label="Frames where an object is lost or uncertain (pick one to open it)",
@@ -419,8 +515,7 @@ def _measurements_section() -> dict[str, Any]:
 
 
 def _project_section() -> dict[str, Any]:
-    gr.Markdown("### Project")
-    with gr.Row():
+    with gr.Column():
         return {
             "save_project_btn": gr.Button("Save project", elem_id="save-project"),
             "project_file": gr.File(

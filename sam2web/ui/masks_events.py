@@ -174,9 +174,10 @@ def fill_gaps(ctx: Context, user: UserSession, max_gap_frames, frame) -> Update:
 
 
 # ------------------------------------------------------------------ wiring
-def wire(ctx: Context, uploaded) -> None:
+def wire(ctx: Context, uploaded):
     """Connect the panel's controls to their handlers; ``uploaded`` is the upload's event,
-    after which the page asks for a TIFF's channel and axis when it needs them."""
+    after which the page asks for a TIFF's channel and axis when it needs them. Returns
+    the event of a TIFF opened with the choice made."""
     p, m = ctx.page, ctx.page.masks
     frame_outputs = [p.frame_view, p.status, p.active]
     uploaded.then(
@@ -242,3 +243,4 @@ def wire(ctx: Context, uploaded) -> None:
         api_name="fill_gaps",
         concurrency_limit=None,
     )
+    return opened

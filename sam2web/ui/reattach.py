@@ -4,8 +4,9 @@ On every page load :func:`reattach` reads the browser's token (``gr.BrowserState
 in the browser's localStorage) and asks the keeper (:mod:`sam2web.session.keeper`) for the
 session it was issued for. When there is one, the tab's fresh session is replaced by it
 and the page shows it as it was: the video and frame, objects, prompts and masks, the
-results and downloads, the zones and the calibration; a tracking run still going shows its
-progress again and then its results. Without one (a first visit, an expired session, a
+results and downloads, the zones and the calibration, with the steps of the page that has
+them (:mod:`.flow`: a video loaded, a run done) and the step it stands at open; a tracking
+run still going shows its progress again and then its results. Without one (a first visit, an expired session, a
 token this server never issued) the tab's own session is kept under a new token.
 
 Two tabs of one browser share its localStorage, so they share one session: both show the
@@ -23,8 +24,8 @@ import gradio as gr
 from ..session.background import running
 from ..session.user import SCIENCE_FILES
 from ..tracking.checkpoints import get_spec
+from . import flow, views
 from . import handlers as h
-from . import views
 from .handlers import Context, Update
 from .user import UserSession
 from .zones_handlers import after_run, show_setup
@@ -51,14 +52,15 @@ def reattach(
     run = running(kept)
     if run is not None:
         yield from h.follow_run(ctx, kept, run, run.progress.frame or 0, progress)
-        yield after_run(ctx, kept)
+        yield {**after_run(ctx, kept), **flow.shown(ctx, kept)}
 
 
 def restore(ctx: Context, user: UserSession) -> Update:
     """What the page shows of ``user``: nothing changes for a session without a video."""
     p = ctx.page
+    steps = flow.shown(ctx, user, flow.opened_step(user))
     if user.folder is None:
-        return {p.model_status: views.model_line(ctx.engine, user.model)}
+        return {p.model_status: views.model_line(ctx.engine, user.model), **steps}
     frame = 0
     run = user.background
     if run is not None and getattr(run.progress, "frame", None) is not None:
@@ -79,7 +81,7 @@ def restore(ctx: Context, user: UserSession) -> Update:
         if science:
             out.update(h.show_results(ctx, user, user.exports, science))
             out.update(after_run(ctx, user))
-    return out
+    return {**out, **steps}
 
 
 def _look(ctx: Context, user: UserSession) -> Update:

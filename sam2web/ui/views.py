@@ -213,7 +213,7 @@ def review_tables(user: UserSession) -> tuple[dict, dict]:
     ]
     choices = [(f"frame {f}: {name} {kind}", f) for f, _, name, kind in review.events]
     return (
-        gr.update(value=table, headers=headers),
+        gr.update(value=table, headers=headers, visible=bool(table)),
         gr.update(choices=choices[:500], value=None),
     )
 

@@ -20,13 +20,14 @@ import logging
 import gradio as gr
 
 from ..session.engine import Engine, Housekeeping
-from . import example_events, finders_events, keys_events, masks_events
+from . import example_events, finders_events, flow, keys_events, masks_events
 from . import handlers as h
 from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths
 from .handlers import Context
 from .keys import KEYS_JS
 from .layout import Page, build_layout
 from .reattach import reattach
+from .style import PAGE_CSS
 from .zones_handlers import wire_zones
 
 log = logging.getLogger(__name__)
@@ -63,15 +64,21 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             ),
             guard=demo.upload_guard,
         )
-        uploaded, clicked = _wire_video(ctx)
-        masks_events.wire(ctx, uploaded)
+        uploads, clicked = _wire_video(ctx)
+        opened = masks_events.wire(ctx, uploads[0])
         finders_events.wire(ctx)
         keys_events.wire(ctx)
-        example_events.wire(ctx, uploaded)
-        _wire_objects(ctx)
+        example = example_events.wire(ctx, uploads[0])
+        prompts, reset = _wire_objects(ctx)
         results_events = _wire_tracking(ctx)
-        loaded = _wire_project_and_model(ctx)
+        loaded, switched = _wire_project_and_model(ctx)
         wire_zones(ctx, results_events, loaded, clicked)
+        flow.wire(
+            ctx,
+            [*uploads, opened, example],
+            [*results_events, reset, loaded, *switched],
+            [clicked, *prompts],
+        )
         demo.unload(ctx.registry.close)  # the session stays for its idle expiry
         _wire_reattach(demo, ctx)
         demo.sam2web_registry = ctx.registry  # for tests and housekeeping
@@ -93,6 +100,7 @@ def _wire_reattach(demo: gr.Blocks, ctx: Context) -> None:
         *[p.video, p.files, p.gallery, p.summary, p.events, p.trajectories, p.confidence],
         *[z.zone_list, z.membership, z.overlap, z.pair_within],
         *[z.zone_table, z.pair_table, z.heatmaps, z.files],
+        *flow.outputs(ctx.page),
     ]
     demo.load(
         h.bind(reattach, ctx),
@@ -109,8 +117,8 @@ def _frame_outputs(page: Page) -> list:
 
 
 def _wire_video(ctx: Context):
-    """Wire the upload and the frame controls; returns the upload's event and the
-    event of a click on the frame."""
+    """Wire the upload and the frame controls; returns the upload events (the page's
+    first) and the event of a click on the frame."""
     p = ctx.page
     outputs = [
         *[p.state, p.facts, p.frame_view, p.frame_slider, p.frame_number],
@@ -166,10 +174,11 @@ def _wire_video(ctx: Context):
         api_visibility="private",
         **PROMPT,
     )
-    return uploaded, clicked
+    return [uploaded, uploaded_all], clicked
 
 
-def _wire_objects(ctx: Context) -> None:
+def _wire_objects(ctx: Context):
+    """Returns the events that change objects or prompts, and the reset's."""
     p = ctx.page
     frame_outputs = _frame_outputs(p)
     p.api_btn.click(
@@ -186,7 +195,7 @@ def _wire_objects(ctx: Context) -> None:
         api_name="add_box",
         **PROMPT,
     )
-    p.add_btn.click(
+    added = p.add_btn.click(
         h.bind(h.add_object, ctx),
         [p.state, p.name, p.frame_slider],
         [*frame_outputs, p.name, p.model_status],
@@ -208,24 +217,27 @@ def _wire_objects(ctx: Context) -> None:
         concurrency_limit=None,
     )
     on_frame = [p.state, p.frame_slider]
-    p.remove_btn.click(
+    removed = p.remove_btn.click(
         h.bind(h.remove_object, ctx),
         on_frame,
         frame_outputs,
         api_name="remove_object",
         **PROMPT,
     )
-    p.undo_btn.click(h.bind(h.undo, ctx), on_frame, frame_outputs, api_name="undo", **PROMPT)
-    p.clear_btn.click(
+    undone = p.undo_btn.click(
+        h.bind(h.undo, ctx), on_frame, frame_outputs, api_name="undo", **PROMPT
+    )
+    cleared = p.clear_btn.click(
         h.bind(h.clear_frame, ctx), on_frame, frame_outputs, api_name="clear_frame", **PROMPT
     )
-    p.reset_btn.click(
+    reset = p.reset_btn.click(
         h.bind(h.reset, ctx),
         on_frame,
         [*frame_outputs, p.video, p.files, p.gallery],
         api_name="reset",
         **PROMPT,
     )
+    return [added, removed, undone, cleared], reset
 
 
 def _wire_tracking(ctx: Context) -> list:
@@ -284,7 +296,7 @@ def _wire_tracking(ctx: Context) -> list:
 
 
 def _wire_project_and_model(ctx: Context):
-    """Returns the event of a project loaded."""
+    """Returns the event of a project loaded and those of a model or quality switch."""
     p = ctx.page
     p.save_project_btn.click(
         h.bind(h.save_project, ctx),
@@ -301,21 +313,21 @@ def _wire_project_and_model(ctx: Context):
         preprocess=False,
         **RUNS,
     )
-    p.model.input(
+    model = p.model.input(
         h.bind(h.set_model, ctx),
         [p.state, p.model, p.frame_slider],
         [*_frame_outputs(p), p.model_status],
         api_name="set_model",
         **PROMPT,
     )
-    p.quality.input(
+    quality = p.quality.input(
         h.bind(h.set_quality, ctx),
         [p.state, p.quality, p.frame_slider],
         _frame_outputs(p),
         api_name="set_quality",
         **RUNS,
     )
-    return loaded
+    return loaded, [model, quality]
 
 
 def launch(engine: Engine | None = None, **kwargs) -> None:
@@ -339,7 +351,7 @@ def launch(engine: Engine | None = None, **kwargs) -> None:
             server_port=s.port,
             max_file_size=s.max_upload_mb * 1024 * 1024,
             allowed_paths=served_paths(s.data_dir),
-            **kwargs,
+            **{"css": PAGE_CSS, **kwargs},
         )
     finally:
         # A blocking launch returns once the server is closed; a non-blocking one (e.g.

@@ -17,16 +17,7 @@ from . import views
 from .guard import friendly
 from .handlers import Context, Update, bind, view
 from .user import UserSession
-
-PAIR_HEADERS = [
-    "object a",
-    "object b",
-    "frames both present",
-    "time within (s)",
-    "mean distance",
-    "min distance",
-    "unit",
-]
+from .zones_panel import PAIR_HEADERS
 
 
 def _zone_names(user: UserSession) -> dict:
@@ -143,9 +134,13 @@ def _shown(ctx: Context, out: BehaviourOutputs) -> Update:
         + [s.unit]
         for s in out.pair_summaries
     ]
+    zones = views_table(out)
+    # Each table is shown only when it has rows.
     return {
-        z.zone_table: views_table(out),
-        z.pair_table: {"headers": PAIR_HEADERS, "data": pairs},
+        z.zone_table: gr.update(value=zones, visible=bool(zones["data"])),
+        z.pair_table: gr.update(
+            value={"headers": PAIR_HEADERS, "data": pairs}, visible=bool(pairs)
+        ),
         z.heatmaps: [(str(p), caption) for p, caption in out.heatmaps],
         z.files: [str(f) for f in out.files.values()],
     }

@@ -20,6 +20,15 @@ TARGET_LABELS = {
     "round arena": "Round arena: centre / periphery (rim points, then Close shape)",
     "square arena": "Square arena: centre / periphery (4 corners, or 2 and Close shape)",
 }
+PAIR_HEADERS = [
+    "object a",
+    "object b",
+    "frames both present",
+    "time within (s)",
+    "mean distance",
+    "min distance",
+    "unit",
+]
 MEMBERSHIP_LABELS = {"centroid": "Centroid in zone", "overlap": "Share of the mask in zone"}
 
 
@@ -124,9 +133,15 @@ def build_zones_panel(drawing: dict) -> ZonesPanel:
         interactive=False,
         elem_id="zone-table",
         wrap=True,
+        visible=False,  # each table shows once it has rows
     )
     parts["pair_table"] = gr.Dataframe(
-        label="Per pair of objects", interactive=False, elem_id="pair-table", wrap=True
+        headers=PAIR_HEADERS,
+        label="Per pair of objects",
+        interactive=False,
+        elem_id="pair-table",
+        wrap=True,
+        visible=False,
     )
     parts["heatmaps"] = gr.Gallery(
         label="Occupancy per object (over the first frame)",

@@ -249,7 +249,8 @@ def test_the_page_draws_zones_and_a_ruler_and_shows_the_zone_table(engine, tmp_p
     scaled = zh.set_ruler(ctx, user, "5", "mm", 0)  # 50 px = 5 mm
     assert scaled[page.pixels_per_unit] == "10" and scaled[page.unit] == "mm"
     shown = zh.analyse(ctx, user, "centroid", 0.5, "", False, "10", "mm", "")
-    table = shown[z.zone_table]["data"]
+    assert shown[z.zone_table]["visible"] and not shown[z.pair_table]["visible"]  # one object
+    table = shown[z.zone_table]["value"]["data"]
     # The mover: 5 frames inside, one entry, first in at frame 3, 40 px = 4 mm inside.
     assert table[0][1:6] == ["box", 0.5, 1, 0.3, 4.0]
     assert any(f.endswith("zones.csv") for f in shown[z.files])

@@ -24,6 +24,7 @@ from tests.browser import (
     assert_click_near,
     click_image_pixel,
     full_page_screenshot,
+    open_step,
     wait_status,
 )
 
@@ -71,9 +72,11 @@ def test_track_two_discs_in_the_browser(app, page, tmp_path):
     assert_click_near(page, blue.x0, blue.y0)
 
     # The clicks reached the server at the disc centres (within a displayed pixel).
+    open_step(page, "3 Track")
     page.locator("#track").click()
     wait_status(page, "Tracked 8 frames", timeout=300_000)
 
+    open_step(page, "4 Results")
     video = page.locator("#overlay-video video").first
     video.wait_for(state="attached")
     page.wait_for_function(
@@ -94,6 +97,7 @@ def test_track_two_discs_in_the_browser(app, page, tmp_path):
     assert {r["object_name"] for r in rows} == {"red disc", "blue disc"}
 
     # The measurements a scientist reads next: the summary table and both plots.
+    open_step(page, "5 Measure")
     page.wait_for_function(
         "() => (document.querySelector('#summary') || {}).textContent?.includes('blue disc')"
     )
@@ -143,6 +147,7 @@ def test_a_second_user_is_served_in_the_browser_while_a_long_run_tracks(app, pag
     add_object_and_click(page, "second user", discs[0])
     first_mask = time.perf_counter() - t0
     running = not job.done()
+    open_step(page, "3 Track")
     page.locator("#track").click()
     wait_status(page, "The model is shared with 1 other user tracking", timeout=30_000)
     shared = not job.done()
@@ -183,11 +188,16 @@ def test_draw_a_zone_and_a_ruler_then_see_the_zone_table(app, page, tmp_path):
     page.locator("#ruler-distance textarea, #ruler-distance input").first.fill("50")
     page.locator("#set-ruler").click()
     wait_status(page, "pixels per mm")
-    scale = page.locator("#cal-scale textarea, #cal-scale input").first.input_value()
-    assert float(scale) == pytest.approx(2.0, abs=0.01)  # clicks land within a shown pixel
 
+    open_step(page, "3 Track")
     page.locator("#track").click()
     wait_status(page, "Tracked 8 frames", timeout=300_000)
+    # The ruler's scale is the calibration of the measurements.
+    open_step(page, "5 Measure")
+    page.locator("#cal").get_by_text("Calibration").click()
+    scale = page.locator("#cal-scale textarea, #cal-scale input").first.input_value()
+    assert float(scale) == pytest.approx(2.0, abs=0.01)  # clicks land within a shown pixel
+    open_step(page, "6 Analysis")
     page.wait_for_function(
         "() => (document.querySelector('#zone-table') || {}).textContent?.includes('left half')",
         timeout=120_000,
@@ -229,6 +239,7 @@ def test_the_brush_paints_a_mask_prompt_where_it_was_painted(app, page, tmp_path
     page.get_by_role("button", name="Use the painted mask").click()
     wait_status(page, "painted mask is now the prompt on frame 0")
 
+    open_step(page, "7 Project")
     page.locator("#save-project").click()
     link = page.locator('#project-file a[href*="sam2web_project.json"]').first
     with page.expect_download() as download_info:

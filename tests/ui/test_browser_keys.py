@@ -22,6 +22,7 @@ from tests.browser import (
     assert_click_near,
     click_image_pixel,
     full_page_screenshot,
+    open_step,
     wait_status,
 )
 
@@ -145,9 +146,10 @@ def test_keyboard_shortcuts_step_frames_pick_modes_undo_track_and_cancel(app, pa
 def test_try_an_example_then_click_where_the_hint_says_and_track(app, page, tmp_path):
     page.goto(app.url)
     page.locator("#try-example").click()
-    wait_status(page, "Loaded the example")
+    wait_status(page, "Example clip")
     page.locator("#video-facts").get_by_text("60 frames").wait_for()
-    hint = page.locator("#example-hint")
+    # the marking step opens; the hint is in the status line under the frame
+    hint = page.locator("#status")
     hint.get_by_text("Click the centre of each dark mouse").wait_for()
     assert "CC0" in hint.inner_text()
     points = [(int(x), int(y)) for x, y in re.findall(r"\((\d+), (\d+)\)", hint.inner_text())]
@@ -156,6 +158,7 @@ def test_try_an_example_then_click_where_the_hint_says_and_track(app, page, tmp_
     click_image_pixel(page, "#frame-view", x, y, 480)
     wait_status(page, "Positive click added to object 1")
     assert_click_near(page, x, y)
+    open_step(page, "3 Track")
     page.locator("#end-frame input, #end-frame textarea").first.fill("3")
     page.locator("#track").click()
     wait_status(page, "Tracked 4 frames", timeout=300_000)

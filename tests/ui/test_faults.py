@@ -140,7 +140,7 @@ def test_cancel_part_way(app, long_clip, tmp_path, record_property):
 
 @pytest.mark.browser
 def test_closing_the_tab_part_way(app, long_clip, tmp_path, record_property):
-    from tests.browser import CHROMIUM, CHROMIUM_ARGS, add_object_and_click, wait_status
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, add_object_and_click, open_step, wait_status
 
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
@@ -161,6 +161,7 @@ def test_closing_the_tab_part_way(app, long_clip, tmp_path, record_property):
 
             before = settled_rss(app.process.pid)
             with RssMonitor(app.process.pid) as monitor:
+                open_step(page, "3 Track")
                 page.locator("#track").click()
                 assert wait_until(lambda: tracked_count(folder) >= 6, timeout=120, step=0.05)
                 at_close = tracked_count(folder)

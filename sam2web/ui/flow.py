@@ -1,0 +1,176 @@
+"""The page as a guided flow: which steps it shows, the line that says what to do next,
+and playing the tracked frames in the frame viewer.
+
+The steps are tabs beside the frame viewer (:mod:`.layout`): *Load* always, *Mark*,
+*Track* and *Project* once a video is loaded (or a TIFF waits for its channel choice),
+*Results*, *Measure* and *Analysis* once a run has results. :func:`shown` says all of it
+for one session; the page asks after every action that changes it (chained, private
+events, so the named API endpoints keep their outputs) and when it loads again
+(:mod:`.reattach`). Playing moves the frame slider on a timer, so the frames play where
+they are corrected; it stops at the last frame, on Pause, and on a click on the frame or
+the slider.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ..session.background import running
+from .handlers import Context, Update, bind
+from .layout import GUIDE_START
+from .user import UserSession
+
+# When each step (a tab id of sam2web.ui.layout.STEP_LABELS) is shown besides "load".
+WITH_VIDEO = ("mark", "track", "project")
+WITH_RESULTS = ("results", "measure", "analysis")
+
+
+def stage(user: UserSession | None) -> str:
+    """Where the session stands: "empty", "choice" (a TIFF waits for its channel or
+    axis), "video", "marked" (an object has a prompt) or "tracked"."""
+    if user is None or user.folder is None:
+        return "choice" if user is not None and user.held_stack is not None else "empty"
+    if user.results is not None and user.tracking is not None and user.tracking.store.frames():
+        return "tracked"
+    if user.objects and user.tracking is not None and user.tracking.store.frames():
+        return "marked"
+    return "video"
+
+
+GUIDE = {
+    "empty": GUIDE_START,
+    "choice": "**Next:** choose the TIFF's channel and axis in *2 Mark*, then press "
+    "*Open with this choice*.",
+    "video": "**Next:** click on an animal (or any object) in the frame; *2 Mark* adds "
+    "more objects.",
+    "marked": "**Next:** click on every other object (*Add object* first), then press "
+    "**Track ▶** in *3 Track*.",
+    "tracked": "**Next:** press **▶ Play** or move the slider to review; click a frame to "
+    "correct it and track again. Results, measurements and downloads are in *4*-*7*.",
+}
+
+
+def guide(user: UserSession | None) -> str:
+    """The line that says what to do now."""
+    return GUIDE[stage(user)]
+
+
+def shown(ctx: Context, user: UserSession | None, select: str | None = None) -> Update:
+    """Which steps the page shows for ``user``, the viewer and the guide line; ``select``
+    opens that step."""
+    f = ctx.page.flow
+    now = stage(user)
+    video = now in ("video", "marked", "tracked")
+    out: Update = {
+        f.guide: guide(user),
+        f.viewer: gr.update(visible=video),
+        f.play_btn: gr.update(visible=video),
+        f.pause_btn: gr.update(visible=False),
+        f.timer: gr.Timer(active=False),
+    }
+    for step, tab in f.tabs.items():
+        visible = (
+            step == "load"
+            or (step in WITH_VIDEO and (video or (step == "mark" and now == "choice")))
+            or (step in WITH_RESULTS and now == "tracked")
+        )
+        out[tab] = gr.Tab(visible=visible)
+    if select is not None:
+        out[f.steps] = gr.Tabs(selected=select)
+    return out
+
+
+def outputs(page) -> list:
+    """The components :func:`shown` updates (with the step tabs' selection)."""
+    f = page.flow
+    return [f.guide, f.viewer, f.play_btn, f.pause_btn, f.timer, *f.tabs.values(), f.steps]
+
+
+def opened_step(user: UserSession | None) -> str:
+    """The step a page opens on for a session: where its work stands (tracking while a
+    run goes on)."""
+    if user is not None and running(user) is not None:
+        return "track"
+    return {"empty": "load", "tracked": "track"}.get(stage(user), "mark")
+
+
+def after_upload(ctx: Context, user: UserSession) -> Update:
+    """After an upload: the marking step opens (or the step where the TIFF's choice is)."""
+    return shown(ctx, user, "load" if stage(user) == "empty" else "mark")
+
+
+def after_change(ctx: Context, user: UserSession) -> Update:
+    """After any other action that may change the steps: the same step stays open."""
+    return shown(ctx, user)
+
+
+def show_guide(ctx: Context, user: UserSession) -> Update:
+    """After a click or an object change: only the guide line."""
+    return {ctx.page.flow.guide: guide(user)}
+
+
+# ------------------------------------------------------------------ playing
+def play(ctx: Context, user: UserSession, frame) -> Update:
+    """Start playing from the slider's frame (from the first when at the last)."""
+    f, p = ctx.page.flow, ctx.page
+    if user.folder is None:
+        return {}
+    last = user.info.num_frames - 1
+    start = 0 if int(frame or 0) >= last else int(frame or 0)
+    return {
+        f.timer: gr.Timer(active=True),
+        f.play_btn: gr.update(visible=False),
+        f.pause_btn: gr.update(visible=True),
+        p.frame_slider: start,
+    }
+
+
+def pause(ctx: Context) -> Update:
+    """Stop playing."""
+    f = ctx.page.flow
+    return {
+        f.timer: gr.Timer(active=False),
+        f.play_btn: gr.update(visible=True),
+        f.pause_btn: gr.update(visible=False),
+    }
+
+
+def tick(ctx: Context, user: UserSession, frame) -> Update:
+    """One step of playing: the next frame, or stop at the last."""
+    if user.folder is None or int(frame or 0) >= user.info.num_frames - 1:
+        return pause(ctx)
+    return {ctx.page.frame_slider: int(frame or 0) + 1}
+
+
+# ------------------------------------------------------------------ events
+PRIVATE = {"api_visibility": "private", "concurrency_limit": None}
+
+
+def wire(ctx: Context, uploads: list, changes: list, prompts: list) -> None:
+    """Connect the flow: ``uploads`` (events that load a video) open the marking step,
+    ``changes`` (runs, resets, projects, model switches) update the steps, ``prompts``
+    (clicks, objects) the guide line; then the player."""
+    p, f = ctx.page, ctx.page.flow
+    steps = outputs(p)
+    for event in uploads:
+        event.then(bind(after_upload, ctx), [p.state], steps, **PRIVATE)
+    for event in changes:
+        event.then(bind(after_change, ctx), [p.state], steps[:-1], **PRIVATE)
+    for event in prompts:
+        event.then(bind(show_guide, ctx), [p.state], [f.guide], **PRIVATE)
+    player = [f.timer, f.play_btn, f.pause_btn]
+    f.play_btn.click(
+        bind(play, ctx), [p.state, p.frame_slider], [*player, p.frame_slider], **PRIVATE
+    )
+    stop = bind(pause, ctx)
+    f.pause_btn.click(stop, None, player, **PRIVATE)
+    p.frame_view.select(stop, None, player, **PRIVATE)
+    p.frame_slider.release(stop, None, player, **PRIVATE)
+    p.track_btn.click(stop, None, player, **PRIVATE)
+    f.timer.tick(
+        bind(tick, ctx),
+        [p.state, p.frame_slider],
+        [*player, p.frame_slider],
+        show_progress="hidden",
+        **PRIVATE,
+    )
