@@ -92,9 +92,9 @@ def test_keyboard_shortcuts_step_frames_pick_modes_undo_track_and_cancel(app, pa
     frames = synth.make_frames(num_frames=40, height=120, width=160)
     clip = synth.write_video(tmp_path / "keys.mp4", frames, fps=10)
     page.goto(app.url)
-    page.locator("#key-help").get_by_text("Shift").first.wait_for()
     page.locator("#upload input[type=file]").set_input_files(str(clip))
     wait_status(page, "Loaded")
+    page.locator("#key-help").get_by_text("Shift").first.wait_for()  # under the frame
     page.wait_for_function(f"() => ({PICTURE})() !== null")
     first = picture(page)
 
@@ -159,6 +159,7 @@ def test_try_an_example_then_click_where_the_hint_says_and_track(app, page, tmp_
     wait_status(page, "Positive click added to object 1")
     assert_click_near(page, x, y)
     open_step(page, "3 Track")
+    page.locator("#track-range").get_by_text("Frame range").click()
     page.locator("#end-frame input, #end-frame textarea").first.fill("3")
     page.locator("#track").click()
     wait_status(page, "Tracked 4 frames", timeout=300_000)
