@@ -22,6 +22,7 @@ import gradio as gr
 from ..session.engine import Engine, Housekeeping
 from . import finders_events, masks_events
 from . import handlers as h
+from .a11y import A11Y_CSS
 from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths
 from .handlers import Context
 from .layout import Page, build_layout
@@ -335,7 +336,7 @@ def launch(engine: Engine | None = None, **kwargs) -> None:
             server_port=s.port,
             max_file_size=s.max_upload_mb * 1024 * 1024,
             allowed_paths=served_paths(s.data_dir),
-            **kwargs,
+            **{"css": A11Y_CSS, **kwargs},
         )
     finally:
         # A blocking launch returns once the server is closed; a non-blocking one (e.g.
