@@ -159,8 +159,8 @@ def _wire_video(ctx: Context):
     drawing = [p.zones.target, p.zones.zone_name, p.zones.centre_fraction]
     clicked = p.frame_view.select(
         h.bind(h.click_frame, ctx),
-        [p.state, p.frame_slider, p.mode, *drawing],
-        _frame_outputs(p),
+        [p.state, p.frame_slider, p.mode, *drawing, p.finders.picked],
+        [*_frame_outputs(p), p.finders.picked],
         api_visibility="private",
         **PROMPT,
     )
