@@ -16,6 +16,12 @@ WHOLE=0
 bash scripts/setup.sh --dev "${DOCKER[@]}"
 # The ZeroGPU environment (a CUDA build of torch and spaces) for tests/compute/test_zerogpu_spaces.py.
 bash scripts/setup-zerogpu.sh
+# axe-core for tests/ui/test_accessibility.py, from the npm registry into a folder git ignores.
+AXE_VERSION=4.10.3
+if ! grep -qs "\"version\": \"$AXE_VERSION\"" .cache/npm/node_modules/axe-core/package.json; then
+  echo "[tests] installing axe-core $AXE_VERSION"
+  npm install --no-save --no-audit --no-fund --prefix .cache/npm "axe-core@$AXE_VERSION" >/dev/null
+fi
 if [[ ! -x /usr/bin/chromium ]]; then
   echo "[tests] installing Debian's chromium for the browser tests"
   if [[ $(id -u) == 0 ]]; then SUDO=(); else SUDO=(sudo); fi

@@ -23,6 +23,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from ..analysis.finders import (
@@ -34,6 +35,7 @@ from ..analysis.finders import (
 )
 from ..errors import PromptError, UserError, as_clause
 from ..history import AddMask, AddObject, FindObjects, SetBox, encode_mask
+from ..outputs.proposals import draw_proposals
 from ..tracking.tracker import drop_objects_since, object_mark, record_found
 from ..types import Box, TrackedObject, VideoInfo
 from . import corrections
@@ -88,6 +90,35 @@ class FindingSession:
         proposals = run_finder(how, self.frame_rgb, self.info.num_frames, frame_idx, settings)
         self.found = Found(frame_idx, how, settings, proposals)
         return proposals
+
+    def proposals_shown(self, frame_idx) -> bool:
+        """Whether proposals found on frame ``frame_idx`` wait to be accepted."""
+        return self.found is not None and self.found.frame == int(frame_idx or 0)
+
+    def toggle_pick(self, picked: list[int], x: float, y: float) -> tuple[list[int], str]:
+        """The numbers ``picked`` with the proposal under pixel (x, y) of the original frame
+        added or removed (its mask first, else its box), and what happened in a sentence."""
+        found = self.found
+        if found is None:
+            raise PromptError("Find objects first, then pick the proposals.")
+        col, row = int(x), int(y)
+        hit = next((p for p in found.proposals if _in_mask(p, row, col)), None)
+        hit = hit or next((p for p in found.proposals if _in_box(p, x, y)), None)
+        if hit is None:
+            return picked, "That click is outside every proposal; click inside one to pick it."
+        if hit.number in picked:
+            return sorted(set(picked) - {hit.number}), f"Proposal {hit.number} unpicked."
+        return sorted({*picked, hit.number}), f"Proposal {hit.number} picked."
+
+    def proposals_image(self, picked: list[int]) -> np.ndarray:
+        """The frame of the proposals as the page shows it, the picked ones solid."""
+        found = self.found
+        shown = self.view_frame(found.frame)
+        drawn = draw_proposals(self.frame_rgb(found.frame), found.proposals, picked)
+        if drawn.shape != shown.shape:
+            size = (shown.shape[1], shown.shape[0])
+            drawn = cv2.resize(drawn, size, interpolation=cv2.INTER_AREA)
+        return drawn
 
     def accept_found(
         self, picked: list[int] | None = None, prompt: str = "box"
@@ -144,6 +175,16 @@ class FindingSession:
             self.on_model(tracking, lambda: drop_objects_since(tracking, mark))
             raise
         return added
+
+
+def _in_mask(p: Proposal, row: int, col: int) -> bool:
+    h, w = p.mask.shape
+    return 0 <= row < h and 0 <= col < w and bool(p.mask[row, col])
+
+
+def _in_box(p: Proposal, x: float, y: float) -> bool:
+    x0, y0, x1, y1 = p.box
+    return x0 <= x < x1 and y0 <= y < y1
 
 
 def _record(found: Found, picked: list[int], prompt: str) -> FindObjects:

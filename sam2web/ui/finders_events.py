@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import re
 
-import cv2
 import gradio as gr
 
 from ..analysis.finders import FinderSettings
-from ..outputs.proposals import draw_proposals
 from . import handlers as h
 from .guard import friendly
 from .handlers import Context, Update, view
@@ -48,15 +46,11 @@ def find_objects(
     settings = _settings(count, min_area, max_area, threshold, polarity)
     with user.busy():
         proposals = user.find_objects(how, frame, settings)
-    shown = user.view_frame(frame)
-    drawn = draw_proposals(user.frame_rgb(frame), proposals)
-    if drawn.shape != shown.shape:
-        drawn = cv2.resize(drawn, (shown.shape[1], shown.shape[0]), interpolation=cv2.INTER_AREA)
     message = (
         f"{len(proposals)} proposal{'s' if len(proposals) != 1 else ''} on frame {frame}; "
-        "accept all, or type the numbers to keep and accept those."
+        "accept all, or click the ones to keep (or type their numbers) and accept those."
     )
-    return {**view(ctx, user, frame, message), ctx.page.frame_view: drawn}
+    return {**view(ctx, user, frame, message), ctx.page.frame_view: user.proposals_image([])}
 
 
 @friendly

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import time
 import typing
 from collections.abc import Callable, Iterator
@@ -212,10 +213,12 @@ def click_frame(
     target="objects",
     zone_name="",
     centre_fraction=0.5,
+    picked="",
     progress=gr.Progress(),
 ) -> Update:
     """A click on the frame image: a point or a box corner for the active object (the
-    first click creates object 1), or a point of a zone or the ruler being drawn."""
+    first click creates object 1), a point of a zone or the ruler being drawn, or, while
+    the finders' proposals are shown, a proposal picked or unpicked."""
     _require_video(user)
     if not evt.index or len(evt.index) != 2:
         raise gr.Error("Click inside the image.")
@@ -223,6 +226,16 @@ def click_frame(
     x, y = user.to_original(float(evt.index[0]), float(evt.index[1]))
     if target and target != "objects":
         message = user.behaviour.click(target, x, y, zone_name or "", float(centre_fraction))
+    elif user.proposals_shown(frame):
+        numbers = [int(n) for n in re.findall(r"\d+", picked or "")]
+        numbers, message = user.toggle_pick(numbers, x, y)
+        p = ctx.page
+        shown = {p.frame_view: user.proposals_image(numbers)}
+        return {
+            **view(ctx, user, frame, message),
+            **shown,
+            p.finders.picked: ", ".join(map(str, numbers)),
+        }
     else:
         message = user.click(frame, x, y, mode or "positive")
     return view(ctx, user, frame, message)

@@ -22,6 +22,7 @@ import gradio as gr
 from ..session.engine import Engine, Housekeeping
 from . import example_events, finders_events, flow, keys_events, masks_events
 from . import handlers as h
+from .a11y import A11Y_CSS
 from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths
 from .handlers import Context
 from .keys import KEYS_JS
@@ -169,8 +170,8 @@ def _wire_video(ctx: Context):
     drawing = [p.zones.target, p.zones.zone_name, p.zones.centre_fraction]
     clicked = p.frame_view.select(
         h.bind(h.click_frame, ctx),
-        [p.state, p.frame_slider, p.mode, *drawing],
-        _frame_outputs(p),
+        [p.state, p.frame_slider, p.mode, *drawing, p.finders.picked],
+        [*_frame_outputs(p), p.finders.picked],
         api_visibility="private",
         **PROMPT,
     )
@@ -351,7 +352,7 @@ def launch(engine: Engine | None = None, **kwargs) -> None:
             server_port=s.port,
             max_file_size=s.max_upload_mb * 1024 * 1024,
             allowed_paths=served_paths(s.data_dir),
-            **{"css": PAGE_CSS, **kwargs},
+            **{"css": PAGE_CSS + A11Y_CSS, **kwargs},
         )
     finally:
         # A blocking launch returns once the server is closed; a non-blocking one (e.g.

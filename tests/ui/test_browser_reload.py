@@ -38,6 +38,7 @@ def test_a_reload_mid_run_gives_the_same_masks_and_files(tmp_path, engine, monke
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM}")
     from sam2web.session.user import UserSession
+    from sam2web.ui.a11y import A11Y_CSS
     from sam2web.ui.style import PAGE_CSS
     from sam2web.ui.wiring import build_app
 
@@ -56,7 +57,12 @@ def test_a_reload_mid_run_gives_the_same_masks_and_files(tmp_path, engine, monke
     clip = synth.write_video(tmp_path / "discs.mp4", synth.make_frames(FRAMES, 120, 160), fps=8)
     demo = build_app(engine).queue()
     port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, css=PAGE_CSS)
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        css=PAGE_CSS + A11Y_CSS,
+    )
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

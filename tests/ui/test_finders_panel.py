@@ -41,3 +41,32 @@ def test_a_still_video_is_refused_in_one_sentence(ctx, user, tmp_path):
     h.upload(ctx, user, str(synth.write_video(tmp_path / "s.mp4", still)))
     with pytest.raises(gr.Error, match="Nothing moves in this video"):
         f.find_objects(ctx, user, "motion", 1, 30, 0, -1, "bright", 0)
+
+
+def test_a_click_inside_proposal_2_picks_it_and_accept_adds_exactly_it(ctx, user, tmp_path):
+    from tests.ui.test_handlers import select
+
+    h.upload(ctx, user, str(_clip(tmp_path)))
+    p = ctx.page
+    f.find_objects(ctx, user, "motion", 2, 40, 0, -1, "bright", 0)
+    # The blue square (8 px half-size, centred at (140, 85) on frame 0) is the smaller blob,
+    # so it is proposal 2; the red one (9 px, at (20, 40)) is proposal 1.
+    dashed = user.proposals_image([])
+    out = h.click_frame(ctx, user, 0, "positive", select(user, 140, 85), "objects", "", 0.5, "")
+    assert out[p.status].startswith("Proposal 2 picked") and out[p.finders.picked] == "2"
+    assert not np.array_equal(np.asarray(out[p.frame_view]), dashed)  # drawn solid now
+    assert user.objects == []  # picking changes nothing else
+    out = h.click_frame(ctx, user, 0, "positive", select(user, 80, 110), "objects", "", 0.5, "2")
+    assert "outside every proposal" in out[p.status] and out[p.finders.picked] == "2"
+    out = h.click_frame(ctx, user, 0, "positive", select(user, 140, 85), "objects", "", 0.5, "2")
+    assert out[p.finders.picked] == ""  # a second click unpicks it
+    h.click_frame(ctx, user, 0, "positive", select(user, 140, 85), "objects", "", 0.5, "")
+    f.accept_found(ctx, user, "2", "box", 0)
+    (obj,) = user.objects
+    assert obj.name == "found 2"
+    from sam2web.history import SetBox
+
+    (box,) = [a for a in user.tracking.history if isinstance(a, SetBox)]
+    # The box prompt is the blue square's: centred near (140, 85), 17 px wide.
+    assert abs((box.x0 + box.x1) / 2 - 140) <= 2 and abs((box.y0 + box.y1) / 2 - 85) <= 2
+    assert 14 <= box.x1 - box.x0 <= 21
