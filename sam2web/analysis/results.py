@@ -71,15 +71,22 @@ def measure(mask: np.ndarray | None, present: bool) -> dict:
     """
     if not present or mask is None:
         return dict(_EMPTY_GEOMETRY)
-    rows, cols = np.nonzero(mask)
-    if rows.size == 0:
+    # From the pixel counts per row and per column: the sums of the pixels' row and column
+    # indices are exact integers, so each mean is the one rounding of sum / area, as the
+    # mean of the indices of every pixel is (its partial sums are exact in float64).
+    mask = np.asarray(mask, dtype=bool)
+    per_row, per_col = mask.sum(axis=1), mask.sum(axis=0)
+    area = int(per_row.sum())
+    if area == 0:
         return dict(_EMPTY_GEOMETRY)
-    x0, x1 = int(cols.min()), int(cols.max())
-    y0, y1 = int(rows.min()), int(rows.max())
+    rows, cols = np.flatnonzero(per_row), np.flatnonzero(per_col)
+    row_sum = int(np.dot(rows, per_row[rows]))
+    col_sum = int(np.dot(cols, per_col[cols]))
+    x0, x1, y0, y1 = int(cols[0]), int(cols[-1]), int(rows[0]), int(rows[-1])
     return {
-        "area_px": int(rows.size),
-        "centroid_x": float(cols.mean()) + 0.5,
-        "centroid_y": float(rows.mean()) + 0.5,
+        "area_px": area,
+        "centroid_x": col_sum / area + 0.5,
+        "centroid_y": row_sum / area + 0.5,
         "bbox_x": x0,
         "bbox_y": y0,
         "bbox_w": x1 - x0 + 1,

@@ -113,7 +113,10 @@ def write_row_files(
 class LiveExports:
     """The overlay video and every mask export, produced by one pass over the stored masks
     that runs beside tracking (:class:`~sam2web.outputs.video.LiveOverlayVideo`): each frame is
-    read once, when it is final, and feeds the video and an :class:`ExportRun`."""
+    read once, when it is final, and feeds the video and an :class:`ExportRun`. A tracked
+    frame's result handed to :meth:`frame_done` is not read back at all where it holds
+    what reading would give the outputs: the store is read as it is (no identity fix in
+    force) and the result has every object of the pass (each output looks at those only)."""
 
     def __init__(
         self,
@@ -129,6 +132,8 @@ class LiveExports:
         objects = list(objects)
         self.style = style
         self.run = ExportRun(out_dir, objects, info, history_length)
+        self._ids = {o.obj_id for o in objects}
+        self._plain = isinstance(store, MaskStore)
         self.video = LiveOverlayVideo(
             read_rgb,
             info.num_frames,
@@ -141,8 +146,16 @@ class LiveExports:
             sinks=self.run.sinks,
         )
 
-    def frame_done(self, frame_idx: int) -> None:
-        self.video.frame_done(frame_idx)
+    def frame_done(self, frame_idx: int, result: FrameResult | None = None) -> None:
+        """The run stored frame ``frame_idx``'s masks (``result``: what it stored)."""
+        usable = (
+            result is not None
+            and self._plain
+            and result.frame_idx == frame_idx
+            and self._ids <= result.masks.keys()
+            and self._ids <= result.scores.keys()
+        )
+        self.video.frame_done(frame_idx, result if usable else None)
 
     def finish(self, progress: Progress | None = None) -> tuple[Path, Results]:
         """Wait for the pass to end (every pending frame is final now); the video and the

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..analysis.results import FrameSink, centroid_xy
 from ..tracking.maskstore import MaskStore
-from ..types import Progress, TrackedObject
+from ..types import FrameResult, Progress, TrackedObject
 from .render import OverlayStyle, check_frame, draw_overlay, draw_zones
 
 
@@ -164,6 +164,7 @@ def render_overlay_video(
     progress: Progress | None = None,
     total: int | None = None,
     sinks: Iterable[FrameSink] = (),
+    read: Callable[[int], FrameResult | None] | None = None,
 ) -> Path:
     """Write an MP4 of ``frames`` ((frame_idx, rgb) pairs) with stored masks drawn on them.
 
@@ -171,9 +172,11 @@ def render_overlay_video(
     without stored results are written unchanged. ``progress(done, total)`` is called after
     each frame (total from ``total`` or ``len(frames)``, else None). Each frame's stored
     result is also handed to ``sinks`` (their ``add`` only: the caller finishes them), so
-    one read of the store serves the video and every other export.
+    one read of the store serves the video and every other export. ``read(frame_idx)``
+    gives a frame's result in place of ``store.read``.
     """
     sinks = list(sinks)
+    read = store.read if read is None else read
     if not isinstance(objects, Mapping):
         objects = {o.obj_id: o for o in objects}
     if total is None and hasattr(frames, "__len__"):
@@ -185,7 +188,7 @@ def render_overlay_video(
             rgb = check_frame(rgb)
             if writer is None:
                 writer = Mp4Writer(path, rgb.shape[1], rgb.shape[0], fps)
-            result = store.read(frame_idx)
+            result = read(frame_idx)
             for sink in sinks:
                 sink.add(frame_idx, result)
             masks = result.masks if result is not None else {}
@@ -232,7 +235,13 @@ class LiveOverlayVideo:
     Call :meth:`finish` when tracking ended (finished or cancelled): every frame still
     pending is then final as it stands. :meth:`abort` stops and leaves no file. ``sinks``
     get every frame's result from the same read (see :func:`render_overlay_video`).
+
+    A result handed to :meth:`frame_done` is used in place of reading the frame back from
+    the store (the caller vouches that it is what the store holds for the objects drawn);
+    at most :data:`HANDED_FRAMES` wait at a time, the frames beyond are read.
     """
+
+    HANDED_FRAMES = 32
 
     def __init__(
         self,
@@ -251,6 +260,8 @@ class LiveOverlayVideo:
         self.style = style
         self._read_rgb = read_rgb
         self._pending = Counter(int(i) for i in pending)  # frame -> times still to track
+        self._handed: dict[int, FrameResult] = {}  # final results not yet rendered
+        self._store = store
         self._cond = threading.Condition()
         self._stopped = False
         self._written = 0
@@ -266,15 +277,23 @@ class LiveOverlayVideo:
     def frames_written(self) -> int:
         return self._written
 
-    def frame_done(self, frame_idx: int) -> None:
-        """The propagation stored its final masks for ``frame_idx``."""
+    def frame_done(self, frame_idx: int, result: FrameResult | None = None) -> None:
+        """The propagation stored its masks for ``frame_idx`` (``result``: as stored)."""
         with self._cond:
             frame_idx = int(frame_idx)
             if self._pending[frame_idx] > 1:
                 self._pending[frame_idx] -= 1
+                self._handed.pop(frame_idx, None)  # not final yet
             else:
                 self._pending.pop(frame_idx, None)
+                if result is not None and len(self._handed) < self.HANDED_FRAMES:
+                    self._handed[frame_idx] = result
             self._cond.notify_all()
+
+    def _read(self, frame_idx: int) -> FrameResult | None:
+        with self._cond:
+            handed = self._handed.pop(frame_idx, None)
+        return self._store.read(frame_idx) if handed is None else handed
 
     def finish(self, progress: Progress | None = None, timeout: float | None = None) -> Path:
         """Render what is left and return the finished file (raises what rendering raised).
@@ -335,6 +354,7 @@ class LiveOverlayVideo:
                 progress=self._count,
                 total=self.num_frames,
                 sinks=sinks,
+                read=self._read,
             )
         except _Stopped:
             pass

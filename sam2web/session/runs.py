@@ -157,7 +157,7 @@ def follow_run(
     total = None
     try:
         for step in steps:
-            live.frame_done(step.result.frame_idx)
+            live.frame_done(step.result.frame_idx, step.result)
             run.frames, total = step.done, step.total
             run.seconds = time.perf_counter() - started
             user.touch()

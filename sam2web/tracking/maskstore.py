@@ -165,8 +165,13 @@ class MaskStore:
         return np.unpackbits(packed, count=n).view(bool).reshape(self.height, self.width)
 
     # ------------------------------------------------------------------ writing
-    def write(self, frame_idx: int, masks: dict[int, np.ndarray], scores: dict[int, float]) -> None:
-        """Store masks and scores of some objects on one frame.
+    def write(
+        self, frame_idx: int, masks: dict[int, np.ndarray], scores: dict[int, float]
+    ) -> FrameResult | None:
+        """Store masks and scores of some objects on one frame; returns the frame's result
+        as :meth:`read` would now give it (None when ``masks`` is empty), with the given
+        masks as boolean arrays (not copied when they already are), so that a writer needs
+        no read-back.
 
         Entries of the objects in ``masks`` replace their earlier ones on this frame; other
         objects' entries on the frame are kept. ``scores`` must have a value for each object
@@ -175,6 +180,7 @@ class MaskStore:
         frame_idx = self._check_frame(frame_idx)
         new_packed: dict[int, np.ndarray] = {}
         new_scores: dict[int, float] = {}
+        new_masks: dict[int, np.ndarray] = {}
         for obj_id, mask in masks.items():
             obj_id = int(obj_id)
             if obj_id <= 0:
@@ -187,15 +193,36 @@ class MaskStore:
                 )
             if obj_id not in scores:
                 raise ValueError(f"no score given for object {obj_id}")
-            new_packed[obj_id] = _pack(mask)
+            new_masks[obj_id] = np.asarray(mask, dtype=bool)
+            new_packed[obj_id] = _pack(new_masks[obj_id])
             new_scores[obj_id] = float(scores[obj_id])
         if not new_packed:
-            return
+            return None
         with self._lock:
-            packed, old_scores = self._load_packed(frame_idx)
+            # Only the entries of other objects are kept: when the frame holds none, its
+            # file is replaced without decoding the masks it held.
+            old_scores = self._stored_scores(frame_idx)
+            packed = self._load_packed(frame_idx)[0] if old_scores.keys() - new_packed else {}
+            kept = {obj_id: bits for obj_id, bits in packed.items() if obj_id not in new_packed}
             packed.update(new_packed)
             old_scores.update(new_scores)
             self._save_packed(frame_idx, packed, old_scores)
+        masks_now = {obj_id: self._unpack(bits) for obj_id, bits in kept.items()}
+        masks_now.update(new_masks)
+        ids = sorted(masks_now)  # in the order read() gives them
+        return FrameResult(
+            frame_idx, {i: masks_now[i] for i in ids}, {i: old_scores[i] for i in ids}
+        )
+
+    def _stored_scores(self, frame_idx: int) -> dict[int, float]:
+        """The scores stored for a frame, by object ({} when the frame has no file); the
+        masks are not decoded."""
+        try:
+            with np.load(self._path(frame_idx), allow_pickle=False) as data:
+                ids = [int(i) for i in data["ids"]]
+                return {i: float(s) for i, s in zip(ids, data["scores"], strict=True)}
+        except FileNotFoundError:
+            return {}
 
     def drop(self, frame_idx: int, obj_id: int | None = None) -> None:
         """Forget one object's entry on one frame (every object's when ``obj_id`` is None)."""

@@ -332,11 +332,11 @@ class TrackingSession:
         idx = list(obj_ids).index(obj_id)
         mask = (logits[idx, 0] > 0.0).cpu().numpy()
         score = object_score(self.state, frame_idx, obj_id, temp=True)
-        self.store.write(frame_idx, {obj_id: mask}, {obj_id: score})
-        return self._current(frame_idx)
+        stored = self.store.write(frame_idx, {obj_id: mask}, {obj_id: score})
+        return self._current(frame_idx, stored)
 
-    def _current(self, frame_idx: int) -> FrameResult:
-        result = self.store.read(frame_idx)
+    def _current(self, frame_idx: int, stored: FrameResult | None = None) -> FrameResult:
+        result = self.store.read(frame_idx) if stored is None else stored  # write()'s answer
         if result is None:
             return FrameResult(frame_idx, {}, {})
         keep = set(self.objects)
@@ -467,7 +467,7 @@ class TrackingSession:
                         oid: (logits[i, 0] > 0.0).cpu().numpy() for i, oid in enumerate(obj_ids)
                     }
                     scores = {oid: object_score(self.state, frame_idx, oid) for oid in obj_ids}
-                    self.store.write(frame_idx, masks, scores)
+                    stored = self.store.write(frame_idx, masks, scores)
                     for oid in obj_ids:
                         self.released.get(oid, set()).discard(frame_idx)
                     if self.trim:
@@ -475,7 +475,7 @@ class TrackingSession:
                             self.state, frame_idx, reverse, anchors
                         ).items():
                             self.released.setdefault(oid, set()).update(frames)
-                    result = self._current(frame_idx)
+                    result = self._current(frame_idx, stored)
                 yield result
                 if cancel is not None and cancel.is_set():
                     return

@@ -88,6 +88,30 @@ def test_mask_pixels_take_the_blended_colour(frames):
     np.testing.assert_array_equal(frame, before)  # the input is not modified
 
 
+def test_tint_is_the_float32_blend_of_every_pixel_value_rounded():
+    # Every value 0..255 in every channel, under a mask with holes that does not fill its
+    # bounding box: inside, rint of the float32 blend computed pixel by pixel; outside
+    # (holes included) the frame unchanged.
+    values = np.arange(256, dtype=np.uint8)
+    frame = np.zeros((40, 64, 3), dtype=np.uint8)
+    frame[4:36, 0:64] = (
+        np.stack([values, values[::-1], np.roll(values, 77)], -1)
+        .reshape(32, 8, 3)
+        .repeat(8, axis=1)[:, :64]
+    )
+    mask = np.zeros((40, 64), dtype=bool)
+    mask[4:36, 3:61] = True
+    mask[10:20, 20:30] = False  # a hole
+    objs = {1: TrackedObject(1, "o", (201, 17, 96))}
+    for opacity in (0.0, 0.3, 0.55, 1 / 3, 1.0):
+        out = draw_overlay(frame, {1: mask}, objs, OverlayStyle(opacity, False, False))
+        pixels = frame[mask].astype(np.float32)
+        colour = np.asarray(objs[1].color, dtype=np.float32)
+        blend = np.rint(pixels * np.float32(1 - opacity) + colour * np.float32(opacity))
+        np.testing.assert_array_equal(out[mask], blend.astype(np.uint8))
+        np.testing.assert_array_equal(out[~mask], frame[~mask])
+
+
 def test_only_listed_objects_are_drawn_later_on_top(frames):
     a = np.zeros((H, W), bool)
     a[20:60, 20:60] = True

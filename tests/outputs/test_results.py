@@ -1,5 +1,6 @@
-"""Results computed once: one Track press reads each stored mask once for every export;
-the files equal those the single-purpose writers give; later calls reuse the results."""
+"""Results computed once: one Track press hands each tracked frame's masks to every export
+without reading them back (a pass after tracking reads each stored mask once); the files
+equal those the single-purpose writers give; later calls reuse the results."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sam2web.outputs.maskfiles import (
     write_masks_zip,
     write_npz,
 )
+from sam2web.outputs.video import LiveOverlayVideo
 from sam2web.session.user import UserSession
 from sam2web.tracking.maskstore import MaskStore
 from tests import synth
@@ -35,11 +37,25 @@ def reads(monkeypatch):
 
     def counting(self, frame_idx):
         caller = sys._getframe(1).f_code.co_name
-        if caller in ("render_overlay_video", "walk"):
+        if caller in ("render_overlay_video", "walk", "_read"):
             counts[frame_idx] += 1
         return original(self, frame_idx)
 
     monkeypatch.setattr(MaskStore, "read", counting)
+    return counts
+
+
+@pytest.fixture
+def served(monkeypatch):
+    """Counts the frames the pass beside tracking gave its outputs, read or handed over."""
+    counts: collections.Counter = collections.Counter()
+    original = LiveOverlayVideo._read
+
+    def counting(self, frame_idx):
+        counts[frame_idx] += 1
+        return original(self, frame_idx)
+
+    monkeypatch.setattr(LiveOverlayVideo, "_read", counting)
     return counts
 
 
@@ -61,12 +77,13 @@ def _as_the_page_does(user: UserSession) -> None:
     user.review()
 
 
-def test_one_track_press_reads_each_stored_mask_once(engine, tmp_path, reads):
+def test_one_track_press_hands_each_frame_over_once(engine, tmp_path, reads, served):
     user = _tracked(engine, tmp_path)
     try:
         _as_the_page_does(user)
         assert_nontrivial(stored_masks(user.tracking.store))
-        assert dict(reads) == {f: 1 for f in range(FRAMES)}
+        assert dict(served) == {f: 1 for f in range(FRAMES)}  # every frame, once
+        assert not reads  # each was tracked, so none was read back from the store
         # Measuring again with another calibration reads no mask at all.
         reads.clear()
         user.calibration = dataclasses.replace(user.calibration, pixels_per_unit=2.0, unit="mm")

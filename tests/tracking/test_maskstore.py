@@ -58,6 +58,29 @@ def test_writing_some_objects_keeps_the_others(store):
     assert result.scores == {1: 3.0, 2: 2.0}
 
 
+def test_a_write_answers_what_a_read_then_gives(store):
+    rng = np.random.default_rng(4)
+    noise = rng.random((H, W)) > 0.5
+    one, two = gt(2)[1], gt(2)[2]
+    # A new frame; an object replaced while the other is kept; a third beside them; all
+    # three replaced at once (nothing kept).
+    steps = [({3: one, 1: two}, {3: 0.5, 1: -2.0}), ({1: noise}, {1: 1.5})]
+    steps += [({2: two}, {2: np.nan}), ({3: noise, 1: one, 2: ~noise}, {3: 0.25, 1: 7, 2: -1})]
+    for masks, scores in steps:
+        answer = store.write(2, masks, scores)
+        read = store.read(2)
+        assert answer.frame_idx == read.frame_idx == 2
+        assert list(answer.masks) == list(read.masks) == sorted(read.masks)
+        assert list(answer.scores) == list(read.scores)
+        for obj_id in read.masks:
+            assert answer.masks[obj_id].dtype == bool
+            np.testing.assert_array_equal(answer.masks[obj_id], read.masks[obj_id])
+        np.testing.assert_array_equal(list(answer.scores.values()), list(read.scores.values()))
+    assert set(read.masks) == {1, 2, 3}
+    np.testing.assert_array_equal(read.masks[3], noise)
+    assert store.write(2, {}, {}) is None
+
+
 def test_drop_and_remove_object(store):
     for t in range(4):
         store.write(t, gt(t), {1: 1.0, 2: 1.0})
