@@ -787,6 +787,30 @@ class SessionMachine(RuleBasedStateMachine):
         self.user.close()
         self.user, self.last, self.undoable = other, theirs, None
 
+    # kept sessions
+    @precondition(lambda self: self.tracking is not None)
+    @rule()
+    def release(self):
+        """The kept session's model state released (as for an unseen tab or the RAM cap):
+        nothing a user sees changes, and the next click, undo or run rebuilds the state by
+        replaying the history; the checks of those steps (each prompt's known mask, undo's
+        files, the agreement of every output) then hold as if it had stayed.
+
+        Recorded runs of wrong variants: a rebuild replaying all but the last action failed
+        at the next ``add_object`` (the rebuilt history differs); a rebuild whose adopted
+        state lost its mask prompts failed on ``labels(frame=0)``, ``release()``,
+        ``track_range(start=0, end=0)`` (no input for object 1)."""
+        before = self.outputs()
+        was_released = self.user.model_released
+        assert self.user.release_model() is not was_released  # a released one: nothing to do
+        assert self.user.model_released
+        self.counts["releases"] += 1
+        after = self.outputs()
+        assert (before is None) == (after is None)
+        if before is not None:
+            assert after.files == before.files, "releasing the model state changed the files"
+        self.last = after
+
     # ------------------------------------------------------------------ after every step
     @invariant()
     def outputs_agree(self):
@@ -841,7 +865,7 @@ def double_engine(engine, monkeypatch):
 
 def _run(machine, engine, clip, **kwargs):
     machine.engine, machine.clip = engine, clip
-    machine.counts = {"sequences": 0, "steps": 0}
+    machine.counts = {"sequences": 0, "steps": 0, "releases": 0}
     run_state_machine_as_test(
         machine,
         settings=settings(
@@ -851,7 +875,8 @@ def _run(machine, engine, clip, **kwargs):
         ),
     )
     print(
-        f"{machine.__name__}: {machine.counts['sequences']} sequences, {machine.counts['steps']} steps"
+        f"{machine.__name__}: {machine.counts['sequences']} sequences, "
+        f"{machine.counts['steps']} steps, {machine.counts['releases']} releases"
     )
 
 
