@@ -94,46 +94,114 @@ def cpu_supports_bf16() -> bool:
     return cpu_bf16_native(cpu_bf16_flags())
 
 
+def autocast_dtype(
+    device: torch.device | str,
+    bf16_setting: str = "auto",
+    *,
+    quality: Quality | str | None = None,
+) -> str | None:
+    """``"bfloat16"``, ``"float16"`` or None (float32): the autocast of model calls on
+    ``device``.
+
+    Without ``quality``, SAM2WEB_BF16 (``bf16_setting``) decides: on CUDA ``auto`` runs
+    bfloat16 where the GPU has it natively (compute capability 8.0 or more), float16 on GPUs
+    with float16 tensor cores and no bf16 (T4, V100), float32 on older ones; ``1`` runs
+    bfloat16 on CUDA, and on a CPU only where it has native bf16; ``0`` runs float32.
+
+    A ``quality`` (a :class:`~sam2web.tracking.accel.Quality` or its key) decides instead:
+    ``full`` float32, ``full-bf16`` bfloat16 and ``full-fp16`` float16 (CUDA only; elsewhere
+    float32 with a warning), ``fast`` as SAM2WEB_BF16 above. MPS always runs float32.
+    """
+    import torch
+
+    from .accel import QUALITY_KEYS, Quality, setting_wants_bf16, setting_wants_fp16
+
+    device = torch.device(device)
+    if quality is not None:
+        if isinstance(quality, Quality):
+            dtype = {"bfloat16": "bfloat16", "float16": "float16"}.get(quality.precision)
+            fixed = True
+        elif quality in QUALITY_KEYS:
+            dtype = {"full-bf16": "bfloat16", "full-fp16": "float16"}.get(quality)
+            fixed = quality != "fast"
+        else:
+            raise ValueError(f"quality must be one of {', '.join(QUALITY_KEYS)}, got {quality!r}")
+        if fixed:
+            allowed = ("cpu", "cuda") if dtype == "bfloat16" else ("cuda",)
+            if dtype is not None and device.type not in allowed:
+                log.warning("%s autocast is not available on %s; running float32", dtype, device)
+                return None
+            return dtype
+    if setting_wants_bf16(device, bf16_setting):
+        return "bfloat16"
+    if setting_wants_fp16(device, bf16_setting):
+        return "float16"
+    if device.type == "cpu" and (bf16_setting or "").strip() == "1":
+        log.info("SAM2WEB_BF16=1 ignored: this CPU has no native bfloat16 support")
+    return None
+
+
 def autocast_context(
     device: torch.device | str,
     bf16_setting: str = "auto",
     *,
     quality: Quality | str | None = None,
 ):
-    """A context manager for model calls.
-
-    Without ``quality``, SAM2WEB_BF16 (``bf16_setting``) decides: bfloat16 autocast on CUDA
-    for ``auto``/``1`` (where the GPU supports bf16), on CPU only for ``1`` on a
-    bf16-capable CPU; otherwise a no-op context.
-
-    A ``quality`` (a :class:`~sam2web.tracking.accel.Quality` or its key) decides instead: ``full``
-    runs float32 (no-op context), ``full-bf16`` runs ``torch.autocast(device.type,
-    dtype=torch.bfloat16)`` on CPU or CUDA, ``fast`` follows ``bf16_setting`` as above.
-    """
+    """A context manager for model calls: ``torch.autocast`` in the dtype
+    :func:`autocast_dtype` chooses, a no-op context for float32. On CUDA, bfloat16 autocast
+    also lets the matrix products and convolutions autocast leaves in float32 use TF32
+    (:func:`tf32_allowed`), as sam2's own examples do on Ampere and later GPUs; float32 and
+    float16 runs keep exact float32 products."""
     import torch
 
-    from .accel import QUALITY_KEYS, Quality, setting_wants_bf16
-
     device = torch.device(device)
-    if quality is not None:
-        if isinstance(quality, Quality):
-            bf16 = quality.bf16
-        elif quality in QUALITY_KEYS:
-            bf16 = {"full": False, "full-bf16": True}.get(quality)
-        else:
-            raise ValueError(f"quality must be one of {', '.join(QUALITY_KEYS)}, got {quality!r}")
-        if bf16 is not None:
-            if not bf16:
-                return contextlib.nullcontext()
-            if device.type in ("cpu", "cuda"):
-                return torch.autocast(device.type, dtype=torch.bfloat16)
-            log.warning("bfloat16 autocast is not available on %s; running float32", device)
-            return contextlib.nullcontext()
-    if setting_wants_bf16(device, bf16_setting):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if device.type == "cpu" and (bf16_setting or "").strip() == "1":
-        log.info("SAM2WEB_BF16=1 ignored: this CPU has no native bfloat16 support")
-    return contextlib.nullcontext()
+    dtype = autocast_dtype(device, bf16_setting, quality=quality)
+    if dtype is None:
+        return contextlib.nullcontext()
+    cast = torch.autocast(device.type, dtype=getattr(torch, dtype))
+    if device.type == "cuda" and dtype == "bfloat16":
+        return _tf32_and(cast)
+    return cast
+
+
+_tf32_lock = threading.Lock()
+_tf32_users = 0
+_tf32_saved: tuple[bool, bool] = (False, False)
+
+
+@contextlib.contextmanager
+def tf32_allowed() -> Iterator[None]:
+    """TF32 for CUDA matrix products and cuDNN convolutions while inside; the previous
+    settings come back when the last concurrent user leaves. These are process-wide
+    switches: with SAM2WEB_CONCURRENCY above 1, a float32 unit running at the same moment
+    as a bfloat16 one also computes in TF32."""
+    import torch
+
+    global _tf32_users, _tf32_saved
+    with _tf32_lock:
+        if _tf32_users == 0:
+            _tf32_saved = (
+                torch.backends.cuda.matmul.allow_tf32,
+                torch.backends.cudnn.allow_tf32,
+            )
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        _tf32_users += 1
+    try:
+        yield
+    finally:
+        with _tf32_lock:
+            _tf32_users -= 1
+            if _tf32_users == 0:
+                matmul, cudnn = _tf32_saved
+                torch.backends.cuda.matmul.allow_tf32 = matmul
+                torch.backends.cudnn.allow_tf32 = cudnn
+
+
+@contextlib.contextmanager
+def _tf32_and(cast) -> Iterator[None]:
+    with tf32_allowed(), cast:
+        yield
 
 
 # ---------------------------------------------------------------------------- predictor
