@@ -216,18 +216,21 @@ _MISSING_EXTENSION_MODULE = r"sam2\.sam2_video_predictor"
 _BUILD_LOCK = threading.Lock()
 
 
+_hidden = threading.local()
+
+
 @contextlib.contextmanager
 def cuda_hidden_unless(device) -> Iterator[None]:
-    """While a model for ``device`` is built, ``torch.cuda.is_available()`` answers False
-    unless ``device`` is a CUDA device; held under the build lock (one build at a time).
+    """While a model for ``device`` is built, ``torch.cuda.is_available()`` answers False in
+    the building thread unless ``device`` is a CUDA device; hold the build lock around it.
 
     sam2's constructors move cached position encodings to ``"cuda"`` whenever CUDA looks
     available (``PositionEmbeddingSine``, ``RoPEAttention``), whatever device the model is
     built for. On a ZeroGPU Space the ``spaces`` package makes ``is_available`` answer True in
     every thread of the web process and makes CUDA's initialisation raise there, so a CPU
     model built for clicks would fail; on a CUDA host a CPU model would create a CUDA context
-    and copy those encodings back on every call. Other threads asking during the build are
-    told the truth about this build's device, nothing else is changed.
+    and copy those encodings back on every call. Only the building thread is told False:
+    other threads asking meanwhile (another session choosing its device) get the truth.
     """
     import torch
 
@@ -235,15 +238,43 @@ def cuda_hidden_unless(device) -> Iterator[None]:
         yield
         return
     original = torch.cuda.is_available
-    torch.cuda.is_available = _no_cuda
+
+    def is_available() -> bool:
+        return False if getattr(_hidden, "depth", 0) else original()
+
+    _hidden.depth = getattr(_hidden, "depth", 0) + 1
+    torch.cuda.is_available = is_available
     try:
         yield
     finally:
+        _hidden.depth -= 1
         torch.cuda.is_available = original
 
 
-def _no_cuda() -> bool:
-    return False
+def settle_caches(model, device) -> int:
+    """Move the position encodings sam2's modules cache (``PositionEmbeddingSine.cache``,
+    ``RoPEAttention.freqs_cis``) to ``device``, the model's own; returns how many moved.
+
+    sam2 builds them on ``"cuda"`` (the current GPU) when CUDA is visible, and
+    ``PositionEmbeddingSine`` copies a cached tensor to the input's device on every call
+    without keeping the copy: for a model on another GPU (``cuda:1``) each image-encoder
+    call would copy them across."""
+    import torch
+
+    device = torch.device(device)
+    moved = 0
+    for module in model.modules():
+        cache = getattr(module, "cache", None)
+        if isinstance(cache, dict):
+            for key, value in list(cache.items()):
+                if isinstance(value, torch.Tensor) and value.device != device:
+                    cache[key] = value.to(device)
+                    moved += 1
+        freqs = getattr(module, "freqs_cis", None)
+        if isinstance(freqs, torch.Tensor) and freqs.device != device:
+            module.freqs_cis = freqs.to(device)
+            moved += 1
+    return moved
 
 
 def silence_missing_extension_warning() -> None:
@@ -313,6 +344,8 @@ def build_predictor(
     # Read the weights first: a bad file fails fast, before the model is built.
     state = load_state_dict(ckpt_path) if ckpt_path is not None else None
     silence_missing_extension_warning()
+    # CUDA stays hidden from the whole build of a model for another device: construction,
+    # loading and compiling.
     with _BUILD_LOCK, cuda_hidden_unless(device):
         predictor = build_sam2_video_predictor(
             spec.config,
@@ -321,13 +354,14 @@ def build_predictor(
             hydra_overrides_extra=overrides,
             vos_optimized=vos,
         )
-    if state is None:
-        log.warning("Built %s with random weights (no checkpoint)", spec.key)
+        settle_caches(predictor, device)
+        if state is None:
+            log.warning("Built %s with random weights (no checkpoint)", spec.key)
+            return _compiled(predictor, compile)
+        check_matches(predictor, state, spec)
+        predictor.load_state_dict(state, strict=True)
+        log.info("Loaded %s from %s on %s at %d px", spec.key, ckpt_path, device, image_size)
         return _compiled(predictor, compile)
-    check_matches(predictor, state, spec)
-    predictor.load_state_dict(state, strict=True)
-    log.info("Loaded %s from %s on %s at %d px", spec.key, ckpt_path, device, image_size)
-    return _compiled(predictor, compile)
 
 
 def torch_device_type(device) -> str:
