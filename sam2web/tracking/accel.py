@@ -493,6 +493,39 @@ def compile_plan(setting: str) -> str:
     return "all" if choice == "on" else "none"
 
 
+C_COMPILERS = ("cc", "gcc", "clang")
+"""Any one of these on PATH lets torch.compile's inductor build its kernels."""
+
+
+def c_compiler() -> str | None:
+    """The path of a C compiler inductor can use: ``$CXX``/``$CC`` where set and found, else
+    the first of :data:`C_COMPILERS` on PATH; None where there is none."""
+    import os
+    import shutil
+
+    for name in (os.environ.get("CXX", ""), os.environ.get("CC", ""), *C_COMPILERS):
+        found = shutil.which(name) if name else None
+        if found:
+            return found
+    return None
+
+
+def check_compile_possible(setting: str, device_type: str) -> None:
+    """Refuse SAM2WEB_COMPILE=on (any device) or vos (CUDA, where it applies) in one sentence
+    where no C compiler is present: inductor compiles its kernels with one, and would
+    otherwise fail in the middle of the first model call."""
+    from ..errors import CheckpointError
+
+    choice = (setting or "off").strip().lower()
+    applies = choice == "on" or (choice == "vos" and device_type == "cuda")
+    if applies and c_compiler() is None:
+        raise CheckpointError(
+            f"SAM2WEB_COMPILE={choice} needs a C compiler (cc, gcc or clang) on PATH for "
+            "torch.compile, and none was found; install one (such as gcc) or "
+            "set SAM2WEB_COMPILE=off."
+        )
+
+
 def compile_predictor(
     predictor: torch.nn.Module, plan: str, *, warm_up_bf16: bool = True
 ) -> dict | None:

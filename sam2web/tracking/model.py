@@ -337,6 +337,9 @@ def build_predictor(
     """
     from sam2.build_sam import build_sam2_video_predictor
 
+    from .accel import check_compile_possible
+
+    check_compile_possible(compile, torch_device_type(device))
     overrides = hydra_overrides(image_size, corrections)
     vos = compile == "vos" and torch_device_type(device) == "cuda"
     if compile == "vos" and not vos:
