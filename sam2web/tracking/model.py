@@ -57,6 +57,11 @@ def choose_device(requested: str = "auto") -> torch.device:
     if req == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
+        if mps_ok and not macos_has_mps_bf16():
+            log.info(
+                "Apple GPU skipped: SAM 2 keeps its memory in bfloat16, which MPS has from macOS 14"
+            )
+            return torch.device("cpu")
         return torch.device("mps") if mps_ok else torch.device("cpu")
     try:
         device = torch.device(req)
@@ -77,11 +82,32 @@ def choose_device(requested: str = "auto") -> torch.device:
                 "SAM2WEB_DEVICE is 'mps' but no Apple GPU (MPS) is available to PyTorch; "
                 "set SAM2WEB_DEVICE to auto or cpu."
             )
+        if not macos_has_mps_bf16():
+            raise CheckpointError(
+                "SAM2WEB_DEVICE is 'mps' but SAM 2 keeps its tracking memory in bfloat16, "
+                "which Apple GPUs run from macOS 14 only; update macOS or set "
+                "SAM2WEB_DEVICE to cpu."
+            )
     elif device.type != "cpu":
         raise CheckpointError(
             f"Unsupported device {requested!r}; set SAM2WEB_DEVICE to auto, cuda, mps or cpu."
         )
     return device
+
+
+def macos_has_mps_bf16(mac_version: str | None = None) -> bool:
+    """Whether MPS has bfloat16 here: macOS 14 or later (``mac_version``, e.g. ``"13.6"``;
+    default: this machine's, via ``platform.mac_ver``). sam2 stores every tracked frame's
+    memory features in bfloat16, whatever the autocast. True off macOS (no MPS there)."""
+    import platform
+
+    version = platform.mac_ver()[0] if mac_version is None else mac_version
+    if not version:
+        return True
+    try:
+        return int(version.split(".")[0]) >= 14
+    except ValueError:
+        return True
 
 
 @functools.cache
