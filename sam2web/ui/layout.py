@@ -20,6 +20,7 @@ from ..settings import Settings
 from ..tracking.checkpoints import MODELS, get_spec
 from .finders_panel import FindersPanel, build_finders_panel
 from .masks_panel import MasksPanel, build_masks_panel
+from .objects_panel import ObjectsPanel, build_objects_panel
 from .user import PROMPT_MODES, UserSession
 from .views import NO_VIDEO, model_line, quality_label
 from .zones_panel import ZonesPanel, build_zone_drawing, build_zones_panel
@@ -132,6 +133,7 @@ class Page:
     info: gr.JSON  # the uploaded video's facts, for API clients
     zones: ZonesPanel  # zones, ruler, pairs, heatmaps, label stacks (.zones_panel)
     masks: MasksPanel  # label images, brush, identity fixes, a TIFF's channel and axis
+    objects: ObjectsPanel  # the object list (its active, name and buttons are above too)
     finders: FindersPanel  # objects found by motion or contrast
 
 
@@ -231,19 +233,15 @@ def _objects_column(settings: Settings) -> dict[str, Any]:
         "upload_api": gr.Button(visible=False),
         "facts": gr.Markdown(NO_VIDEO, elem_id="video-facts"),
     }
-    gr.Markdown("### Objects")
-    parts["active"] = gr.Dropdown(
-        label="Active object (clicks go to it)",
-        choices=[],
-        interactive=True,
-        elem_id="active-object",
+    panel = build_objects_panel()
+    parts.update(
+        objects=panel,
+        active=panel.active,
+        name=panel.name,
+        add_btn=panel.add_btn,
+        rename_btn=panel.rename_btn,
+        remove_btn=panel.remove_btn,
     )
-    with gr.Row():
-        parts["name"] = gr.Textbox(label="Name", placeholder="e.g. mouse 1", max_length=80, scale=2)
-        parts["add_btn"] = gr.Button("Add object", elem_id="add-object", scale=1)
-    with gr.Row():
-        parts["rename_btn"] = gr.Button("Rename active", size="sm")
-        parts["remove_btn"] = gr.Button("Remove active", size="sm", variant="stop")
     parts["mode"] = gr.Radio(
         [(MODE_LABELS[m], m) for m in PROMPT_MODES],
         value="positive",

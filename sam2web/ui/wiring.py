@@ -20,7 +20,7 @@ import logging
 import gradio as gr
 
 from ..session.engine import Engine, Housekeeping
-from . import finders_events, masks_events
+from . import finders_events, masks_events, objects_events
 from . import handlers as h
 from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths
 from .handlers import Context
@@ -183,21 +183,21 @@ def _wire_objects(ctx: Context) -> None:
         api_name="add_box",
         **PROMPT,
     )
-    p.add_btn.click(
+    added = p.add_btn.click(
         h.bind(h.add_object, ctx),
         [p.state, p.name, p.frame_slider],
         [*frame_outputs, p.name, p.model_status],
         api_name="add_object",
         **PROMPT,
     )
-    p.active.input(
+    selected = p.active.input(
         h.bind(h.select_object, ctx),
         [p.state, p.active, p.frame_slider],
         frame_outputs,
         api_name="select_object",
         concurrency_limit=None,
     )
-    p.rename_btn.click(
+    renamed = p.rename_btn.click(
         h.bind(h.rename_object, ctx),
         [p.state, p.name, p.frame_slider],
         [*frame_outputs, p.name],
@@ -205,7 +205,7 @@ def _wire_objects(ctx: Context) -> None:
         concurrency_limit=None,
     )
     on_frame = [p.state, p.frame_slider]
-    p.remove_btn.click(
+    removed = p.remove_btn.click(
         h.bind(h.remove_object, ctx),
         on_frame,
         frame_outputs,
@@ -216,13 +216,14 @@ def _wire_objects(ctx: Context) -> None:
     p.clear_btn.click(
         h.bind(h.clear_frame, ctx), on_frame, frame_outputs, api_name="clear_frame", **PROMPT
     )
-    p.reset_btn.click(
+    was_reset = p.reset_btn.click(
         h.bind(h.reset, ctx),
         on_frame,
         [*frame_outputs, p.video, p.files, p.gallery],
         api_name="reset",
         **PROMPT,
     )
+    objects_events.wire(ctx, [added, selected, renamed, removed, was_reset])
 
 
 def _wire_tracking(ctx: Context) -> list:
