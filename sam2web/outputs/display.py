@@ -8,7 +8,7 @@ else in sam2web works in (x, y) pixels of the original frame (:mod:`sam2web.type
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import cv2
@@ -57,11 +57,19 @@ def render_frame(
     scale: float = 1.0,
     show_prompts: bool = True,
     pending: PendingCorner | None = None,
+    hidden: Collection[int] = (),
+    active: int | None = None,
 ) -> np.ndarray:
     """The frame with stored masks blended in and this frame's prompts drawn, resized by
-    ``scale`` (masks are drawn at the original size, markers at the shown size)."""
+    ``scale`` (masks are drawn at the original size, markers at the shown size).
+
+    The page's own look, which no file has: the objects in ``hidden`` are left out (masks,
+    trails and prompts) and ``active`` is outlined thicker (``draw_overlay``'s
+    ``highlight``)."""
     frame = read_rgb(frame_idx)
     objects = tracking.objects if tracking is not None else {}
+    if hidden:
+        objects = {k: v for k, v in objects.items() if k not in hidden}
     if tracking is not None:
         store = fixed_view(tracking.store, tracking.history)
         result = store.read(int(frame_idx))
@@ -70,14 +78,14 @@ def render_frame(
             trails = None
             if style.trails > 0:
                 trails = recent_centroids(store, int(frame_idx), style.trails, objects)
-            frame = draw_overlay(frame, masks, objects, style, trails)
+            frame = draw_overlay(frame, masks, objects, style, trails, highlight=active)
     if scale != 1.0:
         h, w = frame.shape[:2]
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         interp = cv2.INTER_NEAREST if scale > 1 else cv2.INTER_AREA
         frame = cv2.resize(frame, size, interpolation=interp)
     if show_prompts and tracking is not None:
-        frame = _draw_frame_prompts(frame, tracking, frame_idx, scale)
+        frame = _draw_frame_prompts(frame, tracking, frame_idx, scale, hidden)
         if pending is not None and pending.frame == frame_idx:
             obj = objects.get(pending.obj_id)
             color = obj.color if obj is not None else (255, 255, 255)
@@ -87,7 +95,11 @@ def render_frame(
 
 
 def _draw_frame_prompts(
-    frame: np.ndarray, tracking: TrackingSession, frame_idx: int, scale: float
+    frame: np.ndarray,
+    tracking: TrackingSession,
+    frame_idx: int,
+    scale: float,
+    hidden: Collection[int] = (),
 ) -> np.ndarray:
     """The frame's prompts, each in the colour of the object it is shown as (a prompt is
     given to the tracker object shown as that object, see
@@ -98,6 +110,8 @@ def _draw_frame_prompts(
         if f != frame_idx or oid not in objects:
             continue
         shown = objects.get(shown_object(fixes, oid, f), objects[oid])
+        if shown.obj_id in hidden:
+            continue
         box = None
         if prompts.box is not None:
             b = prompts.box

@@ -121,6 +121,7 @@ def draw_overlay(
     objects: Mapping[int, TrackedObject],
     style: OverlayStyle | None = None,
     trails: Mapping[int, list[tuple[float, float]]] | None = None,
+    highlight: int | None = None,
 ) -> np.ndarray:
     """The frame with each object's mask tinted in its colour; returns a new array.
 
@@ -128,6 +129,8 @@ def draw_overlay(
     one where masks overlap). Inside a mask, pixel = (1 - opacity) * pixel + opacity *
     colour. Contours are drawn on the mask's own boundary pixels. ``trails`` maps object
     ids to recent centroids (x, y), oldest first; the last ``style.trails`` are joined.
+    The object ``highlight`` (the page's active object; None for files) is outlined
+    thicker, with contours on or off, and its label edged in white.
     """
     style = style or OverlayStyle()
     frame = check_frame(frame_rgb)
@@ -156,8 +159,8 @@ def draw_overlay(
         drawn.append((obj, mask, box))
 
     thickness = line_thickness(h, w)
-    if style.contours:
-        for obj, mask, box in drawn:
+    for obj, mask, box in drawn:
+        if style.contours or obj.obj_id == highlight:
             # Contours of the cropped mask, shifted back: the crop holds the whole mask.
             contours, _ = cv2.findContours(
                 mask[box].astype(np.uint8),
@@ -166,7 +169,8 @@ def draw_overlay(
                 offset=(box[1].start, box[0].start),
             )
             # thickness t centred on the boundary pixels; half of it falls outside the mask
-            cv2.drawContours(out, contours, -1, tuple(int(c) for c in obj.color), thickness)
+            t = 2 * thickness + 1 if obj.obj_id == highlight else thickness
+            cv2.drawContours(out, contours, -1, tuple(int(c) for c in obj.color), t)
 
     if trails and style.trails > 0:
         for obj_id, obj in objects.items():
@@ -185,7 +189,7 @@ def draw_overlay(
             )
 
     if style.labels and drawn:
-        out = _draw_labels(out, [(obj, mask) for obj, mask, _ in drawn])
+        out = _draw_labels(out, [(obj, mask) for obj, mask, _ in drawn], highlight)
     return out
 
 
@@ -217,9 +221,14 @@ def draw_zones(
     return out
 
 
-def _draw_labels(frame: np.ndarray, drawn: list[tuple[TrackedObject, np.ndarray]]) -> np.ndarray:
+def _draw_labels(
+    frame: np.ndarray,
+    drawn: list[tuple[TrackedObject, np.ndarray]],
+    highlight: int | None = None,
+) -> np.ndarray:
     """Object names on filled tags in the object colour, centred above each mask's top
-    edge (or just inside it when there is no room above)."""
+    edge (or just inside it when there is no room above); the ``highlight`` object's tag
+    is edged in white."""
     h, w = frame.shape[:2]
     font = _font(font_size(h, w))
     image = Image.fromarray(frame)
@@ -237,7 +246,8 @@ def _draw_labels(frame: np.ndarray, drawn: list[tuple[TrackedObject, np.ndarray]
         y0 = int(min(max(y0, 0), max(h - th, 0)))
         r, g, b = obj.color
         ink = (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
-        draw.rectangle((x0, y0, x0 + tw - 1, y0 + th - 1), fill=(r, g, b))
+        edge = (255, 255, 255) if obj.obj_id == highlight else None
+        draw.rectangle((x0, y0, x0 + tw - 1, y0 + th - 1), fill=(r, g, b), outline=edge, width=pad)
         draw.text((x0 + pad - left, y0 + pad - upper), text, font=font, fill=ink)
     return np.asarray(image).copy()
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..analysis.identity import check_removal, fixes_in_force
+import numpy as np
+
+from ..analysis.identity import check_removal, fixes_in_force, shown_object
+from ..analysis.presence import PresenceIndex
 from ..analysis.tables import Calibration
 from ..errors import PromptError
 from ..outputs import display
@@ -34,6 +37,34 @@ class PromptSession(MasksAndFixes, VideoSession):
 
     last_run: TrackingRun = field(default_factory=TrackingRun)
     calibration: Calibration = field(default_factory=Calibration)
+    # Objects the page does not draw on its frames (a display setting: files draw them all).
+    hidden_objects: set[int] = field(default_factory=set)
+    presence: PresenceIndex = field(default_factory=PresenceIndex, repr=False)
+
+    def view_frame(self, frame_idx: int) -> np.ndarray:
+        """The frame as the page shows it (display-scaled, prompts drawn): hidden objects
+        left out, the active one outlined thicker."""
+        self.touch()  # looking at frames is using the session
+        return display.render_frame(
+            self.frame_rgb,
+            self.tracking,
+            self.style,
+            self.check_frame(frame_idx),
+            scale=self.display_scale,
+            pending=self.pending_corner,
+            hidden=self.hidden_objects,
+            active=self.active_object,
+        )
+
+    def set_model(self, model_key: str) -> bool:
+        cleared = super().set_model(model_key)
+        if self.tracking is None:  # the objects went with the old model
+            self.hidden_objects.clear()
+        return cleared
+
+    def drop_workspace(self) -> None:
+        super().drop_workspace()
+        self.hidden_objects.clear()
 
     # ------------------------------------------------------------------ objects and prompts
     @property
@@ -70,7 +101,35 @@ class PromptSession(MasksAndFixes, VideoSession):
         if self.active_object == obj_id:
             remaining = self.objects
             self.active_object = remaining[-1].obj_id if remaining else None
+        self.hidden_objects.discard(int(obj_id))
         self.exports = Exports()
+
+    def show_object(self, obj_id: int, shown: bool) -> TrackedObject:
+        """Draw the object on the page's frames or not; the overlay video and every file
+        still draw it."""
+        obj = self._object(obj_id)
+        if shown:
+            self.hidden_objects.discard(obj.obj_id)
+        else:
+            self.hidden_objects.add(obj.obj_id)
+        return obj
+
+    def frames_present(self) -> dict[int, list[int]]:
+        """{object: the frames it is present on}, as the identity fixes show them."""
+        if self.tracking is None:
+            return {}
+        fixes = fixes_in_force(self.tracking.history)
+        return self.presence.frames_present(self.tracking.store, fixes)
+
+    def prompted_frames(self) -> dict[int, list[int]]:
+        """{object: the frames it has a prompt on}, by the object each prompt is shown as."""
+        if self.tracking is None:
+            return {}
+        fixes = fixes_in_force(self.tracking.history)
+        prompted: dict[int, set[int]] = {}
+        for frame, tracker in self.tracking.prompts:
+            prompted.setdefault(shown_object(fixes, tracker, frame), set()).add(frame)
+        return {obj: sorted(frames) for obj, frames in prompted.items()}
 
     def click(
         self,
@@ -150,6 +209,7 @@ class PromptSession(MasksAndFixes, VideoSession):
             self.on_model(tracking, tracking.reset)
         self.remote_state_stale = False  # nothing of the cluster's runs is left to replay
         self.active_object = None
+        self.hidden_objects.clear()
         if self.workspace is not None:
             for p in self.workspace.exports_dir.iterdir():
                 p.unlink(missing_ok=True)

@@ -297,6 +297,21 @@ class MaskStore:
         except FileNotFoundError:
             return None
 
+    def presence(self, frame_idx: int) -> tuple[dict[int, bool], dict[int, float]]:
+        """Which stored objects have a non-empty mask on a frame (without unpacking the
+        masks), and their scores; two empty dicts for a frame without a file."""
+        packed, scores = self._load_packed(self._check_frame(frame_idx))
+        return {obj_id: bool(bits.any()) for obj_id, bits in packed.items()}, scores
+
+    def stamp(self, frame_idx: int) -> tuple[int, int, int] | None:
+        """What changes whenever the frame's file is replaced (inode, size, mtime in ns), or
+        None without a file: a reader caching something of a frame compares it."""
+        try:
+            st = os.stat(self._path(self._check_frame(frame_idx)))
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
     def iter_frames(self, start: int = 0, stop: int | None = None) -> Iterator[FrameResult]:
         """Stored results of frames ``start`` <= index < ``stop``, in frame order."""
         for frame_idx in self.frames():

@@ -22,6 +22,7 @@ from .example import ExamplePanel, build_example
 from .finders_panel import FindersPanel, build_finders_panel
 from .keys import KeysPanel, build_keys
 from .masks_panel import MasksPanel, build_masks_panel
+from .objects_panel import ObjectsPanel, build_objects_panel
 from .user import PROMPT_MODES, UserSession
 from .views import NO_VIDEO, model_line, quality_label
 from .zones_panel import ZonesPanel, build_zone_drawing, build_zones_panel
@@ -162,6 +163,7 @@ class Page:
     info: gr.JSON  # the uploaded video's facts, for API clients
     zones: ZonesPanel  # zones, ruler, pairs, heatmaps, label stacks (.zones_panel)
     masks: MasksPanel  # label images, brush, identity fixes, a TIFF's channel and axis
+    objects: ObjectsPanel  # the object list (its active, name and buttons are above too)
     finders: FindersPanel  # objects found by motion or contrast
     example: ExamplePanel  # "Try an example" beside the upload, and its hint
     keys: KeysPanel  # the keyboard shortcuts' help line and hidden frame-step buttons
@@ -311,22 +313,16 @@ def _model_row(engine: Engine) -> dict[str, Any]:
 
 
 def _objects_controls() -> dict[str, Any]:
-    """The objects: the active one, its name, add, rename and remove."""
-    parts: dict[str, Any] = {}
-    gr.Markdown("### Objects")
-    parts["active"] = gr.Dropdown(
-        label="Active object (clicks go to it)",
-        choices=[],
-        interactive=True,
-        elem_id="active-object",
-    )
-    with gr.Row():
-        parts["name"] = gr.Textbox(label="Name", placeholder="e.g. mouse 1", max_length=80, scale=2)
-        parts["add_btn"] = gr.Button("Add object", elem_id="add-object", scale=1)
-    with gr.Row():
-        parts["rename_btn"] = gr.Button("Rename active", size="sm")
-        parts["remove_btn"] = gr.Button("Remove active", size="sm", variant="stop")
-    return parts
+    """The objects panel: the list, the active one, its name, add, rename and remove."""
+    panel = build_objects_panel()
+    return {
+        "objects": panel,
+        "active": panel.active,
+        "name": panel.name,
+        "add_btn": panel.add_btn,
+        "rename_btn": panel.rename_btn,
+        "remove_btn": panel.remove_btn,
+    }
 
 
 def _prompt_controls() -> dict[str, Any]:

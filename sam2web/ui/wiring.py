@@ -20,7 +20,7 @@ import logging
 import gradio as gr
 
 from ..session.engine import Engine, Housekeeping
-from . import example_events, finders_events, flow, keys_events, masks_events
+from . import example_events, finders_events, flow, keys_events, masks_events, objects_events
 from . import handlers as h
 from .a11y import A11Y_CSS
 from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths
@@ -203,14 +203,14 @@ def _wire_objects(ctx: Context):
         api_name="add_object",
         **PROMPT,
     )
-    p.active.input(
+    selected = p.active.input(
         h.bind(h.select_object, ctx),
         [p.state, p.active, p.frame_slider],
         frame_outputs,
         api_name="select_object",
         concurrency_limit=None,
     )
-    p.rename_btn.click(
+    renamed = p.rename_btn.click(
         h.bind(h.rename_object, ctx),
         [p.state, p.name, p.frame_slider],
         [*frame_outputs, p.name],
@@ -238,6 +238,7 @@ def _wire_objects(ctx: Context):
         api_name="reset",
         **PROMPT,
     )
+    objects_events.wire(ctx, [added, selected, renamed, removed, reset])
     return [added, removed, undone, cleared], reset
 
 
