@@ -20,6 +20,11 @@ bash scripts/setup-zerogpu.sh
 AXE_VERSION=4.10.3
 if ! grep -qs "\"version\": \"$AXE_VERSION\"" .cache/npm/node_modules/axe-core/package.json; then
   echo "[tests] installing axe-core $AXE_VERSION"
+  if ! command -v npm >/dev/null; then
+    if [[ $(id -u) == 0 ]]; then SUDO=(); else SUDO=(sudo); fi
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq npm >/dev/null
+  fi
   npm install --no-save --no-audit --no-fund --prefix .cache/npm "axe-core@$AXE_VERSION" >/dev/null
 fi
 if [[ ! -x /usr/bin/chromium ]]; then

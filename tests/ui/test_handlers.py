@@ -82,7 +82,9 @@ def test_a_click_adds_object_1_and_shows_its_mask(ctx, user, clip):
     inner = _display(~_grow(~mask))  # the mask less its edge pixels
     outer = _display(_grow(mask))  # the mask and the pixels around it
     assert changed[inner].mean() > 0.95, changed[inner].mean()
-    assert changed[~outer].sum() < 0.01 * changed.size, changed[~outer].sum()
+    # Outside it only the object's label (edged in white: object 1 is the active one) and
+    # the click marker: about 1.2 % of the frame here.
+    assert changed[~outer].sum() < 0.02 * changed.size, changed[~outer].sum()
 
 
 def test_track_yields_progress_then_the_video_downloads_and_table(ctx, user, clip):
