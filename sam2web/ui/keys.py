@@ -31,6 +31,9 @@ KEYS_HELP = (
 STEP_BUTTONS = {"key-prev": -1, "key-next": 1, "key-back-10": -10, "key-forward-10": 10}
 MODE_KEYS = {"p": "positive", "n": "negative", "b": "box"}
 BUTTON_KEYS = {"z": "undo", "t": "track", "Escape": "cancel"}
+# The step (tab id of sam2web.ui.layout.STEP_LABELS) holding each control a key presses:
+# a key opens it first when another step is open (a closed tab's controls are not drawn).
+STEP_OF = {"undo": "mark", "click-mode": "mark", "track": "track", "cancel": "track"}
 
 _SCRIPT = """
 () => {
@@ -41,20 +44,37 @@ _SCRIPT = """
   const BUTTONS = __BUTTONS__;
   const TEXT_INPUTS = new Set(["text", "search", "number", "email", "url", "tel",
                                "password", "date", "time", "datetime-local", "month", "week"]);
-  const press = (id) => {
+  const STEP_OF = __STEP_OF__;
+  const drawn = (el) => el && el.getClientRects().length > 0;
+  // Run act() on the control with this id; when its step is closed, open it first.
+  const inStep = (id, act) => {
+    const el = document.getElementById(id);
+    if (drawn(el) || (el && !STEP_OF[id])) return act();  // the frame keys' buttons are hidden
+    const tab = STEP_OF[id] && document.getElementById("step-" + STEP_OF[id] + "-button");
+    if (!drawn(tab) || tab.disabled) return false;
+    tab.click();
+    let tries = 0;
+    const retry = () => {
+      if (drawn(document.getElementById(id))) act();
+      else if (++tries < 20) setTimeout(retry, 50);
+    };
+    setTimeout(retry, 50);
+    return true;
+  };
+  const press = (id) => inStep(id, () => {
     const el = document.getElementById(id);
     const button = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
     if (!button || button.disabled) return false;
     button.click();
     return true;
-  };
-  const chooseMode = (mode) => {
+  });
+  const chooseMode = (mode) => inStep("click-mode", () => {
     const radios = [...document.querySelectorAll("#click-mode input[type=radio]")];
     const radio = radios.find((r) => r.value === mode) || radios[MODE_ORDER.indexOf(mode)];
     if (!radio) return false;
     radio.click();
     return true;
-  };
+  });
   const typing = (el) => {
     if (!el || !el.tagName) return false;
     if (el.isContentEditable || el.tagName === "TEXTAREA" || el.tagName === "SELECT") return true;
@@ -89,6 +109,7 @@ KEYS_JS = (
     _SCRIPT.replace("__MODES__", json.dumps(MODE_KEYS))
     .replace("__MODE_ORDER__", json.dumps(list(PROMPT_MODES)))
     .replace("__BUTTONS__", json.dumps(BUTTON_KEYS))
+    .replace("__STEP_OF__", json.dumps(STEP_OF))
 )
 
 

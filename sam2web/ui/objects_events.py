@@ -20,8 +20,8 @@ from .user import UserSession
 
 
 def show_objects(ctx: Context, user: UserSession) -> Update:
-    """The panel's table as the session stands."""
-    return {ctx.page.objects.table: table_value(user)}
+    """The panel's table as the session stands (hidden while there is no object)."""
+    return {ctx.page.objects.table: gr.update(value=table_value(user), visible=bool(user.objects))}
 
 
 def _with_table(ctx: Context, user: UserSession, frame, message: str = "") -> Update:

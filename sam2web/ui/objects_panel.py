@@ -68,6 +68,7 @@ def build_objects_panel() -> ObjectsPanel:
         max_height=320,
         column_widths=["12%", "38%", "32%", "18%"],
         elem_id="objects-table",
+        visible=False,  # until there is an object
     )
     gr.Markdown(f"<small>{HIDE_INFO}</small>", elem_id="objects-info")
     parts["active"] = gr.Dropdown(

@@ -36,6 +36,8 @@ def test_every_control_the_script_presses_is_on_the_page(engine):
     script_ids = set(re.findall(r'"(key-[a-z0-9-]+)"', keys.KEYS_JS))
     assert script_ids == set(keys.STEP_BUTTONS)
     assert set(keys.BUTTON_KEYS.values()) | set(keys.STEP_BUTTONS) <= ids
+    # the steps a key opens before pressing a control of a closed step
+    assert set(keys.STEP_OF) <= ids and {f"step-{s}" for s in keys.STEP_OF.values()} <= ids
     assert "#click-mode" in keys.KEYS_JS and page.mode.elem_id == "click-mode"
     modes = {value for _, value in page.mode.choices}
     assert set(keys.MODE_KEYS.values()) == modes

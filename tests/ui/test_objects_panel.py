@@ -59,7 +59,9 @@ def test_rows_give_name_colour_and_frames_the_store_holds(ctx, user, tmp_path):
     store.write(2, {2: np.zeros_like(disc)}, {2: 1.0})  # an empty mask is not presence
     table = rows(user)
     assert table[0][2] == "frames 0–2, 3 of 3" and table[1][2] == "prompted on frame 1"
-    styled = oe.show_objects(ctx, user)[ctx.page.objects.table]
+    shown = oe.show_objects(ctx, user)[ctx.page.objects.table]
+    assert shown["visible"] is True
+    styled = shown["value"]
     css = styled._compute().ctx
     r, g, b = user.objects[0].color
     assert any(f"rgb({r}, {g}, {b})" in v for _, v in css[(0, 0)])
