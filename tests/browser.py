@@ -26,14 +26,18 @@ def click_image_pixel(page, selector: str, x: float, y: float, frame_width: int)
     The page shows the frame resized (``naturalWidth / frame_width``), and the browser draws
     that image with ``object-fit: scale-down`` inside the element's box.
     """
-    img = page.locator(f"{selector} img").first
-    img.wait_for(state="visible")
-    img.scroll_into_view_if_needed()
-    geom = img.evaluate("""el => {
-        const r = el.getBoundingClientRect();
-        return {left: r.left, top: r.top, width: r.width, height: r.height,
-                nw: el.naturalWidth, nh: el.naturalHeight};
-    }""")
+    for _ in range(20):
+        img = page.locator(f"{selector} img").first
+        img.wait_for(state="visible")
+        img.scroll_into_view_if_needed()
+        geom = img.evaluate("""el => {
+            const r = el.getBoundingClientRect();
+            return {left: r.left, top: r.top, width: r.width, height: r.height,
+                    nw: el.naturalWidth, nh: el.naturalHeight};
+        }""")
+        if geom["nw"] > 0:
+            break
+        page.wait_for_timeout(250)  # the frame was just replaced (an action redraws it)
     shown = geom["nw"] / frame_width  # original -> displayed image pixels
     fit = min(geom["width"] / geom["nw"], geom["height"] / geom["nh"], 1.0)
     off_x = (geom["width"] - geom["nw"] * fit) / 2
