@@ -3,9 +3,11 @@ on the page (click a pixel of the original frame, wait for a status, add an obje
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 CHROMIUM = os.environ.get("SAM2WEB_CHROMIUM", "/usr/bin/chromium")
@@ -18,6 +20,28 @@ CHROMIUM_ARGS = [
     "--disable-quic",
     "--disable-sync",
 ]
+
+
+@contextlib.contextmanager
+def chromium_page(**context_args) -> Iterator:
+    """A page of Debian's headless Chromium at 1400x1000 (``context_args`` go to the
+    browser context), closed afterwards; skips the test where Playwright or Chromium is
+    missing."""
+    import pytest
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (scripts/run-tests.sh installs Debian's)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, **context_args)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
 
 
 def click_image_pixel(page, selector: str, x: float, y: float, frame_width: int) -> None:

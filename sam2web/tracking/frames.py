@@ -4,13 +4,14 @@ SAM2's own loader (``init_state``) decodes and normalises every frame up front: 
 frame at 1024 px. The predictor only needs ``len(images)`` and ``images[i]`` returning the
 normalised 3xSxS tensor, so :class:`LazyFrameSource` stands in for that list and keeps a
 small LRU cache. While frames are asked for in order (a propagation, either way), the next one
-is read and normalised ahead on a reader thread (CPU work only: the copy to the device stays on
-the thread that asks, which on MPS must be the model's). The arithmetic below reproduces sam2's ``_load_img_as_tensor`` followed by
+is decoded and resized ahead on a reader thread (no torch there: the normalisation and the
+copy to the device stay on the thread that asks, which on MPS must be the model's). The arithmetic below reproduces sam2's ``_load_img_as_tensor`` followed by
 ``init_state``'s normalisation step for step, so the tensors are bit-identical.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -25,14 +26,31 @@ IMG_MEAN = (0.485, 0.456, 0.406)
 IMG_STD = (0.229, 0.224, 0.225)
 
 # One reader for every session of the process: reading ahead is a frame file's decode and
-# resize (tens of milliseconds), next to a model step of tenths of a second to seconds.
-_READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2web-read-ahead")
+# resize (tens of milliseconds), next to a model step of tenths of a second to seconds. A
+# forked child (a ZeroGPU job) has no copy of the parent's thread, so it makes its own.
+_READERS: dict[int, ThreadPoolExecutor] = {}
+_READERS_LOCK = threading.Lock()
 
 
-def load_model_input(path: Path, image_size: int) -> torch.Tensor:
-    """One frame file -> normalised float32 tensor (3, S, S), as sam2's JPEG loader makes it."""
+def _reader() -> ThreadPoolExecutor:
+    pid = os.getpid()
+    with _READERS_LOCK:
+        reader = _READERS.get(pid)
+        if reader is None:
+            reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam2web-read-ahead")
+            _READERS.clear()  # a parent's executor is useless here
+            _READERS[pid] = reader
+        return reader
+
+
+def read_frame(path: Path, image_size: int) -> np.ndarray:
+    """One frame file decoded and resized to (S, S, 3) uint8, as sam2's JPEG loader does."""
     with Image.open(path) as img:
-        resized = np.array(img.convert("RGB").resize((image_size, image_size)))
+        return np.array(img.convert("RGB").resize((image_size, image_size)))
+
+
+def to_model_input(resized: np.ndarray) -> torch.Tensor:
+    """A resized frame -> normalised float32 tensor (3, S, S), as sam2 normalises it."""
     # float64 division then a float32 copy: the same rounding as sam2 writing a float64
     # array into its float32 frame buffer.
     tensor = torch.from_numpy(resized / 255.0).permute(2, 0, 1).to(torch.float32)
@@ -41,6 +59,11 @@ def load_model_input(path: Path, image_size: int) -> torch.Tensor:
     tensor -= mean
     tensor /= std
     return tensor
+
+
+def load_model_input(path: Path, image_size: int) -> torch.Tensor:
+    """One frame file -> normalised float32 tensor (3, S, S), as sam2's JPEG loader makes it."""
+    return to_model_input(read_frame(path, image_size))
 
 
 class LazyFrameSource(Sequence):
@@ -95,12 +118,14 @@ class LazyFrameSource(Sequence):
             self._read_ahead(index + step)
         if cached is not None:
             return cached
-        tensor = None
+        resized = None
         if ahead is not None and ahead[0] == index:
-            tensor = _result(ahead[1])
-        if tensor is None:
-            tensor = load_model_input(self._paths[index], self.image_size)
-        tensor = tensor.to(self.device)
+            resized = _result(ahead[1])
+        if resized is None:
+            resized = read_frame(self._paths[index], self.image_size)
+        # torch runs on the asking thread only: a process whose torch ran on another thread
+        # hangs in its first torch call once forked (a ZeroGPU job is a forked child).
+        tensor = to_model_input(resized).to(self.device)
         with self._lock:
             self.loads += 1
             self._cache[index] = tensor
@@ -116,7 +141,7 @@ class LazyFrameSource(Sequence):
             if index in self._cache or (self._ahead and self._ahead[0] == index):
                 return
             path = self._paths[index]
-            self._ahead = (index, _READER.submit(load_model_input, path, self.image_size))
+            self._ahead = (index, _reader().submit(read_frame, path, self.image_size))
 
     def clear_cache(self) -> None:
         """Forget the cached frames (they are read from disk again when needed)."""
@@ -130,7 +155,7 @@ class LazyFrameSource(Sequence):
             return sum(t.numel() * t.element_size() for t in self._cache.values())
 
 
-def _result(future: Future) -> torch.Tensor | None:
+def _result(future: Future) -> np.ndarray | None:
     """A frame read ahead, or None when reading it failed (it is then read again by the
     caller, whose error is the one to see: a frame folder removed, a damaged file)."""
     try:

@@ -57,7 +57,7 @@ def test_frames_asked_for_in_order_are_read_ahead_on_the_reader_thread(
     n = len(paths)
     expected = [frames.load_model_input(p, 256) for p in paths]
     readers: dict[int, list[str]] = {}
-    real = frames.load_model_input
+    real = frames.read_frame
     broken = {5}  # the reader fails on this frame once
 
     def recording(path, size):
@@ -69,7 +69,7 @@ def test_frames_asked_for_in_order_are_read_ahead_on_the_reader_thread(
             raise OSError("simulated read failure")
         return real(path, size)
 
-    monkeypatch.setattr(frames, "load_model_input", recording)
+    monkeypatch.setattr(frames, "read_frame", recording)
     source = LazyFrameSource(paths, 256, cache_size=1)
     caller = threading.current_thread().name
     for i in [*range(n), *range(n - 2, -1, -1)]:  # forward, then back

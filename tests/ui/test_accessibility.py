@@ -15,7 +15,7 @@ import pytest
 
 from tests import synth
 from tests.appserver import start_app
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, add_object_and_click, wait_status
+from tests.browser import add_object_and_click, chromium_page, wait_status
 
 pytestmark = pytest.mark.browser
 
@@ -48,19 +48,10 @@ def app(tmp_path_factory, random_checkpoint):
 
 @pytest.fixture
 def page():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (scripts/run-tests.sh installs Debian's)")
     if not AXE.is_file():
         pytest.skip(f"no axe-core at {AXE} (scripts/run-tests.sh installs it from npm)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(60_000)
+    with chromium_page() as page:
         yield page
-        context.close()
-        browser.close()
 
 
 def _axe(page, when: str) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,10 +17,9 @@ from sam2web.history import decode_mask
 from tests import synth
 from tests.appserver import start_app
 from tests.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     add_object_and_click,
     assert_click_near,
+    chromium_page,
     click_image_pixel,
     full_page_screenshot,
     open_step,
@@ -40,19 +38,8 @@ def app(tmp_path_factory, random_checkpoint):
 
 @pytest.fixture
 def page(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (scripts/run-tests.sh installs Debian's)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(
-            viewport={"width": 1400, "height": 1000}, accept_downloads=True
-        )
-        page = context.new_page()
-        page.set_default_timeout(60_000)
+    with chromium_page(accept_downloads=True) as page:
         yield page
-        context.close()
-        browser.close()
 
 
 def test_track_two_discs_in_the_browser(app, page, tmp_path):

@@ -10,16 +10,14 @@ a few frames. Run alone with ``-m browser``.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from tests import synth
 from tests.appserver import start_app
 from tests.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     assert_click_near,
+    chromium_page,
     click_image_pixel,
     full_page_screenshot,
     open_step,
@@ -52,17 +50,8 @@ def app(tmp_path_factory, random_checkpoint):
 
 @pytest.fixture
 def page(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (scripts/run-tests.sh installs Debian's)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(60_000)
+    with chromium_page() as page:
         yield page
-        context.close()
-        browser.close()
 
 
 def frame_number(page) -> int:
