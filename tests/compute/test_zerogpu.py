@@ -180,7 +180,9 @@ def test_a_run_too_long_for_one_job_goes_in_chunks_each_recorded(engine, tmp_pat
     monkeypatch.setattr("sam2web.compute.zerogpu.run_tracking_job", run_job)
     steps = [s.done for s in user.propagate("forward")]
     runs = [a for a in user.tracking.history if a.op == "propagate"]
-    assert [r.frames for r in runs] == [4, 4, 1] and steps == list(range(1, 10))
+    # progress is polled while a job runs: it rises to every frame, not always one by one
+    assert [r.frames for r in runs] == [4, 4, 1] and steps[-1] == 9
+    assert steps == sorted(set(steps))
     assert [r.passes[0].start for r in runs] == [0, 4, 8]
     assert user.tracking.store.frames() == list(range(9))
     assert len(asked) == 3 and max(asked) <= zerogpu.gpuplan.JOB_CAP_S
