@@ -115,12 +115,18 @@ class MaskStore:
     def _path(self, frame_idx: int) -> Path:
         return self.root / f"f{int(frame_idx):06d}.npz"
 
-    def _load_packed(self, frame_idx: int) -> tuple[dict[int, np.ndarray], dict[int, float]]:
-        """Packed masks and scores of one frame ({} when the frame has no file)."""
+    def _load_packed(
+        self, frame_idx: int, replaced: frozenset[int] | set[int] = frozenset()
+    ) -> tuple[dict[int, np.ndarray], dict[int, float]]:
+        """Packed masks and scores of one frame ({} when the frame has no file). When every
+        stored object is among ``replaced`` (a write about to replace them all), the masks
+        are not read: only the scores."""
         try:
             with np.load(self._path(frame_idx), allow_pickle=False) as data:
                 ids = [int(i) for i in data["ids"]]
                 scores = {i: float(s) for i, s in zip(ids, data["scores"], strict=True)}
+                if set(ids) <= set(replaced):
+                    return {}, scores
                 bits = self._check_bits(data["bits"], frame_idx)
         except FileNotFoundError:
             return {}, {}
@@ -201,8 +207,7 @@ class MaskStore:
         with self._lock:
             # Only the entries of other objects are kept: when the frame holds none, its
             # file is replaced without decoding the masks it held.
-            old_scores = self._stored_scores(frame_idx)
-            packed = self._load_packed(frame_idx)[0] if old_scores.keys() - new_packed else {}
+            packed, old_scores = self._load_packed(frame_idx, replaced=set(new_packed))
             kept = {obj_id: bits for obj_id, bits in packed.items() if obj_id not in new_packed}
             packed.update(new_packed)
             old_scores.update(new_scores)
@@ -213,16 +218,6 @@ class MaskStore:
         return FrameResult(
             frame_idx, {i: masks_now[i] for i in ids}, {i: old_scores[i] for i in ids}
         )
-
-    def _stored_scores(self, frame_idx: int) -> dict[int, float]:
-        """The scores stored for a frame, by object ({} when the frame has no file); the
-        masks are not decoded."""
-        try:
-            with np.load(self._path(frame_idx), allow_pickle=False) as data:
-                ids = [int(i) for i in data["ids"]]
-                return {i: float(s) for i, s in zip(ids, data["scores"], strict=True)}
-        except FileNotFoundError:
-            return {}
 
     def drop(self, frame_idx: int, obj_id: int | None = None) -> None:
         """Forget one object's entry on one frame (every object's when ``obj_id`` is None)."""
