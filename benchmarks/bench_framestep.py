@@ -11,7 +11,6 @@ each phase, the wall seconds per second of video, and the speed-up over step 1.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import tempfile
@@ -62,9 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     threads = harness.use_threads(args.threads)
     load_before = harness.load_average()
 
-    from sam2web.session.engine import Engine
-    from sam2web.settings import Settings
-    from sam2web.tracking.model import write_random_checkpoint
     from tests import synth
 
     with tempfile.TemporaryDirectory(prefix="sam2web-bench-step-") as tmp:
@@ -72,14 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         discs = harness.make_discs(args.width, args.height, args.objects)
         frames = synth.make_frames(args.frames, args.height, args.width, discs=discs)
         clip = synth.write_video(tmp / "clip.mp4", frames, fps=args.fps)
-        settings = dataclasses.replace(
-            Settings.from_env({}),
-            resolution=args.resolution,
-            checkpoint=write_random_checkpoint(tmp / "tiny.pt"),
-            offline=True,
-            data_dir=tmp / "sessions",
-        )
-        engine = Engine(settings)
+        engine = harness.random_engine(tmp, args.resolution)
         run_step(engine, clip, discs[:1], STEPS[-1])  # model built and warm before timing
         results = {}
         for step in STEPS:

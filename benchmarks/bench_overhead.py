@@ -269,10 +269,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sam2web.analysis.tables import Calibration
     from sam2web.outputs.render import OverlayStyle
-    from sam2web.session.engine import Engine
     from sam2web.session.user import UserSession
-    from sam2web.settings import Settings
-    from sam2web.tracking.model import write_random_checkpoint
     from tests import synth
 
     load_before = harness.load_average()
@@ -281,14 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         discs = scaled_discs(args)
         frames = synth.make_frames(args.frames, args.height, args.width, discs=discs)
         clip = synth.write_video(tmp / "clip.mp4", frames, fps=25)
-        settings = dataclasses.replace(
-            Settings.from_env({}),
-            resolution=args.resolution,
-            checkpoint=write_random_checkpoint(tmp / "tiny.pt"),
-            offline=True,
-            data_dir=tmp / "sessions",
-        )
-        engine = Engine(settings)
+        engine = harness.random_engine(tmp, args.resolution)
         users = {}
         for side in ("engine", "app"):
             user = users[side] = UserSession(engine)

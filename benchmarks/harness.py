@@ -348,6 +348,26 @@ def use_threads(threads: int) -> int:
     return torch.get_num_threads()
 
 
+# ----------------------------------------------------------------------------- the engine
+def random_engine(folder: Path, resolution: int):
+    """An engine on a random-weight SAM 2.1-tiny written into ``folder`` (sessions there
+    too), offline, at ``resolution``: what a benchmark times without real weights."""
+    import dataclasses
+
+    from sam2web.session.engine import Engine
+    from sam2web.settings import Settings
+    from sam2web.tracking.model import write_random_checkpoint
+
+    settings = dataclasses.replace(
+        Settings.from_env({}),
+        resolution=resolution,
+        checkpoint=write_random_checkpoint(Path(folder) / "tiny.pt"),
+        offline=True,
+        data_dir=Path(folder) / "sessions",
+    )
+    return Engine(settings)
+
+
 # ------------------------------------------------------------------------------- the clip
 def make_discs(width: int, height: int, count: int):
     """Up to three discs placed and moving in proportion to the frame size.
