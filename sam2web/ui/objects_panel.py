@@ -27,7 +27,7 @@ from .user import UserSession
 
 COLUMNS = ["#", "object", "frames present", "frame view"]
 SHOW_COLUMN = COLUMNS.index("frame view")  # a click on this cell shows or hides the object
-SHOWN, HIDDEN = "👁 shown", "hidden"
+SHOWN, HIDDEN = "shown", "hidden"  # plain text: not every browser has an emoji font
 ACTIVE_MARK = "▶ "  # before the active object's name
 ACTIVE_STYLE = "font-weight: bold; background-color: rgba(255, 200, 0, 0.25)"
 HIDE_INFO = (

@@ -11,6 +11,9 @@ PAGE_CSS = """
 #guide { font-size: 1.05em; padding: 0.4em 0.8em; border-left: 4px solid var(--color-accent);
   background: var(--background-fill-secondary); border-radius: 4px; }
 #steps button[role="tab"] { padding-left: 0.55em; padding-right: 0.55em; }
+/* The arrow keys' buttons (sam2web.ui.keys) are pressed by the script only; on a narrow
+   screen Gradio's column layout would draw them. */
+#key-prev, #key-next, #key-back-10, #key-forward-10 { display: none !important; }
 @media (min-width: 900px) {
   #viewer { position: sticky; top: 0.5em; align-self: flex-start; }
 }
