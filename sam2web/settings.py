@@ -62,7 +62,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SAM2WEB_BF16",
         "auto",
-        "bfloat16 autocast: auto (on for CUDA), 1 (on; also on CPUs that support it), 0 (off).",
+        "Reduced precision: auto (bfloat16 on CUDA GPUs with native bf16, float16 for the "
+        "fast preview on GPUs without it such as T4 and V100, float32 elsewhere), 1 "
+        "(bfloat16; also on CPUs that support it), 0 (float32 only; no faster full quality).",
     ),
     Setting(
         "SAM2WEB_BF16_PROBE",
@@ -79,7 +81,8 @@ SETTINGS: tuple[Setting, ...] = (
         "per model and resolution). On the CPUs measured it made frames slower, not faster "
         "(benchmarks/README.md); off keeps sam2's own model. vos: on CUDA only, SAM 2.1's "
         "own fast path (vos_optimized); each new number of clicks on a frame may compile "
-        "again, which delays that click; ignored on other devices.",
+        "again, which delays that click; ignored on other devices. on and vos need a C "
+        "compiler (cc, gcc or clang) and are refused without one.",
     ),
     Setting(
         "SAM2WEB_DATA_DIR",
@@ -144,7 +147,8 @@ SETTINGS: tuple[Setting, ...] = (
         "SAM2WEB_CONCURRENCY",
         "1",
         "How many units of model work (one click, one tracked frame) run at once across all "
-        "users. 1 suits a CPU, where one unit already uses every core; a GPU may take more.",
+        "users. 1 suits a CPU, where one unit already uses every core; a CUDA GPU may take "
+        "more; an Apple GPU (MPS) refuses more than 1.",
     ),
     Setting(
         "SAM2WEB_SCHEDULER",

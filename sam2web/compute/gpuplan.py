@@ -59,7 +59,7 @@ def model_size(model_key: str) -> str:
 def bf16_quality(quality: str | None, bf16_setting: str) -> bool:
     """Whether a job at ``quality`` runs bfloat16 on a CUDA GPU (see
     :func:`sam2web.tracking.model.autocast_context`)."""
-    if quality == "full":
+    if quality in ("full", "full-fp16"):
         return False
     if quality == "full-bf16":
         return True

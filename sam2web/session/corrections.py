@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import PromptError, SessionClosedError
 from ..history import MergeObjects, SwapObjects, resize_mask
 from ..media.labels import read_label_image
+from ..tracking.gpumemory import check_memory
 from ..tracking.tracker import TrackingSession, check_frame, drop_objects_since, object_mark
 from ..types import TrackedObject, VideoInfo
 
@@ -69,7 +70,16 @@ def start_from_labels(
     Each object's prompt is one call of ``on_model`` (one unit on the shared model, so
     other users wait for one object at most, never for the whole image). It is all or
     nothing: when one object fails, the objects already added are taken back (one more
-    call of ``on_model``) and the error is raised, so the session is as before."""
+    call of ``on_model``) and the error is raised, so the session is as before. On a CUDA GPU
+    the memory the objects will need is checked first (:mod:`sam2web.tracking.gpumemory`)."""
+    info = tracking.info
+    kept = info.num_frames if not getattr(tracking, "trim", False) else 0
+    check_memory(
+        tracking.predictor.device,
+        len(tracking.objects) + len(labels),
+        kept,
+        int(tracking.predictor.image_size),
+    )
     mark = object_mark(tracking)
 
     def add(label: int, mask: np.ndarray) -> TrackedObject:

@@ -30,8 +30,14 @@ from ..settings import Settings
 from ..tracking import accel
 from ..tracking.accel import Quality
 from ..tracking.checkpoints import checkpoint_identity, get_spec, resolve_checkpoint
-from ..tracking.model import ModelCache, autocast_context, choose_device
-from ..tracking.scheduler import Scheduler, SchedulerClosed, Snapshot
+from ..tracking.model import (
+    ModelCache,
+    autocast_context,
+    autocast_dtype,
+    choose_device,
+    torch_device_type,
+)
+from ..tracking.scheduler import Scheduler, SchedulerClosed, Snapshot, UnitKind
 from ..tracking.tracker import TrackingSession
 from ..types import Progress, VideoInfo
 from .project import ProjectModel
@@ -81,6 +87,25 @@ class CheckpointStatus:
     path: Path | None = None
 
 
+def check_concurrency(device: str, concurrency: int) -> None:
+    """Refuse SAM2WEB_CONCURRENCY above 1 for an Apple GPU in one sentence: MPS runs model
+    work from one thread only (its command queue is not made for concurrent callers)."""
+    if device.startswith("mps") and concurrency > 1:
+        raise CheckpointError(
+            f"SAM2WEB_CONCURRENCY is {concurrency}, but on an Apple GPU (MPS) model work runs "
+            "one unit at a time; set SAM2WEB_CONCURRENCY=1."
+        )
+
+
+def model_thread_key(device) -> str:
+    """The scheduler key of ``device``, as a predictor on it names its own device
+    (``mps`` -> ``mps:0``, ``cuda`` -> ``cuda:0``)."""
+    import torch
+
+    dev = torch.device(device)
+    return str(dev) if dev.index is not None or dev.type == "cpu" else f"{dev.type}:0"
+
+
 class DeviceSchedulers:
     """One :class:`~sam2web.tracking.scheduler.Scheduler` per device, shared by every session of an
     engine: made on first use with SAM2WEB_CONCURRENCY workers and the SAM2WEB_SCHEDULER
@@ -100,6 +125,7 @@ class DeviceSchedulers:
                 raise SchedulerClosed()
             scheduler = self._by_device.get(device)
             if scheduler is None:
+                check_concurrency(device, self.settings.concurrency)
                 scheduler = self._by_device[device] = Scheduler(
                     self.settings.concurrency, self.settings.scheduler, name=f"model-{device}"
                 )
@@ -267,19 +293,28 @@ class Engine:
         """Where this process runs the model (the CPU for clicks on ZeroGPU)."""
         return "cpu" if self.gpu_jobs else choose_device(self.settings.device)
 
+    @property
+    def tracking_device(self):
+        """Where tracking runs, which decides the qualities: the lent GPU on ZeroGPU (whose
+        capability is known without initialising CUDA here), else :attr:`device`."""
+        return "cuda" if self.gpu_jobs else self.device
+
+    def _capability(self) -> tuple[int, int] | None:
+        return accel.ZEROGPU_CAPABILITY if self.gpu_jobs else None
+
     def quality(self, key: str = "full") -> Quality:
         """What a quality key means here (see :mod:`sam2web.tracking.accel`), offered or not."""
         if key not in QUALITIES:
             raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {key!r}")
-        return accel.quality(key, self.device, self.settings)
+        return accel.quality(key, self.tracking_device, self.settings, self._capability())
 
     def qualities(self) -> list[Quality]:
-        """The qualities this server offers, best first. The first call may run the short
-        bfloat16 probe (once per process)."""
-        return accel.qualities(self.device, self.settings)
+        """The qualities this server offers, best first, decided from the tracking device.
+        The first call may run the short bfloat16 probe (once per process)."""
+        return accel.qualities(self.tracking_device, self.settings, self._capability())
 
     def default_quality(self) -> str:
-        return accel.default_quality(self.device, self.settings)
+        return accel.default_quality(self.tracking_device, self.settings, self._capability())
 
     def resolution(self, quality: str = "full") -> int:
         """Processing resolution of a quality: ``full`` and ``full-bf16`` are
@@ -338,20 +373,17 @@ class Engine:
         ``masks_dir`` (default: the workspace's, emptied first)."""
         if quality is not None:
             resolution = self.resolution(quality)
-        predictor = self.predictor(model_key, progress, resolution)
-        folder = FrameFolder(ws.frames_dir)
-        if masks_dir is None:
-            masks_dir = ws.masks_dir
-            shutil.rmtree(masks_dir, ignore_errors=True)
-        device = predictor.device
-        return TrackingSession(
-            predictor,
-            folder.frame_paths(),
-            folder.info,
-            masks_dir,
-            full_memory_frames=self.settings.full_memory_frames,
-            autocast=lambda: autocast_context(device, self.settings.bf16, quality=quality),
-        )
+        device = self.device
+        if torch_device_type(device) == "mps":
+            # On MPS every device operation, the build and the session's first tensors
+            # included, runs on the one model thread.
+            scheduler = self.schedulers.get(model_thread_key(device))
+            return scheduler.run(
+                lambda: _start(self, ws, model_key, progress, resolution, masks_dir, quality),
+                ("start", ws.id),
+                UnitKind.INTERACTIVE,
+            )
+        return _start(self, ws, model_key, progress, resolution, masks_dir, quality)
 
     def tracking_job(
         self,
@@ -462,6 +494,36 @@ class Housekeeping:
                 log.exception("housekeeping pass failed")
 
 
+def _start(
+    self: Engine, ws, model_key, progress, resolution, masks_dir, quality
+) -> TrackingSession:
+    """The body of :meth:`Engine.start_session`."""
+    predictor = self.predictor(model_key, progress, resolution)
+    folder = FrameFolder(ws.frames_dir)
+    if masks_dir is None:
+        masks_dir = ws.masks_dir
+        shutil.rmtree(masks_dir, ignore_errors=True)
+    device, precision = predictor.device, click_precision(self, quality)
+    return TrackingSession(
+        predictor,
+        folder.frame_paths(),
+        folder.info,
+        masks_dir,
+        full_memory_frames=self.settings.full_memory_frames,
+        autocast=lambda: autocast_context(device, self.settings.bf16, quality=precision),
+    )
+
+
+def click_precision(engine: Engine, quality: str | None) -> str | None:
+    """The quality whose precision clicks run at in this process: ``quality`` where this
+    process's device offers it; on ZeroGPU, where clicks run on the CPU and tracking on the
+    GPU, float32 (``full``) for a reduced precision the CPU does not offer."""
+    if not engine.gpu_jobs or quality in (None, "full", "fast"):
+        return quality
+    offered = accel.available_qualities(engine.device, engine.settings)
+    return quality if quality in offered else "full"
+
+
 def model_record(
     engine: Engine, model_key: str | None, quality: str, device: str | None = None
 ) -> ProjectModel:
@@ -477,8 +539,7 @@ def model_record(
     try:
         dev = torch.device(device) if device is not None else choose_device(engine.settings.device)
         device = dev.type
-        autocast = autocast_context(dev, engine.settings.bf16, quality=quality)
-        bf16 = isinstance(autocast, torch.autocast)
+        bf16 = autocast_dtype(dev, engine.settings.bf16, quality=quality) == "bfloat16"
     except CheckpointError:  # the configured device is not available here
         device = None
     return ProjectModel(

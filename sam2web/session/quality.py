@@ -29,7 +29,7 @@ Drive = Callable[[Iterator], Iterator]
 
 # Processing qualities a user can choose (what each means: sam2web.tracking.accel.quality): SAM2's
 # own float32 at full resolution, full resolution in bfloat16 where the hardware runs it
-# natively, and a faster, smaller preview.
+# natively (in float16 on CUDA GPUs without bf16), and a faster, smaller preview.
 QUALITIES = QUALITY_KEYS
 
 # Mean and lowest IoU at or above which a quality "agrees closely" with the exact one, and
@@ -213,7 +213,7 @@ def compare_qualities(
     ``start_session(quality_key, masks_dir)`` makes a fresh session on the same video; its
     masks go to folders under ``scratch_root`` that are removed afterwards. ``drive`` runs
     each side's steps (see :func:`compare`)."""
-    if (candidate.resolution, candidate.bf16) == (reference.resolution, reference.bf16):
+    if (candidate.resolution, candidate.precision) == (reference.resolution, reference.precision):
         raise PromptError(
             f"{candidate.label} and {reference.label} run the same way on this server, so "
             "there is nothing to compare."
@@ -248,4 +248,6 @@ def _side_label(q: Quality) -> str:
         return f"full quality ({q.resolution} px)"
     if q.key == "fast":
         return f"the fast preview ({q.resolution} px)"
+    if q.key == "full-fp16":
+        return f"full resolution in float16 ({q.resolution} px)"
     return f"full resolution in bfloat16 ({q.resolution} px)"

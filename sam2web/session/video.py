@@ -161,7 +161,7 @@ class VideoSession(ModelMemory):
         old, before = self.tracking, self.engine.quality(self.quality)
         self.quality = quality_key
         new = offered[quality_key]
-        if old is None or (new.resolution, new.bf16) == (before.resolution, before.bf16):
+        if old is None or (new.resolution, new.precision) == (before.resolution, before.precision):
             return False
         actions = prompt_actions(old.history) if replay_prompts else []
         colors = {o.obj_id: o.color for o in old.objects.values()}

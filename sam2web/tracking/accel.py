@@ -238,7 +238,7 @@ def _measure(dev: torch.device) -> Bf16Probe:
 
     if dev.type == "cuda":
         name = torch.cuda.get_device_name(dev)
-        native = cuda_bf16_native()
+        native = cuda_bf16_native(dev)
         reason = "the GPU computes bf16 natively" if native else "the GPU has no native bf16"
         return Bf16Probe(str(dev), name, (), native, None, None, native, reason)
     if dev.type != "cpu":
@@ -283,91 +283,192 @@ def _measure(dev: torch.device) -> Bf16Probe:
 
 # ---------------------------------------------------------------------------- qualities
 
-QUALITY_KEYS = ("full", "full-bf16", "fast")
+QUALITY_KEYS = ("full", "full-bf16", "full-fp16", "fast")
+
+BF16_CAPABILITY = (8, 0)
+"""CUDA compute capability from which a GPU computes bfloat16 natively (Ampere: A100, A10,
+RTX 30xx; then Ada, Hopper: H100, H200)."""
+
+FP16_CAPABILITY = (7, 0)
+"""CUDA compute capability from which a GPU without native bf16 has float16 tensor cores
+(Volta V100, Turing T4 and RTX 20xx); older GPUs run float32 only."""
+
+ZEROGPU_CAPABILITY = (9, 0)
+"""The compute capability of the GPUs ZeroGPU lends (NVIDIA H200 slices, per Hugging Face's
+ZeroGPU documentation). The web process of a ZeroGPU Space must not initialise CUDA, so the
+qualities of its tracking jobs are decided from this instead of asking the GPU."""
 
 
 @dataclass(frozen=True)
 class Quality:
     """One processing quality: what the page offers and what it implies for the model."""
 
-    key: str  # "full", "full-bf16" or "fast"
+    key: str  # "full", "full-bf16", "full-fp16" or "fast"
     label: str  # for the page: "Full resolution, faster (bfloat16)"
     resolution: int  # processing size in pixels (square)
     bf16: bool  # the model runs under bfloat16 autocast
     exact: bool  # SAM2's own float32 arithmetic at SAM2WEB_RESOLUTION
+    fp16: bool = False  # the model runs under float16 autocast (GPUs without native bf16)
+
+    @property
+    def precision(self) -> str:
+        """``bfloat16``, ``float16`` or ``float32``: what the model's autocast runs."""
+        return "bfloat16" if self.bf16 else "float16" if self.fp16 else "float32"
 
 
-def cuda_bf16_native() -> bool:
-    """True when the CUDA GPU computes bfloat16 natively (not emulated)."""
+def cuda_capability(device: torch.device | str | None = None) -> tuple[int, int]:
+    """(major, minor) compute capability of a CUDA GPU (initialises CUDA)."""
     import torch
 
-    try:
-        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    except TypeError:  # older torch: no emulation to exclude
-        return bool(torch.cuda.is_bf16_supported())
+    major, minor = torch.cuda.get_device_capability(device)
+    return int(major), int(minor)
 
 
-def setting_wants_bf16(device: torch.device | str, bf16_setting: str = "auto") -> bool:
+def half_precision(capability: tuple[int, int]) -> str | None:
+    """The reduced precision a CUDA GPU of ``capability`` computes natively: ``bf16`` from
+    :data:`BF16_CAPABILITY`, ``fp16`` from :data:`FP16_CAPABILITY`, else None."""
+    if tuple(capability) >= BF16_CAPABILITY:
+        return "bf16"
+    return "fp16" if tuple(capability) >= FP16_CAPABILITY else None
+
+
+def cuda_bf16_native(
+    device: torch.device | str | None = None, capability: tuple[int, int] | None = None
+) -> bool:
+    """True when the CUDA GPU computes bfloat16 natively (not emulated): compute capability
+    8.0 or higher (``capability`` where known, else asked of the GPU); on ROCm, torch's own
+    check."""
+    import torch
+
+    if capability is None and getattr(torch.version, "hip", None):
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # older torch: no emulation to exclude
+            return bool(torch.cuda.is_bf16_supported())
+    return half_precision(capability or cuda_capability(device)) == "bf16"
+
+
+def _cuda_half(device, capability: tuple[int, int] | None) -> str | None:
+    return half_precision(capability if capability is not None else cuda_capability(device))
+
+
+def setting_wants_bf16(
+    device: torch.device | str,
+    bf16_setting: str = "auto",
+    capability: tuple[int, int] | None = None,
+) -> bool:
     """Whether SAM2WEB_BF16 alone turns bfloat16 autocast on for ``device``: on CUDA for
     ``auto`` (where the GPU has native bf16) and ``1``; on a CPU only for ``1`` where its
-    flags show native bf16; never elsewhere or for ``0``."""
+    flags show native bf16; never elsewhere (MPS: float32) or for ``0``."""
     import torch
 
     dev = torch.device(device)
     setting = (bf16_setting or "auto").strip().lower()
     if dev.type == "cuda" and setting in ("auto", "1"):
-        return setting == "1" or cuda_bf16_native()
+        return setting == "1" or _cuda_half(dev, capability) == "bf16"
     if dev.type == "cpu" and setting == "1":
         return cpu_bf16_native(cpu_bf16_flags())
     return False
 
 
-def quality(key: str, device: torch.device | str, settings: Settings) -> Quality:
+def setting_wants_fp16(
+    device: torch.device | str,
+    bf16_setting: str = "auto",
+    capability: tuple[int, int] | None = None,
+) -> bool:
+    """Whether SAM2WEB_BF16=auto runs float16 autocast instead: on a CUDA GPU with float16
+    tensor cores and no native bf16 (T4, V100)."""
+    import torch
+
+    dev = torch.device(device)
+    setting = (bf16_setting or "auto").strip().lower()
+    return dev.type == "cuda" and setting == "auto" and _cuda_half(dev, capability) == "fp16"
+
+
+def quality(
+    key: str,
+    device: torch.device | str,
+    settings: Settings,
+    capability: tuple[int, int] | None = None,
+) -> Quality:
     """What quality ``key`` means on ``device`` under ``settings`` (offered or not).
 
     ``full``: float32 at SAM2WEB_RESOLUTION, exact. ``full-bf16``: the same resolution under
-    bfloat16 autocast. ``fast``: SAM2WEB_FAST_RESOLUTION (at most SAM2WEB_RESOLUTION) with
-    the precision SAM2WEB_BF16 chooses for the device, as before qualities existed.
+    bfloat16 autocast (on CUDA with TF32 for what stays float32). ``full-fp16``: the same
+    under float16 autocast, for CUDA GPUs without native bf16. ``fast``:
+    SAM2WEB_FAST_RESOLUTION (at most SAM2WEB_RESOLUTION) with the precision SAM2WEB_BF16
+    chooses for the device. ``capability``: the CUDA GPU's, where known without asking it.
     """
     if key == "full":
         px = settings.resolution
         return Quality(key, f"Full resolution ({px} px)", px, False, True)
     if key == "full-bf16":
         return Quality(key, "Full resolution, faster (bfloat16)", settings.resolution, True, False)
+    if key == "full-fp16":
+        label = "Full resolution, faster (float16)"
+        return Quality(key, label, settings.resolution, False, False, fp16=True)
     if key == "fast":
         px = min(settings.fast_resolution, settings.resolution)
-        bf16 = setting_wants_bf16(device, settings.bf16)
-        return Quality(key, f"Fast preview ({px} px, approximate)", px, bf16, False)
+        bf16 = setting_wants_bf16(device, settings.bf16, capability)
+        fp16 = not bf16 and setting_wants_fp16(device, settings.bf16, capability)
+        return Quality(key, f"Fast preview ({px} px, approximate)", px, bf16, False, fp16)
     raise ValueError(f"quality must be one of {', '.join(QUALITY_KEYS)}, got {key!r}")
 
 
-def available_qualities(device: torch.device | str, settings: Settings) -> list[str]:
-    """The quality keys ``device`` offers, best first: ``full``; ``full-bf16`` where
-    :func:`bf16_is_fast` says yes (never with SAM2WEB_BF16=0); ``fast`` where
-    SAM2WEB_FAST_RESOLUTION is below SAM2WEB_RESOLUTION. May run the bf16 probe (once per
-    process, a fraction of a second)."""
+def available_qualities(
+    device: torch.device | str, settings: Settings, capability: tuple[int, int] | None = None
+) -> list[str]:
+    """The quality keys ``device`` (the device that tracks) offers, best first: ``full``;
+    ``full-bf16`` where :func:`bf16_is_fast` says yes (on CUDA: compute capability 8.0 or
+    more); ``full-fp16`` on CUDA GPUs with float16 tensor cores and no native bf16; neither
+    with SAM2WEB_BF16=0 nor on MPS; ``fast`` where SAM2WEB_FAST_RESOLUTION is below
+    SAM2WEB_RESOLUTION. May run the CPU's bf16 probe (once per process, a fraction of a
+    second)."""
+    import torch
+
+    dev = torch.device(device)
     keys = ["full"]
-    if settings.bf16 != "0" and bf16_is_fast(device, settings.bf16_probe):
+    if settings.bf16 != "0" and dev.type == "cuda" and capability is not None:
+        probe = (settings.bf16_probe or "auto").strip().lower()
+        bf16 = probe == "yes" or (probe == "auto" and half_precision(capability) == "bf16")
+        if bf16:
+            keys.append("full-bf16")
+    elif settings.bf16 != "0" and bf16_is_fast(dev, settings.bf16_probe):
         keys.append("full-bf16")
+    if (
+        settings.bf16 != "0"
+        and dev.type == "cuda"
+        and "full-bf16" not in keys
+        and _cuda_half(dev, capability) == "fp16"
+    ):
+        keys.append("full-fp16")
     if settings.fast_resolution < settings.resolution:
         keys.append("fast")
     return keys
 
 
-def qualities(device: torch.device | str, settings: Settings) -> list[Quality]:
-    """:func:`available_qualities` with what each means (label, resolution, bf16)."""
-    return [quality(key, device, settings) for key in available_qualities(device, settings)]
+def qualities(
+    device: torch.device | str, settings: Settings, capability: tuple[int, int] | None = None
+) -> list[Quality]:
+    """:func:`available_qualities` with what each means (label, resolution, precision)."""
+    return [
+        quality(key, device, settings, capability)
+        for key in available_qualities(device, settings, capability)
+    ]
 
 
-def default_quality(device: torch.device | str, settings: Settings) -> str:
+def default_quality(
+    device: torch.device | str, settings: Settings, capability: tuple[int, int] | None = None
+) -> str:
     """The quality a new session starts with: ``full-bf16`` where SAM2WEB_BF16 asks for bf16
     on this device (``auto`` on a GPU with native bf16, ``1`` on a CPU where it is offered),
-    else ``full``."""
+    else ``full`` (float16 on GPUs without bf16 is offered, not chosen: SAM 2 is trained and
+    published in bfloat16, and float16's narrower range is the user's choice to try)."""
     import torch
 
     dev = torch.device(device)
     wants = settings.bf16 == "1" or (settings.bf16 == "auto" and dev.type == "cuda")
-    if wants and "full-bf16" in available_qualities(dev, settings):
+    if wants and "full-bf16" in available_qualities(dev, settings, capability):
         return "full-bf16"
     return "full"
 
@@ -390,6 +491,39 @@ def compile_plan(setting: str) -> str:
         raise ValueError(f"SAM2WEB_COMPILE must be off, on or vos, got {setting!r}")
     # "vos" is SAM 2.1's own compiled predictor, built by sam2 (see build_predictor).
     return "all" if choice == "on" else "none"
+
+
+C_COMPILERS = ("cc", "gcc", "clang")
+"""Any one of these on PATH lets torch.compile's inductor build its kernels."""
+
+
+def c_compiler() -> str | None:
+    """The path of a C compiler inductor can use: ``$CXX``/``$CC`` where set and found, else
+    the first of :data:`C_COMPILERS` on PATH; None where there is none."""
+    import os
+    import shutil
+
+    for name in (os.environ.get("CXX", ""), os.environ.get("CC", ""), *C_COMPILERS):
+        found = shutil.which(name) if name else None
+        if found:
+            return found
+    return None
+
+
+def check_compile_possible(setting: str, device_type: str) -> None:
+    """Refuse SAM2WEB_COMPILE=on (any device) or vos (CUDA, where it applies) in one sentence
+    where no C compiler is present: inductor compiles its kernels with one, and would
+    otherwise fail in the middle of the first model call."""
+    from ..errors import CheckpointError
+
+    choice = (setting or "off").strip().lower()
+    applies = choice == "on" or (choice == "vos" and device_type == "cuda")
+    if applies and c_compiler() is None:
+        raise CheckpointError(
+            f"SAM2WEB_COMPILE={choice} needs a C compiler (cc, gcc or clang) on PATH for "
+            "torch.compile, and none was found; install one (such as gcc) or "
+            "set SAM2WEB_COMPILE=off."
+        )
 
 
 def compile_predictor(

@@ -57,6 +57,11 @@ def choose_device(requested: str = "auto") -> torch.device:
     if req == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
+        if mps_ok and not macos_has_mps_bf16():
+            log.info(
+                "Apple GPU skipped: SAM 2 keeps its memory in bfloat16, which MPS has from macOS 14"
+            )
+            return torch.device("cpu")
         return torch.device("mps") if mps_ok else torch.device("cpu")
     try:
         device = torch.device(req)
@@ -77,11 +82,32 @@ def choose_device(requested: str = "auto") -> torch.device:
                 "SAM2WEB_DEVICE is 'mps' but no Apple GPU (MPS) is available to PyTorch; "
                 "set SAM2WEB_DEVICE to auto or cpu."
             )
+        if not macos_has_mps_bf16():
+            raise CheckpointError(
+                "SAM2WEB_DEVICE is 'mps' but SAM 2 keeps its tracking memory in bfloat16, "
+                "which Apple GPUs run from macOS 14 only; update macOS or set "
+                "SAM2WEB_DEVICE to cpu."
+            )
     elif device.type != "cpu":
         raise CheckpointError(
             f"Unsupported device {requested!r}; set SAM2WEB_DEVICE to auto, cuda, mps or cpu."
         )
     return device
+
+
+def macos_has_mps_bf16(mac_version: str | None = None) -> bool:
+    """Whether MPS has bfloat16 here: macOS 14 or later (``mac_version``, e.g. ``"13.6"``;
+    default: this machine's, via ``platform.mac_ver``). sam2 stores every tracked frame's
+    memory features in bfloat16, whatever the autocast. True off macOS (no MPS there)."""
+    import platform
+
+    version = platform.mac_ver()[0] if mac_version is None else mac_version
+    if not version:
+        return True
+    try:
+        return int(version.split(".")[0]) >= 14
+    except ValueError:
+        return True
 
 
 @functools.cache
@@ -94,46 +120,114 @@ def cpu_supports_bf16() -> bool:
     return cpu_bf16_native(cpu_bf16_flags())
 
 
+def autocast_dtype(
+    device: torch.device | str,
+    bf16_setting: str = "auto",
+    *,
+    quality: Quality | str | None = None,
+) -> str | None:
+    """``"bfloat16"``, ``"float16"`` or None (float32): the autocast of model calls on
+    ``device``.
+
+    Without ``quality``, SAM2WEB_BF16 (``bf16_setting``) decides: on CUDA ``auto`` runs
+    bfloat16 where the GPU has it natively (compute capability 8.0 or more), float16 on GPUs
+    with float16 tensor cores and no bf16 (T4, V100), float32 on older ones; ``1`` runs
+    bfloat16 on CUDA, and on a CPU only where it has native bf16; ``0`` runs float32.
+
+    A ``quality`` (a :class:`~sam2web.tracking.accel.Quality` or its key) decides instead:
+    ``full`` float32, ``full-bf16`` bfloat16 and ``full-fp16`` float16 (CUDA only; elsewhere
+    float32 with a warning), ``fast`` as SAM2WEB_BF16 above. MPS always runs float32.
+    """
+    import torch
+
+    from .accel import QUALITY_KEYS, Quality, setting_wants_bf16, setting_wants_fp16
+
+    device = torch.device(device)
+    if quality is not None:
+        if isinstance(quality, Quality):
+            dtype = {"bfloat16": "bfloat16", "float16": "float16"}.get(quality.precision)
+            fixed = True
+        elif quality in QUALITY_KEYS:
+            dtype = {"full-bf16": "bfloat16", "full-fp16": "float16"}.get(quality)
+            fixed = quality != "fast"
+        else:
+            raise ValueError(f"quality must be one of {', '.join(QUALITY_KEYS)}, got {quality!r}")
+        if fixed:
+            allowed = ("cpu", "cuda") if dtype == "bfloat16" else ("cuda",)
+            if dtype is not None and device.type not in allowed:
+                log.warning("%s autocast is not available on %s; running float32", dtype, device)
+                return None
+            return dtype
+    if setting_wants_bf16(device, bf16_setting):
+        return "bfloat16"
+    if setting_wants_fp16(device, bf16_setting):
+        return "float16"
+    if device.type == "cpu" and (bf16_setting or "").strip() == "1":
+        log.info("SAM2WEB_BF16=1 ignored: this CPU has no native bfloat16 support")
+    return None
+
+
 def autocast_context(
     device: torch.device | str,
     bf16_setting: str = "auto",
     *,
     quality: Quality | str | None = None,
 ):
-    """A context manager for model calls.
-
-    Without ``quality``, SAM2WEB_BF16 (``bf16_setting``) decides: bfloat16 autocast on CUDA
-    for ``auto``/``1`` (where the GPU supports bf16), on CPU only for ``1`` on a
-    bf16-capable CPU; otherwise a no-op context.
-
-    A ``quality`` (a :class:`~sam2web.tracking.accel.Quality` or its key) decides instead: ``full``
-    runs float32 (no-op context), ``full-bf16`` runs ``torch.autocast(device.type,
-    dtype=torch.bfloat16)`` on CPU or CUDA, ``fast`` follows ``bf16_setting`` as above.
-    """
+    """A context manager for model calls: ``torch.autocast`` in the dtype
+    :func:`autocast_dtype` chooses, a no-op context for float32. On CUDA, bfloat16 autocast
+    also lets the matrix products and convolutions autocast leaves in float32 use TF32
+    (:func:`tf32_allowed`), as sam2's own examples do on Ampere and later GPUs; float32 and
+    float16 runs keep exact float32 products."""
     import torch
 
-    from .accel import QUALITY_KEYS, Quality, setting_wants_bf16
-
     device = torch.device(device)
-    if quality is not None:
-        if isinstance(quality, Quality):
-            bf16 = quality.bf16
-        elif quality in QUALITY_KEYS:
-            bf16 = {"full": False, "full-bf16": True}.get(quality)
-        else:
-            raise ValueError(f"quality must be one of {', '.join(QUALITY_KEYS)}, got {quality!r}")
-        if bf16 is not None:
-            if not bf16:
-                return contextlib.nullcontext()
-            if device.type in ("cpu", "cuda"):
-                return torch.autocast(device.type, dtype=torch.bfloat16)
-            log.warning("bfloat16 autocast is not available on %s; running float32", device)
-            return contextlib.nullcontext()
-    if setting_wants_bf16(device, bf16_setting):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if device.type == "cpu" and (bf16_setting or "").strip() == "1":
-        log.info("SAM2WEB_BF16=1 ignored: this CPU has no native bfloat16 support")
-    return contextlib.nullcontext()
+    dtype = autocast_dtype(device, bf16_setting, quality=quality)
+    if dtype is None:
+        return contextlib.nullcontext()
+    cast = torch.autocast(device.type, dtype=getattr(torch, dtype))
+    if device.type == "cuda" and dtype == "bfloat16":
+        return _tf32_and(cast)
+    return cast
+
+
+_tf32_lock = threading.Lock()
+_tf32_users = 0
+_tf32_saved: tuple[bool, bool] = (False, False)
+
+
+@contextlib.contextmanager
+def tf32_allowed() -> Iterator[None]:
+    """TF32 for CUDA matrix products and cuDNN convolutions while inside; the previous
+    settings come back when the last concurrent user leaves. These are process-wide
+    switches: with SAM2WEB_CONCURRENCY above 1, a float32 unit running at the same moment
+    as a bfloat16 one also computes in TF32."""
+    import torch
+
+    global _tf32_users, _tf32_saved
+    with _tf32_lock:
+        if _tf32_users == 0:
+            _tf32_saved = (
+                torch.backends.cuda.matmul.allow_tf32,
+                torch.backends.cudnn.allow_tf32,
+            )
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        _tf32_users += 1
+    try:
+        yield
+    finally:
+        with _tf32_lock:
+            _tf32_users -= 1
+            if _tf32_users == 0:
+                matmul, cudnn = _tf32_saved
+                torch.backends.cuda.matmul.allow_tf32 = matmul
+                torch.backends.cudnn.allow_tf32 = cudnn
+
+
+@contextlib.contextmanager
+def _tf32_and(cast) -> Iterator[None]:
+    with tf32_allowed(), cast:
+        yield
 
 
 # ---------------------------------------------------------------------------- predictor
@@ -148,18 +242,21 @@ _MISSING_EXTENSION_MODULE = r"sam2\.sam2_video_predictor"
 _BUILD_LOCK = threading.Lock()
 
 
+_hidden = threading.local()
+
+
 @contextlib.contextmanager
 def cuda_hidden_unless(device) -> Iterator[None]:
-    """While a model for ``device`` is built, ``torch.cuda.is_available()`` answers False
-    unless ``device`` is a CUDA device; held under the build lock (one build at a time).
+    """While a model for ``device`` is built, ``torch.cuda.is_available()`` answers False in
+    the building thread unless ``device`` is a CUDA device; hold the build lock around it.
 
     sam2's constructors move cached position encodings to ``"cuda"`` whenever CUDA looks
     available (``PositionEmbeddingSine``, ``RoPEAttention``), whatever device the model is
     built for. On a ZeroGPU Space the ``spaces`` package makes ``is_available`` answer True in
     every thread of the web process and makes CUDA's initialisation raise there, so a CPU
     model built for clicks would fail; on a CUDA host a CPU model would create a CUDA context
-    and copy those encodings back on every call. Other threads asking during the build are
-    told the truth about this build's device, nothing else is changed.
+    and copy those encodings back on every call. Only the building thread is told False:
+    other threads asking meanwhile (another session choosing its device) get the truth.
     """
     import torch
 
@@ -167,15 +264,43 @@ def cuda_hidden_unless(device) -> Iterator[None]:
         yield
         return
     original = torch.cuda.is_available
-    torch.cuda.is_available = _no_cuda
+
+    def is_available() -> bool:
+        return False if getattr(_hidden, "depth", 0) else original()
+
+    _hidden.depth = getattr(_hidden, "depth", 0) + 1
+    torch.cuda.is_available = is_available
     try:
         yield
     finally:
+        _hidden.depth -= 1
         torch.cuda.is_available = original
 
 
-def _no_cuda() -> bool:
-    return False
+def settle_caches(model, device) -> int:
+    """Move the position encodings sam2's modules cache (``PositionEmbeddingSine.cache``,
+    ``RoPEAttention.freqs_cis``) to ``device``, the model's own; returns how many moved.
+
+    sam2 builds them on ``"cuda"`` (the current GPU) when CUDA is visible, and
+    ``PositionEmbeddingSine`` copies a cached tensor to the input's device on every call
+    without keeping the copy: for a model on another GPU (``cuda:1``) each image-encoder
+    call would copy them across."""
+    import torch
+
+    device = torch.device(device)
+    moved = 0
+    for module in model.modules():
+        cache = getattr(module, "cache", None)
+        if isinstance(cache, dict):
+            for key, value in list(cache.items()):
+                if isinstance(value, torch.Tensor) and value.device != device:
+                    cache[key] = value.to(device)
+                    moved += 1
+        freqs = getattr(module, "freqs_cis", None)
+        if isinstance(freqs, torch.Tensor) and freqs.device != device:
+            module.freqs_cis = freqs.to(device)
+            moved += 1
+    return moved
 
 
 def silence_missing_extension_warning() -> None:
@@ -238,6 +363,9 @@ def build_predictor(
     """
     from sam2.build_sam import build_sam2_video_predictor
 
+    from .accel import check_compile_possible
+
+    check_compile_possible(compile, torch_device_type(device))
     overrides = hydra_overrides(image_size, corrections)
     vos = compile == "vos" and torch_device_type(device) == "cuda"
     if compile == "vos" and not vos:
@@ -245,6 +373,8 @@ def build_predictor(
     # Read the weights first: a bad file fails fast, before the model is built.
     state = load_state_dict(ckpt_path) if ckpt_path is not None else None
     silence_missing_extension_warning()
+    # CUDA stays hidden from the whole build of a model for another device: construction,
+    # loading and compiling.
     with _BUILD_LOCK, cuda_hidden_unless(device):
         predictor = build_sam2_video_predictor(
             spec.config,
@@ -253,13 +383,14 @@ def build_predictor(
             hydra_overrides_extra=overrides,
             vos_optimized=vos,
         )
-    if state is None:
-        log.warning("Built %s with random weights (no checkpoint)", spec.key)
+        settle_caches(predictor, device)
+        if state is None:
+            log.warning("Built %s with random weights (no checkpoint)", spec.key)
+            return _compiled(predictor, compile)
+        check_matches(predictor, state, spec)
+        predictor.load_state_dict(state, strict=True)
+        log.info("Loaded %s from %s on %s at %d px", spec.key, ckpt_path, device, image_size)
         return _compiled(predictor, compile)
-    check_matches(predictor, state, spec)
-    predictor.load_state_dict(state, strict=True)
-    log.info("Loaded %s from %s on %s at %d px", spec.key, ckpt_path, device, image_size)
-    return _compiled(predictor, compile)
 
 
 def torch_device_type(device) -> str:

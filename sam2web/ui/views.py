@@ -239,14 +239,18 @@ def quality_label(q: Quality) -> str:
     """A quality as the page's choice names it."""
     if q.key == "full":
         return f"Full quality ({q.resolution} px)"
-    if q.key == "full-bf16":
-        return f"Full resolution, faster ({q.resolution} px, bfloat16)"
+    if q.key in ("full-bf16", "full-fp16"):
+        return f"Full resolution, faster ({q.resolution} px, {q.precision})"
     return f"Fast preview ({q.resolution} px, approximate)"
 
 
 def quality_sentence(q: Quality) -> str:
     """What the page says after switching to ``q``."""
-    names = {"full": "Full quality", "full-bf16": "Full resolution, faster (bfloat16)"}
+    names = {
+        "full": "Full quality",
+        "full-bf16": "Full resolution, faster (bfloat16)",
+        "full-fp16": "Full resolution, faster (float16)",
+    }
     name = names.get(q.key, "Fast preview (approximate)")
-    precision = " in bfloat16" if q.key == "full-bf16" else ""
+    precision = f" in {q.precision}" if q.key in ("full-bf16", "full-fp16") else ""
     return f"{name}: processing at {q.resolution} px{precision}."

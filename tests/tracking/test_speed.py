@@ -154,23 +154,23 @@ def test_real_probe_workload_runs_and_reports_seconds():
     assert isinstance(accel.cpu_model(), str) and accel.cpu_model()
 
 
-def test_cuda_answer_comes_from_torch(monkeypatch):
+def test_cuda_answer_comes_from_the_gpus_compute_capability(monkeypatch):
     accel.reset_bf16_probe()
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda dev=None: "Fake GPU")
-    seen = {}
+    asked = []
 
-    def supported(including_emulation=True):
-        seen["including_emulation"] = including_emulation
-        return True
+    def capability(dev=None):
+        asked.append(dev)
+        return (8, 6)
 
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", supported)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
     try:
         probe = accel.bf16_probe("cuda")
     finally:
         accel.reset_bf16_probe()
     assert probe.fast and probe.device == "cuda:0" and probe.processor == "Fake GPU"
-    assert seen == {"including_emulation": False}
+    assert [str(d) for d in asked] == ["cuda:0"]
 
 
 # ---------------------------------------------------------------------------- qualities
@@ -179,7 +179,7 @@ def test_cuda_answer_comes_from_torch(monkeypatch):
 def test_quality_meanings(fake_cpu):
     fake_cpu(AMX_FLAGS, fp32_s=0.03, bf16_s=0.01)
     s = settings(resolution="1024", fast_resolution="448")
-    full, bf16, fast = (accel.quality(k, "cpu", s) for k in accel.QUALITY_KEYS)
+    full, bf16, fast = (accel.quality(k, "cpu", s) for k in ("full", "full-bf16", "fast"))
     assert (full.resolution, full.bf16, full.exact) == (1024, False, True)
     assert (bf16.resolution, bf16.bf16, bf16.exact) == (1024, True, False)
     assert bf16.label == "Full resolution, faster (bfloat16)"
