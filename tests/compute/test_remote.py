@@ -337,10 +337,12 @@ def test_a_worker_that_cannot_start_in_time_ends_only_that_run(
     from ray.util.placement_group import placement_group, remove_placement_group
 
     _fresh_cluster(head.address)
-    monkeypatch.setattr(remote, "START_TIMEOUT_S", 5.0)
     other = _prompted(_engine(tmp_path / "o", random_checkpoint, head.address), clip)
     running = other.propagate("forward")
     seen = [next(running).done]  # the other user's run goes on its worker (1 CPU)
+    # Only the second worker's start is bounded short: the first one's start (a model load on
+    # a busy machine) may take longer than that and is not what this test is about.
+    monkeypatch.setattr(remote, "START_TIMEOUT_S", 5.0)
     hold = placement_group([{"CPU": 1}])  # the cluster's last CPU: no worker can start
     ray.get(hold.ready(), timeout=60)
     try:
