@@ -153,3 +153,17 @@ def test_a_new_video_drops_the_last_ones_proposals(ctx, user, tmp_path):
     h.upload(ctx, user, str(_clip(tmp_path / "again")))
     assert not user.proposals_shown(0)
     assert f.finder_controls(ctx, user)[ctx.page.finders.dismiss_btn]["visible"] is False
+
+
+def test_find_objects_keeps_its_parameters_beside_the_new_endpoints(engine):
+    from sam2web.ui.wiring import build_app
+
+    demo = build_app(engine)
+    fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    names = lambda key: [getattr(c, "label", None) for c in fns[key].inputs]  # noqa: E731
+    first = names("find_objects")
+    # The session, finder, how many, minimum and maximum area, threshold, polarity, frame.
+    assert len(first) == 8 and len(fns["find_objects"].outputs) == 3
+    assert names("find_objects_v2") == [*first, "Proposals to accept (numbers, e.g. 1, 3)"]
+    assert len(names("dismiss_found")) == 2  # the session and the frame
+    assert len(fns["accept_picked"].inputs) == 4
