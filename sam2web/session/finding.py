@@ -2,7 +2,8 @@
 become objects, and a project's finder step runs again on each recording of a batch.
 
 :class:`FindingSession` is the part of :class:`~sam2web.session.user.UserSession` that
-finds proposals on a frame (:meth:`~FindingSession.find_objects`, which changes nothing)
+finds proposals on a frame (:meth:`~FindingSession.find_objects`, which changes nothing),
+forgets them on request (:meth:`~FindingSession.dismiss_found`, nothing else changes either)
 and makes the ones the user accepts into objects (:meth:`~FindingSession.accept_found`):
 each is an object prompted with its box or with its blob as a mask prompt; contrast
 proposals go through the label-image start (:func:`sam2web.session.corrections.start_from_labels`).
@@ -90,6 +91,17 @@ class FindingSession:
         proposals = run_finder(how, self.frame_rgb, self.info.num_frames, frame_idx, settings)
         self.found = Found(frame_idx, how, settings, proposals)
         return proposals
+
+    def dismiss_found(self) -> int:
+        """Forget the proposals of the last :meth:`find_objects` (how many there were; 0
+        when none were shown). No object, prompt or file changes."""
+        self.touch()
+        found, self.found = self.found, None
+        return 0 if found is None else len(found.proposals)
+
+    def drop_workspace(self) -> None:
+        super().drop_workspace()
+        self.found = None  # proposals of another video
 
     def proposals_shown(self, frame_idx) -> bool:
         """Whether proposals found on frame ``frame_idx`` wait to be accepted."""

@@ -1,6 +1,9 @@
 """What the "Find objects" panel does (:mod:`.finders_panel`), and its wiring. Handlers
-follow :mod:`.handlers`; the API endpoints are ``find_objects`` (the proposals drawn on
-the frame) and ``accept_found`` (all, or the numbers picked, become objects)."""
+follow :mod:`.handlers`; the API endpoints are ``find_objects_v2`` (the proposals drawn on
+the frame, the numbers picked on the last ones cleared), ``find_objects`` (its first
+version, without the picks), ``accept_found`` (all become objects), ``accept_picked`` (the
+numbers picked do; none picked is refused) and ``dismiss_found`` (the proposals taken off
+the frame and forgotten; no object or file changes)."""
 
 from __future__ import annotations
 
@@ -35,11 +38,16 @@ def _settings(count, min_area, max_area, threshold, polarity) -> FinderSettings:
     )
 
 
-@friendly
-def find_objects(
-    ctx: Context, user: UserSession, how, count, min_area, max_area, threshold, polarity, frame
-) -> Update:
-    """Find objects on the frame and show them numbered over it; nothing else changes."""
+def _numbers(picked) -> list[int]:
+    return [int(n) for n in re.findall(r"\d+", picked or "")]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _find(user: UserSession, how, count, min_area, max_area, threshold, polarity, frame):
+    """The frame and the sentence of a find (the proposals are kept by the session)."""
     if user.folder is None:
         raise gr.Error("Upload a video or image sequence first.", print_exception=False)
     frame = user.check_frame(frame)
@@ -47,30 +55,107 @@ def find_objects(
     with user.busy():
         proposals = user.find_objects(how, frame, settings)
     message = (
-        f"{len(proposals)} proposal{'s' if len(proposals) != 1 else ''} on frame {frame}; "
+        f"{_plural(len(proposals), 'proposal')} on frame {frame}; "
         "accept all, or click the ones to keep (or type their numbers) and accept those."
     )
+    return frame, message
+
+
+@friendly
+def find_objects(
+    ctx: Context, user: UserSession, how, count, min_area, max_area, threshold, polarity, frame
+) -> Update:
+    """Find objects on the frame and show them numbered over it; nothing else changes."""
+    frame, message = _find(user, how, count, min_area, max_area, threshold, polarity, frame)
     return {**view(ctx, user, frame, message), ctx.page.frame_view: user.proposals_image([])}
+
+
+@friendly
+def find_objects_v2(
+    ctx: Context,
+    user: UserSession,
+    how,
+    count,
+    min_area,
+    max_area,
+    threshold,
+    polarity,
+    frame,
+    picked,
+) -> Update:
+    """As :func:`find_objects`, and the numbers ``picked`` on the last proposals are
+    cleared (said when there were some): the new proposals are numbered afresh, so the
+    old numbers would name other blobs."""
+    stale = _numbers(picked)
+    frame, message = _find(user, how, count, min_area, max_area, threshold, polarity, frame)
+    if stale:
+        listed = ", ".join(map(str, stale))
+        message = f"The picks of the last proposals ({listed}) are cleared. {message}"
+    f = ctx.page.finders
+    return {
+        **view(ctx, user, frame, message),
+        ctx.page.frame_view: user.proposals_image([]),
+        f.picked: "",
+        f.dismiss_btn: gr.update(visible=True),
+    }
 
 
 @friendly
 def accept_found(ctx: Context, user: UserSession, picked, prompt, frame) -> Update:
     """Make the proposals (all when ``picked`` is empty) into objects; then Track."""
-    numbers = [int(n) for n in re.findall(r"\d+", picked or "")] or None
-    added = user.accept_found(numbers, prompt or "box")
-    message = f"{len(added)} object{'s' if len(added) != 1 else ''} added; press Track."
+    added = user.accept_found(_numbers(picked) or None, prompt or "box")
+    message = f"{_plural(len(added), 'object')} added; press Track."
     return view(ctx, user, frame, message)
+
+
+@friendly
+def accept_picked(ctx: Context, user: UserSession, picked, prompt, frame) -> Update:
+    """Make the proposals picked into objects; none picked is refused (not taken as all)."""
+    if user.found is not None and not _numbers(picked):
+        raise gr.Error(
+            "Pick proposals first: click inside them on the frame, or type their numbers.",
+            print_exception=False,
+        )
+    return accept_found(ctx, user, picked, prompt, frame)
+
+
+@friendly
+def dismiss_found(ctx: Context, user: UserSession, frame) -> Update:
+    """Take the proposals off the frame and forget them and the numbers picked; no object
+    and no file changes."""
+    if user.folder is None:
+        raise gr.Error("Upload a video or image sequence first.", print_exception=False)
+    count = user.dismiss_found()
+    message = (
+        f"{_plural(count, 'proposal')} dismissed; no object changed."
+        if count
+        else "There are no proposals to dismiss."
+    )
+    return {**view(ctx, user, frame, message), **finder_controls(ctx, user)}
+
+
+def finder_controls(ctx: Context, user: UserSession) -> Update:
+    """The dismiss button shown while there are proposals; without them, no numbers picked."""
+    f = ctx.page.finders
+    if user.found is not None:
+        return {f.dismiss_btn: gr.update(visible=True)}
+    return {f.dismiss_btn: gr.update(visible=False), f.picked: ""}
 
 
 def wire(ctx: Context) -> None:
     p = ctx.page
     f = p.finders
     frame_outputs = [p.frame_view, p.status, p.active]
+    settings = [f.how, f.count, f.min_area, f.max_area, f.threshold, f.polarity, p.frame_slider]
     f.find_btn.click(
-        h.bind(find_objects, ctx),
-        [p.state, f.how, f.count, f.min_area, f.max_area, f.threshold, f.polarity, p.frame_slider],
-        frame_outputs,
-        api_name="find_objects",
+        h.bind(find_objects_v2, ctx),
+        [p.state, *settings, f.picked],
+        [*frame_outputs, f.picked, f.dismiss_btn],
+        api_name="find_objects_v2",
+    )
+    # "find_objects" keeps its parameters for API clients, on a trigger the page never fires.
+    f.find_api.click(
+        h.bind(find_objects, ctx), [p.state, *settings], frame_outputs, api_name="find_objects"
     )
     f.accept_all_btn.click(
         h.bind(accept_found, ctx),
@@ -80,9 +165,27 @@ def wire(ctx: Context) -> None:
         concurrency_limit=None,
     )
     f.accept_picked_btn.click(
-        h.bind(accept_found, ctx),
+        h.bind(accept_picked, ctx),
         [p.state, f.picked, f.prompt, p.frame_slider],
         frame_outputs,
         api_name="accept_picked",
         concurrency_limit=None,
+    )
+    f.dismiss_btn.click(
+        h.bind(dismiss_found, ctx),
+        [p.state, p.frame_slider],
+        [*frame_outputs, f.picked, f.dismiss_btn],
+        api_name="dismiss_found",
+        concurrency_limit=None,
+    )
+    # Whatever else changes the frame shown (an accept, a new video, a reload) may have
+    # used or dropped the proposals: the dismiss button and the picks follow.
+    p.frame_view.change(
+        h.bind(finder_controls, ctx),
+        [p.state],
+        [f.picked, f.dismiss_btn],
+        api_visibility="private",
+        concurrency_limit=None,
+        trigger_mode="always_last",
+        show_progress="hidden",
     )

@@ -1,6 +1,7 @@
 """The page's "Find objects" panel (:class:`FindersPanel`), in the section where objects
 are marked: the finder (moving objects or bright / dark ones), its settings folded away,
-the proposals overlaid on the frame, and accepting all of them or the numbers picked.
+the proposals overlaid on the frame, accepting all of them or the numbers picked, and
+dismissing them (the button shown only while there are proposals).
 :mod:`.finders_events` holds what each control does and wires it."""
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class FindersPanel:
     picked: gr.Textbox
     accept_all_btn: gr.Button
     accept_picked_btn: gr.Button
+    dismiss_btn: gr.Button
+    find_api: gr.Button  # the first find endpoint's trigger, which the page never fires
 
 
 def build_finders_panel() -> FindersPanel:
@@ -63,4 +66,8 @@ def build_finders_panel() -> FindersPanel:
                 "Accept all", variant="primary", elem_id="accept-found"
             )
             parts["accept_picked_btn"] = gr.Button("Accept the picked", elem_id="accept-picked")
+            parts["dismiss_btn"] = gr.Button(
+                "Dismiss proposals", elem_id="dismiss-found", visible=False
+            )
+        parts["find_api"] = gr.Button(visible=False)
     return FindersPanel(**parts)
