@@ -96,7 +96,7 @@ def find_objects_v2(
         **view(ctx, user, frame, message),
         ctx.page.frame_view: user.proposals_image([]),
         f.picked: "",
-        f.dismiss_btn: gr.update(visible=True),
+        f.actions: gr.update(visible=True),
     }
 
 
@@ -135,11 +135,12 @@ def dismiss_found(ctx: Context, user: UserSession, frame) -> Update:
 
 
 def finder_controls(ctx: Context, user: UserSession) -> Update:
-    """The dismiss button shown while there are proposals; without them, no numbers picked."""
+    """The picks, accept and dismiss controls shown while there are proposals; without them,
+    no numbers picked."""
     f = ctx.page.finders
     if user.found is not None:
-        return {f.dismiss_btn: gr.update(visible=True)}
-    return {f.dismiss_btn: gr.update(visible=False), f.picked: ""}
+        return {f.actions: gr.update(visible=True)}
+    return {f.actions: gr.update(visible=False), f.picked: ""}
 
 
 def wire(ctx: Context) -> None:
@@ -150,7 +151,7 @@ def wire(ctx: Context) -> None:
     f.find_btn.click(
         h.bind(find_objects_v2, ctx),
         [p.state, *settings, f.picked],
-        [*frame_outputs, f.picked, f.dismiss_btn],
+        [*frame_outputs, f.picked, f.actions],
         api_name="find_objects_v2",
     )
     # "find_objects" keeps its parameters for API clients, on a trigger the page never fires.
@@ -174,16 +175,16 @@ def wire(ctx: Context) -> None:
     f.dismiss_btn.click(
         h.bind(dismiss_found, ctx),
         [p.state, p.frame_slider],
-        [*frame_outputs, f.picked, f.dismiss_btn],
+        [*frame_outputs, f.picked, f.actions],
         api_name="dismiss_found",
         concurrency_limit=None,
     )
     # Whatever else changes the frame shown (an accept, a new video, a reload) may have
-    # used or dropped the proposals: the dismiss button and the picks follow.
+    # used or dropped the proposals: the controls for proposals and the picks follow.
     p.frame_view.change(
         h.bind(finder_controls, ctx),
         [p.state],
-        [f.picked, f.dismiss_btn],
+        [f.picked, f.actions],
         api_visibility="private",
         concurrency_limit=None,
         trigger_mode="always_last",

@@ -1,7 +1,7 @@
 """The page's "Find objects" panel (:class:`FindersPanel`), in the section where objects
 are marked: the finder (moving objects or bright / dark ones), its settings folded away,
 the proposals overlaid on the frame, accepting all of them or the numbers picked, and
-dismissing them (the button shown only while there are proposals).
+dismissing them (these shown only while there are proposals).
 :mod:`.finders_events` holds what each control does and wires it."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class FindersPanel:
     accept_all_btn: gr.Button
     accept_picked_btn: gr.Button
     dismiss_btn: gr.Button
+    actions: gr.Group
     find_api: gr.Button  # the first find endpoint's trigger, which the page never fires
 
 
@@ -58,16 +59,16 @@ def build_finders_panel() -> FindersPanel:
                 [("Box", "box"), ("Mask", "mask")], value="box", label="Prompt each object with"
             )
         parts["find_btn"] = gr.Button("Find objects on this frame", elem_id="find-objects")
-        parts["picked"] = gr.Textbox(
-            label="Proposals to accept (numbers, e.g. 1, 3)", elem_id="finder-picked"
-        )
-        with gr.Row():
-            parts["accept_all_btn"] = gr.Button(
-                "Accept all", variant="primary", elem_id="accept-found"
+        # What can be done with proposals is shown only while there are proposals.
+        with gr.Group(visible=False, elem_id="proposal-actions") as parts["actions"]:
+            parts["picked"] = gr.Textbox(
+                label="Proposals to accept (numbers, e.g. 1, 3)", elem_id="finder-picked"
             )
-            parts["accept_picked_btn"] = gr.Button("Accept the picked", elem_id="accept-picked")
-            parts["dismiss_btn"] = gr.Button(
-                "Dismiss proposals", elem_id="dismiss-found", visible=False
-            )
+            with gr.Row():
+                parts["accept_all_btn"] = gr.Button(
+                    "Accept all", variant="primary", elem_id="accept-found"
+                )
+                parts["accept_picked_btn"] = gr.Button("Accept the picked", elem_id="accept-picked")
+                parts["dismiss_btn"] = gr.Button("Dismiss proposals", elem_id="dismiss-found")
         parts["find_api"] = gr.Button(visible=False)
     return FindersPanel(**parts)

@@ -122,10 +122,9 @@ def test_pick_one_proposal_accept_it_then_dismiss_the_next(app, page, tmp_path):
     open_step(page, "2 Mark")
     page.locator("#finders-panel").get_by_text("Find objects").first.click()
     page.get_by_label("How many objects (the largest)").fill("2")
-    assert (
-        page.locator("#dismiss-found").count() == 0
-        or not page.locator("#dismiss-found").is_visible()
-    )  # nothing to dismiss yet
+    for control in ("#finder-picked", "#accept-found", "#accept-picked", "#dismiss-found"):
+        # nothing to pick, accept or dismiss yet
+        assert page.locator(control).count() == 0 or not page.locator(control).is_visible()
 
     before = page.evaluate(FRAME_SRC)
     page.locator("#find-objects").click()
@@ -151,6 +150,7 @@ def test_pick_one_proposal_accept_it_then_dismiss_the_next(app, page, tmp_path):
     page.wait_for_function(f"() => ({TABLE_NAMES})().length > 0")
     assert table_names(page) == ["found 2"]
     page.locator("#dismiss-found").wait_for(state="hidden")  # the proposals became objects
+    assert not page.locator("#accept-found").is_visible()
 
     before = page.evaluate(FRAME_SRC)
     page.locator("#find-objects").click()

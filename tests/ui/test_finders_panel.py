@@ -120,11 +120,11 @@ def _files(root) -> dict[str, bytes]:
 def test_dismiss_takes_the_proposals_away_and_changes_no_object_or_file(ctx, user, tmp_path):
     h.upload(ctx, user, str(_clip(tmp_path)))
     p, fp = ctx.page, ctx.page.finders
-    assert f.finder_controls(ctx, user)[fp.dismiss_btn]["visible"] is False
+    assert f.finder_controls(ctx, user)[fp.actions]["visible"] is False
     _find(ctx, user, "")
     f.accept_picked(ctx, user, "1", "box", 0)  # an object whose mask is on disk
     out = _find(ctx, user, "")
-    assert out[fp.dismiss_btn]["visible"] is True
+    assert out[fp.actions]["visible"] is True
     picked, _ = _pick(ctx, user, 140, 85, "")
     assert picked == "2"
     files, history = _files(user.workspace.root), list(user.tracking.history)
@@ -134,7 +134,7 @@ def test_dismiss_takes_the_proposals_away_and_changes_no_object_or_file(ctx, use
     out = f.dismiss_found(ctx, user, 0)
     assert out[p.status].startswith("2 proposals dismissed; no object changed.")
     assert np.array_equal(np.asarray(out[p.frame_view]), plain)  # the frame without them
-    assert out[fp.picked] == "" and out[fp.dismiss_btn]["visible"] is False
+    assert out[fp.picked] == "" and out[fp.actions]["visible"] is False
     assert not user.proposals_shown(0)
     assert _files(user.workspace.root) == files  # byte for byte
     assert list(user.tracking.history) == history
@@ -152,7 +152,7 @@ def test_a_new_video_drops_the_last_ones_proposals(ctx, user, tmp_path):
     (tmp_path / "again").mkdir()
     h.upload(ctx, user, str(_clip(tmp_path / "again")))
     assert not user.proposals_shown(0)
-    assert f.finder_controls(ctx, user)[ctx.page.finders.dismiss_btn]["visible"] is False
+    assert f.finder_controls(ctx, user)[ctx.page.finders.actions]["visible"] is False
 
 
 def test_find_objects_keeps_its_parameters_beside_the_new_endpoints(engine):
