@@ -68,6 +68,9 @@ def engine(tmp_path, random_checkpoint):
         checkpoint=random_checkpoint,
         offline=True,
         data_dir=tmp_path / "sessions",
+        # A ZeroGPU engine would start sessions in bfloat16 (the lent GPU has it); these tests
+        # compare the job's masks with a float32 session on this CPU, so both run float32.
+        bf16="0",
     )
     return Engine(settings)
 
