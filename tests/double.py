@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-HEIGHT, WIDTH = 48, 64  # the frame size the double answers in
+HEIGHT, WIDTH = 48, 64  # the helpers' default frame size (the double answers in the video's)
 DISC_RADIUS = 6  # the double's mask around the last positive click
 HOLE_RADIUS = 3  # what a negative click carves
 
 
-def disc(cx: float, cy: float, r: float) -> np.ndarray:
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
+def disc(cx: float, cy: float, r: float, shape: tuple[int, int] = (HEIGHT, WIDTH)) -> np.ndarray:
+    """The pixels whose centre lies within ``r`` of (cx, cy), in a frame of ``shape``."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
     return (xx + 0.5 - cx) ** 2 + (yy + 0.5 - cy) ** 2 <= r * r
 
 
@@ -30,22 +31,27 @@ def velocity(obj_id: int) -> tuple[int, int]:
     return ((obj_id * 2) % 5) - 2, ((obj_id * 3) % 5) - 2
 
 
-def points_mask(points, labels, box) -> np.ndarray:
+def points_mask(points, labels, box, shape: tuple[int, int] = (HEIGHT, WIDTH)) -> np.ndarray:
     """The double's answer to clicks and a box: the box filled, a disc around the last
     positive click, a hole around every negative click."""
-    mask = np.zeros((HEIGHT, WIDTH), bool)
+    mask = np.zeros(shape, bool)
     if box is not None:
         x0, y0, x1, y1 = (float(v) for v in box)
-        yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
+        yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
         mask |= (xx + 0.5 >= x0) & (xx + 0.5 <= x1) & (yy + 0.5 >= y0) & (yy + 0.5 <= y1)
     if points is not None:
         positive = [p for p, lab in zip(points, labels, strict=True) if lab == 1]
         if positive:
-            mask |= disc(float(positive[-1][0]), float(positive[-1][1]), DISC_RADIUS)
+            mask |= disc(float(positive[-1][0]), float(positive[-1][1]), DISC_RADIUS, shape)
         for p, lab in zip(points, labels, strict=True):
             if lab == 0:
-                mask &= ~disc(float(p[0]), float(p[1]), HOLE_RADIUS)
+                mask &= ~disc(float(p[0]), float(p[1]), HOLE_RADIUS, shape)
     return mask
+
+
+def frame_shape(state) -> tuple[int, int]:
+    """The video's frame size (height, width) in an inference state."""
+    return int(state["video_height"]), int(state["video_width"])
 
 
 class PredictorDouble:
@@ -93,8 +99,9 @@ class PredictorDouble:
         masks = []
         for idx in range(len(state["obj_ids"])):
             out = self._current(state, idx, frame)
-            masks.append(np.zeros((HEIGHT, WIDTH), bool) if out is None else out["mask"])
-        stack = np.stack(masks)[:, None] if masks else np.zeros((0, 1, HEIGHT, WIDTH), bool)
+            masks.append(np.zeros(frame_shape(state), bool) if out is None else out["mask"])
+        empty = np.zeros((0, 1, *frame_shape(state)), bool)
+        stack = np.stack(masks)[:, None] if masks else empty
         return torch.from_numpy(np.where(stack, 10.0, -10.0).astype(np.float32))
 
     def _prompted(self, state, idx: int, frame: int, mask: np.ndarray, inputs: str):
@@ -111,7 +118,7 @@ class PredictorDouble:
         self, state, frame_idx, obj_id, points=None, labels=None, box=None, **_
     ):
         idx = self._idx(state, obj_id)
-        mask = points_mask(points, labels, box)
+        mask = points_mask(points, labels, box, frame_shape(state))
         return self._prompted(state, idx, frame_idx, mask, "point_inputs_per_obj")
 
     def add_new_mask(self, state, frame_idx, obj_id, mask):
