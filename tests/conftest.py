@@ -172,3 +172,14 @@ def user(engine):
     user = UserSession(engine)
     yield user
     user.close()
+
+
+@pytest.fixture
+def double_engine(engine, monkeypatch):
+    """The engine, its predictors built as :class:`tests.double.PredictorDouble`."""
+    import sam2web.tracking.model as model
+    from tests.double import build_double
+
+    monkeypatch.setattr(model, "build_predictor", build_double)
+    engine.models.clear()
+    return engine

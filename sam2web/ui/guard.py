@@ -74,12 +74,13 @@ class SessionRegistry:
         users = {id(u): u for u in [*tabs, *self.keeper.sessions()] if not u.closed}
         return list(users.values())
 
-    def workspace_ids(self) -> set[str]:
+    def workspace_ids(self, now: float | None = None) -> set[str]:
         """Workspace ids of the open sessions. Sessions closed meanwhile are forgotten here,
-        and sessions idle for longer than ``idle_ttl_s`` (no action, not even a frame
-        viewed) are closed first; then the RAM cap is applied."""
+        and sessions idle for longer than ``idle_ttl_s`` at ``now`` (default: the time
+        now; no action, not even a frame viewed) are closed first; then the RAM cap is
+        applied."""
         idle = []
-        now = time.time()
+        now = time.time() if now is None else now
         kept = self.keeper.expire(now)
         with self._lock:
             for key, user in list(self._by_hash.items()):

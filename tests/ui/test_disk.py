@@ -1,5 +1,6 @@
-"""Session folders on disk, through the running app: removed when a session expires, swept
-while the server runs when nothing owns them, and capped in total (SAM2WEB_MAX_DISK_MB)."""
+"""Session folders on disk: removed when a session expires (in the process, on the test's
+clock), and through the running app swept while the server runs when nothing owns them,
+and capped in total (SAM2WEB_MAX_DISK_MB)."""
 
 from __future__ import annotations
 
@@ -105,26 +106,65 @@ def test_uploads_are_refused_when_session_storage_is_full(app, tmp_path):
     assert len(session_folders(app.data_dir) - before) == 1
 
 
-def test_an_idle_session_expires_and_a_busy_one_does_not(tmp_path, random_checkpoint):
+class Clock:
+    """The time as the test sets it, in the shape of the ``time`` module's ``time()``."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_an_idle_session_expires_and_a_busy_one_does_not(ctx, tmp_path, monkeypatch):
     """SAM2WEB_SESSION_TTL_S counts from a session's last action (viewing a frame counts):
-    an idle session is closed with its files, one in use is kept however long it lives."""
-    server = start_app(
-        tmp_path / "ttl-app",
-        random_checkpoint,
-        extra_env={"SAM2WEB_SESSION_TTL_S": "3", "SAM2WEB_SWEEP_INTERVAL_S": "1"},
-    )
+    an idle session is closed with its files once it has been idle for longer than the
+    TTL, one in use is kept however long it lives. The clock is the test's: sessions note
+    their last action on it and the expiry pass is given its time, so nothing waits.
+
+    Recorded runs of wrong variants: sessions whose frame views did not count as use
+    (``view_frame`` without its ``touch``) closed the active session with the idle one
+    and failed the check at TTL + 1 s; an expiry at the TTL itself (``>=`` in
+    ``idle_past``) closed the idle session early and failed the check at the TTL.
+    """
+    from types import SimpleNamespace
+
+    from sam2web.session import lifecycle
+    from sam2web.ui import SessionRegistry
+    from sam2web.ui import handlers as h
+    from sam2web.ui.user import UserSession
+
+    ttl = 3.0
+    clock = Clock(time.time())
+    monkeypatch.setattr(lifecycle, "time", clock)  # what a session's last action reads
+    registry = SessionRegistry(idle_ttl_s=ttl)
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(3, 120, 160))
+    active, idle = UserSession(ctx.engine), UserSession(ctx.engine)
     try:
-        clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(3, 120, 160))
-        active_client = Client(server.url, verbose=False)
-        active = upload(active_client, clip, server.data_dir)
-        idle = upload(Client(server.url, verbose=False), clip, server.data_dir)
-        assert (idle / "frames").is_dir() and (active / "frames").is_dir()
-        deadline = time.time() + 8  # well past the TTL
-        while time.time() < deadline:
-            active_client.predict(1, api_name="/frame")
-            time.sleep(0.5)
-        assert not idle.exists() and active.exists()
-        assert wait_until(lambda: not active.exists(), timeout=20)  # once it idles too
-        assert session_folders(server.data_dir) == set()
+        for tab, user in (("active", active), ("idle", idle)):
+            h.upload(ctx, user, str(clip))
+            registry.remember(SimpleNamespace(session_hash=tab), user)
+        folders = {"active": active.workspace.root, "idle": idle.workspace.root}
+        ids = {"active": active.workspace.id, "idle": idle.workspace.id}
+        assert all((f / "frames").is_dir() for f in folders.values())
+        start = clock.now
+
+        def at(seconds: float) -> set[str]:
+            """The active tab views a frame at ``start + seconds``, then the pass runs."""
+            clock.now = start + seconds
+            h.show_frame(ctx, active, 1)
+            return registry.workspace_ids(now=clock.now)
+
+        assert at(ttl) == {ids["active"], ids["idle"]}  # idle for the TTL: kept
+        assert at(ttl + 1) == {ids["active"]}  # idle for longer: closed
+        assert idle.closed and not folders["idle"].exists()
+        for seconds in range(5, 9):  # well past the TTL, and in use all along
+            assert at(seconds) == {ids["active"]}
+        last = clock.now
+        assert registry.workspace_ids(now=last + ttl) == {ids["active"]}
+        assert registry.workspace_ids(now=last + ttl + 0.001) == set()  # once it idles too
+        assert active.closed and not folders["active"].exists()
+        assert session_folders(ctx.engine.settings.data_dir) == set()
     finally:
-        server.stop()
+        active.close()
+        idle.close()

@@ -14,6 +14,7 @@ gr = pytest.importorskip("gradio")
 from sam2web.ui import handlers as h  # noqa: E402
 from sam2web.ui.user import UserSession  # noqa: E402
 from tests import synth  # noqa: E402
+from tests.double import points_mask  # noqa: E402
 from tests.masks import assert_nontrivial  # noqa: E402
 
 RED = synth.DEFAULT_DISCS[0]
@@ -47,12 +48,13 @@ def test_upload_shows_the_facts_the_first_frame_and_the_slider_range(ctx, user, 
     assert clip.exists()  # only copies in Gradio's upload cache are removed after reading
 
 
-def _grow(mask: np.ndarray) -> np.ndarray:
-    """``mask`` and its 8 neighbours of every pixel."""
-    padded = np.pad(mask, 1)
+def _grow(mask: np.ndarray, by: int = 1) -> np.ndarray:
+    """``mask`` and every pixel within ``by`` pixels of it (a square neighbourhood)."""
+    padded = np.pad(mask, by)
     h, w = mask.shape
+    n = 2 * by + 1
     return np.logical_or.reduce(
-        [padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)]
+        [padded[dy : dy + h, dx : dx + w] for dy in range(n) for dx in range(n)]
     )
 
 
@@ -61,30 +63,57 @@ def _display(mask: np.ndarray) -> np.ndarray:
     return np.kron(mask, np.ones((6, 6), dtype=bool))
 
 
-def test_a_click_adds_object_1_and_shows_its_mask(ctx, user, clip):
+def _display_rgb(image: np.ndarray) -> np.ndarray:
+    """A frame at the page's display scale for this clip (6x, nearest pixel)."""
+    return np.repeat(np.repeat(image, 6, axis=0), 6, axis=1)
+
+
+def test_a_click_adds_object_1_and_shows_its_mask(ctx, user, clip, double_engine):
+    """With the predictor double a click's mask is known: the disc of radius
+    ``DISC_RADIUS`` around the click. The page holds exactly that mask, and the frame it
+    shows is tinted by the overlay's rule (rint(pixel / 2 + colour / 2)) over the mask
+    less its edge, where the outline is drawn (the click marker's strokes cover part of
+    it); outside the mask and its outline only the label, drawn above the mask's top row,
+    changes the frame.
+
+    Recorded runs of wrong variants of the display: each mask drawn 3 pixels to the right
+    (``np.roll`` in ``render_frame``) failed the tinted-interior check; each mask drawn
+    grown by 3 pixels failed the check of the pixels outside.
+    """
     p = ctx.page
     h.upload(ctx, user, str(clip))
-    before = user.view_frame(0)  # no mask yet
+    before = np.asarray(user.view_frame(0))  # no mask yet
+    frame = user.frame_rgb(0)
     out = h.click_frame(ctx, user, 0, "positive", select(user, RED.x0, RED.y0))
     assert out[p.status] == (
         "Positive click added to object 1 at x=40, y=60. 1 object(s); 1 of 8 frames have masks."
     )
     assert out[p.active]["choices"] == [("1: object 1", 1)] and out[p.active]["value"] == 1
-    assert out[p.frame_view].shape == (720, 960, 3)
     assert set(out) == {p.frame_view, p.status, p.active}  # nothing else changes
-    # The mask drawn is the stored one: the shown frame changed over the stored mask (six
-    # display pixels per frame pixel) and, away from its edge and the click marker, nowhere
-    # else. Recorded run of a wrong variant: the stored mask shifted 40 pixels to the right
-    # failed the first of these checks (0.89 of the inner pixels changed, not > 0.95).
-    mask = user.tracking.result(0).masks[1]
-    assert_nontrivial([mask])
-    changed = (np.asarray(out[p.frame_view]) != np.asarray(before)).any(axis=2)
-    inner = _display(~_grow(~mask))  # the mask less its edge pixels
-    outer = _display(_grow(mask))  # the mask and the pixels around it
-    assert changed[inner].mean() > 0.95, changed[inner].mean()
-    # Outside it only the object's label (edged in white: object 1 is the active one) and
-    # the click marker: about 1.2 % of the frame here.
-    assert changed[~outer].sum() < 0.02 * changed.size, changed[~outer].sum()
+    expected = points_mask([(RED.x0, RED.y0)], [1], None, (120, 160))
+    assert_nontrivial([expected])
+    assert np.array_equal(user.mask_on(0, 1), expected)
+    assert np.array_equal(user.tracking.result(0).masks[1], expected)
+
+    shown = np.asarray(out[p.frame_view])
+    assert shown.shape == (720, 960, 3)
+    colour = np.array(user.objects[0].color, dtype=np.float64)
+    tinted = _display_rgb(np.rint(frame * 0.5 + colour * 0.5).astype(np.uint8))
+    # Frame pixels by their 6x6 display blocks: tinted in all of the block, in part of it
+    # (a marker stroke over the rest), or nowhere (under the marker's centre, the frame
+    # pixels within 2 of the click).
+    exact = (shown == tinted).all(axis=2).reshape(120, 6, 160, 6)
+    inner = ~_grow(~expected, 2)  # the mask less its edge
+    centre = _grow(np.pad(np.ones((1, 1), bool), ((60, 59), (40, 119))), 2)
+    assert (inner & ~centre).sum() >= 8
+    assert exact.any(axis=(1, 3))[inner & ~centre].all()
+    # Outside the mask and its outline (and the marker, which lies within both) nothing
+    # changes from the mask's top row down; above it the label is drawn.
+    changed = (shown != before).any(axis=2)
+    outside = ~_display(_grow(expected, 2))
+    top = 6 * int(np.flatnonzero(expected.any(axis=1))[0])
+    assert not changed[top:][outside[top:]].any()
+    assert changed[:top].any()
 
 
 def test_track_yields_progress_then_the_video_downloads_and_table(ctx, user, clip):

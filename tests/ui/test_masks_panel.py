@@ -17,9 +17,31 @@ from sam2web.ui import handlers as h  # noqa: E402
 from sam2web.ui import masks_events as m  # noqa: E402
 from sam2web.ui.user import UserSession  # noqa: E402
 from tests import synth  # noqa: E402
+from tests.double import shifted, velocity  # noqa: E402
 from tests.masks import assert_nontrivial  # noqa: E402
 
 RED = synth.DEFAULT_DISCS[0]
+TRACK = ("forward", "", "", 0, 0.5, True, True, 0, "", "mm", "")  # as the page sends it
+
+
+def _grow(mask: np.ndarray, by: int) -> np.ndarray:
+    """``mask`` and every pixel within ``by`` pixels of it (a square neighbourhood)."""
+    padded = np.pad(mask, by)
+    rows, cols = mask.shape
+    n = 2 * by + 1
+    return np.logical_or.reduce(
+        [padded[dy : dy + rows, dx : dx + cols] for dy in range(n) for dx in range(n)]
+    )
+
+
+def _display(mask: np.ndarray) -> np.ndarray:
+    """A frame mask at the page's display scale for 160x120 clips (6x)."""
+    return np.kron(mask, np.ones((6, 6), dtype=bool))
+
+
+def _display_rgb(image: np.ndarray) -> np.ndarray:
+    """A frame at the page's display scale for 160x120 clips (6x, nearest pixel)."""
+    return np.repeat(np.repeat(image, 6, axis=0), 6, axis=1)
 
 
 def test_the_brush_paints_a_mask_prompt_that_is_recorded_and_replayed(ctx, user, tmp_path):
@@ -59,28 +81,63 @@ def test_the_brush_paints_a_mask_prompt_that_is_recorded_and_replayed(ctx, user,
         m.brush_apply(ctx, user, {**loaded, "layers": []}, 0)
 
 
-def test_label_image_and_identity_fix_through_the_handlers(ctx, user, tmp_path):
+def test_label_image_and_identity_fix_through_the_handlers(ctx, user, tmp_path, double_engine):
+    """With the predictor double the masks are known: a label image's objects start from
+    their labels' masks, and tracking moves each by the double's velocity per frame. A
+    swap from frame 2 on exchanges the two objects' masks, as the page shows them (the
+    masks and the tint of the frame), on frames 2 and 3 and not on 0 and 1; undoing it
+    gives back the masks from before."""
     from PIL import Image
 
-    clip = synth.write_image_zip(tmp_path / "discs.zip", synth.make_frames(2, 120, 160))
+    frames, k = 4, 2
+    clip = synth.write_image_zip(tmp_path / "discs.zip", synth.make_frames(frames, 120, 160))
     h.upload(ctx, user, str(clip))
+    truth = [synth.disc_mask(120, 160, disc, 0) for disc in synth.DEFAULT_DISCS]
     labels = np.zeros((120, 160), np.uint8)
-    for i, disc in enumerate(synth.DEFAULT_DISCS):
-        labels[synth.disc_mask(120, 160, disc, 1)] = i + 1
+    for i, mask in enumerate(truth):
+        labels[mask] = i + 1
     cache = tmp_path / "gradio-cache" / "upload1"
     cache.mkdir(parents=True)
     png = cache / "labels.png"
     Image.fromarray(labels).save(png)
-    out = m.start_from_labels(ctx, user, {"path": str(png)}, 1.0)
-    assert out[ctx.page.status].startswith("2 objects started from the labels on frame 1")
-    assert out[ctx.page.frame_slider] == 1
+    out = m.start_from_labels(ctx, user, {"path": str(png)}, 0.0)
+    assert out[ctx.page.status].startswith("2 objects started from the labels on frame 0")
+    assert out[ctx.page.frame_slider] == 0
     assert not png.exists()  # the uploaded copy is removed once read
     assert [o.name for o in user.objects] == ["label 1", "label 2"]
-    out = m.fix_identity(ctx, user, "swap", 1, 2.0, 1, 1)
-    assert "label 1 and label 2 are swapped from frame 1 on" in out[ctx.page.status]
+    assert_nontrivial(truth)
+    assert np.array_equal(user.mask_on(0, 1), truth[0])
+    assert np.array_equal(user.mask_on(0, 2), truth[1])
+
+    list(h.track(ctx, user, *TRACK))
+    tracked = {
+        (f, obj): shifted(truth[obj - 1], *(f * v for v in velocity(obj)))
+        for f in range(frames)
+        for obj in (1, 2)
+    }
+    assert not np.array_equal(tracked[(k, 1)], tracked[(0, 1)])  # the double moved it
+    for key, mask in tracked.items():
+        assert np.array_equal(user.mask_on(*key), mask), key
+
+    out = m.fix_identity(ctx, user, "swap", 1, 2.0, k, k)
+    assert "label 1 and label 2 are swapped from frame 2 on" in out[ctx.page.status]
     assert user.tracking.history[-1].op == "swap"
+    for (f, obj), mask in tracked.items():
+        shown_as = 3 - obj if f >= k else obj
+        assert np.array_equal(user.mask_on(f, shown_as), mask), (f, obj)
+    # The frames shown: object 1's tracked mask is tinted in label 2's colour from frame 2.
+    colours = {o.obj_id: np.array(o.color, dtype=np.float64) for o in user.objects}
+    for f, view in ((k, out[ctx.page.frame_view]), (k - 1, user.view_frame(k - 1))):
+        inner = _display(~_grow(~tracked[(f, 1)], 3))  # less the edge (thick: active)
+        expected = np.rint(
+            _display_rgb(user.frame_rgb(f)) * 0.5 + colours[2 if f >= k else 1] * 0.5
+        )
+        assert np.array_equal(np.asarray(view)[inner], expected.astype(np.uint8)[inner]), f
+
     m.undo_fix(ctx, user, 1)
     assert user.tracking.history[-1].op == "undo_fix"
+    for key, mask in tracked.items():
+        assert np.array_equal(user.mask_on(*key), mask), key
     m.fill_gaps(ctx, user, 2, 1)
     assert user.tracking.history[-1].frames == 2
     with pytest.raises(gr.Error, match="whole number"):
