@@ -1,7 +1,9 @@
-"""Start the real app (``python app.py``) in a subprocess for end-to-end tests."""
+"""Start the real app (``python app.py``) in a subprocess for end-to-end tests, optionally
+with tracking runs a test can hold part-way (:class:`RunGate`, served by tests/gatedapp.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -27,6 +29,7 @@ class AppServer:
     data_dir: Path
     log_path: Path
     process: subprocess.Popen
+    gate: RunGate | None = None  # where tests/gatedapp.py serves it
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -47,9 +50,11 @@ def start_app(
     extra_env: dict[str, str] | None = None,
     timeout: float = 120,
     python: Path | str | None = None,
+    gate: RunGate | None = None,
 ) -> AppServer:
     """``python app.py`` (``python``: this test's interpreter unless given) on a free port
-    of 127.0.0.1, its output in ``workdir/server.log``; waits until it answers."""
+    of 127.0.0.1, its output in ``workdir/server.log``; waits until it answers. With a
+    ``gate`` it runs tests/gatedapp.py instead, whose runs that gate can hold."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     data_dir = workdir / "sessions"
@@ -73,9 +78,12 @@ def start_app(
     )
     env.update(extra_env or {})
     log_path = workdir / "server.log"
+    entry = [str(ROOT / "app.py")]
+    if gate is not None:
+        entry = [str(ROOT / "tests" / "gatedapp.py"), str(gate.folder)]
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            [str(python or sys.executable), str(ROOT / "app.py")],
+            [str(python or sys.executable), *entry],
             cwd=workdir,
             env=env,
             stdout=log,
@@ -89,11 +97,54 @@ def start_app(
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
-                    return AppServer(url, data_dir, log_path, process)
+                    return AppServer(url, data_dir, log_path, process, gate)
         except OSError:
             time.sleep(0.5)
     process.kill()
     raise RuntimeError("the app did not answer in time:\n" + log_path.read_text())
+
+
+class RunGate:
+    """The test's side of tests/gatedapp.py: hold a session's next tracking run after a
+    number of frames, learn that it is held, let it go, and read how it ended. Sessions are
+    named by their folder (``session_folders``), as the server made it."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _marker(self, session: Path, kind: str) -> Path:
+        return self.folder / f"{Path(session).name}.{kind}"
+
+    def hold(self, session: Path, after: int) -> None:
+        """Hold the session's next run once it tracked ``after`` frames (set before it starts)."""
+        part = self._marker(session, "hold.part")
+        part.write_text(str(int(after)), encoding="utf-8")
+        os.replace(part, self._marker(session, "hold"))
+
+    def release(self, session: Path) -> None:
+        self._marker(session, "go").touch()
+
+    def _wait(self, session: Path, kind: str, timeout: float) -> dict | None:
+        path = self._marker(session, kind)
+        if not wait_until(path.exists, timeout, 0.02):
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def held(self, session: Path, timeout: float = 120) -> dict | None:
+        """``{"frames": K}`` once the run is held (None: not within ``timeout`` s)."""
+        return self._wait(session, "held", timeout)
+
+    def ended(self, session: Path, timeout: float = 120) -> dict | None:
+        """``{"frames": n, "closed": bool}`` once the run's frames ended."""
+        return self._wait(session, "ended", timeout)
+
+    def finished(self, session: Path, timeout: float = 120) -> dict | None:
+        """``{"phase": ...}`` once the run's thread is done, its clean-up included."""
+        return self._wait(session, "finished", timeout)
+
+    def has(self, session: Path, kind: str) -> bool:
+        return self._marker(session, kind).exists()
 
 
 def session_folders(data_dir: Path) -> set[Path]:

@@ -11,11 +11,12 @@ import csv
 import json
 import time
 
+import numpy as np
 import pytest
 
 from sam2web.history import decode_mask
-from tests import synth
-from tests.appserver import start_app
+from tests import loadrun, synth
+from tests.appserver import RunGate, start_app
 from tests.browser import (
     add_object_and_click,
     assert_click_near,
@@ -25,13 +26,16 @@ from tests.browser import (
     open_step,
     wait_status,
 )
+from tests.masks import assert_nontrivial
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, random_checkpoint):
-    server = start_app(tmp_path_factory.mktemp("browser-app"), random_checkpoint)
+    """The app; its runs can be held part-way (``app.gate``)."""
+    workdir = tmp_path_factory.mktemp("browser-app")
+    server = start_app(workdir, random_checkpoint, gate=RunGate(workdir / "gate"))
     yield server
     server.stop()
 
@@ -97,57 +101,85 @@ def test_track_two_discs_in_the_browser(app, page, tmp_path):
     full_page_screenshot(page, tmp_path / "after_tracking.png")
 
 
-def test_a_second_user_is_served_in_the_browser_while_a_long_run_tracks(app, page, tmp_path):
-    """One user tracks a long clip at full quality (through gradio_client); a second user,
-    in the browser, sees their upload and first mask within seconds, long before that run
-    ends, and while both track, the page says the model is shared."""
-    from gradio_client import Client, handle_file
+def test_a_second_user_is_served_in_the_browser_while_another_run_tracks(app, page, tmp_path):
+    """One user tracks through gradio_client, held by the server after frame 4 of 24, so
+    it is still tracking by construction while a second user, in the browser, uploads,
+    clicks and starts tracking; the page says the model is shared. Then the first run is
+    let go, both end, and each user's masks equal those of the same work tracked alone."""
+    from gradio_client import Client
 
-    from tests.appserver import session_folders, wait_until
+    from tests.appserver import session_folders
 
-    long_frames = 40
-    discs = tuple(
-        synth.Disc(d.x0, d.y0, d.vx / 5, d.vy / 5, d.radius, d.color) for d in synth.DEFAULT_DISCS
-    )
-    long_clip = synth.write_video(
-        tmp_path / "long.mp4", synth.make_frames(long_frames, 120, 160, discs=discs), fps=10
-    )
-    short_clip = synth.write_video(
-        tmp_path / "short.mp4", synth.make_frames(16, 120, 160, discs=discs), fps=10
-    )
+    first = loadrun.UserClip("first", 24, 160, 120, ("long run",))
+    second = loadrun.UserClip("second", 12, 160, 120, ("second user",))
+    first_path, second_path = first.write(tmp_path), second.write(tmp_path)
     runner = Client(app.url, verbose=False)
-    before = session_folders(app.data_dir)
-    runner.predict(handle_file(str(long_clip)), api_name="/upload")
-    (folder,) = session_folders(app.data_dir) - before
-    runner.predict("long run", 0, api_name="/add_object")
-    runner.predict(0, 1, discs[0].x0, discs[0].y0, True, api_name="/add_point")
+    runner_folder = loadrun.upload(runner, first_path, app.data_dir)
+    loadrun.prompt(runner, first)
     page.goto(app.url)
-    job = runner.submit(
-        "forward", "", "", 0, 0.5, True, True, 0, "", "mm", "", api_name="/propagate"
-    )
-    assert wait_until(lambda: len(list((folder / "masks").glob("*.npz"))) >= 3, 60, 0.02)
-
-    t0 = time.perf_counter()
-    page.locator("#upload input[type=file]").set_input_files(str(short_clip))
-    wait_status(page, "Loaded", timeout=30_000)
-    uploaded = time.perf_counter() - t0
-    add_object_and_click(page, "second user", discs[0])
-    first_mask = time.perf_counter() - t0
-    running = not job.done()
-    open_step(page, "3 Track")
-    page.locator("#track").click()
-    wait_status(page, "The model is shared with 1 other user tracking", timeout=30_000)
-    shared = not job.done()
-    wait_status(page, "Tracked 16 frames", timeout=120_000)
-    status = job.result(timeout=300)[1]
+    app.gate.hold(runner_folder, after=4)
+    job = runner.submit("forward", *loadrun.TRACK_ARGS, api_name="/propagate")
+    try:
+        assert app.gate.held(runner_folder) == {"frames": 4}, "the first run did not start"
+        t0 = time.perf_counter()
+        before = session_folders(app.data_dir)
+        page.locator("#upload input[type=file]").set_input_files(str(second_path))
+        wait_status(page, "Loaded")
+        uploaded = time.perf_counter() - t0
+        (page_folder,) = session_folders(app.data_dir) - before
+        add_object_and_click(page, "second user", second.discs()[0])
+        first_mask = time.perf_counter() - t0
+        open_step(page, "3 Track")
+        page.locator("#track").click()
+        wait_status(page, "The model is shared with 1 other user tracking")
+        assert not job.done() and not app.gate.has(runner_folder, "ended")
+    finally:
+        app.gate.release(runner_folder)
+    wait_status(page, f"Tracked {second.frames} frames", timeout=300_000)
+    assert f"Tracked {first.frames} frames" in job.result(timeout=300)[1]
     print(
         f"\n[browser] upload shown {uploaded:.1f} s, first mask {first_mask:.1f} s after "
-        f"choosing the file, while the other user's {long_frames}-frame run went on"
+        f"choosing the file, while the other user's run was held after frame 4"
     )
-    assert running, "the second user's upload and first mask waited for the whole run"
-    assert uploaded < 15 and first_mask < 30
-    assert shared
-    assert f"Tracked {long_frames} frames" in status
+    clicked = _recorded_click(page, tmp_path)
+    together = {
+        "first": loadrun.read_masks(runner_folder, first),
+        "second": loadrun.read_masks(page_folder, second),
+    }
+    # The same work, each user alone on the server.
+    alone = {}
+    for clip, path in ((first, first_path), (second, second_path)):
+        client = Client(app.url, verbose=False)
+        folder = loadrun.upload(client, path, app.data_dir)
+        if clip is first:
+            loadrun.prompt(client, clip)
+        else:
+            client.predict("second user", 0, api_name="/add_object")
+            client.predict(0, 1, *clicked, True, api_name="/add_point")
+        assert f"Tracked {clip.frames} frames" in loadrun.track(client, clip)
+        alone[clip.key] = loadrun.read_masks(folder, clip)
+    for clip in (first, second):
+        got, expected = together[clip.key], alone[clip.key]
+        assert sorted(got) == sorted(expected) == list(range(clip.frames)), clip.key
+        assert_nontrivial([m for f in expected.values() for m in f.values()], clip.key)
+        for frame, objects in expected.items():
+            assert sorted(got[frame]) == sorted(objects) == [1], (clip.key, frame)
+            assert np.array_equal(got[frame][1], objects[1]), (clip.key, frame)
+
+
+def _recorded_click(page, tmp_path) -> tuple[float, float]:
+    """Where the page's one click landed, in original-frame pixels, as its session
+    recorded it (the project file's history; the status line rounds it)."""
+    open_step(page, "7 Project")
+    page.locator("#save-project").click()
+    link = page.locator('#project-file a[href*="sam2web_project.json"]').first
+    with page.expect_download() as download_info:
+        link.click()
+    path = tmp_path / "second_user_project.json"
+    download_info.value.save_as(path)
+    history = json.loads(path.read_text(encoding="utf-8"))["history"]
+    (click,) = [step for step in history if step["op"] == "click"]
+    return click["x"], click["y"]
 
 
 def test_draw_a_zone_and_a_ruler_then_see_the_zone_table(app, page, tmp_path):
