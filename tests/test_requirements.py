@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -16,6 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PRE_REQUIREMENTS = ROOT / "pre-requirements.txt"
 REQUIREMENTS = ROOT / "requirements.txt"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# The Pythons ZeroGPU runs, as the Hub's "Spaces ZeroGPU" page lists them (Supported Versions).
+ZEROGPU_PYTHONS = ("3.12.12", "3.10.13")
+# The oldest torch that page supports ("from 2.8.0 to latest").
+ZEROGPU_OLDEST_TORCH = Version("2.8.0")
 
 
 def _parse(path: Path) -> tuple[list[tuple[str, str]], dict[str, Requirement]]:
@@ -41,6 +46,17 @@ def _torch_pin(requirement: Requirement) -> Version:
     specs = list(requirement.specifier)
     assert len(specs) == 1 and specs[0].operator == "==", f"torch must be pinned: {requirement}"
     return Version(specs[0].version)
+
+
+def _front_matter(path: Path) -> dict:
+    match = re.match(r"---\n(.*?)\n---\n", path.read_text(encoding="utf-8"), re.DOTALL)
+    assert match, f"{path.name} has no front matter"
+    return yaml.safe_load(match.group(1))
+
+
+def _spaces_section() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.split("\n## Hugging Face Spaces\n", 1)[1].split("\n## ", 1)[0]
 
 
 def test_a_cpu_space_installs_torchs_cpu_build_before_everything_else():
@@ -109,3 +125,23 @@ def test_local_installs_leave_the_spaces_index_line_out():
     setup = (ROOT / "scripts/setup.sh").read_text()
     install = next(line for line in setup.splitlines() if "--no-build-isolation" in line)
     assert "$copies/" in shlex.join(shlex.split(install)), "setup.sh installs the copies"
+
+
+def test_the_front_matter_names_a_python_zerogpu_runs():
+    section = _spaces_section()
+    for version in ZEROGPU_PYTHONS:
+        assert version in section, f"README's Spaces section must cite ZeroGPU's Python {version}"
+    python = _front_matter(ROOT / "README.md")["python_version"]
+    minors = {".".join(v.split(".")[:2]) for v in ZEROGPU_PYTHONS}
+    assert python in ZEROGPU_PYTHONS or python in minors, (
+        f'python_version "{python}" is not one ZeroGPU runs: {", ".join(ZEROGPU_PYTHONS)}'
+    )
+    copy = _front_matter(ROOT / "docs" / "README_FRONT_MATTER.md")["python_version"]
+    assert copy == python, "docs/README_FRONT_MATTER.md must show the README's front matter"
+
+
+def test_the_zerogpu_torch_is_a_cuda_release_zerogpu_supports():
+    _, requirements = _parse(ROOT / "requirements-zerogpu.txt")
+    pin = _torch_pin(requirements["torch"])
+    assert pin.local is None, "ZeroGPU's spaces package needs PyPI's CUDA build"
+    assert pin >= ZEROGPU_OLDEST_TORCH
