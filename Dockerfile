@@ -58,11 +58,14 @@ RUN --mount=type=cache,target=/root/.cache/pip \
         --extra-index-url "$PIP_INDEX_URL" \
         "torch==2.13.0" "setuptools>=70" wheel
 # 2. The requirements; SAM2_BUILD_CUDA=0 skips sam2's optional CUDA extension, which only
-#    accelerates hole filling. torch==2.13.0 is already satisfied by step 1.
+#    accelerates hole filling. torch==2.13.0 is already satisfied by step 1. The file's
+#    --extra-index-url line is for a Hugging Face Space, whose pip builds sam2 in isolation;
+#    here sam2 builds against step 1's torch, so the image's copy drops that line.
 # 3. sam2 declares torchvision, but the video predictor never imports it and a torchvision
 #    wheel built for another torch breaks at import; keep it out.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    SAM2_BUILD_CUDA=0 pip install --no-build-isolation -r requirements.txt \
+    sed -i '/^--extra-index-url/d' requirements.txt \
+    && SAM2_BUILD_CUDA=0 pip install --no-build-isolation -r requirements.txt \
     && pip uninstall -y torchvision
 
 # An unprivileged user; /data holds the checkpoint cache (a volume) and the per-session

@@ -21,10 +21,11 @@ if [[ ! -f "$stamp" ]]; then
   # torch first: sam2 1.1.0 is a source distribution whose build imports torch.
   echo "[setup-zerogpu] installing $torch_pin"
   "${PIP[@]}" install "$torch_pin" "setuptools>=70" wheel
-  # requirements.txt pins the CPU Space's torch; the ZeroGPU pin replaces it.
+  # requirements.txt pins the CPU Space's torch; the ZeroGPU pin replaces it. Its index line
+  # (PyTorch's CPU index, for a CPU Space's isolated build of sam2) goes too, as in setup.sh.
   reqs=$(mktemp)
   trap 'rm -f "$reqs"' EXIT
-  grep -vE '^torch==' requirements.txt >"$reqs"
+  grep -vE '^(torch==|--extra-index-url)' requirements.txt >"$reqs"
   echo "[setup-zerogpu] installing sam2 and requirements.txt (torch kept at $torch_pin)"
   SAM2_BUILD_CUDA=0 "${PIP[@]}" install --no-build-isolation "$torch_pin" -r "$reqs"
   echo "[setup-zerogpu] installing $spaces_pin"

@@ -39,8 +39,16 @@ if [[ ! -f "$stamp" ]]; then
   echo "[setup] installing torch"
   "${PIP[@]}" install "torch==2.13.0" "setuptools>=70" wheel
   # SAM2_BUILD_CUDA=0: the optional CUDA extension only accelerates hole filling.
+  # requirements.txt's --extra-index-url line is for a Hugging Face Space, whose pip builds
+  # sam2 in isolation; here sam2 builds against the torch above, so copies without it are
+  # installed (pip would otherwise ask that index for every package, reachable or not).
   echo "[setup] installing ${reqs[*]}"
-  SAM2_BUILD_CUDA=0 "${PIP[@]}" install --no-build-isolation -r "${reqs[-1]}"
+  copies=$(mktemp -d)
+  trap 'rm -rf "$copies"' EXIT
+  for file in "${reqs[@]}"; do
+    grep -vE '^--extra-index-url' "$file" >"$copies/$file"
+  done
+  SAM2_BUILD_CUDA=0 "${PIP[@]}" install --no-build-isolation -r "$copies/${reqs[-1]}"
   # sam2 declares torchvision, but the video predictor never imports it and a
   # torchvision wheel built for another torch breaks at import; keep it out.
   "${PIP[@]}" uninstall -y torchvision >/dev/null 2>&1 || true
