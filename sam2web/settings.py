@@ -83,8 +83,8 @@ SETTINGS: tuple[Setting, ...] = (
         "own fast path (vos_optimized), compiled in the background when the model loads "
         "while clicks and tracking run uncompiled (the model line says “Compiling the "
         "model for speed…”); click and object counts the warm-up did not compile (more "
-        "than 3 clicks on a frame, more than 2 objects) run uncompiled instead of compiling "
-        "again; ignored on other devices. on and vos need a C "
+        "than 3 clicks on a frame, more than 2 objects) and the exact float32 quality run "
+        "uncompiled instead of compiling again; ignored on other devices. on and vos need a C "
         "compiler (cc, gcc or clang) and are refused without one.",
     ),
     Setting(

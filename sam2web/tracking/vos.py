@@ -19,7 +19,10 @@ thread by running the predictor on a private blank video (:func:`warm_up`: 1 to
 meanwhile every other thread runs the eager forwards, which give the uncompiled model's
 results, so clicks never wait for it. Afterwards calls use the compiled graphs under
 torch's ``eager_on_recompile`` stance: a shape the warm-up did not compile runs eagerly
-instead of compiling on the click path.
+instead of compiling on the click path. The warm-up runs in the precision SAM2WEB_BF16's
+default gives the device (bfloat16 from compute capability 8.0), the one sessions start
+in; calls in another precision (the exact float32 quality) find no compiled graph and run
+eagerly.
 
 torch's stance is process-wide; :data:`STANCE` sets it back to ``default`` while a warm-up
 compiles (one at a time in a process) and, until that warm-up ends, routes every model's
