@@ -5,6 +5,7 @@ the test lets it go; the refusal without a C compiler still comes first."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 
@@ -132,3 +133,74 @@ def test_vos_is_refused_without_a_c_compiler_before_anything_is_built(monkeypatc
     with pytest.raises(CheckpointError, match="SAM2WEB_COMPILE=vos needs a C compiler"):
         model.build_predictor(get_spec("sam2.1-tiny"), None, device="cuda", compile="vos")
     assert built == [] and started == []
+
+
+class Part(torch.nn.Module):
+    """A part whose eager forward answers "eager"; sam2's compile is stood in for by an
+    instance ``forward`` answering "compiled"."""
+
+    def forward(self, x):
+        return "eager"
+
+
+class FakeVos:
+    def __init__(self):
+        for name in vos.PARTS:
+            part = Part()
+            part.forward = lambda x: "compiled"
+            setattr(self, name, part)
+
+
+def test_a_failed_warm_up_leaves_the_eager_forwards_in_use(monkeypatch):
+    stances: list[str] = []
+    monkeypatch.setattr(vos, "set_stance", stances.append)
+    entered, release = threading.Event(), threading.Event()
+    seen_in_warm_up = []
+
+    def failing(predictor, autocast):
+        seen_in_warm_up.append(predictor.sam_mask_decoder(0))
+        entered.set()
+        release.wait(WAIT_S)
+        raise RuntimeError("inductor could not build a kernel")
+
+    monkeypatch.setattr(vos, "warm_up", failing)
+    predictor = FakeVos()
+    gate = vos.CompileGate(predictor)
+    assert gate.parts == list(vos.PARTS)
+    gate.start(contextlib.nullcontext)
+    assert entered.wait(WAIT_S)
+    assert predictor.image_encoder(0) == "eager" and gate.status() == vos.COMPILING
+    release.set()
+    assert gate.done.wait(WAIT_S)
+    assert seen_in_warm_up == ["compiled"]  # the warm-up thread runs the compiled forward
+    assert not gate.compiled and "inductor could not build a kernel" in gate.error
+    assert gate.status() is None
+    assert [predictor.memory_attention(0), predictor.sam_prompt_encoder(0)] == ["eager"] * 2
+    assert stances == ["default", "eager_on_recompile"]
+
+
+def test_a_warmed_gate_uses_the_compiled_forwards_and_a_second_warm_up_pauses_them(
+    monkeypatch,
+):
+    monkeypatch.setattr(vos, "set_stance", lambda stance: None)
+    entered, release = threading.Event(), threading.Event()
+
+    def second(predictor, autocast):
+        entered.set()
+        release.wait(WAIT_S)
+
+    first = FakeVos()
+    monkeypatch.setattr(vos, "warm_up", lambda predictor, autocast: None)
+    gate = vos.CompileGate(first)
+    gate.start(contextlib.nullcontext).join(WAIT_S)
+    assert gate.compiled and first.sam_mask_decoder(0) == "compiled"
+    # Another model compiling switches torch's stance back to compiling: the first
+    # model's calls run eagerly until it is done.
+    monkeypatch.setattr(vos, "warm_up", second)
+    other = vos.CompileGate(FakeVos())
+    thread = other.start(contextlib.nullcontext)
+    assert entered.wait(WAIT_S)
+    assert first.sam_mask_decoder(0) == "eager"
+    release.set()
+    thread.join(WAIT_S)
+    assert first.sam_mask_decoder(0) == "compiled"
