@@ -80,8 +80,11 @@ SETTINGS: tuple[Setting, ...] = (
         "on: torch.compile SAM2's image encoder when a model is loaded (takes minutes, once "
         "per model and resolution). On the CPUs measured it made frames slower, not faster "
         "(benchmarks/README.md); off keeps sam2's own model. vos: on CUDA only, SAM 2.1's "
-        "own fast path (vos_optimized); each new number of clicks on a frame may compile "
-        "again, which delays that click; ignored on other devices. on and vos need a C "
+        "own fast path (vos_optimized), compiled in the background when the model loads "
+        "while clicks and tracking run uncompiled (the model line says “Compiling the "
+        "model for speed…”); click and object counts the warm-up did not compile (more "
+        "than 3 clicks on a frame, more than 2 objects) and the exact float32 quality run "
+        "uncompiled instead of compiling again; ignored on other devices. on and vos need a C "
         "compiler (cc, gcc or clang) and are refused without one.",
     ),
     Setting(

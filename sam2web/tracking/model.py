@@ -356,10 +356,12 @@ def build_predictor(
     Built by sam2's own ``build_sam2_video_predictor`` (Meta's post-processing defaults
     included) and loaded strictly; ``ckpt_path=None`` leaves random weights (tests only).
 
-    ``compile`` is SAM2WEB_COMPILE (off or on; see :func:`sam2web.tracking.accel.compile_plan`). With
+    ``compile`` is SAM2WEB_COMPILE (see :func:`sam2web.tracking.accel.compile_plan`). With
     ``on`` the compile is paid here, once per predictor, and ``predictor.sam2web_compile``
     records what was compiled and the seconds it took; ``off`` leaves the predictor exactly
-    as sam2 built it.
+    as sam2 built it. ``vos`` on CUDA builds sam2's compiled ``SAM2VideoPredictorVOS`` and
+    returns at once: ``predictor.sam2web_vos`` (a :class:`~sam2web.tracking.vos.CompileGate`)
+    compiles it in a background thread while calls run its uncompiled forwards.
     """
     from sam2.build_sam import build_sam2_video_predictor
 
@@ -367,7 +369,7 @@ def build_predictor(
 
     check_compile_possible(compile, torch_device_type(device))
     overrides = hydra_overrides(image_size, corrections)
-    vos = compile == "vos" and torch_device_type(device) == "cuda"
+    vos = compile == "vos" and vos_applies(device)
     if compile == "vos" and not vos:
         log.info("SAM2WEB_COMPILE=vos ignored: SAM 2.1's fast path is for CUDA devices")
     # Read the weights first: a bad file fails fast, before the model is built.
@@ -386,11 +388,11 @@ def build_predictor(
         settle_caches(predictor, device)
         if state is None:
             log.warning("Built %s with random weights (no checkpoint)", spec.key)
-            return _compiled(predictor, compile)
+            return _compiled(predictor, compile, vos)
         check_matches(predictor, state, spec)
         predictor.load_state_dict(state, strict=True)
         log.info("Loaded %s from %s on %s at %d px", spec.key, ckpt_path, device, image_size)
-        return _compiled(predictor, compile)
+        return _compiled(predictor, compile, vos)
 
 
 def torch_device_type(device) -> str:
@@ -399,9 +401,24 @@ def torch_device_type(device) -> str:
     return torch.device(device).type
 
 
-def _compiled(predictor, setting: str):
+def vos_applies(device) -> bool:
+    """Whether SAM2WEB_COMPILE=vos builds SAM 2.1's compiled predictor on ``device``
+    (CUDA only)."""
+    return torch_device_type(device) == "cuda"
+
+
+def _compiled(predictor, setting: str, vos: bool = False):
     from .accel import compile_plan, compile_predictor
 
+    if vos:
+        # sam2 wrapped the parts in torch.compile; compile them in the background so that
+        # no click waits (see sam2web.tracking.vos).
+        from .vos import CompileGate
+
+        gate = predictor.sam2web_vos = CompileGate(predictor)
+        device = predictor.device
+        gate.start(lambda: autocast_context(device))
+        return predictor
     record = compile_predictor(predictor, compile_plan(setting))
     if record is not None:
         predictor.sam2web_compile = record
@@ -473,6 +490,17 @@ class ModelCache:
         built = [k for k, s in self._slots.items() if s.predictor is not None and k != keep]
         while len(built) + 1 > self.max_models:
             del self._slots[built.pop(0)]
+
+    def compile_status(self) -> str | None:
+        """A sentence while a cached model compiles in the background (SAM2WEB_COMPILE=vos),
+        else None."""
+        with self._lock:
+            predictors = [s.predictor for s in self._slots.values() if s.predictor is not None]
+        for predictor in predictors:
+            gate = getattr(predictor, "sam2web_vos", None)
+            if gate is not None and gate.status():
+                return gate.status()
+        return None
 
     def clear(self) -> None:
         with self._lock:

@@ -72,6 +72,14 @@ def object_score(state: dict, frame_idx: int, obj_id: int, temp: bool = False) -
     """SAM2's object score logit for this object on this frame (> 0: present); NaN when
     the state holds no output for it. ``temp`` also looks at outputs of prompts not yet
     consolidated by a propagation."""
+    found = score_tensor(state, frame_idx, obj_id, temp)
+    return float("nan") if found is None else float(found.float().reshape(-1)[0])
+
+
+def score_tensor(
+    state: dict, frame_idx: int, obj_id: int, temp: bool = False
+) -> torch.Tensor | None:
+    """The tensor (on the model's device) :func:`object_score` reads, or None."""
     obj_idx = state["obj_id_to_idx"][obj_id]
     dicts = []
     if temp:
@@ -81,8 +89,8 @@ def object_score(state: dict, frame_idx: int, obj_id: int, temp: bool = False) -
         for key in ("cond_frame_outputs", "non_cond_frame_outputs"):
             out = d[key].get(frame_idx)
             if out is not None and out.get("object_score_logits") is not None:
-                return float(out["object_score_logits"].float().reshape(-1)[0])
-    return float("nan")
+                return out["object_score_logits"]
+    return None
 
 
 def release_outputs(

@@ -60,6 +60,7 @@ from .sam2state import (
     tensor_bytes,
     upcast_memory,
 )
+from .transfer import copy_frame
 
 log = logging.getLogger(__name__)
 
@@ -463,11 +464,8 @@ class TrackingSession:
                         except StopIteration:
                             return
                         upcast_memory(self.state, self.predictor.device.type, frame_idx)
-                    masks = {
-                        oid: (logits[i, 0] > 0.0).cpu().numpy() for i, oid in enumerate(obj_ids)
-                    }
-                    scores = {oid: object_score(self.state, frame_idx, oid) for oid in obj_ids}
-                    stored = self.store.write(frame_idx, masks, scores)
+                    # One copy of all masks and one of all scores, waited for at the write.
+                    copy = copy_frame(self.state, frame_idx, obj_ids, logits)
                     for oid in obj_ids:
                         self.released.get(oid, set()).discard(frame_idx)
                     if self.trim:
@@ -475,6 +473,7 @@ class TrackingSession:
                             self.state, frame_idx, reverse, anchors
                         ).items():
                             self.released.setdefault(oid, set()).update(frames)
+                    stored = self.store.write(frame_idx, *copy.result())
                     result = self._current(frame_idx, stored)
                 yield result
                 if cancel is not None and cancel.is_set():

@@ -94,7 +94,9 @@ def model_line(engine: Engine, model_key: str | None = None) -> str:
         if engine.approximate
         else ""
     )
-    return f"**Model:** {html.escape(status.message)}{approx}"
+    compiling = engine.models.compile_status()
+    compiling = f" {html.escape(compiling)}" if compiling else ""
+    return f"**Model:** {html.escape(status.message)}{compiling}{approx}"
 
 
 def facts(user: UserSession) -> str:
