@@ -100,7 +100,7 @@ def _wire_reattach(demo: gr.Blocks, ctx: Context) -> None:
         *[p.labels, p.trails, p.pixels_per_unit, p.unit, p.fps],
         *[p.video, p.files, p.gallery, p.summary, p.events, p.trajectories, p.confidence],
         *[z.zone_list, z.membership, z.overlap, z.pair_within],
-        *[z.zone_table, z.pair_table, z.heatmaps, z.files],
+        *[z.zone_table, z.pair_table, z.heatmaps, z.files, p.example.hint],
         *flow.outputs(ctx.page),
     ]
     demo.load(
