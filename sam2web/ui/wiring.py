@@ -75,6 +75,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         loaded, switched = _wire_project_and_model(ctx)
         wire_zones(ctx, results_events, loaded, clicked)
         flow.wire(
+            demo,
             ctx,
             [*uploads, opened, example],
             [*results_events, reset, loaded, *switched],
@@ -83,6 +84,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         demo.unload(ctx.registry.close)  # the session stays for its idle expiry
         _wire_reattach(demo, ctx)
         demo.sam2web_registry = ctx.registry  # for tests and housekeeping
+        demo.sam2web_page = page  # for tests
     # Gradio runs the per-tab state factory as a load event of its own, which would also be
     # listed as an API endpoint that takes and returns nothing.
     for fn in demo.fns.values():
