@@ -113,5 +113,5 @@ def wire(ctx: Context, uploaded):
         api_visibility="private",
         concurrency_limit=None,
     )
-    uploaded.then(lambda: "", None, [p.example.hint], api_visibility="private", queue=False)
+    uploaded.success(lambda: "", None, [p.example.hint], api_visibility="private", queue=False)
     return loaded

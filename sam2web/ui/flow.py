@@ -183,7 +183,7 @@ def wire(demo: gr.Blocks, ctx: Context, uploads: list, changes: list, prompts: l
     p, f = ctx.page, ctx.page.flow
     steps = outputs(p)
     for event in uploads:
-        event.then(bind(after_upload, ctx), [p.state], steps, **PRIVATE)
+        event.success(bind(after_upload, ctx), [p.state], steps, **PRIVATE)
     for event in changes:
         event.then(bind(after_change, ctx), [p.state], steps[:-1], **PRIVATE)
     for event in prompts:
