@@ -58,3 +58,20 @@ def test_the_events_after_the_page_upload_run_only_after_one_that_was_read(engin
     # The API's upload endpoints keep their inputs and outputs.
     (v2,) = [fn for fn in fns if fn.api_name == "upload_v2"]
     assert v2.inputs == [p.state, p.upload, p.frame_step] and p.upload_refused not in v2.outputs
+
+
+def test_a_tiff_that_needs_a_choice_is_asked_for_not_refused(ctx, user, tmp_path):
+    import numpy as np
+
+    tifffile = pytest.importorskip("tifffile")
+    from sam2web.ui import masks_events as m
+
+    data = np.zeros((3, 2, 48, 64), np.uint8)
+    cache = tmp_path / "gradio-cache" / "upload3"
+    cache.mkdir(parents=True)
+    src = cache / "cells.tif"
+    tifffile.imwrite(src, data, imagej=True, metadata={"axes": "TCYX"})
+    out = ue.upload_page(ctx, user, {"path": str(src)}, 1)
+    assert out[ctx.page.upload_refused] is False  # the events after it run: they ask
+    assert "has 2 channels" in out[ctx.page.status]
+    assert m.stack_choices(ctx, user)[ctx.page.masks.stack_group]["visible"] is True
