@@ -1,5 +1,6 @@
 """The page's own upload: the ``upload_v2`` endpoint's work, but a file that is refused is
-said in one sentence in the status line, and nothing else on the page changes.
+said in one sentence in the status line (before any video, in the guide line at the top,
+since the viewer is not shown yet), and nothing else on the page changes.
 
 An error raised by a handler marks every output of its event with an error badge (the
 frame, the facts, the slider ...), as if each of them had failed. So the page's upload
@@ -43,7 +44,7 @@ def upload_page(
     progress=gr.Progress(),
 ) -> Update:
     """Read an upload as ``upload_v2`` does; a refused file leaves everything as it was
-    and says why in the status line. A TIFF that needs a channel or axis is not refused:
+    and says why in the status line (the guide line before any video). A TIFF that needs a channel or axis is not refused:
     its sentence is shown and the page asks for the choice."""
     p = ctx.page
     try:
@@ -51,7 +52,10 @@ def upload_page(
     except StackChoiceError as err:
         return {p.status: refusal_status(user, err), p.upload_refused: False}
     except UserError as err:
-        return {p.status: refusal_status(user, err), p.upload_refused: True}
+        # Before a video the viewer, and its status line, is not shown: the line at the
+        # top that says what to do next says it instead.
+        line = p.status if user.folder is not None else p.flow.guide
+        return {line: refusal_status(user, err), p.upload_refused: True}
     return {**out, p.upload_refused: False}
 
 

@@ -141,7 +141,7 @@ def _wire_video(ctx: Context):
     page_upload = p.upload.upload(
         h.bind(upload_events.upload_page, ctx),
         [p.state, p.upload, p.frame_step],
-        [*outputs, p.upload_refused],
+        [*outputs, p.flow.guide, p.upload_refused],
         api_visibility="private",
         preprocess=False,
         **FILES,

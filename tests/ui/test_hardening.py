@@ -657,7 +657,7 @@ def _wait(job) -> None:
 @pytest.mark.browser
 def test_page_shows_the_sentences(app, tmp_path):
     """Gradio's own size check speaks first, in its toast; a refused file's sentence is in
-    the status line."""
+    the guide line while no video is shown (in the status line under it once one is)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -680,7 +680,7 @@ def test_page_shows_the_sentences(app, tmp_path):
             page.goto(app.url)
             page.locator("#upload input[type=file]").set_input_files(str(bad))
             refused = "The file 'holiday.mp4' is not a video or image sequence sam2web can read"
-            page.locator("#status").get_by_text(refused).wait_for()
+            page.locator("#guide").get_by_text(refused).wait_for()  # no video yet
         finally:
             browser.close()
     assert 'exceed the maximum allowed size of 1.0 Mb: "big.mp4"' in too_big

@@ -16,11 +16,14 @@ def test_a_refused_upload_is_one_sentence_in_the_status_line_and_changes_nothing
 ):
     p = ctx.page
     clip = synth.write_video(tmp_path / "discs.mp4", synth.make_frames(4, 120, 160), fps=4)
+    notes = tmp_path / "<i>notes.mp4"
+    notes.write_bytes(b"not a video, only notes\n" * 50)
+    first = ue.upload_page(ctx, user, str(notes), 1)  # no video yet: no status line shown
+    assert set(first) == {p.flow.guide, p.upload_refused} and first[p.upload_refused] is True
+    assert "&lt;i&gt;notes.mp4" in first[p.flow.guide] and user.folder is None
     loaded = ue.upload_page(ctx, user, str(clip), 1)
     assert loaded[p.upload_refused] is False and loaded[p.info]["num_frames"] == 4
     before, frame = user.info, user.view_frame(0)
-    notes = tmp_path / "<i>notes.mp4"
-    notes.write_bytes(b"not a video, only notes\n" * 50)
     out = ue.upload_page(ctx, user, str(notes), 1)
     assert set(out) == {p.status, p.upload_refused}  # nothing else is sent
     assert out[p.upload_refused] is True
