@@ -124,7 +124,10 @@ def test_the_objects_table_lists_picks_hides_and_shows_objects(app, page, tmp_pa
     wait_status(page, "Added mouse 2")
     click_image_pixel(page, "#frame-view", *second, WIDTH)
     wait_status(page, "Positive click added to mouse 2")
-    page.wait_for_function(f"() => ({ROWS_JS})().length === 2")
+    # The table follows the click (after the status line): both objects prompted.
+    page.wait_for_function(
+        f"() => ({ROWS_JS})().filter(r => r[2] === 'prompted on frame 0').length === 2"
+    )
     rows = table_rows(page)
     assert [r[:2] for r in rows] == [["1", "object 1"], ["2", "▶ mouse 2"]]
     assert [r[2:] for r in rows] == [["prompted on frame 0", "shown"]] * 2
