@@ -78,3 +78,27 @@ def test_a_tiff_that_needs_a_choice_is_asked_for_not_refused(ctx, user, tmp_path
     assert out[ctx.page.upload_refused] is False  # the events after it run: they ask
     assert "has 2 channels" in out[ctx.page.status]
     assert m.stack_choices(ctx, user)[ctx.page.masks.stack_group]["visible"] is True
+
+
+def test_the_upload_v2_endpoint_still_reads_with_a_step_and_refuses_with_an_error(
+    tmp_path, random_checkpoint
+):
+    gradio_client = pytest.importorskip("gradio_client")
+    from tests.appserver import start_app
+
+    clip = synth.write_video(tmp_path / "discs.mp4", synth.make_frames(6, 120, 160), fps=6)
+    notes = tmp_path / "holiday.mp4"
+    notes.write_bytes(b"not a video, only notes\n" * 50)
+    server = start_app(tmp_path / "app", random_checkpoint)
+    try:
+        client = gradio_client.Client(server.url, verbose=False)
+        endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+        params = [q["parameter_name"] for q in endpoints["/upload_v2"]["parameters"]]
+        assert params == ["file", "frame_step"]
+        assert "/upload_page" not in endpoints  # the page's own event is not an endpoint
+        out = client.predict(gradio_client.handle_file(str(clip)), 2, api_name="/upload_v2")
+        assert out[9]["num_frames"] == 3  # every 2nd of 6 frames
+        with pytest.raises(Exception, match="is not a video or image sequence"):
+            client.predict(gradio_client.handle_file(str(notes)), 1, api_name="/upload_v2")
+    finally:
+        server.stop()
