@@ -3,9 +3,12 @@ into its own folder with the page's frame step), so every step works on it."""
 
 from __future__ import annotations
 
+import functools
+
 import gradio as gr
 
 from ..session.example import SOURCE_NAME, example_video
+from ..session.project import file_sha256
 from . import handlers as h
 from . import views
 from .example import hint_text
@@ -54,6 +57,32 @@ def load_example(
     }
 
 
+def shows_example(ctx: Context, user: UserSession) -> bool:
+    """Whether the session's video is the example clip (the same bytes)."""
+    if user.folder is None or user.source_sha256 is None:
+        return False
+    path = example_video(ctx.engine)
+    return user.source_sha256 == _digest(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _digest(path, mtime_ns: int) -> str:
+    return file_sha256(path)
+
+
+def restored_hint(ctx: Context, user: UserSession) -> Update:
+    """What a page loading again shows of the example: the hint beside the upload while
+    the example is the video, and in the status line, as after *Try an example*, while
+    nothing has been clicked (the first click or *Add object* replaces it there)."""
+    p = ctx.page
+    if not shows_example(ctx, user):
+        return {p.example.hint: ""}
+    out = {p.example.hint: hint_text()}
+    if not user.objects:
+        out[p.status] = views.status(user, hint_text())
+    return out
+
+
 def wire(ctx: Context, uploaded):
     """The button (and the API's ``load_example``); an upload of another file clears the
     hint. Returns the example's load event (the flow opens the marking step after it)."""
@@ -84,5 +113,5 @@ def wire(ctx: Context, uploaded):
         api_visibility="private",
         concurrency_limit=None,
     )
-    uploaded.then(lambda: "", None, [p.example.hint], api_visibility="private", queue=False)
+    uploaded.success(lambda: "", None, [p.example.hint], api_visibility="private", queue=False)
     return loaded

@@ -7,8 +7,9 @@ The steps are tabs beside the frame viewer (:mod:`.layout`): *Load* always, *Mar
 for one session; the page asks after every action that changes it (chained, private
 events, so the named API endpoints keep their outputs) and when it loads again
 (:mod:`.reattach`). Playing moves the frame slider on a timer, so the frames play where
-they are corrected; it stops at the last frame, on Pause, and on a click on the frame or
-the slider.
+they are corrected; it stops at the last frame, on Pause, on the slider, and on every
+action that changes what the viewer shows or edits it (:func:`actions`: a click on the
+frame, a frame key, undo, an object or mask change, another click mode or step).
 """
 
 from __future__ import annotations
@@ -144,16 +145,45 @@ def tick(ctx: Context, user: UserSession, frame) -> Update:
 
 # ------------------------------------------------------------------ events
 PRIVATE = {"api_visibility": "private", "concurrency_limit": None}
+# Events that run after another, or that are not a person's action.
+FOLLOWING = {"then", "success", "failure", "load", "unload"}
 
 
-def wire(ctx: Context, uploads: list, changes: list, prompts: list) -> None:
+def actions(demo: gr.Blocks, ctx: Context) -> list:
+    """The triggers that stop playing: every event a person starts whose answer draws the
+    frame or moves the slider (except Play itself, its ticks and what follows the frame
+    shown), with the click mode (P, N, B) and the step tabs."""
+    p, f = ctx.page, ctx.page.flow
+    playing = [
+        (f.play_btn, "click"),
+        (f.timer, "tick"),
+        (p.frame_slider, "change"),  # the slider moved: a tick, or any of these
+        (p.frame_view, "change"),
+    ]
+    found: list[tuple] = []
+    for fn in demo.fns.values():
+        if not any(o is p.frame_view or o is p.frame_slider for o in fn.outputs):
+            continue
+        for block_id, event in fn.targets:
+            block = demo.blocks.get(block_id)
+            seen = [*playing, *found]
+            if block is None or event in FOLLOWING:
+                continue
+            if not any(block is b and event == e for b, e in seen):
+                found.append((block, event))
+    triggers = [getattr(block, event) for block, event in found]
+    return [*triggers, p.mode.change, f.steps.select]
+
+
+def wire(demo: gr.Blocks, ctx: Context, uploads: list, changes: list, prompts: list) -> None:
     """Connect the flow: ``uploads`` (events that load a video) open the marking step,
     ``changes`` (runs, resets, projects, model switches) update the steps, ``prompts``
-    (clicks, objects) the guide line; then the player."""
+    (clicks, objects) the guide line; then the player, which every action already wired
+    in ``demo`` stops (:func:`actions`)."""
     p, f = ctx.page, ctx.page.flow
     steps = outputs(p)
     for event in uploads:
-        event.then(bind(after_upload, ctx), [p.state], steps, **PRIVATE)
+        event.success(bind(after_upload, ctx), [p.state], steps, **PRIVATE)
     for event in changes:
         event.then(bind(after_change, ctx), [p.state], steps[:-1], **PRIVATE)
     for event in prompts:
@@ -164,9 +194,8 @@ def wire(ctx: Context, uploads: list, changes: list, prompts: list) -> None:
     )
     stop = bind(pause, ctx)
     f.pause_btn.click(stop, None, player, **PRIVATE)
-    p.frame_view.select(stop, None, player, **PRIVATE)
     p.frame_slider.release(stop, None, player, **PRIVATE)
-    p.track_btn.click(stop, None, player, **PRIVATE)
+    gr.on(actions(demo, ctx), stop, None, player, show_progress="hidden", **PRIVATE)
     f.timer.tick(
         bind(tick, ctx),
         [p.state, p.frame_slider],

@@ -104,7 +104,8 @@ class Page:
     # Video and objects
     frame_step: gr.Number  # every N-th frame is read at the next upload
     upload: gr.File
-    upload_api: gr.Button  # hidden: the trigger of the API's first upload endpoint
+    upload_api: gr.Button  # hidden: the trigger of the API's upload endpoints
+    upload_refused: gr.State  # whether the page's last upload was refused (upload_events)
     facts: gr.Markdown
     active: gr.Dropdown
     name: gr.Textbox
@@ -258,6 +259,7 @@ def _load_step(engine: Engine) -> dict[str, Any]:
             "example": build_example(),
         }
     parts["upload_api"] = gr.Button(visible=False)
+    parts["upload_refused"] = gr.State(False)
     with gr.Row():
         parts.update(_model_row(engine))
     with gr.Accordion("Read every N-th frame (set before uploading)", open=False):

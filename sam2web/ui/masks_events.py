@@ -180,7 +180,7 @@ def wire(ctx: Context, uploaded):
     the event of a TIFF opened with the choice made."""
     p, m = ctx.page, ctx.page.masks
     frame_outputs = [p.frame_view, p.status, p.active]
-    uploaded.then(
+    uploaded.success(
         h.bind(stack_choices, ctx),
         [p.state],
         [m.stack_group, m.stack_note, m.channel, m.axis],

@@ -42,6 +42,7 @@ class ObjectsPanel:
     """The panel's components, by what they are on the page."""
 
     table: gr.Dataframe  # one row per object; select: row and column clicked
+    sent: gr.State  # what this tab's table last received (see table_key)
     active: gr.Dropdown  # the active object (clicks on the frame go to it)
     name: gr.Textbox
     add_btn: gr.Button
@@ -70,6 +71,7 @@ def build_objects_panel() -> ObjectsPanel:
         elem_id="objects-table",
         visible=False,  # until there is an object
     )
+    parts["sent"] = gr.State(None)
     gr.Markdown(f"<small>{HIDE_INFO}</small>", elem_id="objects-info")
     parts["active"] = gr.Dropdown(
         label="Active object (clicks go to it)",
@@ -141,6 +143,12 @@ def _styles(objects: list[TrackedObject], active: int | None, table: pd.DataFram
         if obj.obj_id == active:
             css.iloc[i, 1] = ACTIVE_STYLE
     return css
+
+
+def table_key(user: UserSession) -> tuple:
+    """Everything the table shows of a session (cells, colours, the active row): the table
+    is sent again only when this changes."""
+    return (tuple(map(tuple, rows(user))), tuple(o.color for o in user.objects), user.active_object)
 
 
 def table_value(user: UserSession):

@@ -26,6 +26,7 @@ from ..session.user import SCIENCE_FILES
 from ..tracking.checkpoints import get_spec
 from . import flow, views
 from . import handlers as h
+from .example_events import restored_hint
 from .handlers import Context, Update
 from .user import UserSession
 from .zones_handlers import after_run, show_setup
@@ -60,7 +61,11 @@ def restore(ctx: Context, user: UserSession) -> Update:
     p = ctx.page
     steps = flow.shown(ctx, user, flow.opened_step(user))
     if user.folder is None:
-        return {p.model_status: views.model_line(ctx.engine, user.model), **steps}
+        return {
+            p.model_status: views.model_line(ctx.engine, user.model),
+            p.example.hint: "",
+            **steps,
+        }
     frame = 0
     run = user.background
     if run is not None and getattr(run.progress, "frame", None) is not None:
@@ -76,6 +81,7 @@ def restore(ctx: Context, user: UserSession) -> Update:
     out.update(show_setup(ctx, user, frame))
     message = "Welcome back: your session was kept." if user.objects else ""
     out[p.status] = views.status(user, message)
+    out.update(restored_hint(ctx, user))
     if running(user) is None and user.exports.csv is not None and user.results is not None:
         science = _science_files(user)
         if science:

@@ -20,7 +20,15 @@ import logging
 import gradio as gr
 
 from ..session.engine import Engine, Housekeeping
-from . import example_events, finders_events, flow, keys_events, masks_events, objects_events
+from . import (
+    example_events,
+    finders_events,
+    flow,
+    keys_events,
+    masks_events,
+    objects_events,
+    upload_events,
+)
 from . import handlers as h
 from .a11y import A11Y_CSS
 from .guard import CheckedBlocks, SessionRegistry, UploadGuard, served_paths
@@ -75,6 +83,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         loaded, switched = _wire_project_and_model(ctx)
         wire_zones(ctx, results_events, loaded, clicked)
         flow.wire(
+            demo,
             ctx,
             [*uploads, opened, example],
             [*results_events, reset, loaded, *switched],
@@ -83,6 +92,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         demo.unload(ctx.registry.close)  # the session stays for its idle expiry
         _wire_reattach(demo, ctx)
         demo.sam2web_registry = ctx.registry  # for tests and housekeeping
+        demo.sam2web_page = page  # for tests
     # Gradio runs the per-tab state factory as a load event of its own, which would also be
     # listed as an API endpoint that takes and returns nothing.
     for fn in demo.fns.values():
@@ -100,7 +110,7 @@ def _wire_reattach(demo: gr.Blocks, ctx: Context) -> None:
         *[p.labels, p.trails, p.pixels_per_unit, p.unit, p.fps],
         *[p.video, p.files, p.gallery, p.summary, p.events, p.trajectories, p.confidence],
         *[z.zone_list, z.membership, z.overlap, z.pair_within],
-        *[z.zone_table, z.pair_table, z.heatmaps, z.files],
+        *[z.zone_table, z.pair_table, z.heatmaps, z.files, p.example.hint],
         *flow.outputs(ctx.page),
     ]
     demo.load(
@@ -125,9 +135,21 @@ def _wire_video(ctx: Context):
         *[p.state, p.facts, p.frame_view, p.frame_slider, p.frame_number],
         *[p.status, p.active, p.video, p.files, p.gallery, p.info],
     ]
-    # The page uploads with its frame step; "upload" keeps its parameters for API
-    # clients (every frame), on a hidden trigger the page never fires.
-    uploaded = p.upload.upload(
+    # The page uploads with its frame step, and says a refusal in the status line
+    # (upload_events); "upload_v2" and "upload" keep their parameters and errors for API
+    # clients (the latter reads every frame), on a hidden trigger the page never fires.
+    page_upload = p.upload.upload(
+        h.bind(upload_events.upload_page, ctx),
+        [p.state, p.upload, p.frame_step],
+        [*outputs, p.flow.guide, p.upload_refused],
+        api_visibility="private",
+        preprocess=False,
+        **FILES,
+    )
+    uploaded = page_upload.then(
+        upload_events.gate, [p.upload_refused], None, api_visibility="private", queue=False
+    )
+    uploaded_v2 = p.upload_api.click(
         h.bind(h.upload_v2, ctx),
         [p.state, p.upload, p.frame_step],
         outputs,
@@ -143,8 +165,8 @@ def _wire_video(ctx: Context):
         preprocess=False,
         **FILES,
     )
-    for event in (uploaded, uploaded_all):
-        event.then(
+    for event in (uploaded, uploaded_v2, uploaded_all):
+        event.success(
             h.bind(h.file_scale, ctx),
             [p.state],
             [p.pixels_per_unit, p.unit],
@@ -175,7 +197,7 @@ def _wire_video(ctx: Context):
         api_visibility="private",
         **PROMPT,
     )
-    return [uploaded, uploaded_all], clicked
+    return [uploaded, uploaded_v2, uploaded_all], clicked
 
 
 def _wire_objects(ctx: Context):

@@ -1,5 +1,6 @@
 """*Try an example* called as the page calls it (no browser): the clip opens as an upload
-would, with the size the README states, and its hint names a point inside each animal."""
+would, with the size the README states, its hint names a point inside each animal, and a
+reload shows the hint again while nothing has been clicked."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sam2web.media import example as ex  # noqa: E402
 from sam2web.session.example import example_video  # noqa: E402
 from sam2web.ui import handlers as h  # noqa: E402
 from sam2web.ui.example_events import load_example  # noqa: E402
+from tests import synth  # noqa: E402
 from tests.ui.test_handlers import select  # noqa: E402
 
 
@@ -97,3 +99,33 @@ def test_the_api_loads_the_example_and_a_click_at_the_hint_adds_object_1(
         assert clicked[2]["choices"] == [["1: object 1", 1]]  # made by the click
     finally:
         server.stop()
+
+
+def test_a_reload_shows_the_hint_again_until_the_first_click(ctx, user, tmp_path):
+    from types import SimpleNamespace
+
+    from sam2web.ui.reattach import reattach
+    from sam2web.ui.user import UserSession
+
+    p = ctx.page
+    tab = SimpleNamespace(session_hash="tab-1")
+    token = next(reattach(ctx, user, "", request=tab))[p.token]
+    hint = load_example(ctx, user, 1)[p.example.hint]
+
+    def reload() -> dict:
+        again = next(reattach(ctx, UserSession(ctx.engine), token, request=tab))
+        assert again[p.state] is user
+        return again
+
+    again = reload()
+    assert "Click the centre of each dark mouse" in again[p.status]
+    assert _points(again[p.status]) == _points(hint) and again[p.example.hint] == hint
+    x, y = _points(hint)[0]
+    h.click_frame(ctx, user, 0, "positive", select(user, x, y))
+    again = reload()  # clicked: the status line says where the work stands, not the hint
+    assert "dark mouse" not in again[p.status] and "Welcome back" in again[p.status]
+    assert again[p.example.hint] == hint  # still beside the upload, as on the live page
+    clip = synth.write_video(tmp_path / "discs.mp4", synth.make_frames(4, 120, 160), fps=4)
+    h.upload(ctx, user, str(clip))  # another video: no hint anywhere
+    again = reload()
+    assert again[p.example.hint] == "" and "dark mouse" not in again[p.status]

@@ -219,7 +219,8 @@ def test_upload_v2_reads_every_nth_frame_and_refuses_a_bad_step(ctx, user, clip)
     assert "3 frames (frame step 3: one in every 3 of 8)" in out[p.facts]
     assert out[p.frame_slider]["maximum"] == 2
     before = user.info
-    # The page's upload speaks in the page's toast (a gr.Error), like every handler.
+    # The endpoint speaks in a gr.Error, like every handler (the page's own upload says
+    # it in the status line: tests/ui/test_upload_events.py).
     with pytest.raises(gr.Error) as err:
         h.upload_v2(ctx, user, str(clip), 2.5)
     assert err.value.message.startswith("The frame step must be a whole number")

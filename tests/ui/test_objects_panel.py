@@ -127,3 +127,37 @@ def test_rename_remove_and_an_html_name(ctx, user, tmp_path):
     assert rows(user)[1][1] == "▶ <b>x</b>"  # a text cell: the browser shows it as text
     h.remove_object(ctx, user, 1)
     assert [r[0] for r in rows(user)] == ["1"]
+
+
+def test_playing_over_frames_whose_objects_stay_the_same_sends_no_table(ctx, user, tmp_path):
+    from sam2web.ui import flow
+
+    _two_objects(ctx, user, tmp_path)
+    p, o = ctx.page, ctx.page.objects
+    first = oe.refresh_objects(ctx, user, None)  # a page that has no table yet gets one
+    assert [list(r) for r in first[o.table]["value"].data.values] == rows(user)
+    sent = first[o.sent]
+    frame = 0
+    for _ in range(2):  # Play: a tick moves the slider, the frame shown changes, the refresh
+        frame = flow.tick(ctx, user, frame)[p.frame_slider]
+        assert h.show_frame(ctx, user, frame)[p.frame_view] is not None
+        again = oe.refresh_objects(ctx, user, sent)
+        assert again == {o.table: gr.skip(), o.sent: gr.skip()}
+    assert frame == 2
+    # A mask change on a frame: object 2 is now present beyond its prompt.
+    user.tracking.store.write(
+        2, {2: synth.disc_mask(120, 160, synth.DEFAULT_DISCS[1], 2)}, {2: 1.0}
+    )
+    changed = oe.refresh_objects(ctx, user, sent)
+    assert changed[o.table]["value"].data.values[1][2] == "frames 1–2, 2 of 3"
+    sent = changed[o.sent]
+    assert oe.refresh_objects(ctx, user, sent)[o.table] == gr.skip()
+    # A row click sends the table itself and says so: the next refresh sends nothing.
+    picked = oe.pick_object(ctx, user, 2, Select(0, 1, ["1", "label 1", "", ""]))
+    assert picked[o.table]["value"].data.values[0][1] == "▶ label 1"
+    assert oe.refresh_objects(ctx, user, picked[o.sent])[o.table] == gr.skip()
+    # Another object made active elsewhere (the dropdown): the table is sent again.
+    user.select_object(2)
+    assert oe.refresh_objects(ctx, user, picked[o.sent])[o.table]["value"].data.values[1][1] == (
+        "▶ label 2"
+    )

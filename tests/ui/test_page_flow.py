@@ -221,3 +221,47 @@ def test_playing_advances_one_frame_per_tick_and_stops_at_the_last(ctx, user, tm
     stopped = flow.tick(ctx, user, 2)
     assert not _prop(stopped[f.timer], "active") and p.frame_slider not in stopped
     assert _prop(stopped[f.play_btn], "visible") and not _prop(stopped[f.pause_btn], "visible")
+
+
+def test_every_action_that_changes_the_frame_shown_or_edits_stops_playing(engine):
+    from sam2web.ui.wiring import build_app
+
+    demo = build_app(engine)
+    p = demo.sam2web_page
+    f = p.flow
+    stops = set()
+    for fn in demo.fns.values():
+        if fn.name == "pause":
+            assert fn.outputs == [f.timer, f.play_btn, f.pause_btn]
+            stops |= {(demo.blocks[b], event) for b, event in fn.targets}
+    keys = [(button, "click") for button in p.keys.steps.values()]  # the arrow keys
+    expected = [
+        (f.pause_btn, "click"),
+        (p.frame_slider, "release"),
+        (p.frame_view, "select"),  # a click on the frame
+        *keys,
+        (p.mode, "change"),  # P, N, B
+        (p.undo_btn, "click"),  # and Z
+        (p.clear_btn, "click"),
+        (f.steps, "select"),  # another step
+        (p.add_btn, "click"),
+        (p.remove_btn, "click"),
+        (p.rename_btn, "click"),
+        (p.active, "input"),
+        (p.objects.table, "select"),
+        (p.frame_number, "submit"),
+        (p.gallery, "select"),
+        (p.events, "input"),
+        (p.track_btn, "click"),
+        (p.reset_btn, "click"),
+        (p.upload, "upload"),
+        (p.example.button, "click"),
+        (p.masks.fix_btn, "click"),
+        (p.finders.find_btn, "click"),
+    ]
+    missing = [(getattr(c, "elem_id", None) or c, e) for c, e in expected if (c, e) not in stops]
+    assert not missing
+    # Play itself, its ticks and the frame they show do not stop it.
+    for trigger in [(f.play_btn, "click"), (f.timer, "tick"), (p.frame_slider, "change")]:
+        assert trigger not in stops
+    assert (p.frame_view, "change") not in stops
