@@ -29,5 +29,5 @@ A11Y_CSS = """
 }
 /* The status lines are short text, not regions to scroll: a region that scrolls needs
    keyboard focus (WCAG 2.1.1), so they grow with their text instead. */
-#model-status, #video-facts, #status, #guide { overflow: visible !important; max-height: none !important; }
+#model-status, #video-facts, #status, #guide, #example-hint { overflow: visible !important; max-height: none !important; }
 """
