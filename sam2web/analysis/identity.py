@@ -369,8 +369,10 @@ def tracker_object(fixes: Sequence[IdentityFix], obj_id: int, frame: int) -> int
     """The tracker object an edit of object ``obj_id`` *as shown* on ``frame`` goes to: the
     one whose masks :class:`FixedStore` shows as ``obj_id`` there under ``fixes`` (in the
     order made). A swap covering the frame exchanges the two; the object a merge keeps
-    stays itself; the object a merge folds away is not shown there, and an edit of it is
-    refused in one sentence (PromptError). Outside every fix an object is itself."""
+    stays itself, unless an earlier fix folds it away there (then it shows what the merge
+    folds into it, the source's); the object a merge folds away is not shown there, and an
+    edit of it is refused in one sentence (PromptError). Outside every fix an object is
+    itself."""
     tracker = int(obj_id)
     for i in range(len(fixes) - 1, -1, -1):
         fix = fixes[i]
@@ -379,6 +381,8 @@ def tracker_object(fixes: Sequence[IdentityFix], obj_id: int, frame: int) -> int
         if isinstance(fix, Swap):
             if tracker in (fix.a, fix.b):
                 tracker = fix.b if tracker == fix.a else fix.a
+        elif tracker == fix.target and not _shown(fixes[:i], fix.target, frame):
+            tracker = fix.source
         elif tracker == fix.source:
             kept = shown_object(fixes[i + 1 :], fix.target, frame)
             raise PromptError(
@@ -387,6 +391,15 @@ def tracker_object(fixes: Sequence[IdentityFix], obj_id: int, frame: int) -> int
                 f"{kept} there, or {_undo_hint(fixes, i)}."
             )
     return tracker
+
+
+def _shown(fixes: Sequence[IdentityFix], obj_id: int, frame: int) -> bool:
+    """Whether ``fixes`` leave object ``obj_id`` shown on ``frame`` (no merge folds it away)."""
+    try:
+        tracker_object(fixes, obj_id, frame)
+    except PromptError:
+        return False
+    return True
 
 
 def shown_object(fixes: Sequence[IdentityFix], tracker: int, frame: int) -> int:

@@ -219,6 +219,10 @@ FIX_LISTS = (
     [Swap(3, 1, 1), Merge(2, 3, 3)],
     [Merge(1, 2, 2), Swap(1, 3, 1)],
     [Swap(1, 2, 1, stop=3), Merge(3, 1, 4)],
+    # 2 folded into 3 from frame 4, then 3 into 2 from frame 2: 2 shows both from frame 2
+    [Merge(3, 2, 4), Merge(2, 3, 2)],
+    # 2 and 3 folded into 1, then 2 into 3: 3 stays folded away
+    [Merge(1, 2, 1), Merge(1, 3, 1), Merge(3, 2, 2)],
 )
 
 
