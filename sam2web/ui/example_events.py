@@ -30,7 +30,7 @@ def load_example(
     had been uploaded, every ``frame_step``-th frame (empty: every frame), and say where
     to click."""
     p = ctx.page
-    ctx.registry.remember(request, user)
+    user = ctx.registry.tab_user(request, user)
     progress(0, desc="Reading frames")
 
     def cb(done, total):

@@ -42,6 +42,21 @@ class SessionRegistry:
         self.idle_ttl_s = idle_ttl_s
         self.keeper = SessionKeeper(idle_ttl_s, ram_budget_mb)
 
+    def tab_user(self, request: gr.Request | None, user: UserSession) -> UserSession:
+        """The session of the request's tab, remembered: ``user``, unless ``user`` is still
+        empty and another open session is already the tab's. Gradio makes a tab's state on
+        its first use without a lock, so a page's load and a first action made at the same
+        moment (Try an example at once) can each be handed a new session; the action's work
+        then went into one while the page kept the other, and a reload found an empty one."""
+        key = getattr(request, "session_hash", None)
+        if key and user.workspace is None:
+            with self._lock:
+                other = self._by_hash.get(key)
+            if other is not None and other is not user and not other.closed:
+                user = other
+        self.remember(request, user)
+        return user
+
     def remember(self, request: gr.Request | None, user: UserSession) -> None:
         key = getattr(request, "session_hash", None)
         if key:

@@ -118,7 +118,7 @@ def upload_v2(
     (empty: every frame), and show its first frame. Frame numbers and times of every
     output stay the original's."""
     p = ctx.page
-    ctx.registry.remember(request, user)
+    user = ctx.registry.tab_user(request, user)
     path = upload_path(file)
     cleared = {p.state: user, p.video: None, p.files: None, p.gallery: []}
     if not path:
@@ -280,7 +280,7 @@ def add_object(
     progress=gr.Progress(),
 ) -> Update:
     """Add an object (it becomes the active one); loads the model on first use."""
-    ctx.registry.remember(request, user)
+    user = ctx.registry.tab_user(request, user)
     _require_video(user)
     progress(0, desc="Loading the model")
     obj = user.add_object(name)
@@ -457,7 +457,7 @@ def track(
     """Track every object through the video, then write the results. Empty start or end
     frames mean the first clicked frame and the end of the video. The run belongs to the
     session: it goes on while the page is reloaded or away, and shows again on return."""
-    ctx.registry.remember(request, user)
+    user = ctx.registry.tab_user(request, user)
     _require_video(user)
     style = views.overlay_style(opacity, contours, labels, trails)
     calibration = views.calibration(pixels_per_unit, unit, fps)

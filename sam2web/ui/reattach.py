@@ -45,10 +45,15 @@ def reattach(
     keeper = ctx.registry.keeper
     kept = keeper.claim(token)
     if kept is None:
-        kept, token = user, keeper.keep(user)
+        # A first action of this tab made at the same moment may have its own session.
+        kept = ctx.registry.tab_user(request, user)
+        token = keeper.keep(kept)
     elif kept is not user and user.workspace is None:
         user.close()  # the tab's own, still empty session is not needed
     ctx.registry.remember(request, kept)
+    # The browser keeps its token before anything slower is worked out (the first page of a
+    # server checks the model's file): a reload in those seconds found no session to attach.
+    yield {p.state: kept, p.token: token}
     yield {p.state: kept, p.token: token, **restore(ctx, kept)}
     run = running(kept)
     if run is not None:

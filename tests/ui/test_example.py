@@ -16,6 +16,7 @@ from sam2web.session.example import example_video  # noqa: E402
 from sam2web.ui import handlers as h  # noqa: E402
 from sam2web.ui.example_events import load_example  # noqa: E402
 from tests import synth  # noqa: E402
+from tests.ui.attach import attached  # noqa: E402
 from tests.ui.test_handlers import select  # noqa: E402
 
 
@@ -109,11 +110,11 @@ def test_a_reload_shows_the_hint_again_until_the_first_click(ctx, user, tmp_path
 
     p = ctx.page
     tab = SimpleNamespace(session_hash="tab-1")
-    token = next(reattach(ctx, user, "", request=tab))[p.token]
+    token = attached(reattach(ctx, user, "", request=tab))[p.token]
     hint = load_example(ctx, user, 1)[p.example.hint]
 
     def reload() -> dict:
-        again = next(reattach(ctx, UserSession(ctx.engine), token, request=tab))
+        again = attached(reattach(ctx, UserSession(ctx.engine), token, request=tab))
         assert again[p.state] is user
         return again
 

@@ -28,6 +28,7 @@ from tests.browser import (
     page_height,
     wait_status,
 )
+from tests.ui.attach import attached
 
 FRAMES = 8
 MAX_CONTROLS_BEFORE_VIDEO = 15
@@ -193,9 +194,9 @@ def test_upload_and_tracking_show_their_steps_and_a_reload_restores_them(ctx, us
 
     # A reload attaches to the kept session and shows the same steps, on the review step.
     tab = SimpleNamespace(session_hash="tab-1")
-    first = next(reattach(ctx, user, "", request=tab))
+    first = attached(reattach(ctx, user, "", request=tab))
     token = first[ctx.page.token]
-    again = next(reattach(ctx, UserSession(ctx.engine), token, request=tab))
+    again = attached(reattach(ctx, UserSession(ctx.engine), token, request=tab))
     assert again[ctx.page.state] is user
     assert _shown_steps(ctx, again) == _shown_steps(ctx, done)
     assert _prop(again[f.viewer], "visible") and _prop(again[f.steps], "selected") == "track"

@@ -18,6 +18,7 @@ from sam2web.ui import handlers as h  # noqa: E402
 from sam2web.ui.reattach import reattach  # noqa: E402
 from sam2web.ui.user import UserSession  # noqa: E402
 from tests import synth  # noqa: E402
+from tests.ui.attach import attached  # noqa: E402
 
 # As the page sends it, with a calibration of 2.5 px per mm and 10 fps.
 TRACK = ("forward", "", "", 0, 0.5, True, True, 0, "2.5", "mm", "10")
@@ -35,7 +36,8 @@ def tab(name: str) -> SimpleNamespace:
 def load(ctx, token, name: str) -> tuple[UserSession, list[dict]]:
     """A page load of tab ``name`` with the browser's ``token``: its session and updates."""
     fresh = UserSession(ctx.engine)
-    updates = list(reattach(ctx, fresh, token, request=tab(name)))
+    loading = reattach(ctx, fresh, token, request=tab(name))
+    updates = [attached(loading), *loading]
     return updates[0][ctx.page.state], updates
 
 
@@ -138,3 +140,28 @@ def test_another_browsers_token_never_opens_the_session(ctx, clip):
         assert theirs is not user and updates[0][p.token] != token
         assert theirs.folder is None and p.facts not in updates[0]
     assert ctx.registry.keeper.claim(token) is user
+
+
+@pytest.mark.parametrize("first", ["the page's load", "the example"])
+def test_an_example_tried_while_the_page_loads_is_what_a_reload_shows(ctx, first):
+    """Gradio makes a tab's state on first use without a lock, so the page's load and an
+    action started at the same moment can each be handed a new session. Either order: the
+    example goes into the session the page keeps, and a reload right after shows it (before,
+    the page kept an empty session and a reload said "upload a video")."""
+    from sam2web.ui.example_events import load_example
+
+    p = ctx.page
+    own, other = UserSession(ctx.engine), UserSession(ctx.engine)  # two of one tab
+    if first == "the example":
+        loaded = load_example(ctx, other, None, request=tab("tab-1"))
+        shown = attached(reattach(ctx, own, "", request=tab("tab-1")))
+    else:
+        shown = attached(reattach(ctx, own, "", request=tab("tab-1")))
+        loaded = load_example(ctx, other, None, request=tab("tab-1"))
+    page_user = loaded[p.state]
+    assert page_user.folder is not None and page_user.info.num_frames == 60
+    assert shown[p.state] is page_user
+    # The reload: a new tab of the same browser, with the token the page kept.
+    again, updates = load(ctx, shown[p.token], "tab-2")
+    assert again is page_user
+    assert "sam2web_example.mp4" in updates[0][p.facts]
