@@ -28,11 +28,18 @@ def show_objects(ctx: Context, user: UserSession) -> Update:
 
 def refresh_objects(ctx: Context, user: UserSession, sent) -> Update:
     """The table when it shows something else than ``sent`` (what this tab's table last
-    received), else nothing."""
+    received), with the controls that choose, rename and remove an object shown while there
+    is one; else nothing."""
     o, key = ctx.page.objects, table_key(user)
     if sent is not None and tuple(sent) == key:
-        return {o.table: gr.skip(), o.sent: gr.skip()}
-    return {**show_objects(ctx, user), o.sent: key}
+        return {o.table: gr.skip(), o.sent: gr.skip(), o.choice: gr.skip(), o.edit: gr.skip()}
+    some = bool(user.objects)
+    return {
+        **show_objects(ctx, user),
+        o.sent: key,
+        o.choice: gr.update(visible=some),
+        o.edit: gr.update(visible=some),
+    }
 
 
 def _with_table(ctx: Context, user: UserSession, frame, message: str = "") -> Update:
@@ -95,7 +102,7 @@ def wire(ctx: Context, changed: list) -> None:
     p, o = ctx.page, ctx.page.objects
     outputs = [p.frame_view, p.status, p.active, o.table]
     refresh = h.bind(refresh_objects, ctx)
-    table = [o.table, o.sent]
+    table = [o.table, o.sent, o.choice, o.edit]
     for event in changed:
         event.then(refresh, [p.state, o.sent], table, **PRIVATE)
     # Any other action that changes what the frame shows (a click, tracking, a fix, a

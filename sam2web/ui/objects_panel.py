@@ -48,6 +48,8 @@ class ObjectsPanel:
     add_btn: gr.Button
     rename_btn: gr.Button
     remove_btn: gr.Button
+    choice: gr.Group  # around ``active``: shown once there is an object
+    edit: gr.Row  # around rename and remove: shown once there is an object
     # Hidden inputs of the API's show/hide endpoint
     api_object: gr.Number
     api_shown: gr.Checkbox
@@ -73,16 +75,18 @@ def build_objects_panel() -> ObjectsPanel:
     )
     parts["sent"] = gr.State(None)
     gr.Markdown(f"<small>{HIDE_INFO}</small>", elem_id="objects-info")
-    parts["active"] = gr.Dropdown(
-        label="Active object (clicks go to it)",
-        choices=[],
-        interactive=True,
-        elem_id="active-object",
-    )
+    # Choosing, renaming and removing an object are shown once there is one.
+    with gr.Group(visible=False, elem_id="object-choice") as parts["choice"]:
+        parts["active"] = gr.Dropdown(
+            label="Active object (clicks go to it)",
+            choices=[],
+            interactive=True,
+            elem_id="active-object",
+        )
     with gr.Row():
         parts["name"] = gr.Textbox(label="Name", placeholder="e.g. mouse 1", max_length=80, scale=2)
         parts["add_btn"] = gr.Button("Add object", elem_id="add-object", scale=1)
-    with gr.Row():
+    with gr.Row(visible=False, elem_id="object-edit") as parts["edit"]:
         parts["rename_btn"] = gr.Button("Rename active", size="sm", elem_id="rename-object")
         parts["remove_btn"] = gr.Button(
             "Remove active", size="sm", variant="stop", elem_id="remove-object"

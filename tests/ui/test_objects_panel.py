@@ -142,7 +142,12 @@ def test_playing_over_frames_whose_objects_stay_the_same_sends_no_table(ctx, use
         frame = flow.tick(ctx, user, frame)[p.frame_slider]
         assert h.show_frame(ctx, user, frame)[p.frame_view] is not None
         again = oe.refresh_objects(ctx, user, sent)
-        assert again == {o.table: gr.skip(), o.sent: gr.skip()}
+        assert again == {
+            o.table: gr.skip(),
+            o.sent: gr.skip(),
+            o.choice: gr.skip(),
+            o.edit: gr.skip(),
+        }
     assert frame == 2
     # A mask change on a frame: object 2 is now present beyond its prompt.
     user.tracking.store.write(
@@ -161,3 +166,19 @@ def test_playing_over_frames_whose_objects_stay_the_same_sends_no_table(ctx, use
     assert oe.refresh_objects(ctx, user, picked[o.sent])[o.table]["value"].data.values[1][1] == (
         "▶ label 2"
     )
+
+
+def test_choosing_renaming_and_removing_are_shown_once_there_is_an_object(ctx, user, tmp_path):
+    """Before any object the page shows how to add one, not the active-object list or the
+    rename and remove buttons, which could do nothing yet."""
+    o = ctx.page.objects
+    clip = synth.write_image_zip(tmp_path / "discs.zip", synth.make_frames(3, 120, 160))
+    h.upload(ctx, user, str(clip))
+    fresh = oe.refresh_objects(ctx, user, None)
+    assert fresh[o.choice]["visible"] is False and fresh[o.edit]["visible"] is False
+    h.add_object(ctx, user, "mouse", 0)
+    added = oe.refresh_objects(ctx, user, fresh[o.sent])
+    assert added[o.choice]["visible"] is True and added[o.edit]["visible"] is True
+    h.remove_object(ctx, user, 0)  # the active one
+    gone = oe.refresh_objects(ctx, user, added[o.sent])
+    assert gone[o.choice]["visible"] is False and gone[o.edit]["visible"] is False
