@@ -18,7 +18,6 @@ import pytest
 from tests import synth
 from tests.appserver import start_app
 from tests.browser import (
-    chromium_page,
     click_image_pixel,
     full_page_screenshot,
     open_step,
@@ -51,12 +50,6 @@ def app(tmp_path_factory, random_checkpoint):
     server = start_app(tmp_path_factory.mktemp("finders-app"), random_checkpoint)
     yield server
     server.stop()
-
-
-@pytest.fixture
-def page(tmp_path):
-    with chromium_page() as page:
-        yield page
 
 
 def frame_pixels(page) -> np.ndarray:

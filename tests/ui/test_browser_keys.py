@@ -17,7 +17,6 @@ from tests import synth
 from tests.appserver import start_app
 from tests.browser import (
     assert_click_near,
-    chromium_page,
     click_image_pixel,
     full_page_screenshot,
     open_step,
@@ -46,12 +45,6 @@ def app(tmp_path_factory, random_checkpoint):
     server = start_app(tmp_path_factory.mktemp("keys-app"), random_checkpoint)
     yield server
     server.stop()
-
-
-@pytest.fixture
-def page(tmp_path):
-    with chromium_page() as page:
-        yield page
 
 
 def frame_number(page) -> int:

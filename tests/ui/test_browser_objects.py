@@ -20,7 +20,6 @@ import pytest
 from sam2web.types import color_for
 from tests.appserver import start_app
 from tests.browser import (
-    chromium_page,
     click_image_pixel,
     full_page_screenshot,
     open_step,
@@ -60,12 +59,6 @@ def app(tmp_path_factory, random_checkpoint):
     server = start_app(tmp_path_factory.mktemp("objects-app"), random_checkpoint)
     yield server
     server.stop()
-
-
-@pytest.fixture
-def page(tmp_path):
-    with chromium_page() as page:
-        yield page
 
 
 def shot(page, tmp_path: Path, name: str) -> None:
