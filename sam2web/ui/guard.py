@@ -49,12 +49,19 @@ class SessionRegistry:
         moment (Try an example at once) can each be handed a new session; the action's work
         then went into one while the page kept the other, and a reload found an empty one."""
         key = getattr(request, "session_hash", None)
-        if key and user.workspace is None:
-            with self._lock:
-                other = self._by_hash.get(key)
-            if other is not None and other is not user and not other.closed:
+        if not key:
+            self.remember(request, user)
+            return user
+        # One lock around the look and the remembering: two first events of a tab that
+        # both looked before either remembered would each keep their own session.
+        with self._lock:
+            other = self._by_hash.get(key)
+            use_other = user.workspace is None and other is not None and other is not user
+            if use_other and not other.closed:
                 user = other
-        self.remember(request, user)
+            self._by_hash[key] = user
+        self.keeper.attach(user, key)
+        self.keeper.enforce_budget(spare=user)
         return user
 
     def remember(self, request: gr.Request | None, user: UserSession) -> None:
