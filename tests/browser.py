@@ -69,8 +69,29 @@ def click_image_pixel(page, selector: str, x: float, y: float, frame_width: int)
     page.mouse.click(geom["left"] + off_x + x * shown * fit, geom["top"] + off_y + y * shown * fit)
 
 
+# What the page says when a wait for a status runs out: the status line and any error
+# Gradio shows (its toasts), so a failure reads as what a person would have seen.
+PAGE_SAYS_JS = """() => {
+    const status = document.querySelector('#status');
+    const toasts = [...document.querySelectorAll('.toast-body, [data-testid="toast-body"]')];
+    return {status: status ? status.innerText : null,
+            toasts: toasts.map(t => t.innerText.trim()).filter(Boolean)};
+}"""
+
+
 def wait_status(page, text: str, timeout: float = 120_000) -> None:
-    page.locator("#status").get_by_text(text).first.wait_for(timeout=timeout)
+    """Wait until the status line says ``text``; on timeout, fail with what it said."""
+    try:
+        page.locator("#status").get_by_text(text).first.wait_for(timeout=timeout)
+    except Exception as err:  # playwright's TimeoutError, or the page gone
+        try:
+            said = page.evaluate(PAGE_SAYS_JS)
+        except Exception:  # the page itself is gone: the first error says why
+            raise err from None
+        raise AssertionError(
+            f"the status never said {text!r} in {timeout / 1000:.0f} s; "
+            f"it says {said['status']!r}, errors shown: {said['toasts']}"
+        ) from err
 
 
 def assert_click_near(page, x: float, y: float) -> None:
