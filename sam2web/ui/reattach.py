@@ -45,10 +45,16 @@ def reattach(
     keeper = ctx.registry.keeper
     kept = keeper.claim(token)
     if kept is None:
-        # A first action of this tab made at the same moment may have its own session.
+        # A first visit (or a token no longer kept). A first action of this tab made at the
+        # same moment may have its own session; whatever it did, its own event shows. A
+        # view of the session worked out here would arrive after that event's (an upload
+        # that finished first, a find on its frame) and show the page an older state.
         kept = ctx.registry.tab_user(request, user)
         token = keeper.keep(kept)
-    elif kept is not user and user.workspace is None:
+        yield {p.state: kept, p.token: token}
+        yield {p.model_status: views.model_line(ctx.engine, kept.model)}
+        return
+    if kept is not user and user.workspace is None:
         user.close()  # the tab's own, still empty session is not needed
     ctx.registry.remember(request, kept)
     # The browser keeps its token before anything slower is worked out (the first page of a
@@ -83,7 +89,11 @@ def restore(ctx: Context, user: UserSession) -> Update:
         **_look(ctx, user),
     }
     out[p.frame_slider] = gr.update(**{**out[p.frame_slider], "value": frame})
+    out[p.frame_number] = gr.update(**{**out[p.frame_number], "value": frame})
     out.update(show_setup(ctx, user, frame))
+    if user.proposals_shown(frame):
+        # Proposals wait on this frame: a reload shows them (unpicked: picks are the page's).
+        out[p.frame_view] = user.proposals_image([])
     message = "Welcome back: your session was kept." if user.objects else ""
     out[p.status] = views.status(user, message)
     out.update(restored_hint(ctx, user))

@@ -165,3 +165,28 @@ def test_an_example_tried_while_the_page_loads_is_what_a_reload_shows(ctx, first
     again, updates = load(ctx, shown[p.token], "tab-2")
     assert again is page_user
     assert "sam2web_example.mp4" in updates[0][p.facts]
+
+
+def test_a_first_visits_load_never_shows_an_older_page_than_the_tabs_own_upload(ctx, clip):
+    """The page's load event can finish after the tab's first upload (and a find on its
+    frame) have shown their results; it then gives the page its session and token only.
+    Before, it also sent the frame, status and steps it had worked out, and those arrived
+    after the find's: the proposals vanished from the frame."""
+    from sam2web.analysis.finders import FinderSettings
+
+    p = ctx.page
+    user = UserSession(ctx.engine)
+    h.upload(ctx, user, str(clip), request=tab("tab-1"))
+    user.find_objects("contrast", 0, FinderSettings(count=2))
+    loading = reattach(ctx, user, "", request=tab("tab-1"))
+    updates = list(loading)
+    assert updates[0][p.state] is user and updates[0][p.token]
+    shown = {component for update in updates for component in update}
+    for component in (p.frame_view, p.frame_slider, p.status, p.facts, p.active):
+        assert component not in shown
+    assert not any(tab in shown for tab in p.flow.tabs.values())
+    # The token it kept opens the same session, proposals and all, on a reload.
+    again, reloaded = load(ctx, updates[0][p.token], "tab-2")
+    assert again is user and reloaded[0][p.frame_slider]["value"] == 0
+    assert np.array_equal(reloaded[0][p.frame_view], user.proposals_image([]))
+    assert not np.array_equal(reloaded[0][p.frame_view], user.view_frame(0))
