@@ -29,6 +29,14 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   "$PY" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+# A pip command that fails runs once more without pip's cache: a download cut short or
+# damaged on the way fails pip's hash check.
+again_uncached() {
+  "$@" || {
+    echo "[setup] pip failed; trying once more without pip's cache"
+    "$@" --no-cache-dir
+  }
+}
 
 reqs=(requirements.txt)
 [[ $DEV == 1 ]] && reqs+=(requirements-ray.txt requirements-dev.txt)
@@ -37,7 +45,7 @@ if [[ ! -f "$stamp" ]]; then
   # torch first: sam2 1.1.0 is a source distribution whose build imports torch, and
   # torch==2.13.0 resolves to the CPU wheel where one is provided locally.
   echo "[setup] installing torch"
-  "${PIP[@]}" install "torch==2.13.0" "setuptools>=70" wheel
+  again_uncached "${PIP[@]}" install "torch==2.13.0" "setuptools>=70" wheel
   # SAM2_BUILD_CUDA=0: the optional CUDA extension only accelerates hole filling.
   # requirements.txt's --extra-index-url line is for a Hugging Face Space, whose pip builds
   # sam2 in isolation; here sam2 builds against the torch above, so copies without it are
@@ -48,7 +56,7 @@ if [[ ! -f "$stamp" ]]; then
   for file in "${reqs[@]}"; do
     grep -vE '^--extra-index-url' "$file" >"$copies/$file"
   done
-  SAM2_BUILD_CUDA=0 "${PIP[@]}" install --no-build-isolation -r "$copies/${reqs[-1]}"
+  SAM2_BUILD_CUDA=0 again_uncached "${PIP[@]}" install --no-build-isolation -r "$copies/${reqs[-1]}"
   # sam2 declares torchvision, but the video predictor never imports it and a
   # torchvision wheel built for another torch breaks at import; keep it out.
   "${PIP[@]}" uninstall -y torchvision >/dev/null 2>&1 || true
