@@ -60,8 +60,7 @@ class SessionRegistry:
             if use_other and not other.closed:
                 user = other
             self._by_hash[key] = user
-        self.keeper.attach(user, key)
-        self.keeper.enforce_budget(spare=user)
+        self._attached(user, key)
         return user
 
     def remember(self, request: gr.Request | None, user: UserSession) -> None:
@@ -69,6 +68,11 @@ class SessionRegistry:
         if key:
             with self._lock:
                 self._by_hash[key] = user
+        self._attached(user, key)
+
+    def _attached(self, user: UserSession, key: str | None) -> None:
+        """The keeper learns the tab now showing ``user``; the RAM budget is kept."""
+        if key:
             self.keeper.attach(user, key)
         self.keeper.enforce_budget(spare=user)
 
