@@ -188,6 +188,12 @@ class TrackerWorker:
             corrections=job.corrections,
         )
         session, _ = rebuild_session(job, predictor, folder / "frames", folder / "masks")
+        try:
+            self._send_steps(job_id, state, job, session)
+        finally:  # its writes behind end before the folder goes
+            session.close()
+
+    def _send_steps(self, job_id: str, state: _Job, job: TrackingJob, session) -> None:
         steps = session.propagate(job.direction, job.start_frame, job.end_frame, state.cancel)
         for step in steps:
             result = step.result

@@ -17,6 +17,7 @@ process as usual.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import importlib.util
@@ -177,6 +178,7 @@ def rebuild_session(
         if obj is not None:
             obj.name, obj.color = name, tuple(color)
     if replay_dir is not None:
+        session.store.close()
         session.store = MaskStore(Path(masks_dir), folder.info.height, folder.info.width)
         shutil.rmtree(replay_dir, ignore_errors=True)
     return session, len(replayed)
@@ -205,11 +207,19 @@ def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
     cancel = _FileFlag(control / CANCEL_FILE)
     started = time.perf_counter()
     done = 0
+    # The progress file counts only frames whose masks are in their files (they are written
+    # behind, oldest first): a job stopped at any moment keeps what the file said.
+    unwritten: collections.deque[PropagationStep] = collections.deque()
     for step in session.propagate(job.direction, job.start_frame, job.end_frame, cancel):
         done = step.done
-        write_bytes_atomic(
-            control / PROGRESS_FILE, f"{step.done} {step.total} {step.result.frame_idx}".encode()
-        )
+        unwritten.append(step)
+        on_disk = None
+        while unwritten and session.store.on_disk(unwritten[0].result.frame_idx):
+            on_disk = unwritten.popleft()
+        if on_disk is not None:
+            _write_progress(control, on_disk)
+    if unwritten:  # the run's end put them on disk
+        _write_progress(control, unwritten[-1])
     return TrackingOutcome(
         record=session.history[-1],
         frames=done,
@@ -217,6 +227,11 @@ def _run_tracking_job(job: TrackingJob) -> TrackingOutcome:
         cancelled=cancel.is_set(),
         replayed_frames=replayed,
     )
+
+
+def _write_progress(control: Path, step: PropagationStep) -> None:
+    text = f"{step.done} {step.total} {step.result.frame_idx}"
+    write_bytes_atomic(control / PROGRESS_FILE, text.encode())
 
 
 run_tracking_job = gpu(duration=job_duration)(_run_tracking_job)

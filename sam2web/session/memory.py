@@ -94,6 +94,7 @@ class ModelMemory(Lifecycle):
         assert self.workspace is not None
         scratch = self.workspace.root / scratch_name
         shutil.rmtree(scratch, ignore_errors=True)
+        fresh = None
         try:
             fresh = self.engine.start_session(
                 self.workspace, self.model_key, quality=self.quality, masks_dir=scratch
@@ -109,6 +110,8 @@ class ModelMemory(Lifecycle):
                 return None
             raise
         finally:
+            if fresh is not None:  # its writes behind end before the folder goes
+                fresh.store.close()
             shutil.rmtree(scratch, ignore_errors=True)
         return fresh
 

@@ -224,10 +224,13 @@ def compare_qualities(
     end = min(start + int(frames) - 1, tracking.info.num_frames - 1)
     names = {o.obj_id: o.name for o in tracking.objects.values()}
     folders = [Path(scratch_root) / "compare-reference", Path(scratch_root) / "compare-candidate"]
+    sessions: list[TrackingSession] = []
     try:
+        for q, folder in ((reference, folders[0]), (candidate, folders[1])):
+            sessions.append(start_session(q.key, folder))
         return compare(
-            Side(_side_label(reference), start_session(reference.key, folders[0])),
-            Side(_side_label(candidate), start_session(candidate.key, folders[1])),
+            Side(_side_label(reference), sessions[0]),
+            Side(_side_label(candidate), sessions[1]),
             prompt_actions(tracking.history),
             start,
             end,
@@ -237,6 +240,8 @@ def compare_qualities(
             drive,
         )
     finally:
+        for side in sessions:  # their writes behind end before the folders go
+            side.close()
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
 

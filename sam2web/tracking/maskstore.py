@@ -2,13 +2,24 @@
 
 One compressed ``.npz`` file per frame (``f000123.npz``) holds, for every object with a
 result on that frame, its boolean mask (bit-packed with :func:`numpy.packbits`) and SAM2's
-object score logit: arrays ``ids`` (N,), ``scores`` (N,) and ``bits`` (N, ceil(H*W/8)). A 1080p mask packs to 259 KB and compresses to a few KB, so a long
-video's results stay off the heap.
+object score logit: arrays ``ids`` (N,), ``scores`` (N,) and ``bits`` (N, ceil(H*W/8)).
+A 1080p mask packs to 259 KB and compresses to a few KB, so a long video's results stay off
+the heap.
 
 Files are replaced atomically (temporary file + :func:`os.replace`), so a reader that opens a
 frame while the tracking thread rewrites it sees the old or the new file, never half of one.
 Writes are serialised by a per-store lock; reads take the lock only to look at the frame
 index, never while decoding a file.
+
+A propagation writes its frames *behind* (``write(..., behind=True)``): the frame's new
+content waits in memory while the store's writer thread compresses it into its file
+(:mod:`sam2web.tracking.behind`), so the model's thread goes on to the next frame. Every read
+of this store answers that content at once; :meth:`MaskStore.on_disk` tells when the file
+holds it, and another process sees it only then. A drop or an object's removal edits the
+waiting content as it would a file, a clear forgets it, and :meth:`MaskStore.flush` (also
+run by :meth:`~MaskStore.refresh` and :meth:`~MaskStore.close`) writes every waiting frame
+before it returns. A file the writer could not write (a full disk) is raised by the next
+write behind or flush, and its content stays readable until a flush writes it.
 
 :class:`MaskReader` is the reading half of the store's interface: what every reader of
 masks (the measurements, the mask files, the label stacks, zone membership by overlap, the
@@ -30,6 +41,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..types import FrameResult
+from .behind import WriteBehind
 
 _FRAME_FILE = re.compile(r"^f(\d{6,})\.npz$")
 
@@ -95,21 +107,19 @@ class MaskStore:
         self.height = int(height)
         self.width = int(width)
         self.root.mkdir(parents=True, exist_ok=True)
+        # Lock order: _io_lock (held around every change of a frame's file), then _lock
+        # (the index and the frames written behind; never held while compressing behind).
+        self._io_lock = threading.RLock()
         self._lock = threading.RLock()
-        self._frames: set[int] = set()
-        for path in self.root.iterdir():
-            match = _FRAME_FILE.match(path.name)
-            if match:
-                self._frames.add(int(match.group(1)))
+        self._behind = WriteBehind(self._save_file, self._io_lock, self._lock, self.root.name)
+        self._frames = _frame_index(self.root)
 
     def refresh(self) -> None:
-        """Re-read the frame index from the folder (after another process wrote to it)."""
-        with self._lock:
-            self._frames = {
-                int(m.group(1))
-                for m in map(_FRAME_FILE.match, (p.name for p in self.root.iterdir()))
-                if m
-            }
+        """Re-read the frame index from the folder (after another process wrote to it);
+        frames written behind are put into their files first."""
+        with self._io_lock, self._lock:
+            self._behind.drain()
+            self._frames = _frame_index(self.root)
 
     # ------------------------------------------------------------------ files
     def _path(self, frame_idx: int) -> Path:
@@ -121,6 +131,9 @@ class MaskStore:
         """Packed masks and scores of one frame ({} when the frame has no file). When every
         stored object is among ``replaced`` (a write about to replace them all), the masks
         are not read: only the scores."""
+        entry = self._behind.get(frame_idx)
+        if entry is not None:
+            return dict(entry.packed), dict(entry.scores)
         try:
             with np.load(self._path(frame_idx), allow_pickle=False) as data:
                 ids = [int(i) for i in data["ids"]]
@@ -133,38 +146,24 @@ class MaskStore:
         return dict(zip(ids, bits, strict=True)), scores
 
     def _check_bits(self, bits: np.ndarray, frame_idx: int) -> np.ndarray:
-        if bits.ndim != 2 or bits.shape[1] != (self.height * self.width + 7) // 8:
-            raise ValueError(
-                f"stored masks of frame {frame_idx} do not fit {self.height}x{self.width}"
-            )
-        return bits
+        return _checked_bits(bits, frame_idx, self.height, self.width)
 
     def _save_packed(
         self, frame_idx: int, packed: dict[int, np.ndarray], scores: dict[int, float]
     ) -> None:
-        """Atomically replace the frame's file (or remove it when nothing is left)."""
-        path = self._path(frame_idx)
-        if not packed:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        """Atomically replace the frame's file (or remove it when nothing is left), and the
+        index with it; the caller holds both locks."""
+        self._save_file(frame_idx, packed, scores)
+        self._behind.forget(frame_idx)
+        if packed:
+            self._frames.add(frame_idx)
+        else:
             self._frames.discard(frame_idx)
-            return
-        ids = sorted(packed)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(
-                    fh,
-                    ids=np.asarray(ids, dtype=np.int64),
-                    scores=np.asarray([scores[i] for i in ids], dtype=np.float64),
-                    bits=np.stack([packed[i] for i in ids]),
-                )
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self._frames.add(frame_idx)
+
+    def _save_file(
+        self, frame_idx: int, packed: dict[int, np.ndarray], scores: dict[int, float]
+    ) -> None:
+        _replace_file(self._path(frame_idx), packed, scores)
 
     def _unpack(self, packed: np.ndarray) -> np.ndarray:
         n = self.height * self.width
@@ -172,7 +171,12 @@ class MaskStore:
 
     # ------------------------------------------------------------------ writing
     def write(
-        self, frame_idx: int, masks: dict[int, np.ndarray], scores: dict[int, float]
+        self,
+        frame_idx: int,
+        masks: dict[int, np.ndarray],
+        scores: dict[int, float],
+        *,
+        behind: bool = False,
     ) -> FrameResult | None:
         """Store masks and scores of some objects on one frame; returns the frame's result
         as :meth:`read` would now give it (None when ``masks`` is empty), with the given
@@ -181,7 +185,8 @@ class MaskStore:
 
         Entries of the objects in ``masks`` replace their earlier ones on this frame; other
         objects' entries on the frame are kept. ``scores`` must have a value for each object
-        in ``masks``.
+        in ``masks``. With ``behind`` the file is written by the store's writer thread (see
+        the module's text); every read answers the new content at once either way.
         """
         frame_idx = self._check_frame(frame_idx)
         new_packed: dict[int, np.ndarray] = {}
@@ -204,14 +209,16 @@ class MaskStore:
             new_scores[obj_id] = float(scores[obj_id])
         if not new_packed:
             return None
-        with self._lock:
-            # Only the entries of other objects are kept: when the frame holds none, its
-            # file is replaced without decoding the masks it held.
-            packed, old_scores = self._load_packed(frame_idx, replaced=set(new_packed))
-            kept = {obj_id: bits for obj_id, bits in packed.items() if obj_id not in new_packed}
-            packed.update(new_packed)
-            old_scores.update(new_scores)
-            self._save_packed(frame_idx, packed, old_scores)
+        if behind and not self._behind.closed:
+            with self._lock:
+                self._behind.wait_for_room()
+                kept, packed, old_scores = self._merged(frame_idx, new_packed, new_scores)
+                self._behind.put(frame_idx, packed, old_scores)
+                self._frames.add(frame_idx)
+        else:
+            with self._io_lock, self._lock:
+                kept, packed, old_scores = self._merged(frame_idx, new_packed, new_scores)
+                self._save_packed(frame_idx, packed, old_scores)
         masks_now = {obj_id: self._unpack(bits) for obj_id, bits in kept.items()}
         masks_now.update(new_masks)
         ids = sorted(masks_now)  # in the order read() gives them
@@ -219,10 +226,22 @@ class MaskStore:
             frame_idx, {i: masks_now[i] for i in ids}, {i: old_scores[i] for i in ids}
         )
 
+    def _merged(
+        self, frame_idx: int, new_packed: dict[int, np.ndarray], new_scores: dict[int, float]
+    ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, float]]:
+        """(the other objects' entries kept, the frame's new packed masks, its new scores).
+        Only the entries of other objects are kept: when the frame holds none, its file is
+        replaced without decoding the masks it held."""
+        packed, scores = self._load_packed(frame_idx, replaced=set(new_packed))
+        kept = {obj_id: bits for obj_id, bits in packed.items() if obj_id not in new_packed}
+        packed.update(new_packed)
+        scores.update(new_scores)
+        return kept, packed, scores
+
     def drop(self, frame_idx: int, obj_id: int | None = None) -> None:
         """Forget one object's entry on one frame (every object's when ``obj_id`` is None)."""
         frame_idx = self._check_frame(frame_idx)
-        with self._lock:
+        with self._io_lock, self._lock:
             if frame_idx not in self._frames:
                 return
             if obj_id is None:
@@ -236,7 +255,7 @@ class MaskStore:
     def remove_object(self, obj_id: int) -> None:
         """Forget an object on every frame."""
         obj_id = int(obj_id)
-        with self._lock:
+        with self._io_lock, self._lock:
             for frame_idx in sorted(self._frames):
                 packed, scores = self._load_packed(frame_idx)
                 if obj_id in packed:
@@ -244,13 +263,31 @@ class MaskStore:
                     self._save_packed(frame_idx, packed, scores)
 
     def clear(self) -> None:
-        """Forget every result (the folder itself stays)."""
-        with self._lock:
+        """Forget every result (the folder itself stays), frames written behind included."""
+        with self._io_lock, self._lock:
+            self._behind.discard()  # with what it failed to write
             for path in self.root.iterdir():
                 if _FRAME_FILE.match(path.name) or path.name.endswith(".tmp"):
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
             self._frames.clear()
+
+    # ------------------------------------------------------------------ writing behind
+    def on_disk(self, frame_idx: int) -> bool:
+        """True when the frame's file holds what a read gives (no write of it waits)."""
+        return self._behind.get(int(frame_idx)) is None
+
+    def flush(self) -> None:
+        """Put every frame written behind into its file (in this thread), then return;
+        raises what a write behind or this one could not do."""
+        with self._io_lock, self._lock:
+            self._behind.drain()
+
+    def close(self) -> None:
+        """Flush, and write every later frame at once: after this returns, the store's
+        writer thread touches no file, so the folder may be removed."""
+        with self._io_lock, self._lock:
+            self._behind.close()
 
     # ------------------------------------------------------------------ reading
     def frames(self) -> list[int]:
@@ -270,6 +307,10 @@ class MaskStore:
     def mask(self, frame_idx: int, obj_id: int) -> np.ndarray | None:
         """One object's boolean mask (H, W) on a frame, or None when not stored."""
         frame_idx = self._check_frame(frame_idx)
+        entry = self._behind.get(frame_idx)
+        if entry is not None:
+            bits = entry.packed.get(int(obj_id))
+            return None if bits is None else self._unpack(bits)
         try:
             with np.load(self._path(frame_idx), allow_pickle=False) as data:
                 ids = data["ids"].tolist()
@@ -283,6 +324,9 @@ class MaskStore:
     def score(self, frame_idx: int, obj_id: int) -> float | None:
         """One object's score logit on a frame, or None when not stored."""
         frame_idx = self._check_frame(frame_idx)
+        entry = self._behind.get(frame_idx)
+        if entry is not None:
+            return entry.scores.get(int(obj_id))
         try:
             with np.load(self._path(frame_idx), allow_pickle=False) as data:
                 ids = data["ids"].tolist()
@@ -299,10 +343,15 @@ class MaskStore:
         return {obj_id: bool(bits.any()) for obj_id, bits in packed.items()}, scores
 
     def stamp(self, frame_idx: int) -> tuple[int, int, int] | None:
-        """What changes whenever the frame's file is replaced (inode, size, mtime in ns), or
-        None without a file: a reader caching something of a frame compares it."""
+        """What changes whenever the frame's content changes (its file's inode, size and
+        mtime in ns; (-1, n, 0) while its n-th write behind waits), or None without any: a
+        reader caching something of a frame compares it."""
+        frame_idx = self._check_frame(frame_idx)
+        entry = self._behind.get(frame_idx)
+        if entry is not None:
+            return -1, entry.version, 0
         try:
-            st = os.stat(self._path(self._check_frame(frame_idx)))
+            st = os.stat(self._path(frame_idx))
         except FileNotFoundError:
             return None
         return st.st_ino, st.st_size, st.st_mtime_ns
@@ -328,7 +377,7 @@ class MaskStore:
         return label_image(result, self.height, self.width, order)
 
     def nbytes_on_disk(self) -> int:
-        """Bytes used by the stored frame files."""
+        """Bytes used by the stored frame files (frames written behind once on disk)."""
         total = 0
         for frame_idx in self.frames():
             with contextlib.suppress(FileNotFoundError):
@@ -342,3 +391,38 @@ class MaskStore:
         if frame_idx < 0:
             raise ValueError(f"frame index must be >= 0, got {frame_idx}")
         return int(frame_idx)
+
+
+def _frame_index(root: Path) -> set[int]:
+    """The frames that have a file in ``root``."""
+    return {int(m.group(1)) for m in map(_FRAME_FILE.match, (p.name for p in root.iterdir())) if m}
+
+
+def _checked_bits(bits: np.ndarray, frame_idx: int, height: int, width: int) -> np.ndarray:
+    if bits.ndim != 2 or bits.shape[1] != (height * width + 7) // 8:
+        raise ValueError(f"stored masks of frame {frame_idx} do not fit {height}x{width}")
+    return bits
+
+
+def _replace_file(path: Path, packed: dict[int, np.ndarray], scores: dict[int, float]) -> None:
+    """Atomically replace a frame's file with these masks and scores (temporary file +
+    :func:`os.replace`), or remove it when nothing is left."""
+    if not packed:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    ids = sorted(packed)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(
+                fh,
+                ids=np.asarray(ids, dtype=np.int64),
+                scores=np.asarray([scores[i] for i in ids], dtype=np.float64),
+                bits=np.stack([packed[i] for i in ids]),
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -185,11 +185,8 @@ class TrackingSession:
             except Exception:
                 prompts.clicks.pop()
                 raise
-            self.history.append(
-                AddClick(
-                    int(frame_idx), obj_id, float(click.x), float(click.y), bool(click.positive)
-                )
-            )
+            x, y = float(click.x), float(click.y)
+            self.history.append(AddClick(int(frame_idx), obj_id, x, y, bool(click.positive)))
             return result
 
     def set_box(self, frame_idx: int, obj_id: int, box: Box) -> FrameResult:
@@ -473,13 +470,14 @@ class TrackingSession:
                             self.state, frame_idx, reverse, anchors
                         ).items():
                             self.released.setdefault(oid, set()).update(frames)
-                    stored = self.store.write(frame_idx, *copy.result())
+                    stored = self.store.write(frame_idx, *copy.result(), behind=True)
                     result = self._current(frame_idx, stored)
                 yield result
                 if cancel is not None and cancel.is_set():
                     return
         finally:
             gen.close()
+            self.store.flush()
 
     def _check_ready_to_track(self) -> None:
         if not self.objects:
@@ -559,8 +557,9 @@ class TrackingSession:
         """End this session for good. Waits for a model step in progress (one tracked
         frame, one click) to finish; no step runs after this returns, so the session's
         frames and masks can then be removed while a propagation is suspended mid-way."""
-        with self._lock:
+        with self._lock, contextlib.suppress(OSError):  # a full disk: the folder goes anyway
             self.closed = True
+            self.store.close()  # the masks written behind reach their files, then none
 
     def _require_idle(self, needs_state: bool = True) -> None:
         if self.closed:

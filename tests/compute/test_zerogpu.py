@@ -9,6 +9,8 @@ import importlib.machinery
 import multiprocessing
 import pickle
 import sys
+import threading
+import time
 import types
 
 import numpy as np
@@ -19,6 +21,7 @@ from sam2web.errors import TrackingError
 from sam2web.session.engine import Engine
 from sam2web.session.user import UserSession
 from sam2web.settings import Settings
+from sam2web.tracking.maskstore import MaskStore
 from tests import synth
 from tests.masks import assert_nontrivial
 
@@ -166,6 +169,39 @@ def test_a_job_stopped_midway_keeps_what_it_tracked_in_masks_and_history(
     monkeypatch.setattr("sam2web.compute.zerogpu.run_tracking_job", zerogpu._run_tracking_job)
     list(user.propagate("forward", start_frame=3))  # Track again continues
     assert user.tracking.store.frames() == list(range(8))
+
+
+def test_the_jobs_progress_counts_only_frames_whose_masks_are_on_disk(
+    engine, tmp_path, monkeypatch
+):
+    """The job's masks are written behind its model steps; the progress file, which is what
+    the web process keeps when a job is stopped, never names a frame without its file."""
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(8, 120, 160))
+    user = UserSession(Engine(engine.settings, gpu_jobs=True))
+    user.upload(clip)
+    user.click(0, 40, 60)
+    real_save = MaskStore._save_file
+
+    def slow_disk(self, frame_idx, packed, scores):
+        if threading.current_thread().name.startswith("mask-writer"):
+            time.sleep(0.05)
+        real_save(self, frame_idx, packed, scores)
+
+    reports = []
+    real_progress = zerogpu._write_progress
+
+    def looked_at(control, step):
+        files = MaskStore(user.tracking.store.root, 120, 160)  # what the web process reads
+        reports.append((step.done, files.frames()))
+        real_progress(control, step)
+
+    monkeypatch.setattr(MaskStore, "_save_file", slow_disk)
+    monkeypatch.setattr(zerogpu, "_write_progress", looked_at)
+    monkeypatch.setattr("sam2web.compute.zerogpu.run_tracking_job", zerogpu._run_tracking_job)
+    steps = list(user.propagate("forward"))
+    assert steps[-1].done == 8 and reports[-1][0] == 8
+    for done, on_disk in reports:
+        assert set(range(done)) <= set(on_disk), f"progress said {done} with {on_disk} on disk"
 
 
 def test_a_run_too_long_for_one_job_goes_in_chunks_each_recorded(engine, tmp_path, monkeypatch):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch
 
 from sam2web.errors import PromptError, TrackingError
 from sam2web.tracking.frames import LazyFrameSource
+from sam2web.tracking.maskstore import MaskStore
 from sam2web.tracking.tracker import new_inference_state
 from sam2web.types import Box, Click
 from tests import synth
@@ -322,3 +325,55 @@ def test_the_image_encoder_runs_once_per_frame_whatever_the_number_of_objects(
     # one image per call.
     assert encoded == [1] * 7
     assert all(set(s.result.masks) == set(range(1, num_objects + 1)) for s in steps)
+
+
+@pytest.fixture
+def slow_mask_files(monkeypatch):
+    """The store's writer thread takes 50 ms more per file (a slow disk), so frames of a run
+    certainly wait for their files while the test looks."""
+    real = MaskStore._save_file
+
+    def slow(self, frame_idx, packed, scores):
+        if threading.current_thread().name.startswith("mask-writer"):
+            time.sleep(0.05)
+        real(self, frame_idx, packed, scores)
+
+    monkeypatch.setattr(MaskStore, "_save_file", slow)
+
+
+def test_a_runs_masks_are_written_behind_and_all_on_disk_when_it_ends(
+    clip_mp4, make_session, slow_mask_files
+):
+    session = make_session(clip_mp4)
+    obj = session.add_object().obj_id
+    session.add_click(0, obj, Click(40, 60))
+    steps = session.propagate()
+    first = next(steps).result
+    assert not session.store.on_disk(first.frame_idx)  # the model went on without the file
+    assert np.array_equal(session.result(first.frame_idx).masks[obj], first.masks[obj])
+    results = [first] + [s.result for s in steps]
+    files = MaskStore(session.store.root, session.info.height, session.info.width)
+    assert files.frames() == list(range(8))  # what another process reads, once it ended
+    for result in results:
+        assert np.array_equal(files.mask(result.frame_idx, obj), result.masks[obj])
+        assert files.score(result.frame_idx, obj) == result.scores[obj]
+
+
+def test_closing_a_session_mid_run_puts_its_masks_on_disk_and_nothing_writes_after(
+    clip_mp4, make_session, slow_mask_files
+):
+    session = make_session(clip_mp4)
+    obj = session.add_object().obj_id
+    session.add_click(0, obj, Click(40, 60))
+    steps = session.propagate()
+    seen = [next(steps).result for _ in range(3)]
+    assert not session.store.on_disk(seen[-1].frame_idx)
+    session.close()  # as a closed tab does, the run suspended after frame 2
+    root = session.store.root
+    files = MaskStore(root, session.info.height, session.info.width)
+    assert files.frames() == [0, 1, 2]
+    assert all(np.array_equal(files.mask(r.frame_idx, obj), r.masks[obj]) for r in seen)
+    shutil.rmtree(root)
+    assert list(steps) == []  # a closed session tracks no frame more
+    time.sleep(0.8)  # longer than an idle writer waits for more
+    assert not root.exists()
