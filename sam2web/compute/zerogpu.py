@@ -34,7 +34,13 @@ from ..errors import TrackingError
 from ..fileio import write_bytes_atomic
 from ..history import Action, Pass, Propagate, tracked_frames
 from ..tracking.maskstore import MaskStore
-from ..tracking.tracker import PropagationStep, TrackingSession, plan_passes, replay
+from ..tracking.tracker import (
+    PropagationStep,
+    TrackingSession,
+    pass_frames,
+    plan_passes,
+    replay,
+)
 from ..types import FrameResult
 from . import gpuplan
 from .carry import context_thread
@@ -312,6 +318,8 @@ def _one_job(
     control = Path(job.control_dir)
     for name in (PROGRESS_FILE, CANCEL_FILE):
         (control / name).unlink(missing_ok=True)
+    plan = pass_frames(job.passes())
+    before = {frame: tracking.store.stamp(frame) for frame in set(plan)}
     box: dict = {}
 
     def work() -> None:
@@ -335,13 +343,26 @@ def _one_job(
     if "error" in box:
         err = box["error"]
         progress = read_progress(control)
-        done = 0 if progress is None else progress[0]
+        done = max(0 if progress is None else progress[0], written(plan, before, tracking.store))
         kept = gpuplan.truncated(job.passes(), done)
         if kept:
             tracking.history.append(Propagate(kept))
         log.warning("GPU job failed after %d frames: %r", done, err)
         raise TrackingError(failure_sentence(err, done_before + done)) from err
     return box["outcome"]
+
+
+def written(plan: list[int], before: dict, store: MaskStore) -> int:
+    """How many of a stopped job's planned frames, in order, reached their files: each one
+    whose file changed since ``before`` (the stamps when the job started). The job writes
+    them oldest first, so frames on disk after the progress file's last count belong to the
+    run, and the history records them with the masks."""
+    count = 0
+    for frame in plan:
+        if store.stamp(frame) == before[frame]:
+            break
+        count += 1
+    return count
 
 
 def failure_sentence(err: BaseException, kept: int) -> str:

@@ -204,6 +204,38 @@ def test_the_jobs_progress_counts_only_frames_whose_masks_are_on_disk(
         assert set(range(done)) <= set(on_disk), f"progress said {done} with {on_disk} on disk"
 
 
+def test_a_job_stopped_before_its_progress_caught_up_records_every_frame_it_wrote(
+    engine, tmp_path, monkeypatch
+):
+    """A job ended while its progress file lagged behind the masks it had written: the run
+    recorded is what is on disk, frame for frame the masks of the same run made here."""
+    clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(8, 120, 160))
+    alone = UserSession(engine)
+    alone.upload(clip)
+    alone.click(0, 40, 60)
+    list(alone.propagate("forward", end_frame=3))
+
+    user = UserSession(Engine(engine.settings, gpu_jobs=True))
+    user.upload(clip)
+    user.click(0, 40, 60)
+    real_progress = zerogpu._write_progress
+
+    def lagging(control, step):  # frames 3 and 4 reach their files, the file says 2
+        if step.done <= 2:
+            real_progress(control, step)
+
+    def killed_after_four_frames(job):
+        zerogpu._run_tracking_job(dataclasses.replace(job, end_frame=3))
+        raise RuntimeError("GPU task aborted")
+
+    monkeypatch.setattr(zerogpu, "_write_progress", lagging)
+    monkeypatch.setattr("sam2web.compute.zerogpu.run_tracking_job", killed_after_four_frames)
+    with pytest.raises(TrackingError, match="the 4 frames tracked before that are kept"):
+        list(user.propagate("forward"))
+    assert user.tracking.history[-1].frames == 4
+    assert _masks(user) == _masks(alone)
+
+
 def test_a_run_too_long_for_one_job_goes_in_chunks_each_recorded(engine, tmp_path, monkeypatch):
     clip = synth.write_video(tmp_path / "c.mp4", synth.make_frames(9, 120, 160))
     user = UserSession(Engine(engine.settings, gpu_jobs=True))
