@@ -143,12 +143,14 @@ def finder_controls(ctx: Context, user: UserSession) -> Update:
     return {f.actions: gr.update(visible=False), f.picked: ""}
 
 
-def wire(ctx: Context) -> None:
+def wire(ctx: Context) -> list:
+    """Wires the panel; returns the events after which the guide line may change (a find,
+    an accept, a dismiss)."""
     p = ctx.page
     f = p.finders
     frame_outputs = [p.frame_view, p.status, p.active]
     settings = [f.how, f.count, f.min_area, f.max_area, f.threshold, f.polarity, p.frame_slider]
-    f.find_btn.click(
+    found = f.find_btn.click(
         h.bind(find_objects_v2, ctx),
         [p.state, *settings, f.picked],
         [*frame_outputs, f.picked, f.actions],
@@ -158,21 +160,21 @@ def wire(ctx: Context) -> None:
     f.find_api.click(
         h.bind(find_objects, ctx), [p.state, *settings], frame_outputs, api_name="find_objects"
     )
-    f.accept_all_btn.click(
+    accepted_all = f.accept_all_btn.click(
         h.bind(accept_found, ctx),
         [p.state, gr.State(""), f.prompt, p.frame_slider],
         frame_outputs,
         api_name="accept_found",
         concurrency_limit=None,
     )
-    f.accept_picked_btn.click(
+    accepted = f.accept_picked_btn.click(
         h.bind(accept_picked, ctx),
         [p.state, f.picked, f.prompt, p.frame_slider],
         frame_outputs,
         api_name="accept_picked",
         concurrency_limit=None,
     )
-    f.dismiss_btn.click(
+    dismissed = f.dismiss_btn.click(
         h.bind(dismiss_found, ctx),
         [p.state, p.frame_slider],
         [*frame_outputs, f.picked, f.actions],
@@ -190,3 +192,4 @@ def wire(ctx: Context) -> None:
         trigger_mode="always_last",
         show_progress="hidden",
     )
+    return [found, accepted_all, accepted, dismissed]

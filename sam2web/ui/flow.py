@@ -51,8 +51,17 @@ GUIDE = {
 }
 
 
+# While found objects wait on the frame, whatever the stage: deciding on them comes first.
+GUIDE_FOUND = (
+    "**Next:** click the numbered proposals to keep (or type their numbers) and press "
+    "*Accept the picked*, or press *Accept all*; *Dismiss proposals* takes them away."
+)
+
+
 def guide(user: UserSession | None) -> str:
     """The line that says what to do now."""
+    if user is not None and user.folder is not None and user.found is not None:
+        return GUIDE_FOUND
     return GUIDE[stage(user)]
 
 

@@ -75,7 +75,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
         )
         uploads, clicked = _wire_video(ctx)
         opened = masks_events.wire(ctx, uploads[0])
-        finders_events.wire(ctx)
+        found = finders_events.wire(ctx)
         keys_events.wire(ctx)
         example = example_events.wire(ctx, uploads[0])
         prompts, reset = _wire_objects(ctx)
@@ -87,7 +87,7 @@ def build_app(engine: Engine | None = None) -> gr.Blocks:
             ctx,
             [*uploads, opened, example],
             [*results_events, reset, loaded, *switched],
-            [clicked, *prompts],
+            [clicked, *prompts, *found],
         )
         demo.unload(ctx.registry.close)  # the session stays for its idle expiry
         _wire_reattach(demo, ctx)

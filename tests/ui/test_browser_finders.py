@@ -124,6 +124,7 @@ def test_pick_one_proposal_accept_it_then_dismiss_the_next(app, page, tmp_path):
     wait_status(page, "2 proposals on frame 0")
     wait_new_frame(page, before)
     page.locator("#dismiss-found").wait_for(state="visible")
+    page.locator("#guide").get_by_text("Accept the picked").wait_for()  # what to do next
     dashed = frame_pixels(page)
     assert 0.2 <= bottom_edge_cover(dashed, SMALL, ORANGE) <= 0.8
 
@@ -143,6 +144,7 @@ def test_pick_one_proposal_accept_it_then_dismiss_the_next(app, page, tmp_path):
     page.wait_for_function(f"() => ({TABLE_NAMES})().length > 0")
     assert table_names(page) == ["found 2"]
     page.locator("#dismiss-found").wait_for(state="hidden")  # the proposals became objects
+    page.locator("#guide").get_by_text("press Track").wait_for()
     assert not page.locator("#accept-found").is_visible()
 
     before = page.evaluate(FRAME_SRC)

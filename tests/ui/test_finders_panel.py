@@ -146,6 +146,21 @@ def test_dismiss_takes_the_proposals_away_and_changes_no_object_or_file(ctx, use
     assert out[p.status].startswith("There are no proposals to dismiss.")
 
 
+def test_while_proposals_wait_the_guide_line_says_to_accept_or_dismiss_them(ctx, user, tmp_path):
+    from sam2web.ui import flow
+
+    h.upload(ctx, user, str(_clip(tmp_path)))
+    guide = ctx.page.flow.guide
+    assert "click on an animal" in flow.show_guide(ctx, user)[guide]
+    _find(ctx, user, "")
+    assert "Accept the picked" in flow.show_guide(ctx, user)[guide]
+    f.dismiss_found(ctx, user, 0)
+    assert "click on an animal" in flow.show_guide(ctx, user)[guide]
+    _find(ctx, user, "")
+    f.accept_picked(ctx, user, "1", "box", 0)
+    assert "press **Track" in flow.show_guide(ctx, user)[guide]
+
+
 def test_a_new_video_drops_the_last_ones_proposals(ctx, user, tmp_path):
     h.upload(ctx, user, str(_clip(tmp_path)))
     _find(ctx, user, "")
