@@ -21,7 +21,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MAX_PENDING_FRAMES = 8  # frames written behind that may wait for their file at once
-MAX_PENDING_BYTES = 256 << 20  # ... and their packed masks' bytes (one frame may exceed it)
+MAX_PENDING_BYTES = 64 << 20  # ... and their packed masks' bytes (one frame may exceed it)
 LINGER_S = 0.5  # an idle writer thread waits this long for the next frame, then ends
 
 # (frame, packed masks by object, scores by object): writes one frame's file.

@@ -341,13 +341,18 @@ def slow_mask_files(monkeypatch):
     monkeypatch.setattr(MaskStore, "_save_file", slow)
 
 
+def _clicked_run(make_session, clip):
+    """A session with one object clicked on frame 0, and its propagation (not started)."""
+    session = make_session(clip)
+    obj = session.add_object().obj_id
+    session.add_click(0, obj, Click(40, 60))
+    return session, obj, session.propagate()
+
+
 def test_a_runs_masks_are_written_behind_and_all_on_disk_when_it_ends(
     clip_mp4, make_session, slow_mask_files
 ):
-    session = make_session(clip_mp4)
-    obj = session.add_object().obj_id
-    session.add_click(0, obj, Click(40, 60))
-    steps = session.propagate()
+    session, obj, steps = _clicked_run(make_session, clip_mp4)
     first = next(steps).result
     assert not session.store.on_disk(first.frame_idx)  # the model went on without the file
     assert np.array_equal(session.result(first.frame_idx).masks[obj], first.masks[obj])
@@ -362,10 +367,7 @@ def test_a_runs_masks_are_written_behind_and_all_on_disk_when_it_ends(
 def test_closing_a_session_mid_run_puts_its_masks_on_disk_and_nothing_writes_after(
     clip_mp4, make_session, slow_mask_files
 ):
-    session = make_session(clip_mp4)
-    obj = session.add_object().obj_id
-    session.add_click(0, obj, Click(40, 60))
-    steps = session.propagate()
+    session, obj, steps = _clicked_run(make_session, clip_mp4)
     seen = [next(steps).result for _ in range(3)]
     assert not session.store.on_disk(seen[-1].frame_idx)
     session.close()  # as a closed tab does, the run suspended after frame 2
