@@ -143,6 +143,16 @@ def finder_controls(ctx: Context, user: UserSession) -> Update:
     return {f.actions: gr.update(visible=False), f.picked: ""}
 
 
+def emphasis(ctx: Context, picked) -> Update:
+    """The accept button to press stands out: *Accept the picked* once numbers are picked,
+    else *Accept all*."""
+    f, some = ctx.page.finders, bool(_numbers(picked))
+    return {
+        f.accept_all_btn: gr.update(variant="secondary" if some else "primary"),
+        f.accept_picked_btn: gr.update(variant="primary" if some else "secondary"),
+    }
+
+
 def wire(ctx: Context) -> list:
     """Wires the panel; returns the events after which the guide line may change (a find,
     an accept, a dismiss)."""
@@ -180,6 +190,15 @@ def wire(ctx: Context) -> list:
         [*frame_outputs, f.picked, f.actions],
         api_name="dismiss_found",
         concurrency_limit=None,
+    )
+    f.picked.change(
+        lambda picked: emphasis(ctx, picked),
+        [f.picked],
+        [f.accept_all_btn, f.accept_picked_btn],
+        api_visibility="private",
+        concurrency_limit=None,
+        trigger_mode="always_last",
+        show_progress="hidden",
     )
     # Whatever else changes the frame shown (an accept, a new video, a reload) may have
     # used or dropped the proposals: the controls for proposals and the picks follow.

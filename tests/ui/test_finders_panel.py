@@ -161,6 +161,15 @@ def test_while_proposals_wait_the_guide_line_says_to_accept_or_dismiss_them(ctx,
     assert "press **Track" in flow.show_guide(ctx, user)[guide]
 
 
+def test_the_accept_button_to_press_stands_out(ctx):
+    fp = ctx.page.finders
+    none, some = f.emphasis(ctx, ""), f.emphasis(ctx, "2, 3")
+    assert none[fp.accept_all_btn]["variant"] == "primary"
+    assert none[fp.accept_picked_btn]["variant"] == "secondary"
+    assert some[fp.accept_all_btn]["variant"] == "secondary"
+    assert some[fp.accept_picked_btn]["variant"] == "primary"
+
+
 def test_a_new_video_drops_the_last_ones_proposals(ctx, user, tmp_path):
     h.upload(ctx, user, str(_clip(tmp_path)))
     _find(ctx, user, "")
