@@ -114,11 +114,15 @@ def test_pick_one_proposal_accept_it_then_dismiss_the_next(app, page, tmp_path):
     wait_status(page, "Loaded")
     open_step(page, "2 Mark")
     page.locator("#finders-panel").get_by_text("Find objects").first.click()
-    page.get_by_label("How many objects (the largest)").fill("2")
+    page.locator("#find-objects").wait_for(state="visible")  # the panel is open
+    count = page.get_by_label("How many objects (the largest)")
+    count.fill("2")
+    count.press("Tab")  # on to the next field, as a person does
     for control in ("#finder-picked", "#accept-found", "#accept-picked", "#dismiss-found"):
         # nothing to pick, accept or dismiss yet
         assert page.locator(control).count() == 0 or not page.locator(control).is_visible()
 
+    assert count.input_value() == "2"  # still what was typed when Find is pressed
     before = page.evaluate(FRAME_SRC)
     page.locator("#find-objects").click()
     wait_status(page, "2 proposals on frame 0")
@@ -133,6 +137,11 @@ def test_pick_one_proposal_accept_it_then_dismiss_the_next(app, page, tmp_path):
     wait_status(page, "Proposal 2 picked")
     wait_new_frame(page, before)
     assert page.locator("#finder-picked textarea, #finder-picked input").first.input_value() == "2"
+    # The accept button for what was picked is now the one that stands out.
+    page.wait_for_function(
+        "() => document.querySelector('#accept-picked').classList.contains('primary')"
+    )
+    assert "primary" not in (page.locator("#accept-found").get_attribute("class") or "").split()
     shot = tmp_path / "finder_proposals.png"
     full_page_screenshot(page, shot)
     drawn = frame_pixels(page)
